@@ -1,0 +1,29 @@
+"""Model adapters: the contract, the registry and the built-ins."""
+
+from . import builtin  # noqa: F401  (registers oracle, whole-image, reference-copy)
+from .base import Adapter, AdapterError, HistoryItem, ImageInput, RoundRequest, RoundResponse
+from .registry import (
+    ENTRY_POINT_GROUP,
+    available_adapters,
+    create_adapter,
+    get_adapter_class,
+    register_adapter,
+    register_lazy_adapter,
+    require,
+)
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Adapter",
+    "AdapterError",
+    "HistoryItem",
+    "ImageInput",
+    "RoundRequest",
+    "RoundResponse",
+    "available_adapters",
+    "create_adapter",
+    "get_adapter_class",
+    "register_adapter",
+    "register_lazy_adapter",
+    "require",
+]

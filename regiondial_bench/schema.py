@@ -1,0 +1,420 @@
+"""Typed artefacts of RegionDial-Bench, defined once.
+
+Every arrow of the pipeline (bench files -> prediction log -> results -> reports) is one of the
+models below, so any stage can be rerun alone.
+
+Coordinate convention (everywhere in these artefacts): boxes are ``[x1, y1, x2, y2]`` in
+**original-image pixels** (xyxy, continuous, x2 > x1 and y2 > y1); points are ``[x, y]`` in the
+same frame; masks are COCO RLE dictionaries ``{"size": [height, width], "counts": str}``.
+Turns are 0-based (``index``); the paper's "round k" is ``index + 1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = "1.0"
+BENCH_FILE = "dialogues.jsonl"
+MANIFEST_FILE = "manifest.json"
+
+Box = tuple[float, float, float, float]
+Point = tuple[float, float]
+
+ReferenceMode = Literal["predicted", "gold", "upstream"]
+REFERENCE_MODES: tuple[str, ...] = ("predicted", "gold", "upstream")
+
+UPSTREAM_PLACEHOLDER = "<box>{context_bbox}</box>"
+"""The literal placeholder of the official question files; filled with the reference box."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RLE(_Model):
+    """A COCO run-length-encoded mask (``counts`` as the compressed string)."""
+
+    size: tuple[int, int]  # (height, width), as pycocotools
+    counts: str
+
+
+# --------------------------------------------------------------------------------------------
+# Bench
+# --------------------------------------------------------------------------------------------
+
+
+class Reference(_Model):
+    """A link from a turn to an earlier turn whose answer fills a placeholder of its question.
+
+    ``placeholder`` is the exact text replaced in the question; ``None`` means the question has
+    no placeholder for this link (an upstream defect: the question is used unchanged).
+    """
+
+    turn: int = Field(ge=0)
+    placeholder: str | None = UPSTREAM_PLACEHOLDER
+
+
+class Turn(_Model):
+    """One round of a dialogue: a referring question and its gold region(s)."""
+
+    index: int = Field(ge=0)
+    question: str
+    gold_boxes: list[Box] = Field(min_length=1)
+    gold_mask: RLE | None = None
+    gold_point: Point | None = None
+    references: list[Reference] = Field(default_factory=list)
+    ann_ids: list[int] = Field(default_factory=list)
+    category: str | None = None
+
+    @property
+    def round(self) -> int:
+        return self.index + 1
+
+    @field_validator("gold_boxes")
+    @classmethod
+    def _boxes_ordered(cls, boxes: list[Box]) -> list[Box]:
+        for box in boxes:
+            if not (box[2] > box[0] and box[3] > box[1]):
+                raise ValueError(f"gold box {list(box)} is not xyxy with x2>x1, y2>y1")
+        return boxes
+
+
+class ImageRef(_Model):
+    """Where a dialogue's image lives. ``path`` is relative to the bench folder (or absolute)."""
+
+    path: str | None = None
+    width: int | None = Field(default=None, gt=0)
+    height: int | None = Field(default=None, gt=0)
+    coco_id: int | None = None
+    file_name: str | None = None
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """``(width, height)`` when known."""
+        if self.width is None or self.height is None:
+            return None
+        return (self.width, self.height)
+
+
+class Dialogue(_Model):
+    """One image and its ordered turns."""
+
+    dialogue_id: str
+    image: ImageRef
+    turns: list[Turn] = Field(min_length=1)
+    source: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("turns")
+    @classmethod
+    def _indices_in_order(cls, turns: list[Turn]) -> list[Turn]:
+        for expected, turn in enumerate(turns):
+            if turn.index != expected:
+                raise ValueError(f"turn indices must be 0..n-1 in order; got {turn.index} at {expected}")
+        return turns
+
+
+class ValidationIssue(_Model):
+    """A data defect found while importing or validating a bench; never fatal on its own."""
+
+    code: str
+    message: str
+    dialogue_id: str | None = None
+    turn: int | None = None
+    severity: Literal["warning", "error"] = "warning"
+
+
+class Manifest(_Model):
+    """Describes a bench folder: name, version, counts and the content hash of its dialogues."""
+
+    schema_version: str = SCHEMA_VERSION
+    name: str
+    version: str = "1"
+    content_hash: str
+    num_dialogues: int
+    num_turns: int
+    turns_per_round: dict[str, int]
+    source: dict[str, Any] = Field(default_factory=dict)
+    created_by: str = ""
+    issues: list[ValidationIssue] = Field(default_factory=list)
+
+
+def dialogue_json(dialogue: Dialogue) -> str:
+    """The canonical one-line JSON of a dialogue (sorted keys): what the content hash covers."""
+    return json.dumps(dialogue.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+def content_hash(dialogues: Iterable[Dialogue]) -> str:
+    """``sha256:<hex>`` over the canonical JSON lines of the dialogues, in order."""
+    digest = hashlib.sha256()
+    for dialogue in dialogues:
+        digest.update(dialogue_json(dialogue).encode())
+        digest.update(b"\n")
+    return "sha256:" + digest.hexdigest()
+
+
+def turns_per_round(dialogues: Iterable[Dialogue]) -> dict[str, int]:
+    """``{"1": n1, "2": n2, ...}``: how many turns each round index has."""
+    counts: dict[int, int] = {}
+    for dialogue in dialogues:
+        for turn in dialogue.turns:
+            counts[turn.round] = counts.get(turn.round, 0) + 1
+    return {str(k): counts[k] for k in sorted(counts)}
+
+
+class Bench:
+    """An in-memory bench: dialogues plus the folder their relative image paths resolve against."""
+
+    def __init__(
+        self,
+        dialogues: list[Dialogue],
+        *,
+        name: str,
+        version: str = "1",
+        root: Path | None = None,
+        source: dict[str, Any] | None = None,
+        issues: list[ValidationIssue] | None = None,
+    ) -> None:
+        ids = [d.dialogue_id for d in dialogues]
+        if len(set(ids)) != len(ids):
+            dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+            raise ValueError(f"duplicate dialogue ids in bench {name!r}: {dup}")
+        self.dialogues = dialogues
+        self.name = name
+        self.version = version
+        self.root = root
+        self.source = dict(source or {})
+        self.issues = list(issues or [])
+        self._hash: str | None = None
+        self._by_id = {d.dialogue_id: d for d in dialogues}
+
+    def __len__(self) -> int:
+        return len(self.dialogues)
+
+    def __iter__(self) -> Iterator[Dialogue]:
+        return iter(self.dialogues)
+
+    def dialogue(self, dialogue_id: str) -> Dialogue:
+        return self._by_id[dialogue_id]
+
+    @property
+    def num_turns(self) -> int:
+        return sum(len(d.turns) for d in self.dialogues)
+
+    @property
+    def content_hash(self) -> str:
+        if self._hash is None:
+            self._hash = content_hash(self.dialogues)
+        return self._hash
+
+    def image_path(self, dialogue: Dialogue) -> Path | None:
+        """The absolute image path of a dialogue, or None when the bench has no image for it."""
+        if dialogue.image.path is None:
+            return None
+        path = Path(dialogue.image.path)
+        if not path.is_absolute() and self.root is not None:
+            path = self.root / path
+        return path
+
+    def manifest(self, created_by: str = "") -> Manifest:
+        return Manifest(
+            name=self.name,
+            version=self.version,
+            content_hash=self.content_hash,
+            num_dialogues=len(self.dialogues),
+            num_turns=self.num_turns,
+            turns_per_round=turns_per_round(self.dialogues),
+            source=self.source,
+            created_by=created_by,
+            issues=self.issues,
+        )
+
+    def save(self, folder: str | Path, created_by: str = "") -> Manifest:
+        """Write ``dialogues.jsonl`` and ``manifest.json`` into ``folder`` (images are not copied)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / BENCH_FILE, "w", encoding="utf-8") as f:
+            for dialogue in self.dialogues:
+                f.write(dialogue_json(dialogue) + "\n")
+        manifest = self.manifest(created_by)
+        (folder / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        return manifest
+
+    @classmethod
+    def load(cls, folder: str | Path, *, verify: bool = True) -> Bench:
+        """Read a bench folder; with ``verify`` the manifest's content hash must match."""
+        folder = Path(folder)
+        manifest_path = folder / MANIFEST_FILE
+        if not manifest_path.is_file():
+            raise FileNotFoundError(
+                f"{folder} is not a bench folder: {MANIFEST_FILE} is missing "
+                f"(expected {MANIFEST_FILE} + {BENCH_FILE})"
+            )
+        manifest = Manifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
+        dialogues = []
+        with open(folder / BENCH_FILE, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        dialogues.append(Dialogue.model_validate_json(line))
+                    except ValueError as exc:
+                        raise ValueError(f"{folder / BENCH_FILE}:{line_no}: {exc}") from exc
+        bench = cls(
+            dialogues,
+            name=manifest.name,
+            version=manifest.version,
+            root=folder,
+            source=manifest.source,
+            issues=manifest.issues,
+        )
+        if verify and bench.content_hash != manifest.content_hash:
+            raise ValueError(
+                f"{folder}: content hash {bench.content_hash} does not match the manifest's "
+                f"{manifest.content_hash}; the dialogues were edited after the bench was built"
+            )
+        return bench
+
+
+# --------------------------------------------------------------------------------------------
+# Predictions
+# --------------------------------------------------------------------------------------------
+
+
+class Region(_Model):
+    """A predicted region in original-image pixels: a box, optionally a point inside it."""
+
+    box: Box
+    point: Point | None = None
+    extra_points: tuple[Point, ...] = ()
+    label: str | None = None
+
+
+ReferenceSource = Literal["predicted", "gold", "gold-fallback", "no-region"]
+
+
+class UsedReference(_Model):
+    """What actually filled a reference when a turn was asked (recorded for audit)."""
+
+    turn: int
+    source: ReferenceSource
+    box: Box | None = None
+    text: str
+
+
+class PredictionRecord(_Model):
+    """One line of ``predictions.jsonl``: a turn as asked and answered."""
+
+    dialogue_id: str
+    turn: int
+    round: int
+    question: str
+    raw_text: str
+    regions: list[Region] = Field(default_factory=list)
+    mask: RLE | None = None
+    references: list[UsedReference] = Field(default_factory=list)
+    error: str | None = None
+    latency_s: float = 0.0
+    batch: int = 0
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.dialogue_id, self.turn)
+
+
+class RunSpec(_Model):
+    """Everything that determines a run's predictions; stored as ``run.json`` beside the log."""
+
+    schema_version: str = SCHEMA_VERSION
+    bench_name: str
+    bench_hash: str
+    bench_location: str
+    adapter: str
+    adapter_config: dict[str, Any] = Field(default_factory=dict)
+    reference_mode: ReferenceMode = "predicted"
+    mask_producer: str | None = None
+    batch_size: int = Field(default=16, ge=1)
+    with_history: bool = False
+    limit: int | None = None
+
+    def fingerprint(self) -> str:
+        """A hash of the settings that must not change across ``--resume``."""
+        payload = self.model_dump(mode="json", exclude={"bench_location", "batch_size"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+class ConfidenceInterval(_Model):
+    low: float
+    high: float
+
+
+class RoundRow(_Model):
+    """Scores of one round index (``"1"``, ``"2"``, ...), a bucket (``"8+"``) or ``"all"``.
+
+    Scores are percentages. ``giou``/``ciou`` are None when the run produced no masks.
+    """
+
+    round: str
+    n: int
+    ap50: float | None
+    ap50_top1: float | None
+    mean_iou: float | None
+    giou: float | None = None
+    ciou: float | None = None
+    ap50_ci: ConfidenceInterval | None = None
+    giou_ci: ConfidenceInterval | None = None
+    failures: int = 0
+
+
+class Provenance(_Model):
+    bench_name: str
+    bench_hash: str
+    adapter: str
+    adapter_config: dict[str, Any] = Field(default_factory=dict)
+    reference_mode: str
+    mask_producer: str | None = None
+    batch_size: int | None = None
+    package_version: str
+    packages: dict[str, str] = Field(default_factory=dict)
+    git_revision: str | None = None
+    python: str = ""
+    platform: str = ""
+    created_at: str = ""
+    timings: dict[str, float] = Field(default_factory=dict)
+    bootstrap: dict[str, Any] = Field(default_factory=dict)
+
+
+class Results(_Model):
+    """``results.json``: per-round rows (every round index), the ``8+`` bucket and ``all``."""
+
+    schema_version: str = SCHEMA_VERSION
+    provenance: Provenance
+    rounds: list[RoundRow]
+    buckets: list[RoundRow] = Field(default_factory=list)
+    overall: RoundRow
+    failure_reasons: dict[str, int] = Field(default_factory=dict)
+
+    def row(self, name: str) -> RoundRow | None:
+        """The row named ``"1"``..``"12"``, ``"8+"`` or ``"all"``."""
+        if name == "all":
+            return self.overall
+        for row in [*self.rounds, *self.buckets]:
+            if row.round == name:
+                return row
+        return None
+
+    @classmethod
+    def read(cls, path: str | Path) -> Results:
+        return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
