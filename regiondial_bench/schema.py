@@ -58,6 +58,7 @@ class Reference(_Model):
 
     turn: int = Field(ge=0)
     placeholder: str | None = UPSTREAM_PLACEHOLDER
+    upstream_fill: bool = True  # False: the official evaluator never fills this placeholder
 
 
 class Turn(_Model):
@@ -326,20 +327,30 @@ class PredictionRecord(_Model):
         return (self.dialogue_id, self.turn)
 
 
-class RunSpec(_Model):
-    """Everything that determines a run's predictions; stored as ``run.json`` beside the log."""
+class RunConfig(_Model):
+    """How to run a model on a bench; the YAML of ``regiondial evaluate --config``.
+
+    >>> RunConfig(adapter="oracle", reference_mode="gold").batch_size
+    16
+    """
+
+    adapter: str
+    adapter_options: dict[str, Any] = Field(default_factory=dict)
+    mask_producer: str | None = None
+    mask_producer_options: dict[str, Any] = Field(default_factory=dict)
+    reference_mode: ReferenceMode = "predicted"
+    batch_size: int = Field(default=16, ge=1)
+    with_history: bool = False
+    limit: int | None = Field(default=None, ge=1, description="evaluate only the first N dialogues")
+
+
+class RunSpec(RunConfig):
+    """A run's configuration plus the bench it ran on; stored as ``run.json`` beside the log."""
 
     schema_version: str = SCHEMA_VERSION
     bench_name: str
     bench_hash: str
     bench_location: str
-    adapter: str
-    adapter_config: dict[str, Any] = Field(default_factory=dict)
-    reference_mode: ReferenceMode = "predicted"
-    mask_producer: str | None = None
-    batch_size: int = Field(default=16, ge=1)
-    with_history: bool = False
-    limit: int | None = None
 
     def fingerprint(self) -> str:
         """A hash of the settings that must not change across ``--resume``."""
@@ -378,11 +389,14 @@ class RoundRow(_Model):
 class Provenance(_Model):
     bench_name: str
     bench_hash: str
+    bench_location: str = ""
     adapter: str
     adapter_config: dict[str, Any] = Field(default_factory=dict)
     reference_mode: str
     mask_producer: str | None = None
+    mask_producer_config: dict[str, Any] = Field(default_factory=dict)
     batch_size: int | None = None
+    limit: int | None = None
     package_version: str
     packages: dict[str, str] = Field(default_factory=dict)
     git_revision: str | None = None

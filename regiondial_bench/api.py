@@ -1,0 +1,209 @@
+"""The public verbs: load a bench, evaluate an adapter on it, re-score a run.
+
+The CLI is a thin layer over these functions.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+from . import __version__
+from .adapters import create_adapter
+from .metrics import score_records
+from .runner import PREDICTIONS_FILE, RESULTS_FILE, Runner, load_run_spec, read_predictions
+from .schema import MANIFEST_FILE, Bench, Provenance, Results, RunConfig, RunSpec
+from .segment import create_mask_producer
+
+SAMPLE_BENCH = Path(__file__).parent / "data" / "sample"
+_REPORTED_PACKAGES = ("numpy", "pycocotools", "pydantic", "torch", "transformers", "vllm", "datasets", "trl")
+
+
+def load_bench(spec: str | Path | None = "sample", *, images: str | Path | None = None) -> Bench:
+    """Load a bench from ``spec``.
+
+    Args:
+        spec: ``"sample"`` (the bundled sample), a bench folder (``manifest.json``), an exported
+            Hub folder or ``"hf:org/name[:config]"``, or an official question file (``.json``).
+        images: image folder for an official question file (upstream or COCO layout).
+    """
+    if spec is None or str(spec) == "sample":
+        return Bench.load(SAMPLE_BENCH)
+    text = str(spec)
+    if text.startswith("hf:"):
+        from .hub import load_hub_bench
+
+        return load_hub_bench(text)
+    path = Path(text)
+    if path.is_dir():
+        if (path / MANIFEST_FILE).is_file():
+            return Bench.load(path)
+        from .hub import load_hub_bench
+
+        return load_hub_bench(str(path))
+    if path.is_file() and path.suffix == ".json":
+        from .sources.upstream import import_upstream
+
+        return import_upstream(path, images=images)
+    raise FileNotFoundError(
+        f"no bench at {text!r}: expected 'sample', a bench folder with {MANIFEST_FILE}, "
+        "an exported Hub folder, 'hf:org/name', or an official question .json file"
+    )
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read a run config YAML (``adapter``, ``adapter_options``, ``reference_mode``, ...)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a run config is a YAML mapping with at least 'adapter'")
+    return RunConfig.model_validate(data)
+
+
+def git_revision() -> str | None:
+    """The checkout's revision (``git describe --always --dirty``), when run from a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _REPORTED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def make_provenance(spec: RunSpec, adapter_config: dict | None = None, mask_config: dict | None = None,
+                    timings: dict[str, float] | None = None) -> Provenance:
+    return Provenance(
+        bench_name=spec.bench_name,
+        bench_hash=spec.bench_hash,
+        bench_location=spec.bench_location,
+        adapter=spec.adapter,
+        adapter_config=adapter_config if adapter_config is not None else spec.adapter_options,
+        reference_mode=spec.reference_mode,
+        mask_producer=spec.mask_producer,
+        mask_producer_config=mask_config if mask_config is not None else spec.mask_producer_options,
+        batch_size=spec.batch_size,
+        limit=spec.limit,
+        package_version=__version__,
+        packages=package_versions(),
+        git_revision=git_revision(),
+        python=sys.version.split()[0],
+        platform=platform.platform(),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        timings=timings or {},
+    )
+
+
+def _limited(bench: Bench, limit: int | None) -> Bench:
+    if limit is None or limit >= len(bench):
+        return bench
+    return Bench(bench.dialogues[:limit], name=bench.name, version=bench.version, root=bench.root,
+                 source=bench.source, issues=bench.issues)
+
+
+def evaluate(
+    bench: Bench,
+    config: RunConfig,
+    out_dir: str | Path,
+    *,
+    bench_location: str = "",
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    n_bootstrap: int = 1000,
+) -> Results:
+    """Run ``config.adapter`` on ``bench`` and write ``run.json``, ``predictions.jsonl``, ``results.json``.
+
+    The run's spec records the *full* bench's hash; ``config.limit`` evaluates the first N
+    dialogues only (the results then cover those).
+    """
+    start = time.perf_counter()
+    spec = RunSpec(**config.model_dump(), bench_name=bench.name, bench_hash=bench.content_hash,
+                   bench_location=bench_location or str(bench.root or ""))
+    run_bench = _limited(bench, config.limit)
+    adapter = create_adapter(config.adapter, **config.adapter_options)
+    producer = create_mask_producer(config.mask_producer, **config.mask_producer_options) if config.mask_producer else None
+    runner = Runner(run_bench, adapter, spec, out_dir, mask_producer=producer, progress=progress)
+    try:
+        records = runner.run(resume=resume, overwrite=overwrite)
+    finally:
+        adapter.close()
+    wall = time.perf_counter() - start
+    score_start = time.perf_counter()
+    provenance = make_provenance(spec, adapter.config() or config.adapter_options,
+                                 producer.config() if producer else None)
+    results = score_records(run_bench, records, provenance=provenance, n_bootstrap=n_bootstrap)
+    timings = {
+        "run_s": round(wall, 3),
+        "model_s": round(runner.model_seconds, 3),
+        "mask_s": round(runner.mask_seconds, 3),
+        "harness_s": round(max(wall - runner.model_seconds - runner.mask_seconds, 0.0), 3),
+        "score_s": round(time.perf_counter() - score_start, 3),
+        "turns": float(run_bench.num_turns),
+    }
+    results = results.model_copy(update={"provenance": results.provenance.model_copy(update={"timings": timings})})
+    results.write(Path(out_dir) / RESULTS_FILE)
+    return results
+
+
+def score(
+    run_dir: str | Path,
+    *,
+    bench: Bench | None = None,
+    images: str | Path | None = None,
+    partial: bool = False,
+    n_bootstrap: int = 1000,
+    write: bool = True,
+) -> Results:
+    """Re-score a run folder's prediction log without calling a model.
+
+    Args:
+        run_dir: the run folder (``run.json`` + ``predictions.jsonl``); a path to the log itself works too.
+        bench: the bench; defaults to the location recorded in ``run.json``.
+        partial: score only the answered turns of an unfinished run.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.is_file():
+        run_dir = run_dir.parent
+    spec = load_run_spec(run_dir)
+    if bench is None:
+        location = spec.bench_location or "sample"
+        if location == str(SAMPLE_BENCH):
+            location = "sample"
+        bench = load_bench(location, images=images)
+    if bench.content_hash != spec.bench_hash:
+        raise ValueError(
+            f"the bench at {spec.bench_location or 'the given path'} has hash {bench.content_hash}, "
+            f"but the run was made on {spec.bench_hash}; pass the bench the run used"
+        )
+    bench = _limited(bench, spec.limit)
+    records = read_predictions(run_dir / PREDICTIONS_FILE)
+    results = score_records(bench, records, provenance=make_provenance(spec), n_bootstrap=n_bootstrap,
+                            require_complete=not partial)
+    if write and not partial:
+        results.write(run_dir / RESULTS_FILE)
+    return results

@@ -1,0 +1,325 @@
+"""Paper-ready plots of per-round results (matplotlib, imported only when a plot is drawn).
+
+Every figure is written as PNG (300 dpi) and SVG, sized for one column of a two-column paper
+(3.4 x 2.4 inches, 8 pt text). Outputs are deterministic (no dates in the files).
+
+* ``<metric>_by_round``: per-round AP50 / gIoU of each run with 95% bootstrap bands;
+* ``error_accumulation``: gold-reference minus predicted-reference score per round, for each
+  adapter run in both modes: how much of the drop over rounds comes from wrong references;
+* ``conditional_<run>``: accuracy of referring turns when the referenced turn was answered
+  correctly vs. wrongly;
+* ``population``: how many turns each round has (later rounds are small, their CIs wide).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .report import METRICS, RunResults, cell_value, read_predictions
+
+FIGSIZE = (3.4, 2.4)
+ROUND_COLUMNS: tuple[str, ...] = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8+")
+_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("plots need matplotlib: pip install 'regiondial-bench[plots]'") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(
+        {
+            "font.size": 8,
+            "axes.titlesize": 8,
+            "axes.labelsize": 8,
+            "legend.fontsize": 6.5,
+            "xtick.labelsize": 7,
+            "ytick.labelsize": 7,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "svg.hashsalt": "regiondial",
+            "svg.fonttype": "none",
+            "lines.linewidth": 1.2,
+            "lines.markersize": 3.5,
+        }
+    )
+    return plt
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a label.
+
+    >>> slug("oracle (predicted) / v2")
+    'oracle-predicted-v2'
+    """
+    return re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-.")[:80] or "run"
+
+
+def save_figure(fig: Any, out_dir: str | Path, stem: str) -> list[Path]:
+    """Write ``<stem>.png`` and ``<stem>.svg`` (no timestamps), close the figure, return the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.png", out / f"{stem}.svg"]
+    fig.savefig(paths[0], dpi=300, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return paths
+
+
+def _round_axis(ax: Any, columns: Sequence[str]) -> None:
+    ax.set_xticks(range(1, len(columns) + 1))
+    ax.set_xticklabels([c[1:] for c in columns])
+    ax.set_xlabel("round")
+    ax.grid(axis="y", linewidth=0.4, alpha=0.5)
+
+
+def _columns_present(runs: Sequence[RunResults]) -> list[str]:
+    cols = list(ROUND_COLUMNS[:7])
+    if any(r.results.row("8+") is not None for r in runs):
+        cols.append("R8+")
+    return cols
+
+
+def _ci_of(run: RunResults, metric: str, column: str) -> tuple[float, float] | None:
+    from .report import column_row
+
+    row = column_row(run.results, column)
+    ci = None if row is None else {"ap50": row.ap50_ci, "giou": row.giou_ci}.get(metric)
+    return None if ci is None else (ci.low, ci.high)
+
+
+def plot_round_curves(runs: Sequence[RunResults], out_dir: str | Path, metric: str = "ap50") -> list[Path]:
+    """Per-round ``metric`` of each run, with the bootstrap CI as a shaded band.
+
+    Raises:
+        ValueError: when no run has the metric (e.g. gIoU of runs without masks).
+    """
+    if not any(r.cell(metric, "R1") is not None for r in runs):
+        raise ValueError(f"no run has {METRICS[metric]} scores (gIoU needs a run with masks)")
+    plt = _pyplot()
+    cols = _columns_present(runs)
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    for i, run in enumerate(runs):
+        xs, ys, lows, highs = [], [], [], []
+        for x, col in enumerate(cols, 1):
+            value = run.cell(metric, col)
+            if value is None:
+                continue
+            ci = _ci_of(run, metric, col) or (value, value)
+            xs.append(x)
+            ys.append(value)
+            lows.append(ci[0])
+            highs.append(ci[1])
+        if not xs:
+            continue
+        color = _COLORS[i % len(_COLORS)]
+        ax.fill_between(xs, lows, highs, color=color, alpha=0.15, linewidth=0)
+        ax.plot(xs, ys, color=color, marker=_MARKERS[i % len(_MARKERS)], label=run.label)
+    _round_axis(ax, cols)
+    ax.set_ylabel(f"{METRICS[metric]} (%)")
+    ax.set_ylim(0, 102)
+    ax.legend(frameon=False, loc="lower left")
+    ax.set_title(f"{METRICS[metric]} by round (bands: 95% bootstrap CI)")
+    return save_figure(fig, out_dir, f"{metric}_by_round")
+
+
+def reference_pairs(runs: Sequence[RunResults]) -> list[tuple[str, RunResults, RunResults]]:
+    """Pairs of runs of the same adapter and settings on the same bench, one with predicted and
+    one with gold references: ``(label, predicted_run, gold_run)``."""
+
+    def key(run: RunResults) -> tuple[str, str, str]:
+        prov = run.results.provenance
+        return (prov.bench_hash, prov.adapter, repr(sorted(prov.adapter_config.items())))
+
+    gold = {key(r): r for r in runs if r.reference_mode == "gold"}
+    pairs = []
+    for run in runs:
+        if run.reference_mode in ("predicted", "upstream") and key(run) in gold:
+            label = run.label.replace(f" ({run.reference_mode})", "")
+            if run.reference_mode == "upstream":
+                label += " (upstream)"
+            pairs.append((label, run, gold[key(run)]))
+    return pairs
+
+
+def plot_error_accumulation(runs: Sequence[RunResults], out_dir: str | Path, metric: str = "ap50") -> list[Path]:
+    """Per-round gap ``gold-reference score - predicted-reference score`` for each pair of runs.
+
+    A gap that grows with the round is error accumulation: wrong answers of earlier turns,
+    passed on as references, make later turns fail.
+
+    Raises:
+        ValueError: when no adapter was run in both a gold and a predicted reference mode.
+    """
+    pairs = reference_pairs(runs)
+    if not pairs:
+        raise ValueError(
+            "error accumulation needs the same adapter run twice: --reference-mode predicted and "
+            "--reference-mode gold (none of the given runs form such a pair)"
+        )
+    plt = _pyplot()
+    cols = _columns_present([r for _, p, g in pairs for r in (p, g)])
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    width = 0.8 / len(pairs)
+    for i, (label, predicted, gold) in enumerate(pairs):
+        xs, gaps = [], []
+        for x, col in enumerate(cols, 1):
+            a, b = gold.cell(metric, col), predicted.cell(metric, col)
+            if a is not None and b is not None:
+                xs.append(x + (i - (len(pairs) - 1) / 2) * width)
+                gaps.append(a - b)
+        ax.bar(xs, gaps, width=width, color=_COLORS[i % len(_COLORS)], label=label)
+    ax.axhline(0, color="black", linewidth=0.6)
+    _round_axis(ax, cols)
+    ax.set_ylabel(f"{METRICS[metric]} gap (points)")
+    ax.set_title("Error accumulation: gold minus predicted references")
+    ax.legend(frameon=False)
+    return save_figure(fig, out_dir, "error_accumulation")
+
+
+def conditional_accuracy(scores: Sequence[Any]) -> dict[str, dict[str, tuple[int, int]]]:
+    """Hits and counts of referring turns, split by whether all referenced turns were hits.
+
+    Args:
+        scores: :class:`regiondial_bench.metrics.TurnScore` of one run.
+
+    Returns:
+        ``{column: {"ref correct": (hits, n), "ref wrong": (hits, n)}}`` for columns R2..R7,
+        R8+ and Avg (only rounds with referring turns appear).
+    """
+    hit = {(s.dialogue_id, s.turn): s.hit for s in scores}
+    out: dict[str, dict[str, list[int]]] = {}
+    for s in scores:
+        refs = [t for t in s.reference_turns if t < s.turn and (s.dialogue_id, t) in hit]
+        if not refs:
+            continue
+        group = "ref correct" if all(hit[(s.dialogue_id, t)] for t in refs) else "ref wrong"
+        for col in (f"R{s.round}" if s.round < 8 else "R8+", "Avg"):
+            cell = out.setdefault(col, {"ref correct": [0, 0], "ref wrong": [0, 0]})[group]
+            cell[0] += int(s.hit)
+            cell[1] += 1
+    order = [c for c in (*ROUND_COLUMNS, "Avg") if c in out]
+    return {c: {g: (v[0], v[1]) for g, v in out[c].items()} for c in order}
+
+
+def plot_conditional_accuracy(run: RunResults, scores: Sequence[Any], out_dir: str | Path) -> list[Path]:
+    """Bars of AP50 on referring turns whose referenced turn was right vs. wrong, per round.
+
+    Raises:
+        ValueError: when the run has no referring turns.
+    """
+    table = conditional_accuracy(scores)
+    if not table:
+        raise ValueError(f"{run.label}: no turn refers to an earlier turn; nothing to condition on")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    cols = list(table)
+    for j, (group, color) in enumerate((("ref correct", _COLORS[2]), ("ref wrong", _COLORS[1]))):
+        xs, ys, ns = [], [], []
+        for x, col in enumerate(cols, 1):
+            hits, n = table[col][group]
+            if n:
+                xs.append(x + (j - 0.5) * 0.38)
+                ys.append(100.0 * hits / n)
+                ns.append(n)
+        bars = ax.bar(xs, ys, width=0.38, color=color, label=f"referenced turn {group.split()[1]}")
+        ax.bar_label(bars, labels=[f"n={n}" for n in ns], fontsize=5, padding=1)
+    ax.set_xticks(range(1, len(cols) + 1))
+    ax.set_xticklabels([c[1:] if c != "Avg" else "all" for c in cols])
+    ax.set_xlabel("round")
+    ax.set_ylabel("AP50 (%)")
+    ax.set_ylim(0, 112)
+    ax.grid(axis="y", linewidth=0.4, alpha=0.5)
+    ax.legend(frameon=False, loc="upper right", ncols=2)
+    ax.set_title(f"{run.label}: accuracy given the referenced turn")
+    return save_figure(fig, out_dir, f"conditional_{slug(run.label)}")
+
+
+def plot_population(runs: Sequence[RunResults], out_dir: str | Path) -> list[Path]:
+    """Turns per round index (one bar group per distinct bench among the runs)."""
+    plt = _pyplot()
+    benches: dict[str, RunResults] = {}
+    for run in runs:
+        benches.setdefault(run.results.provenance.bench_hash, run)
+    rounds = sorted({int(r.round) for run in benches.values() for r in run.results.rounds})
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    width = 0.8 / len(benches)
+    for i, run in enumerate(benches.values()):
+        xs = [r + (i - (len(benches) - 1) / 2) * width for r in rounds]
+        ns = [int(cell_value(run.results, "n", f"R{r}") or 0) for r in rounds]
+        bars = ax.bar(xs, ns, width=width, color=_COLORS[i % len(_COLORS)], label=run.results.provenance.bench_name)
+        ax.bar_label(bars, fontsize=5, padding=1)
+    ax.set_xticks(rounds)
+    ax.set_xlabel("round")
+    ax.set_ylabel("turns")
+    ax.grid(axis="y", linewidth=0.4, alpha=0.5)
+    ax.set_title("Turns per round")
+    if len(benches) > 1:
+        ax.legend(frameon=False)
+    return save_figure(fig, out_dir, "population")
+
+
+def run_turn_scores(run: RunResults, bench: Any = None) -> list[Any]:
+    """Per-turn scores of a run, re-scored from its prediction log against its bench.
+
+    Args:
+        run: a run folder or submission with a prediction log.
+        bench: the bench; by default the one recorded in ``run.json`` / the results' provenance.
+    """
+    from .metrics import turn_scores
+
+    log = run.predictions_path()
+    if log is None:
+        raise FileNotFoundError(f"{run.path}: no prediction log (predictions.jsonl) beside the results")
+    if bench is None:
+        bench = load_run_bench(run)
+    return turn_scores(bench, read_predictions(log), require_complete=False)
+
+
+def load_run_bench(run: RunResults) -> Any:
+    """The bench a run was scored on: its recorded location, else the bench of that name."""
+    from .api import load_bench
+    from .submission import default_bench_resolver
+
+    prov = run.results.provenance
+    locations = [run.spec.bench_location if run.spec else "", prov.bench_location]
+    for location in locations:
+        if location and Path(location).exists():
+            bench = load_bench(location)
+            if bench.content_hash == prov.bench_hash:
+                return bench
+    bench = default_bench_resolver()(prov.bench_name)
+    if bench.content_hash != prov.bench_hash:
+        raise ValueError(f"{run.label}: bench {prov.bench_name!r} has changed since the run (hash mismatch)")
+    return bench
+
+
+def plot_all(runs: Sequence[RunResults], out_dir: str | Path) -> tuple[list[Path], list[str]]:
+    """Every plot the runs allow. Returns ``(written paths, reasons for plots that were skipped)``."""
+    written: list[Path] = []
+    skipped: list[str] = []
+    for metric in ("ap50", "giou"):
+        try:
+            written += plot_round_curves(runs, out_dir, metric)
+        except ValueError as exc:
+            skipped.append(f"{metric}_by_round: {exc}")
+    try:
+        written += plot_error_accumulation(runs, out_dir)
+    except ValueError as exc:
+        skipped.append(f"error_accumulation: {exc}")
+    for run in runs:
+        try:
+            written += plot_conditional_accuracy(run, run_turn_scores(run), out_dir)
+        except (ValueError, FileNotFoundError) as exc:
+            skipped.append(f"conditional ({run.label}): {exc}")
+    written += plot_population(runs, out_dir)
+    return written, skipped

@@ -1,0 +1,509 @@
+"""Per-round tables of one or more runs, and the paper's 7-round tables side by side with new runs.
+
+A table is data (:class:`Table`: a title, columns, labelled rows of numbers); renderers turn it
+into terminal output (rich), Markdown, CSV or LaTeX. Every renderer escapes labels, so a model
+called ``<script>`` or ``a|b`` cannot break the output it lands in.
+
+Column names: ``"R1"``..``"R12"`` are round indices, ``"R8+"`` is the bucket of rounds 8 and
+later, ``"Avg"`` is the micro-average over **all** turns (the reading of the paper's "Avg" that
+its numbers are consistent with; UPSTREAM.md section 7.5).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from .schema import PredictionRecord, Results, RoundRow, RunSpec
+
+RESULTS_FILE = "results.json"
+RUN_FILE = "run.json"
+PREDICTIONS_FILES = ("predictions.jsonl", "predictions.jsonl.gz")
+
+METRICS: dict[str, str] = {
+    "ap50": "AP50",
+    "ap50_top1": "AP50 (top-1)",
+    "mean_iou": "mean IoU",
+    "giou": "gIoU",
+    "ciou": "cIoU",
+    "n": "turns",
+}
+"""Metric keys of a :class:`~regiondial_bench.schema.RoundRow` that tables can show, with labels."""
+
+TASK_METRIC: dict[str, str] = {"detection": "ap50", "segmentation": "giou"}
+"""The paper's two tasks and the metric each is reported in."""
+
+PAPER_COLUMNS: tuple[str, ...] = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "Avg")
+DEFAULT_COLUMNS: tuple[str, ...] = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8+", "Avg")
+
+RowKind = Literal["paper", "run", "diff"]
+
+
+# --------------------------------------------------------------------------------------------
+# Loading runs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """A scored run as the reports see it: a label, its ``results.json`` and where it came from."""
+
+    label: str
+    results: Results
+    path: Path | None = None
+    spec: RunSpec | None = None
+
+    @property
+    def reference_mode(self) -> str:
+        return self.results.provenance.reference_mode
+
+    @property
+    def adapter(self) -> str:
+        return self.results.provenance.adapter
+
+    def cell(self, metric: str, column: str) -> float | None:
+        """The value of ``metric`` in ``column`` (``"R3"``, ``"R8+"``, ``"Avg"``), None if absent."""
+        return cell_value(self.results, metric, column)
+
+    def predictions_path(self) -> Path | None:
+        """The prediction log beside the results (plain or gzipped), if there is one."""
+        if self.path is None:
+            return None
+        for name in PREDICTIONS_FILES:
+            if (self.path / name).is_file():
+                return self.path / name
+        return None
+
+
+def column_row(results: Results, column: str) -> RoundRow | None:
+    """The :class:`RoundRow` behind a table column name."""
+    if column == "Avg":
+        return results.overall
+    if column.startswith("R"):
+        return results.row(column[1:])
+    raise ValueError(f"unknown column {column!r}: use R1..R12, R8+ or Avg")
+
+
+def cell_value(results: Results, metric: str, column: str) -> float | None:
+    """One number of a results file, or None when the run has no such round or metric."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    row = column_row(results, column)
+    if row is None:
+        return None
+    value = getattr(row, metric)
+    return None if value is None else float(value)
+
+
+def _read_json_strict(path: Path) -> Any:
+    """JSON that rejects NaN/Infinity (which Python's json accepts by default)."""
+
+    def reject(token: str) -> Any:
+        raise ValueError(f"{path}: {token} is not a valid number in a results file")
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=reject)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def read_results(path: str | Path) -> Results:
+    """Read and validate a ``results.json`` (NaN and Infinity are rejected with a clear error)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such results file")
+    data = _read_json_strict(path)
+    try:
+        return Results.model_validate(data)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a valid results file: {exc}") from exc
+
+
+def default_label(results: Results, folder: Path | None = None) -> str:
+    """``adapter (reference mode)``, or the model name of a submission folder."""
+    if folder is not None and (folder / "submission.yaml").is_file():
+        try:
+            import yaml
+
+            meta = yaml.safe_load((folder / "submission.yaml").read_text(encoding="utf-8"))
+            if isinstance(meta, dict) and isinstance(meta.get("model"), str):
+                return meta["model"]
+        except Exception:  # noqa: BLE001 - a bad yaml only loses the nicer label here
+            pass
+    prov = results.provenance
+    return f"{prov.adapter} ({prov.reference_mode})"
+
+
+def load_run(path: str | Path, label: str | None = None) -> RunResults:
+    """Load a run folder (``results.json`` + optional ``run.json``), a submission folder, or a
+    bare ``results.json``.
+
+    Args:
+        path: the folder or file.
+        label: the row label; by default ``adapter (reference mode)`` or the submission's model.
+
+    Raises:
+        FileNotFoundError: when the folder has no ``results.json`` (run ``regiondial score``).
+    """
+    path = Path(path)
+    if path.is_dir():
+        folder = path
+        results_path = path / RESULTS_FILE
+        if not results_path.is_file():
+            raise FileNotFoundError(
+                f"{path} has no {RESULTS_FILE}; score the run first (regiondial score {path})"
+            )
+    else:
+        folder = path.parent
+        results_path = path
+    results = read_results(results_path)
+    spec = None
+    if (folder / RUN_FILE).is_file():
+        spec = RunSpec.model_validate_json((folder / RUN_FILE).read_text(encoding="utf-8"))
+    return RunResults(label or default_label(results, folder), results, folder, spec)
+
+
+def load_runs(paths: Sequence[str | Path], labels: Sequence[str] = ()) -> list[RunResults]:
+    """Load several runs; labels that collide get the folder name appended."""
+    if labels and len(labels) != len(paths):
+        raise ValueError(f"got {len(labels)} labels for {len(paths)} runs; give one label per run")
+    runs = [load_run(p, labels[i] if labels else None) for i, p in enumerate(paths)]
+    seen: dict[str, int] = {}
+    for run in runs:
+        seen[run.label] = seen.get(run.label, 0) + 1
+    out = []
+    for run in runs:
+        if seen[run.label] > 1 and run.path is not None:
+            run = RunResults(f"{run.label} [{run.path.name}]", run.results, run.path, run.spec)
+        out.append(run)
+    return out
+
+
+def read_predictions(path: str | Path) -> list[PredictionRecord]:
+    """Read a prediction log (``.jsonl`` or ``.jsonl.gz``); errors name the file and line."""
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    records = []
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(PredictionRecord.model_validate_json(line))
+                except ValueError as exc:
+                    raise ValueError(f"{path}:{line_no}: not a prediction record: {exc}") from exc
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the prediction log ({exc})") from exc
+    return records
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TableRow:
+    """One labelled row; ``cis`` holds (low, high) per cell where a bootstrap interval exists."""
+
+    label: str
+    values: list[float | None]
+    kind: RowKind = "run"
+    cis: list[tuple[float, float] | None] = field(default_factory=list)
+
+
+@dataclass
+class Table:
+    """A rendered-agnostic table: title, column names, rows, and notes printed under it."""
+
+    title: str
+    columns: list[str]
+    rows: list[TableRow]
+    notes: list[str] = field(default_factory=list)
+    label_header: str = "model"
+
+
+def _ci(results: Results, metric: str, column: str) -> tuple[float, float] | None:
+    row = column_row(results, column)
+    if row is None:
+        return None
+    ci = {"ap50": row.ap50_ci, "giou": row.giou_ci}.get(metric)
+    return None if ci is None else (ci.low, ci.high)
+
+
+def round_table(
+    runs: Sequence[RunResults], metric: str = "ap50", columns: Sequence[str] | None = None
+) -> Table:
+    """Per-round values of one metric for several runs side by side.
+
+    Args:
+        runs: loaded runs, one row each.
+        metric: a key of :data:`METRICS`.
+        columns: column names; by default R1..R7, R8+ and Avg. ``all_round_columns`` lists
+            every round index the runs have.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    cols = list(columns or DEFAULT_COLUMNS)
+    rows = [
+        TableRow(
+            run.label,
+            [run.cell(metric, c) for c in cols],
+            "run",
+            [_ci(run.results, metric, c) for c in cols],
+        )
+        for run in runs
+    ]
+    notes = ["Avg: micro-average over all turns; R8+: rounds 8 and later pooled."]
+    modes = sorted({run.reference_mode for run in runs})
+    if modes:
+        notes.append("reference modes: " + ", ".join(modes))
+    return Table(f"{METRICS[metric]} by round (%)", cols, rows, notes)
+
+
+def all_round_columns(runs: Iterable[RunResults]) -> list[str]:
+    """``R1``..``Rk`` for every round index any run has, then ``R8+`` (if present) and ``Avg``."""
+    indices: set[int] = set()
+    has_bucket = False
+    for run in runs:
+        indices.update(int(r.round) for r in run.results.rounds)
+        has_bucket = has_bucket or run.results.row("8+") is not None
+    cols = [f"R{i}" for i in sorted(indices)]
+    if has_bucket and max(indices, default=0) >= 8:
+        cols.append("R8+")
+    return [*cols, "Avg"]
+
+
+@cache
+def paper_tables() -> dict[str, Any]:
+    """The paper's 7-round tables (``regiondial_bench/data/paper_tables.json``), the one copy."""
+    text = resources.files("regiondial_bench").joinpath("data/paper_tables.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def paper_rows(task: str) -> dict[str, list[float]]:
+    """``{model: [R1..R7, Avg]}`` of the paper's ``detection`` or ``segmentation`` table."""
+    tables = paper_tables()["tables"]
+    if task not in tables:
+        raise ValueError(f"unknown task {task!r}; the paper has {', '.join(tables)}")
+    return {k: list(v) for k, v in tables[task]["rows"].items()}
+
+
+def paper_table(runs: Sequence[RunResults], task: str = "detection", compare_to: str | None = None) -> Table:
+    """The paper's 7-round table for ``task`` with the given runs as extra rows, and differences.
+
+    Args:
+        runs: loaded runs; each becomes a row in the paper's layout (R1..R7, Avg).
+        task: ``"detection"`` (AP50) or ``"segmentation"`` (gIoU).
+        compare_to: the paper row every run is compared with (``run - paper``); by default the
+            last paper row (RegionReasoner-7B).
+    """
+    spec = paper_tables()["tables"].get(task)
+    if spec is None:
+        raise ValueError(f"unknown task {task!r}; choose detection or segmentation")
+    reported = paper_rows(task)
+    compare_to = compare_to or list(reported)[-1]
+    if compare_to not in reported:
+        raise ValueError(
+            f"no paper row {compare_to!r} in the {task} table; choose from {', '.join(reported)}"
+        )
+    metric = TASK_METRIC[task]
+    cols = list(PAPER_COLUMNS)
+    rows = [TableRow(f"{name} (paper)", list(values), "paper") for name, values in reported.items()]
+    base = reported[compare_to]
+    diffs = []
+    for run in runs:
+        values = [run.cell(metric, c) for c in cols]
+        rows.append(TableRow(run.label, values, "run", [_ci(run.results, metric, c) for c in cols]))
+        diff = [None if v is None else round(v - b, 1) for v, b in zip(values, base, strict=True)]
+        diffs.append(TableRow(f"Δ {run.label} − {compare_to}", diff, "diff"))
+    rows.extend(diffs)
+    notes = [
+        f"{spec['title']}; paper rows copied from the paper.",
+        "Avg: micro-average over all turns (rounds 8+ included), the reading the paper's Avg fits.",
+    ]
+    if any(run.cell(metric, "R1") is None for run in runs):
+        notes.append(f"'–': the run has no {METRICS[metric]} (no masks) or no such round.")
+    return Table(f"Paper table: {spec['title']}", cols, rows, notes)
+
+
+# --------------------------------------------------------------------------------------------
+# Renderers
+# --------------------------------------------------------------------------------------------
+
+
+def format_value(value: float | None, kind: RowKind = "run", digits: int = 1) -> str:
+    """``"89.3"``, ``"+1.2"`` for differences, ``"–"`` for a missing value.
+
+    >>> format_value(89.25), format_value(-0.04, "diff"), format_value(None)
+    ('89.2', '-0.0', '–')
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if kind == "diff":
+        return f"{value:+.{digits}f}"
+    return f"{value:.{digits}f}"
+
+
+def _cell(row: TableRow, i: int, with_ci: bool) -> str:
+    text = format_value(row.values[i], row.kind)
+    if with_ci and row.cis and i < len(row.cis) and row.cis[i] is not None:
+        low, high = row.cis[i]  # type: ignore[misc]
+        text += f" [{low:.1f}, {high:.1f}]"
+    return text
+
+
+def escape_markdown(text: str) -> str:
+    """Make a label inert in a Markdown table cell (no HTML, no column breaks, no links).
+
+    >>> escape_markdown("<script>alert(1)</script> | [x](y)")
+    '&lt;script&gt;alert(1)&lt;/script&gt; \\\\| \\\\[x\\\\](y)'
+    """
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    for ch in "\\|[]`*_":
+        text = text.replace(ch, "\\" + ch)
+    return " ".join(text.split())
+
+
+def render_markdown(table: Table, with_ci: bool = False) -> str:
+    """A GitHub-flavoured Markdown table with the title above and notes below."""
+    lines = [f"**{escape_markdown(table.title)}**", ""]
+    lines.append("| " + " | ".join([table.label_header, *table.columns]) + " |")
+    lines.append("|---" + "|---:" * len(table.columns) + "|")
+    for row in table.rows:
+        label = escape_markdown(row.label)
+        if row.kind == "paper":
+            label = f"*{label}*"
+        cells = [_cell(row, i, with_ci) for i in range(len(table.columns))]
+        lines.append("| " + " | ".join([label, *cells]) + " |")
+    if table.notes:
+        lines.append("")
+        lines.extend(escape_markdown(n) for n in table.notes)
+    return "\n".join(lines) + "\n"
+
+
+def _csv_safe(text: str) -> str:
+    # A cell starting with = + - @ is a formula in spreadsheet programs.
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def render_csv(table: Table) -> str:
+    """CSV with columns ``table, kind, <label header>, <columns...>``; missing values are empty."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["table", "kind", table.label_header, *table.columns])
+    for row in table.rows:
+        cells = [
+            "" if v is None else str(int(v)) if float(v).is_integer() else f"{v:.2f}" for v in row.values
+        ]
+        writer.writerow([table.title, row.kind, _csv_safe(row.label), *cells])
+    return buf.getvalue()
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "Δ": r"$\Delta$",
+    "−": "--",
+}
+
+
+def escape_latex(text: str) -> str:
+    r"""Escape LaTeX special characters.
+
+    >>> escape_latex("a_b & 50%")
+    'a\\_b \\& 50\\%'
+    """
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def render_latex(table: Table, with_ci: bool = False) -> str:
+    """A ``booktabs`` table: paper rows first, a rule before the runs and before the differences;
+    the best value of each column among paper and run rows is bold."""
+    n = len(table.columns)
+    best: list[float | None] = []
+    for i in range(n):
+        vals = [r.values[i] for r in table.rows if r.kind != "diff" and r.values[i] is not None]
+        best.append(max(vals) if vals and table.label_header == "model" else None)
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        f"\\caption{{{escape_latex(table.title)}}}",
+        r"\begin{tabular}{l" + "r" * n + "}",
+        r"\toprule",
+        " & ".join([escape_latex(table.label_header.capitalize()), *map(escape_latex, table.columns)])
+        + r" \\",
+        r"\midrule",
+    ]
+    previous: RowKind | None = None
+    for row in table.rows:
+        if previous is not None and row.kind != previous:
+            lines.append(r"\midrule")
+        previous = row.kind
+        cells = []
+        for i in range(n):
+            text = escape_latex(_cell(row, i, with_ci)).replace("–", "--")
+            if row.kind != "diff" and row.values[i] is not None and row.values[i] == best[i]:
+                text = f"\\textbf{{{text}}}"
+            cells.append(text)
+        lines.append(" & ".join([escape_latex(row.label), *cells]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_terminal(table: Table, with_ci: bool = False, console: Any = None) -> None:
+    """Print the table with rich (labels are printed as plain text, never as rich markup)."""
+    from rich.console import Console
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    console = console or Console()
+    rich_table = RichTable(
+        title=Text(table.title), caption=Text("\n".join(table.notes)), caption_justify="left"
+    )
+    rich_table.add_column(Text(table.label_header))
+    for column in table.columns:
+        rich_table.add_column(Text(column), justify="right")
+    previous: RowKind | None = None
+    for row in table.rows:
+        if previous is not None and row.kind != previous:
+            rich_table.add_section()
+        previous = row.kind
+        style = {"paper": "dim", "run": "bold", "diff": "italic"}[row.kind]
+        cells = [Text(_cell(row, i, with_ci)) for i in range(len(table.columns))]
+        rich_table.add_row(Text(row.label), *cells, style=style)
+    console.print(rich_table)
+
+
+RENDERERS = {"markdown": render_markdown, "latex": render_latex}
+FORMATS = ("terminal", "markdown", "csv", "latex")
+
+
+def render(table: Table, fmt: str, with_ci: bool = False) -> str:
+    """Render to text in ``markdown``, ``csv`` or ``latex`` (``terminal`` prints instead)."""
+    if fmt == "csv":
+        return render_csv(table)
+    if fmt in RENDERERS:
+        return RENDERERS[fmt](table, with_ci=with_ci)
+    raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")

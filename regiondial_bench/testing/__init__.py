@@ -1,0 +1,15 @@
+"""Helpers for tests and benchmarks: tiny random models built offline from configs.
+
+Nothing here downloads weights. ``build_tiny_qwen2_5_vl`` writes a small random Qwen2.5-VL
+folder (model, tokenizer, image processor, chat template) that loads with the same code paths
+as a real checkpoint; ``build_tiny_sam2`` does the same for SAM2.
+"""
+
+from .tiny_models import (
+    QWEN_SPECIAL_TOKENS,
+    build_tiny_qwen2_5_vl,
+    build_tiny_sam2,
+    load_vlm_processor,
+)
+
+__all__ = ["QWEN_SPECIAL_TOKENS", "build_tiny_qwen2_5_vl", "build_tiny_sam2", "load_vlm_processor"]

@@ -1,0 +1,340 @@
+"""Tiny random vision-language and segmentation models, built offline from configs.
+
+The models have random weights; they exist so that the real loading, preprocessing, batched
+generation and mask-decoding code runs end to end in tests and CPU benchmarks without any
+download. ``build_tiny_qwen2_5_vl`` is shared with the GRPO trainer: keep its signature stable.
+
+Example::
+
+    from regiondial_bench.testing import build_tiny_qwen2_5_vl, load_vlm_processor
+
+    path = build_tiny_qwen2_5_vl(tmp_path / "qwen")
+    processor = load_vlm_processor(path)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+QWEN_SPECIAL_TOKENS: tuple[str, ...] = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+"""Qwen2.5-VL's special tokens, in the order the tiny tokenizer assigns them ids."""
+
+# A ChatML template written for this project with the behaviour of Qwen2.5-VL's: a default system
+# message, image/video placeholders wrapped in vision start/end tokens, string or list content.
+CHAT_TEMPLATE = (
+    "{% if messages and messages[0]['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "{% endif %}"
+    "{% for message in messages %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}"
+    "{{ message['content'] }}"
+    "{% else %}"
+    "{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' or 'image' in part or 'image_url' in part %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'video' or 'video' in part %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in part %}"
+    "{{ part['text'] }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% endif %}"
+    "<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _tokenizer_corpus() -> list[str]:
+    """Local training text for the byte-level BPE: the bench's prompt and answer vocabulary."""
+    from ..adapters.presets import PRESETS
+
+    lines: list[str] = []
+    for preset in PRESETS.values():
+        lines.extend(preset.prompt_template.splitlines())
+    words = (
+        "find the person man woman dog cat car bus table chair left right above below near behind "
+        "next to inside overlapping touching guy girl boy red blue white black green small large "
+        "scene focus think answer image picture photo shows contains visible appears located "
+        "reference bbox bounding box coordinates point region target object relation"
+    ).split()
+    for i, word in enumerate(words):
+        box = [(7 * i) % 640, (13 * i) % 480, (7 * i) % 640 + 40, (13 * i) % 480 + 60]
+        lines.append(f"<scene> The image shows a {word} in a room. </scene>")
+        lines.append(f"<focus> Inside bbox={box} there is a {word}. </focus>")
+        lines.append(f"<think> The target is {words[(i + 3) % len(words)]} the reference {word}. </think>")
+        lines.append(f'<answer>[{{"bbox_2d": {box}, "point_2d": [{box[0] + 20}, {box[1] + 30}]}}]</answer>')
+        lines.append(f'```json\n[{{"bbox_2d": {box}, "label": "{word}"}}]\n```')
+    lines.extend(str(n) for n in range(1001))
+    return lines
+
+
+def _build_tokenizer(vocab_size: int) -> Any:
+    """Train a byte-level BPE on the local corpus and wrap it as a Qwen-style fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(QWEN_SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_tokenizer_corpus(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        bos_token=None,
+        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
+                              "vision_start_token": "<|vision_start|>",
+                              "vision_end_token": "<|vision_end|>"},
+        model_max_length=32768,
+        padding_side="left",
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_tiny_qwen2_5_vl(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write a tiny random Qwen2.5-VL checkpoint folder loadable by ``from_pretrained``.
+
+    The folder holds the model (2 text layers, hidden size 64, a 2-block vision tower whose output
+    size equals the text hidden size, mrope sections summing to head_dim/2), a byte-level BPE
+    tokenizer trained on local text with Qwen's special tokens and a ChatML chat template, and a
+    Qwen2-VL image processor with small min/max pixels (so images become a few dozen tokens).
+
+    Args:
+        out_dir: Folder to write (created; existing files are overwritten).
+        seed: Seed for the random weights (same seed, same weights).
+
+    Returns:
+        The folder path.
+    """
+    import torch
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLImageProcessorPil,
+    )
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = _build_tokenizer(vocab_size=640)
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in QWEN_SPECIAL_TOKENS}
+    vocab = len(tokenizer)
+    hidden, heads = 64, 4
+    head_dim = hidden // heads  # 16 -> mrope sections sum to 8
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": vocab,
+            "hidden_size": hidden,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": heads,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 4096,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+            "tie_word_embeddings": True,
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "out_hidden_size": hidden,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": 56,
+            "fullatt_block_indexes": [1],
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    model.generation_config.do_sample = False
+    model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    # random weights can emit vision placeholders, which break re-tokenisation downstream
+    model.generation_config.suppress_tokens = [ids[t] for t in QWEN_SPECIAL_TOKENS[3:] if t != "<|im_end|>"]
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    # 16..64 merged patches: tiny images stay cheap on CPU while keeping smart_resize meaningful
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=16 * 28 * 28, max_pixels=64 * 28 * 28)
+    image_processor.save_pretrained(out)
+    (out / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+    (out / "processor_config.json").write_text(json.dumps({"processor_class": "Qwen2_5_VLProcessor"}))
+    (out / "regiondial_tiny.json").write_text(json.dumps({"kind": "tiny-qwen2.5-vl", "seed": seed}))
+    return out
+
+
+def load_vlm_processor(path: str | Path, **image_processor_options: Any) -> Any:
+    """Load a chat VLM's processor, also where torchvision is absent.
+
+    ``AutoProcessor`` builds Qwen2.5-VL's video processor, which needs torchvision. Without it,
+    this builds the same processor class from the tokenizer and the PIL image processor, with no
+    video processor (images only).
+
+    Args:
+        path: A local folder or Hub id.
+        **image_processor_options: Passed to the image processor (e.g. ``min_pixels``, ``max_pixels``).
+
+    Returns:
+        A processor whose ``__call__(text=..., images=...)`` and ``apply_chat_template`` work.
+    """
+    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+    try:
+        import torchvision  # noqa: F401
+
+        have_torchvision = True
+    except ImportError:
+        have_torchvision = False
+    if have_torchvision:
+        return AutoProcessor.from_pretrained(str(path), **image_processor_options)
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    image_processor = AutoImageProcessor.from_pretrained(str(path), backend="pil", **image_processor_options)
+    processor_cls = _image_only(_processor_class(path))
+    return processor_cls(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
+                         chat_template=tokenizer.chat_template)
+
+
+def _image_only(processor_cls: Any) -> Any:
+    """A subclass of ``processor_cls`` that accepts ``video_processor=None`` (images only)."""
+
+    class ImageOnlyProcessor(processor_cls):
+        def check_argument_for_proper_class(self, argument_name: str, argument: Any) -> Any:
+            if argument is None and argument_name == "video_processor":
+                return None
+            return super().check_argument_for_proper_class(argument_name, argument)
+
+    ImageOnlyProcessor.__name__ = f"ImageOnly{processor_cls.__name__}"
+    ImageOnlyProcessor.__qualname__ = ImageOnlyProcessor.__name__
+    return ImageOnlyProcessor
+
+
+def _processor_class(path: str | Path) -> Any:
+    """The processor class a checkpoint names (Qwen2.5-VL when it names none)."""
+    import transformers
+
+    name = "Qwen2_5_VLProcessor"
+    try:
+        from huggingface_hub import hf_hub_download
+
+        local = Path(path) / "processor_config.json"
+        config_file = local if local.is_file() else Path(hf_hub_download(str(path), "processor_config.json"))
+        name = json.loads(config_file.read_text()).get("processor_class", name)
+    except Exception:  # noqa: BLE001  (many checkpoints ship no processor_config.json)
+        logger.debug("no processor_config.json for %s; assuming %s", path, name)
+    return getattr(transformers, name)
+
+
+def build_tiny_sam2(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write a tiny random SAM2 (transformers' ``Sam2Model``) plus its processor.
+
+    The image encoder is a 2-stage Hiera with small widths and a 64-pixel input, so a forward
+    pass takes milliseconds on CPU; the prompt encoder and mask decoder keep their real structure.
+
+    Args:
+        out_dir: Folder to write.
+        seed: Seed for the random weights.
+
+    Returns:
+        The folder path.
+    """
+    import torch
+    from transformers import Sam2Config, Sam2Model
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = _tiny_sam2_config(Sam2Config)
+    torch.manual_seed(seed)
+    model = Sam2Model(config).eval()
+    model.save_pretrained(out)
+    _tiny_sam2_processor(config).save_pretrained(out)
+    (out / "regiondial_tiny.json").write_text(json.dumps({"kind": "tiny-sam2", "seed": seed}))
+    return out
+
+
+SAM2_IMAGE_MEAN = (0.485, 0.456, 0.406)
+SAM2_IMAGE_STD = (0.229, 0.224, 0.225)
+
+
+def _tiny_sam2_config(config_cls: Any, image_size: int = 128) -> Any:
+    """A 4-stage Hiera with one block per stage and small widths (same topology as SAM2-L)."""
+    feature = image_size // 4
+    return config_cls(
+        vision_config={
+            "backbone_config": {
+                "model_type": "sam2_hiera_det_model",
+                "image_size": [image_size, image_size],
+                "hidden_size": 16,
+                "blocks_per_stage": [1, 1, 1, 1],
+                "embed_dim_per_stage": [16, 32, 64, 128],
+                "num_attention_heads_per_stage": [1, 1, 2, 2],
+                "window_size_per_stage": [4, 4, 4, 2],
+                "global_attention_blocks": [2],
+                "window_positional_embedding_background_size": [4, 4],
+            },
+            "backbone_channel_list": [128, 64, 32, 16],
+            "backbone_feature_sizes": [[feature, feature], [feature // 2, feature // 2], [feature // 4, feature // 4]],
+            "fpn_hidden_size": 32,
+        },
+        prompt_encoder_config={"hidden_size": 32, "image_size": image_size, "patch_size": 16},
+        mask_decoder_config={"hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32},
+    )
+
+
+def _tiny_sam2_processor(config: Any) -> Any:
+    """The preprocessing settings SAM2 checkpoints ship (square resize, ImageNet normalisation)."""
+    size = config.prompt_encoder_config.image_size
+
+    class _Saver:
+        def save_pretrained(self, out: Path) -> None:
+            (Path(out) / "preprocessor_config.json").write_text(json.dumps({
+                "image_processor_type": "Sam2ImageProcessorFast",
+                "size": {"height": size, "width": size},
+                "mask_size": {"height": size // 4, "width": size // 4},
+                "image_mean": list(SAM2_IMAGE_MEAN),
+                "image_std": list(SAM2_IMAGE_STD),
+                "do_rescale": True,
+                "rescale_factor": 1 / 255,
+                "do_normalize": True,
+                "processor_class": "Sam2Processor",
+            }, indent=2))
+
+    return _Saver()

@@ -1,0 +1,87 @@
+"""Structural checks and statistics of a bench (``regiondial bench validate`` / ``info``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from .schema import Bench, ValidationIssue, turns_per_round
+
+
+def check_bench(bench: Bench, *, check_images: bool = True) -> list[ValidationIssue]:
+    """The bench's recorded import issues plus structural checks; never raises on bad data.
+
+    Checks: references point to an existing earlier turn; each placeholder appears in its
+    question; gold boxes lie inside a known image size; gold masks match the image size; image
+    files exist.
+    """
+    issues = list(bench.issues)
+    seen = {(i.code, i.dialogue_id, i.turn) for i in issues}
+
+    def add(code: str, message: str, dialogue_id: str, turn: int | None = None, severity: str = "warning") -> None:
+        if (code, dialogue_id, turn) in seen or (code.endswith("_reference") and
+                                                 any(k[1:] == (dialogue_id, turn) and k[0].endswith("_reference")
+                                                     for k in seen)):
+            return
+        seen.add((code, dialogue_id, turn))
+        issues.append(ValidationIssue(code=code, message=message, dialogue_id=dialogue_id, turn=turn, severity=severity))
+
+    missing_images = 0
+    for dialogue in bench:
+        size = dialogue.image.size
+        n = len(dialogue.turns)
+        for turn in dialogue.turns:
+            for ref in turn.references:
+                if ref.turn >= n:
+                    add("dangling_reference", f"reference to turn {ref.turn}, but the dialogue has {n} turns",
+                        dialogue.dialogue_id, turn.index, "error")
+                elif ref.turn >= turn.index:
+                    add("forward_reference", f"reference to turn {ref.turn} does not point back",
+                        dialogue.dialogue_id, turn.index)
+                if ref.placeholder is not None and ref.placeholder not in turn.question:
+                    add("placeholder_missing", f"placeholder {ref.placeholder!r} is not in the question",
+                        dialogue.dialogue_id, turn.index, "error")
+            if size is not None:
+                w, h = size
+                for box in turn.gold_boxes:
+                    if box[0] < 0 or box[1] < 0 or box[2] > w + 0.5 or box[3] > h + 0.5:
+                        add("gold_box_outside", f"gold box {list(box)} exceeds the {w}x{h} image",
+                            dialogue.dialogue_id, turn.index, "error")
+                if turn.gold_mask is not None and tuple(turn.gold_mask.size) != (h, w):
+                    add("gold_mask_size", f"gold mask is {turn.gold_mask.size}, image is {h}x{w}",
+                        dialogue.dialogue_id, turn.index, "error")
+        if check_images:
+            path = bench.image_path(dialogue)
+            if path is not None and not path.is_file():
+                missing_images += 1
+                add("image_missing", f"image file not found: {path}", dialogue.dialogue_id)
+    return issues
+
+
+def bench_stats(bench: Bench) -> dict[str, Any]:
+    """Counts for ``regiondial bench info``."""
+    with_ref = chained = masks = images = 0
+    lengths: Counter[int] = Counter()
+    for dialogue in bench:
+        lengths[len(dialogue.turns)] += 1
+        if bench.image_path(dialogue) is not None and bench.image_path(dialogue).is_file():
+            images += 1
+        referenced = {t.index for t in dialogue.turns if any(r.turn < t.index for r in t.references)}
+        for turn in dialogue.turns:
+            masks += turn.gold_mask is not None
+            if turn.references:
+                with_ref += 1
+                if any(r.turn in referenced and r.turn < turn.index for r in turn.references):
+                    chained += 1
+    return {
+        "name": bench.name,
+        "content_hash": bench.content_hash,
+        "dialogues": len(bench),
+        "turns": bench.num_turns,
+        "turns_per_round": turns_per_round(bench.dialogues),
+        "turns_with_reference": with_ref,
+        "chained_references": chained,
+        "turns_with_gold_mask": masks,
+        "dialogues_with_image_file": images,
+        "turns_per_dialogue": {str(k): lengths[k] for k in sorted(lengths)},
+    }
