@@ -151,7 +151,9 @@ def reference_pairs(runs: Sequence[RunResults]) -> list[tuple[str, RunResults, R
     return pairs
 
 
-def plot_error_accumulation(runs: Sequence[RunResults], out_dir: str | Path, metric: str = "ap50") -> list[Path]:
+def plot_error_accumulation(
+    runs: Sequence[RunResults], out_dir: str | Path, metric: str = "ap50"
+) -> list[Path]:
     """Per-round gap ``gold-reference score - predicted-reference score`` for each pair of runs.
 
     A gap that grows with the round is error accumulation: wrong answers of earlier turns,
@@ -256,7 +258,9 @@ def plot_population(runs: Sequence[RunResults], out_dir: str | Path) -> list[Pat
     for i, run in enumerate(benches.values()):
         xs = [r + (i - (len(benches) - 1) / 2) * width for r in rounds]
         ns = [int(cell_value(run.results, "n", f"R{r}") or 0) for r in rounds]
-        bars = ax.bar(xs, ns, width=width, color=_COLORS[i % len(_COLORS)], label=run.results.provenance.bench_name)
+        bars = ax.bar(
+            xs, ns, width=width, color=_COLORS[i % len(_COLORS)], label=run.results.provenance.bench_name
+        )
         ax.bar_label(bars, fontsize=5, padding=1)
     ax.set_xticks(rounds)
     ax.set_xlabel("round")

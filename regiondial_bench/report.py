@@ -326,12 +326,14 @@ def paper_table(runs: Sequence[RunResults], task: str = "detection", compare_to:
         values = [run.cell(metric, c) for c in cols]
         rows.append(TableRow(run.label, values, "run", [_ci(run.results, metric, c) for c in cols]))
         diff = [None if v is None else round(v - b, 1) for v, b in zip(values, base, strict=True)]
-        diffs.append(TableRow(f"Δ {run.label} − {compare_to}", diff, "diff"))
+        diffs.append(TableRow(f"Δ {run.label}", diff, "diff"))
     rows.extend(diffs)
     notes = [
         f"{spec['title']}; paper rows copied from the paper.",
         "Avg: micro-average over all turns (rounds 8+ included), the reading the paper's Avg fits.",
     ]
+    if runs:
+        notes.append(f"Δ rows: the run minus {compare_to} (paper), in points.")
     if any(run.cell(metric, "R1") is None for run in runs):
         notes.append(f"'–': the run has no {METRICS[metric]} (no masks) or no such round.")
     return Table(f"Paper table: {spec['title']}", cols, rows, notes)
@@ -478,11 +480,15 @@ def render_terminal(table: Table, with_ci: bool = False, console: Any = None) ->
     from rich.table import Table as RichTable
     from rich.text import Text
 
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=140)
     rich_table = RichTable(
         title=Text(table.title), caption=Text("\n".join(table.notes)), caption_justify="left"
     )
-    rich_table.add_column(Text(table.label_header))
+    widest = max((len(r.label) for r in table.rows), default=8)
+    rich_table.add_column(Text(table.label_header), min_width=min(widest, 26))
     for column in table.columns:
         rich_table.add_column(Text(column), justify="right")
     previous: RowKind | None = None

@@ -17,6 +17,10 @@ COMMAND_MODULES = [
     "score",
     "bench",
     "adapters",
+    "report",
+    "plot",
+    "submit",
+    "leaderboard",
 ]
 
 

@@ -1,0 +1,32 @@
+"""``regiondial plot RUN... --out DIR``: per-round curves, error accumulation, conditional accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..report import load_runs
+
+
+@click.command("plot")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--label", "labels", multiple=True, help="Legend label per run, in order.")
+def command(runs: tuple[Path, ...], out_dir: Path, labels: tuple[str, ...]) -> None:
+    """Write PNG and SVG plots of RUN folders into DIR.
+
+    Pass the same adapter run with --reference-mode predicted and gold to get the error-
+    accumulation plot; conditional-accuracy plots need each run's predictions.jsonl.
+    """
+    from ..plots import plot_all
+
+    try:
+        loaded = load_runs(runs, labels)
+        written, skipped = plot_all(loaded, out_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for path in written:
+        click.echo(str(path))
+    for reason in skipped:
+        click.echo(f"skipped {reason}", err=True)

@@ -1,0 +1,87 @@
+"""``regiondial report RUN...``: per-round tables of several runs, or the paper's tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..report import (
+    FORMATS,
+    METRICS,
+    TASK_METRIC,
+    Table,
+    all_round_columns,
+    load_runs,
+    paper_table,
+    render,
+    render_terminal,
+    round_table,
+)
+
+
+@click.command("report")
+@click.argument("runs", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--label", "labels", multiple=True, help="Row label per run, in order (default: adapter (mode))."
+)
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    type=click.Choice(list(METRICS)),
+    help="Metric(s) to tabulate (default: ap50, and giou when a run has masks).",
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="terminal", show_default=True)
+@click.option("--all-rounds", is_flag=True, help="One column per round index instead of R1..R7 + R8+.")
+@click.option("--ci", "with_ci", is_flag=True, help="Show 95% bootstrap intervals next to AP50/gIoU.")
+@click.option("--paper-table", is_flag=True, help="The paper's two 7-round tables with the runs added.")
+@click.option(
+    "--compare-to", default=None, help="Paper row the differences refer to (default: RegionReasoner-7B)."
+)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
+def command(
+    runs: tuple[Path, ...],
+    labels: tuple[str, ...],
+    metrics: tuple[str, ...],
+    fmt: str,
+    all_rounds: bool,
+    with_ci: bool,
+    paper_table: bool,
+    compare_to: str | None,
+    output: Path | None,
+) -> None:
+    """Tabulate per-round scores of RUN folders (or results.json / submission folders) side by side."""
+    if not runs and not paper_table:
+        raise click.UsageError("give at least one RUN folder (or --paper-table for the paper's rows alone)")
+    try:
+        loaded = load_runs(runs, labels)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    tables: list[Table] = []
+    if paper_table:
+        tables = [paper_table_for(loaded, task, compare_to) for task in TASK_METRIC]
+    else:
+        chosen = list(metrics) or ["ap50"] + (
+            ["giou"] if any(r.cell("giou", "Avg") is not None for r in loaded) else []
+        )
+        columns = all_round_columns(loaded) if all_rounds else None
+        tables = [round_table(loaded, m, columns) for m in chosen]
+    if fmt == "terminal" and output is None:
+        for table in tables:
+            render_terminal(table, with_ci=with_ci)
+        return
+    text = "\n".join(render(t, "markdown" if fmt == "terminal" else fmt, with_ci=with_ci) for t in tables)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+
+
+def paper_table_for(loaded, task: str, compare_to: str | None) -> Table:  # noqa: ANN001
+    try:
+        return paper_table(loaded, task, compare_to)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
