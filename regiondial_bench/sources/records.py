@@ -102,6 +102,8 @@ def xywh_to_xyxy(box: Sequence[float]) -> Box:
 
     >>> xywh_to_xyxy([10, 20, 5, 4])
     (10.0, 20.0, 15.0, 24.0)
+    >>> xywh_to_xyxy([117.67, 44.02, 77.7, 77.69])
+    (117.67, 44.02, 195.37, 121.71)
     """
     x, y, w, h = (float(v) for v in box)
-    return (x, y, x + w, y + h)
+    return (x, y, round(x + w, 6), round(y + h, 6))  # drop float noise such as 121.71000000000001

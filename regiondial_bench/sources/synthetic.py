@@ -172,7 +172,7 @@ def _expressions(rng: random.Random, obj: dict, objects: list[dict], width: int,
         f"{color} {kind}",
         f"{size} {color} {kind}" if len(same_kind) > 1 else f"{kind}",
         f"{kind} in the middle" if horizontal == "middle" else f"{kind} on the {horizontal}",
-        f"{color} {kind} near the {vertical}",
+        f"{color} {kind} at the {vertical}",
         f"{color} one on the {vertical} {horizontal}" if horizontal != "middle" else f"{color} one in the {vertical} middle",
     ]
     rng.shuffle(candidates)
@@ -267,4 +267,4 @@ def write_synthetic_refer(
 
 
 def _polygon_area(points: list[tuple[float, float]]) -> float:
-    return abs(sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(points, points[1:] + points[:1]))) / 2
+    return abs(sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(points, points[1:] + points[:1], strict=True))) / 2
