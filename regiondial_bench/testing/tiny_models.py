@@ -73,12 +73,13 @@ def _tokenizer_corpus() -> list[str]:
     lines: list[str] = []
     for preset in PRESETS.values():
         lines.extend(preset.prompt_template.splitlines())
-    words = (
+    vocabulary = (
         "find the person man woman dog cat car bus table chair left right above below near behind "
         "next to inside overlapping touching guy girl boy red blue white black green small large "
         "scene focus think answer image picture photo shows contains visible appears located "
         "reference bbox bounding box coordinates point region target object relation"
-    ).split()
+    )
+    words = vocabulary.split()
     for i, word in enumerate(words):
         box = [(7 * i) % 640, (13 * i) % 480, (7 * i) % 640 + 40, (13 * i) % 480 + 60]
         lines.append(f"<scene> The image shows a {word} in a room. </scene>")
@@ -149,7 +150,9 @@ def build_tiny_qwen2_5_vl(out_dir: str | Path, seed: int = 0) -> Path:
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in QWEN_SPECIAL_TOKENS}
     vocab = len(tokenizer)
     hidden, heads = 64, 4
-    head_dim = hidden // heads  # 16 -> mrope sections sum to 8
+    head_dim = hidden // heads
+    mrope_section = [2, 3, 3]  # temporal, height, width rotary sections: they must sum to head_dim / 2
+    assert sum(mrope_section) * 2 == head_dim
     config = Qwen2_5_VLConfig(
         text_config={
             "vocab_size": vocab,
@@ -159,7 +162,7 @@ def build_tiny_qwen2_5_vl(out_dir: str | Path, seed: int = 0) -> Path:
             "num_attention_heads": heads,
             "num_key_value_heads": 2,
             "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope_section},
             "bos_token_id": ids["<|endoftext|>"],
             "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"],
@@ -295,7 +298,7 @@ SAM2_IMAGE_STD = (0.229, 0.224, 0.225)
 
 
 def _tiny_sam2_config(config_cls: Any, image_size: int = 128) -> Any:
-    """A 4-stage Hiera with one block per stage and small widths (same topology as SAM2-L)."""
+    """A 4-stage Hiera with 1-2 blocks per stage and small widths (same topology as SAM2-L)."""
     feature = image_size // 4
     return config_cls(
         vision_config={
@@ -303,11 +306,11 @@ def _tiny_sam2_config(config_cls: Any, image_size: int = 128) -> Any:
                 "model_type": "sam2_hiera_det_model",
                 "image_size": [image_size, image_size],
                 "hidden_size": 16,
-                "blocks_per_stage": [1, 1, 1, 1],
+                "blocks_per_stage": [1, 1, 2, 1],
                 "embed_dim_per_stage": [16, 32, 64, 128],
                 "num_attention_heads_per_stage": [1, 1, 2, 2],
                 "window_size_per_stage": [4, 4, 4, 2],
-                "global_attention_blocks": [2],
+                "global_attention_blocks": [3],
                 "window_positional_embedding_background_size": [4, 4],
             },
             "backbone_channel_list": [128, 64, 32, 16],
