@@ -125,8 +125,39 @@ _STRICT_TAG_RE = {tag: re.compile(rf"<{tag}>\s*(.*?)\s*</{tag}>", re.DOTALL) for
 REFERENCE_KEYWORDS = ("bbox", "bounding box", "bbox=", "coordinates", "bounding box=")
 SCENE_WORDS = ("scene", "image", "picture", "photo", "shows", "contains", "visible", "appears", "located")
 STOP_WORDS = frozenset(
-    "the a an and or but in on at to for of with by is are was were be been being have has had do does did "
-    "will would could should".split()
+    (
+        "the",
+        "a",
+        "an",
+        "and",
+        "or",
+        "but",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "of",
+        "with",
+        "by",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "have",
+        "has",
+        "had",
+        "do",
+        "does",
+        "did",
+        "will",
+        "would",
+        "could",
+        "should",
+    )
 )
 LOGIC_GROUPS: tuple[tuple[float, tuple[str, ...]], ...] = (
     (0.5, ("above", "below", "left", "right", "inside", "overlapping", "near", "touching", "next to")),
@@ -152,7 +183,9 @@ def completion_text(completion: Any) -> str:
         if isinstance(content, str):
             return content
         if isinstance(content, list):
-            return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+            return "".join(
+                p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
+            )
     if completion is None or completion == []:
         return ""
     raise TypeError(f"cannot read text from a completion of type {type(completion).__name__}")
@@ -340,9 +373,7 @@ def reference_reward_paper(
     cited = _all_boxes(think)
     reward = 1.0 if cited or any(k in think for k in REFERENCE_KEYWORDS) else 0.0
     if cited:
-        matched = sum(
-            1 for box in cited if any(max(abs(a - b) for a, b in zip(box, ref)) <= tolerance for ref in references)
-        )
+        matched = sum(1 for box in cited if any(_max_abs_diff(box, ref) <= tolerance for ref in references))
         reward += matched / len(cited) - penalty * (len(cited) - matched) / len(cited)
     return min(2.0, max(0.0, reward))
 
@@ -361,6 +392,14 @@ def _gold_items(solution: str | Sequence[dict] | None) -> list[dict] | None:
     if not isinstance(data, list):
         return None
     return data
+
+
+def _mean_l1(a: Sequence[float], b: Sequence[float]) -> float:
+    return sum(abs(x - y) for x, y in zip(a, b, strict=True)) / 4
+
+
+def _max_abs_diff(a: Sequence[float], b: Sequence[float]) -> float:
+    return max(abs(x - y) for x, y in zip(a, b, strict=True))
 
 
 def _hungarian_score(hits: Any) -> float:
@@ -397,7 +436,9 @@ def accuracy_reward(response: str, solution: str | Sequence[dict] | None) -> flo
         gold_points = [[float(v) for v in item["point_2d"]] for item in gold]
     except (KeyError, TypeError, ValueError):
         return 0.0  # the released code swallows these and scores 0
-    if any(len(b) != 4 for b in pred_boxes + gold_boxes) or any(len(p) != 2 for p in pred_points + gold_points):
+    if any(len(b) != 4 for b in pred_boxes + gold_boxes) or any(
+        len(p) != 2 for p in pred_points + gold_points
+    ):
         return 0.0
     hits = np.zeros((len(pred_boxes), len(gold_boxes)))
     for i, (pb, pp) in enumerate(zip(pred_boxes, pred_points, strict=True)):
@@ -405,7 +446,7 @@ def accuracy_reward(response: str, solution: str | Sequence[dict] | None) -> flo
         for j, (gb, gp) in enumerate(zip(gold_boxes, gold_points, strict=True)):
             hits[i, j] = (
                 float(box_iou_inclusive(pb, gb) > 0.5)
-                + float(sum(abs(a - b) for a, b in zip(pb, gb)) / 4 < 10)
+                + float(_mean_l1(pb, gb) < 10)
                 + float(inside and math.dist(pp, gp) < 30)
             )
     return _hungarian_score(hits)
@@ -430,7 +471,9 @@ def accuracy_reward_paper(response: str, solution: str | Sequence[dict] | None) 
     for item in gold[:120]:
         if isinstance(item, dict) and isinstance(item.get("bbox_2d"), list) and len(item["bbox_2d"]) == 4:
             point = item.get("point_2d")
-            gold_pairs.append((item["bbox_2d"], point if isinstance(point, list) and len(point) == 2 else None))
+            gold_pairs.append(
+                (item["bbox_2d"], point if isinstance(point, list) and len(point) == 2 else None)
+            )
     if not gold_pairs:
         return 0.0
     hits = np.zeros((len(parsed.regions), len(gold_pairs)))
@@ -440,7 +483,7 @@ def accuracy_reward_paper(response: str, solution: str | Sequence[dict] | None) 
         for j, (gb, gp) in enumerate(gold_pairs):
             hits[i, j] = (
                 float(box_iou(pb, gb) > 0.5)
-                + float(sum(abs(a - b) for a, b in zip(pb, gb)) / 4 < 10)
+                + float(_mean_l1(pb, gb) < 10)
                 + float(inside and gp is not None and math.dist(pp, gp) < 30)
             )
     return _hungarian_score(hits)
@@ -555,7 +598,10 @@ def _component(name: str, profile: RewardProfile, response: str, solution: Any, 
 
 
 def score(
-    response: str, solution: str | Sequence[dict] | None, problem: str | None, profile: str | RewardProfile = "released"
+    response: str,
+    solution: str | Sequence[dict] | None,
+    problem: str | None,
+    profile: str | RewardProfile = "released",
 ) -> dict[str, float]:
     """Every component and the weighted ``total`` for one response.
 
