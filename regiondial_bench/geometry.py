@@ -211,7 +211,7 @@ def box_to_rle(box: Sequence[float], height: int, width: int) -> RLE:
     """The mask of an xyxy box (pixels whose area the box covers, via pycocotools)."""
     mu = _mask_utils()
     x1, y1, x2, y2 = box
-    encoded = mu.frPyObjects([[x1, y1, x2 - x1, y2 - y1]], height, width)[0]
+    encoded = mu.frPyObjects(np.array([[x1, y1, x2 - x1, y2 - y1]], dtype=np.float64), height, width)[0]
     return RLE(size=(height, width), counts=encoded["counts"].decode("ascii"))
 
 

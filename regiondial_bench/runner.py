@@ -190,12 +190,18 @@ class Runner:
         run_file.write_text(self.spec.model_dump_json(indent=2) + "\n", encoding="utf-8")
 
     def _check_images(self) -> None:
-        if not self.adapter.needs_pixels:
+        """Fail before the first batch when the adapter needs pixels or sizes the bench lacks."""
+        if self.adapter.needs_pixels:
+            missing = [d.dialogue_id for d in self.bench if not self._image(d).available]
+            what = "looks at pixels"
+        elif self.adapter.needs_image_size:
+            missing = [d.dialogue_id for d in self.bench if self._image(d).size is None]
+            what = "needs image sizes"
+        else:
             return
-        missing = [d.dialogue_id for d in self.bench if not self._image(d).available]
         if missing:
             raise AdapterError(
-                f"adapter {self.adapter.name!r} looks at pixels, but {len(missing)} of {len(self.bench)} dialogues "
+                f"adapter {self.adapter.name!r} {what}, but {len(missing)} of {len(self.bench)} dialogues "
                 f"have no image file (first: {missing[0]}); pass --images DIR with the images"
             )
 

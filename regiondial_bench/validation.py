@@ -66,12 +66,13 @@ def bench_stats(bench: Bench) -> dict[str, Any]:
         lengths[len(dialogue.turns)] += 1
         if bench.image_path(dialogue) is not None and bench.image_path(dialogue).is_file():
             images += 1
-        referenced = {t.index for t in dialogue.turns if any(r.turn < t.index for r in t.references)}
         for turn in dialogue.turns:
             masks += turn.gold_mask is not None
             if turn.references:
                 with_ref += 1
-                if any(r.turn in referenced and r.turn < turn.index for r in turn.references):
+                # chained: the primary reference points back to a turn that has a reference itself
+                primary = turn.references[0].turn
+                if primary < turn.index and dialogue.turns[primary].references:
                     chained += 1
     return {
         "name": bench.name,

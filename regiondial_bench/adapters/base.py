@@ -143,13 +143,15 @@ class Adapter:
     """Base class of all adapters.
 
     Subclasses implement :meth:`generate`. Class attributes declare what the adapter needs:
-    ``needs_pixels`` (the runner checks that images exist before starting) and ``streaming``
+    ``needs_pixels`` (the runner checks that images exist before starting), ``needs_image_size``
+    (sizes or image files must be known) and ``streaming``
     (the adapter answers requests concurrently; the runner then sends a dialogue's next round as
     soon as its reference is answered, through :meth:`generate_one`).
     """
 
     name: ClassVar[str] = ""
     needs_pixels: ClassVar[bool] = True
+    needs_image_size: ClassVar[bool] = True
     streaming: ClassVar[bool] = False
     max_concurrency: int = 1
 

@@ -47,6 +47,7 @@ class OracleAdapter(Adapter):
     """Answers every turn with its gold box, point and mask: the harness's self-check (100 AP50)."""
 
     needs_pixels = False
+    needs_image_size = False
 
     def __init__(self) -> None:
         self._gold: dict[tuple[str, int], RoundResponse] = {}

@@ -1,0 +1,23 @@
+"""Fixtures shared by all test folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+UPSTREAM_DIR = PROJECT_ROOT.parent / "shared" / "upstream_regiondial"
+
+
+@pytest.fixture(scope="session")
+def upstream_file():
+    """Path to one of the official question files in ../shared (read in place, never copied)."""
+
+    def get(name: str) -> Path:
+        path = UPSTREAM_DIR / f"{name}.json"
+        if not path.is_file():
+            pytest.skip(f"official question file {path} not present (../shared is missing)")
+        return path
+
+    return get

@@ -1,0 +1,59 @@
+"""Small benches and adapters built inside the tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from regiondial_bench.adapters import Adapter, RoundRequest, RoundResponse
+from regiondial_bench.geometry import box_to_rle
+from regiondial_bench.schema import Bench, Dialogue, ImageRef, Reference, Turn
+
+
+def make_bench(folder: Path, n_dialogues: int = 6, turns: int = 4, size=(64, 48), masks: bool = True) -> Bench:
+    """A bench of flat-colour images; turn t's gold box is a distinct rectangle; turn t>0 references t-1."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "images").mkdir(exist_ok=True)
+    w, h = size
+    dialogues = []
+    for d in range(n_dialogues):
+        Image.fromarray(np.full((h, w, 3), 40 * d % 255, dtype=np.uint8)).save(folder / "images" / f"{d}.png")
+        turn_list = []
+        for t in range(turns):
+            box = (float(2 + 3 * t), float(2 + 2 * t), float(20 + 5 * t + d), float(18 + 4 * t))
+            turn_list.append(Turn(
+                index=t,
+                question="Find the thing." if t == 0 else "Find the thing near the <box>{context_bbox}</box>.",
+                gold_boxes=[box],
+                gold_mask=box_to_rle(box, h, w) if masks else None,
+                references=[Reference(turn=t - 1)] if t else [],
+            ))
+        dialogues.append(Dialogue(dialogue_id=f"d{d}", image=ImageRef(path=f"images/{d}.png", width=w, height=h),
+                                  turns=turn_list))
+    bench = Bench(dialogues, name="tiny", root=folder)
+    bench.save(folder)
+    return Bench.load(folder)
+
+
+class ScriptedAdapter(Adapter):
+    """Answers from a function of the request; records every batch it was given."""
+
+    needs_pixels = False
+    needs_image_size = False
+
+    def __init__(self, answer, frame=None):
+        self.answer = answer
+        self.frame = frame
+        self.batches: list[list[RoundRequest]] = []
+
+    def generate(self, requests: Sequence[RoundRequest]) -> list[RoundResponse]:
+        self.batches.append(list(requests))
+        return [RoundResponse(raw_text=self.answer(r), frame=self.frame) for r in requests]
+
+
+def answer_json(box) -> str:
+    return "<answer>" + json.dumps([{"bbox_2d": list(box)}]) + "</answer>"
