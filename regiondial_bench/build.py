@@ -518,3 +518,61 @@ def training_samples(
                 }
             )
     return samples
+
+
+# --------------------------------------------------------------------------------------------
+# A whole benchmark: every output split into one folder
+# --------------------------------------------------------------------------------------------
+
+BUILD_INFO_FILE = "build.json"
+
+
+def build_benchmark(
+    read_splits: Any,
+    out: str | Path,
+    *,
+    benchmark: str,
+    splits: Mapping[str, Sequence[str]],
+    configs: Mapping[str, BuildConfig],
+    source_info: Mapping[str, Any] | None = None,
+    images: Literal["copy", "symlink"] = "copy",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Build every output split into ``out/<split>/`` and describe the build in ``out/build.json``.
+
+    Args:
+        read_splits: ``callable(source_splits) -> iterable of SourceImage`` (a bound reader).
+        out: Output folder.
+        benchmark: Benchmark (Hub config) name, e.g. ``refcocoplus_multiturn``.
+        splits: Output split -> source splits, e.g. ``{"test": ["testA", "testB"]}``.
+        configs: Output split -> its build config.
+        source_info: Provenance added to every manifest (reader, dataset, paths).
+        images: ``copy`` or ``symlink`` the image files.
+        progress: Show progress bars.
+
+    Returns:
+        The content of ``build.json``. A ``train`` split also gets ``train_samples.json``
+        (``{"samples": [...]}``, gold references filled in; see :func:`training_samples`).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    info: dict[str, Any] = {"benchmark": benchmark, **dict(source_info or {}), "splits": {}}
+    for split, source_splits in splits.items():
+        config = configs[split]
+        meta = {**dict(source_info or {}), "source_splits": list(source_splits)}
+        built = build_split(read_splits(list(source_splits)), config, split, progress=progress, source_info=meta)
+        bench = write_split(built, out / split, images=images, progress=progress)
+        if split == "train":
+            samples = training_samples(bench, progress=progress)
+            (out / split / "train_samples.json").write_text(json.dumps({"samples": samples}) + "\n", encoding="utf-8")
+        info["splits"][split] = {
+            "source_splits": list(source_splits),
+            "content_hash": bench.content_hash,
+            "dialogues": len(bench),
+            "turns": bench.num_turns,
+            "turns_per_round": bench.manifest().turns_per_round,
+            "issues": [i.message for i in built.issues],
+            "config": asdict(config),
+        }
+    (out / BUILD_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return info

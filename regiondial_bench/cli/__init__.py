@@ -21,6 +21,8 @@ COMMAND_MODULES = [
     "plot",
     "submit",
     "leaderboard",
+    "build",
+    "publish",
 ]
 
 
