@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
 from . import __version__
 from .adapters import create_adapter
@@ -66,7 +67,11 @@ def load_run_config(path: str | Path) -> RunConfig:
         raise ValueError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a run config is a YAML mapping with at least 'adapter'")
-    return RunConfig.model_validate(data)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{path}: invalid run config ({problems})") from exc
 
 
 def git_revision() -> str | None:

@@ -45,7 +45,10 @@ def command(bench_spec, images, config_file, adapter, preset, model_path, refere
 
     data: dict = {}
     if config_file is not None:
-        data = api.load_run_config(config_file).model_dump(exclude_unset=True)
+        try:
+            data = api.load_run_config(config_file).model_dump(exclude_unset=True)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
     overrides = {"adapter": adapter, "reference_mode": reference_mode, "mask_producer": mask_producer,
                  "batch_size": batch_size, "limit": limit}
     data.update({k: v for k, v in overrides.items() if v is not None})

@@ -57,3 +57,39 @@ class ScriptedAdapter(Adapter):
 
 def answer_json(box) -> str:
     return "<answer>" + json.dumps([{"bbox_2d": list(box)}]) + "</answer>"
+
+
+class SlowFlakyOracle(Adapter):
+    """Gold answers for most turns, garbage for every third; sleeps per batch (for kill tests)."""
+
+    needs_pixels = False
+    needs_image_size = False
+
+    def __init__(self, delay: float = 0.05):
+        self.delay = delay
+        self.gold = {}
+
+    def prepare(self, bench):
+        self.gold = {(d.dialogue_id, t.index): t.gold_boxes[0] for d in bench for t in d.turns}
+
+    def generate(self, requests):
+        import time
+
+        time.sleep(self.delay)
+        out = []
+        for r in requests:
+            if (r.turn + len(r.dialogue_id)) % 3 == 0:
+                out.append(RoundResponse(raw_text="<answer>not json</answer>"))
+            else:
+                out.append(RoundResponse(raw_text=answer_json(self.gold[r.key])))
+        return out
+
+
+def register_test_adapters() -> None:
+    from regiondial_bench.adapters import get_adapter_class, register_adapter
+    from regiondial_bench.adapters.base import AdapterError
+
+    try:
+        get_adapter_class("test-slow-flaky-oracle")
+    except AdapterError:
+        register_adapter("test-slow-flaky-oracle")(SlowFlakyOracle)
