@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs into .venv (from a clean checkout) and run it.
+# Used verbatim by the README and by .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+# The CPU wheel of torch (an unpinned torch pulls a multi-GB CUDA build); no torchvision.
+python -m pip install -q "torch==2.13.0"
+python -m pip install -q -e ".[dev]"
+
+# Headless Chromium for the leaderboard's browser test (Debian's package).
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+python -m pytest "$@"
