@@ -1,0 +1,230 @@
+"""The ``hf`` adapter: any chat VLM loadable with ``AutoModelForImageTextToText`` + ``AutoProcessor``.
+
+First-class for the Qwen2.5-VL family. Requests are answered in batches with left-padded greedy
+generation; each preset decides the prompt, the image preprocessing (native ``smart_resize`` or a
+fixed squash such as upstream's 840x840) and the coordinate frame answers are read in.
+
+Example config (``regiondial evaluate --config``)::
+
+    adapter: hf
+    adapter_options: {preset: regionreasoner-7b, model: lmsdss/RegionReasoner-7B, dtype: bfloat16}
+    batch_size: 32
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from ..schema import Box
+from .base import Adapter, AdapterError, ImageInput, RoundRequest, RoundResponse
+from .presets import Preset, get_preset
+from .registry import require
+
+logger = logging.getLogger(__name__)
+
+_VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
+
+
+def image_size_of(image: ImageInput) -> tuple[int, int]:
+    """``(width, height)`` of a request image, from the bench or by opening the file."""
+    if image.size is not None:
+        return image.size
+    if image.available:
+        with image.load() as img:
+            return img.size
+    raise AdapterError("this adapter needs the image; pass --images DIR with the bench images")
+
+
+def resolve_device(device: str | None) -> str:
+    """``auto``/None picks CUDA when present, else CPU."""
+    if device not in (None, "auto"):
+        return str(device)
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str | None, device: str, preset: Preset) -> Any:
+    """Explicit dtype, else the preset's on GPU and float32 on CPU."""
+    import torch
+
+    name = dtype or (preset.dtype if device.startswith("cuda") else "float32")
+    if name == "auto":
+        return "auto"
+    value = getattr(torch, str(name), None)
+    if not isinstance(value, torch.dtype):
+        raise AdapterError(f"unknown dtype {name!r}; use bfloat16, float16, float32 or auto")
+    return value
+
+
+class HFAdapter(Adapter):
+    """Batched greedy generation with a transformers chat VLM.
+
+    Args:
+        preset: Preset name (``regionreasoner-7b``, ``visionreasoner-7b``, ``seg-zero-7b``,
+            ``qwen2.5-vl-7b``) or a :class:`Preset`.
+        model: Hub id or local folder; defaults to the preset's checkpoint.
+        dtype: ``bfloat16``, ``float16``, ``float32`` or ``auto`` (default: preset dtype on GPU,
+            float32 on CPU).
+        device: ``auto`` (CUDA if available), ``cuda``, ``cuda:1``, ``cpu``.
+        attn_implementation: e.g. ``flash_attention_2``, ``sdpa``, ``eager`` (default: transformers').
+        batch_size: Most requests per ``generate`` call (default: the runner's batch as given).
+        max_new_tokens: Overrides the preset's budget.
+        image_mode: ``native`` or ``squash`` (overrides the preset).
+        squash_size: Side of the squashed image (overrides the preset).
+        min_pixels: Native-resize lower bound (overrides the preset).
+        max_pixels: Native-resize upper bound (overrides the preset).
+        reference_frame: ``model`` (references rendered in the model's frame) or ``original``
+            (upstream parity: original pixels).
+        coordinate_frame: ``input``, ``norm-1000``, ``norm-1`` or ``original`` (overrides the preset).
+        prompt_template: A custom user template with a ``{question}`` slot.
+        trust_remote_code: Passed to ``from_pretrained``.
+    """
+
+    needs_pixels = True
+
+    def __init__(
+        self,
+        preset: str | Preset = "qwen2.5-vl-7b",
+        model: str | None = None,
+        dtype: str | None = None,
+        device: str | None = "auto",
+        attn_implementation: str | None = None,
+        batch_size: int | None = None,
+        max_new_tokens: int | None = None,
+        image_mode: str | None = None,
+        squash_size: int | None = None,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        reference_frame: str | None = None,
+        coordinate_frame: str | None = None,
+        prompt_template: str | None = None,
+        trust_remote_code: bool = False,
+    ) -> None:
+        require("transformers", "hf")
+        require("torch", "hf")
+        if batch_size is not None and batch_size < 1:
+            raise AdapterError(f"batch_size must be >= 1, got {batch_size}")
+        self.preset = get_preset(
+            preset,
+            model=model,
+            max_new_tokens=max_new_tokens,
+            image_mode=image_mode,
+            squash_size=squash_size,
+            min_pixels=min_pixels,
+            max_pixels=max_pixels,
+            reference_frame=reference_frame,
+            coordinate_frame=coordinate_frame,
+            prompt_template=prompt_template,
+        )
+        self.batch_size = batch_size
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device, self.preset)
+        self.attn_implementation = attn_implementation
+        self.trust_remote_code = trust_remote_code
+        self._load()
+
+    # ------------------------------------------------------------------ loading
+
+    def _load(self) -> None:
+        from transformers import AutoModelForImageTextToText, GenerationConfig
+
+        from ..testing.tiny_models import load_vlm_processor
+
+        path = self.preset.model
+        min_pixels, max_pixels = self.preset.processor_pixel_bounds()
+        try:
+            self.processor = load_vlm_processor(path, min_pixels=min_pixels, max_pixels=max_pixels)
+            kwargs: dict[str, Any] = {"dtype": self.dtype, "trust_remote_code": self.trust_remote_code}
+            if self.attn_implementation:
+                kwargs["attn_implementation"] = self.attn_implementation
+            self.model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+        except OSError as exc:
+            raise AdapterError(f"cannot load model {path!r}: {exc}") from exc
+        self.model.to(self.device).eval()
+        tokenizer = self.processor.tokenizer
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        vocab = tokenizer.get_vocab()
+        suppress = [vocab[t] for t in _VISION_TOKENS if t in vocab]
+        eos = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>") if t in vocab]
+        eos = eos or [tokenizer.eos_token_id]
+        # Pin every decoding parameter: derivative checkpoints ship sampling / repetition-penalty
+        # settings in generation_config.json that HF generate would otherwise apply.
+        self.generation_config = GenerationConfig(
+            do_sample=False,
+            num_beams=1,
+            max_new_tokens=self.preset.max_new_tokens,
+            repetition_penalty=1.0,
+            eos_token_id=eos,
+            pad_token_id=tokenizer.pad_token_id,
+            suppress_tokens=suppress or None,
+        )
+
+    # ------------------------------------------------------------------ contract
+
+    def reference_text(self, box: Box | None, request_image: ImageInput) -> str:
+        size = None if box is None else image_size_of(request_image)
+        return self.preset.reference_text(box, size)
+
+    def generate(self, requests: Sequence[RoundRequest]) -> list[RoundResponse]:
+        responses: list[RoundResponse] = []
+        step = self.batch_size or max(len(requests), 1)
+        for start in range(0, len(requests), step):
+            responses.extend(self._generate_batch(requests[start : start + step]))
+        return responses
+
+    def _generate_batch(self, requests: Sequence[RoundRequest]) -> list[RoundResponse]:
+        import torch
+
+        images, texts, sizes = [], [], []
+        for request in requests:
+            image = request.load_image()
+            sizes.append(image.size)
+            images.append(self.preset.resize_for_model(image))
+            texts.append(self.processor.apply_chat_template(
+                self.preset.messages(request.question), add_generation_prompt=True, tokenize=False
+            ))
+        inputs = self.processor(text=texts, images=images, return_tensors="pt", padding=True)
+        inputs = inputs.to(self.device)
+        grids = inputs.get("image_grid_thw")
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, generation_config=self.generation_config)
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        decoded = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        pad = self.generation_config.pad_token_id
+        responses = []
+        for i, text in enumerate(decoded):
+            input_size = self._input_size(grids[i] if grids is not None else None, sizes[i])
+            responses.append(RoundResponse(
+                raw_text=text,
+                frame=self.preset.frame(sizes[i], input_size),
+                require_answer_tag=self.preset.require_answer_tag,
+                extra={"input_size": list(input_size), "new_tokens": int((new_tokens[i] != pad).sum())},
+            ))
+        return responses
+
+    def _input_size(self, grid: Any, original_size: tuple[int, int]) -> tuple[int, int]:
+        """The processed image size: from ``image_grid_thw`` (t, h/14, w/14) when the model reports it."""
+        if grid is None:
+            return self.preset.input_size(original_size)
+        patch = getattr(self.processor.image_processor, "patch_size", 14)
+        _, gh, gw = (int(v) for v in grid)
+        return (gw * patch, gh * patch)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "preset": self.preset.describe(),
+            "device": self.device,
+            "dtype": str(self.dtype),
+            "attn_implementation": self.attn_implementation,
+            "batch_size": self.batch_size,
+            "generation": {"do_sample": False, "max_new_tokens": self.preset.max_new_tokens, "repetition_penalty": 1.0},
+        }
+
+    def close(self) -> None:
+        self.model = None
+        self.processor = None
