@@ -75,6 +75,14 @@ def save_figure(fig: Any, out_dir: str | Path, stem: str) -> list[Path]:
     return paths
 
 
+def _legend(ax: Any, n: int, loc: str) -> None:
+    # Beyond three entries the legend would cover the curves: put it beside the axes.
+    if n > 3:
+        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(frameon=False, loc=loc)
+
+
 def _round_axis(ax: Any, columns: Sequence[str]) -> None:
     ax.set_xticks(range(1, len(columns) + 1))
     ax.set_xticklabels([c[1:] for c in columns])
@@ -127,7 +135,7 @@ def plot_round_curves(runs: Sequence[RunResults], out_dir: str | Path, metric: s
     _round_axis(ax, cols)
     ax.set_ylabel(f"{METRICS[metric]} (%)")
     ax.set_ylim(0, 102)
-    ax.legend(frameon=False, loc="lower left")
+    _legend(ax, len(runs), loc="lower left")
     ax.set_title(f"{METRICS[metric]} by round (bands: 95% bootstrap CI)")
     return save_figure(fig, out_dir, f"{metric}_by_round")
 
@@ -171,20 +179,19 @@ def plot_error_accumulation(
     plt = _pyplot()
     cols = _columns_present([r for _, p, g in pairs for r in (p, g)])
     fig, ax = plt.subplots(figsize=FIGSIZE)
-    width = 0.8 / len(pairs)
     for i, (label, predicted, gold) in enumerate(pairs):
         xs, gaps = [], []
         for x, col in enumerate(cols, 1):
             a, b = gold.cell(metric, col), predicted.cell(metric, col)
             if a is not None and b is not None:
-                xs.append(x + (i - (len(pairs) - 1) / 2) * width)
+                xs.append(x)
                 gaps.append(a - b)
-        ax.bar(xs, gaps, width=width, color=_COLORS[i % len(_COLORS)], label=label)
+        ax.plot(xs, gaps, color=_COLORS[i % len(_COLORS)], marker=_MARKERS[i % len(_MARKERS)], label=label)
     ax.axhline(0, color="black", linewidth=0.6)
     _round_axis(ax, cols)
     ax.set_ylabel(f"{METRICS[metric]} gap (points)")
     ax.set_title("Error accumulation: gold minus predicted references")
-    ax.legend(frameon=False)
+    _legend(ax, len(pairs), loc="upper left")
     return save_figure(fig, out_dir, "error_accumulation")
 
 
@@ -239,9 +246,10 @@ def plot_conditional_accuracy(run: RunResults, scores: Sequence[Any], out_dir: s
     ax.set_xticklabels([c[1:] if c != "Avg" else "all" for c in cols])
     ax.set_xlabel("round")
     ax.set_ylabel("AP50 (%)")
-    ax.set_ylim(0, 112)
+    ax.set_ylim(0, 122)
+    ax.set_yticks(range(0, 101, 20))
     ax.grid(axis="y", linewidth=0.4, alpha=0.5)
-    ax.legend(frameon=False, loc="upper right", ncols=2)
+    ax.legend(frameon=False, loc="upper center", ncols=2)
     ax.set_title(f"{run.label}: accuracy given the referenced turn")
     return save_figure(fig, out_dir, f"conditional_{slug(run.label)}")
 

@@ -1,0 +1,105 @@
+"""Per-round tables and the paper table, on real runs of the bundled sample."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from click.testing import CliRunner
+
+from regiondial_bench.cli import main
+from regiondial_bench.report import (
+    escape_latex,
+    escape_markdown,
+    load_run,
+    load_runs,
+    paper_rows,
+    paper_table,
+    render_csv,
+    render_latex,
+    render_markdown,
+    round_table,
+)
+
+
+def test_round_table_reads_results(sample_runs):
+    runs = load_runs([sample_runs["oracle-predicted"], sample_runs["test-fallible-predicted"]])
+    table = round_table(runs, "ap50")
+    assert table.columns == ["R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8+", "Avg"]
+    oracle, fallible = table.rows
+    assert oracle.values == [100.0] * 9
+    results = json.loads((sample_runs["test-fallible-predicted"] / "results.json").read_text())
+    assert fallible.values[2] == results["rounds"][2]["ap50"]
+    assert fallible.values[-1] == results["overall"]["ap50"]
+    assert fallible.values[-2] == results["buckets"][0]["ap50"]
+    assert fallible.label == "test-fallible (predicted)"
+
+
+def test_renderers_agree_on_numbers(sample_runs):
+    runs = load_runs([sample_runs["test-fallible-gold"]], labels=["fallible | gold"])
+    table = round_table(runs, "giou")
+    md = render_markdown(table)
+    assert "fallible \\| gold" in md  # a pipe in a label cannot split the row
+    row = next(line for line in md.splitlines() if line.startswith("| fallible"))
+    assert row.count("|") - row.count("\\|") == 11
+    rows = list(csv.reader(io.StringIO(render_csv(table))))
+    assert rows[0][:4] == ["table", "kind", "model", "R1"]
+    assert abs(float(rows[1][3]) - table.rows[0].values[0]) < 0.01
+    tex = render_latex(table)
+    assert "\\begin{tabular}{lrrrrrrrrr}" in tex and "fallible | gold" in tex
+
+
+def test_paper_table_has_paper_and_new_rows_and_differences(sample_runs):
+    run = load_run(sample_runs["test-fallible-predicted"])
+    table = paper_table([run], "detection")
+    kinds = [r.kind for r in table.rows]
+    assert kinds == ["paper"] * 4 + ["run", "diff"]
+    assert table.columns == ["R1", "R2", "R3", "R4", "R5", "R6", "R7", "Avg"]
+    assert table.rows[3].values == [89.3, 83.2, 81.6, 69.6, 61.9, 69.1, 64.7, 80.7]
+    diff = table.rows[-1].values
+    assert diff[0] == round(run.cell("ap50", "R1") - 89.3, 1)
+    seg = paper_table([run], "segmentation", compare_to="SegLLM-7B")
+    assert [r.label for r in seg.rows if r.kind == "paper"][1] == "SegLLM-7B (paper)"
+    assert seg.rows[-1].values[-1] == round(run.cell("giou", "Avg") - 60.7, 1)
+
+
+def test_paper_rows_match_upstream_tables():
+    assert paper_rows("detection")["Qwen2.5-VL-7B"] == [65.5, 49.0, 48.1, 36.5, 30.0, 38.2, 25.9, 49.9]
+    assert paper_rows("segmentation")["SegLLM-7B"][-1] == 60.7
+    assert "Qwen2.5-VL-7B" not in paper_rows("segmentation")
+
+
+def test_cli_paper_table_prints_paper_and_run_rows(sample_runs):
+    result = CliRunner().invoke(
+        main, ["report", "--paper-table", "--format", "markdown", str(sample_runs["oracle-predicted"])]
+    )
+    assert result.exit_code == 0, result.output
+    assert "| *RegionReasoner-7B (paper)* | 89.3 | 83.2" in result.output
+    assert "| oracle (predicted) | 100.0 | 100.0" in result.output
+    assert "| Δ oracle (predicted) | +10.7 | +16.8" in result.output
+    assert "7-Round Segmentation" in result.output
+
+
+def test_cli_report_terminal_and_errors(sample_runs, tmp_path):
+    ok = CliRunner().invoke(main, ["report", str(sample_runs["oracle-gold"]), "--ci", "--all-rounds"])
+    assert ok.exit_code == 0, ok.output
+    assert "R10" in ok.output and "oracle (gold)" in ok.output
+    missing = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert missing.exit_code != 0 and "has no results.json" in missing.output
+
+
+def test_nan_in_results_is_a_clear_error(sample_runs, tmp_path):
+    text = (sample_runs["oracle-gold"] / "results.json").read_text()
+    (tmp_path / "results.json").write_text(text.replace('"ap50": 100.0', '"ap50": NaN', 1))
+    try:
+        load_run(tmp_path)
+    except ValueError as exc:
+        assert "NaN is not a valid number" in str(exc)
+    else:
+        raise AssertionError("NaN was accepted")
+
+
+def test_escaping():
+    assert escape_markdown("<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;"
+    assert escape_latex("50% of $x_1$") == "50\\% of \\$x\\_1\\$"

@@ -1,0 +1,209 @@
+"""Submissions: verified when re-scoring reproduces the claim, rejected with the specific reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from regiondial_bench.cli import main
+from regiondial_bench.submission import (
+    PREDICTIONS_FILE,
+    SubmissionError,
+    create_submission,
+    validate_all,
+    validate_submission,
+)
+
+DATE = dt.date(2026, 3, 1)
+
+
+@pytest.fixture
+def submission(tmp_path, sample_runs):
+    """A verified submission of the fallible predicted run, in a fresh folder per test."""
+    report = create_submission(
+        sample_runs["test-fallible-predicted"],
+        "fallible",
+        root=tmp_path / "subs",
+        date=DATE,
+        model="Fallible-1B",
+        size="1B",
+        authors=["A. Tester"],
+        link="https://example.org/fallible",
+    )
+    assert report.status == "verified", report.summary()
+    return report.folder
+
+
+def _lines(folder):
+    with gzip.open(folder / PREDICTIONS_FILE, "rt", encoding="utf-8") as f:
+        return f.read().splitlines(keepends=True)
+
+
+def _write_lines(folder, lines):
+    with gzip.open(folder / PREDICTIONS_FILE, "wt", encoding="utf-8") as f:
+        f.writelines(lines)
+
+
+def _edit_results(folder, edit):
+    data = json.loads((folder / "results.json").read_text())
+    edit(data)
+    (folder / "results.json").write_text(json.dumps(data))
+
+
+def test_created_submission_is_verified(submission):
+    assert sorted(p.name for p in submission.iterdir()) == [
+        "predictions.jsonl.gz",
+        "results.json",
+        "run.json",
+        "submission.yaml",
+    ]
+    report = validate_submission(submission)
+    assert report.status == "verified" and report.problems == []
+    assert report.meta.model == "Fallible-1B" and report.meta.reference_mode == "predicted"
+    assert set(report.scores) == {"detection", "segmentation"}
+
+
+def test_edited_score_is_rejected_naming_the_cell(submission):
+    _edit_results(submission, lambda d: d["rounds"][2].update(ap50=d["rounds"][2]["ap50"] + 1.0))
+    report = validate_submission(submission)
+    assert report.status == "rejected"
+    assert any("scores differ" in p and "R3 ap50: claimed" in p for p in report.problems), report.problems
+
+
+def test_missing_turn_is_rejected(submission):
+    lines = _lines(submission)
+    dropped = json.loads(lines[5])
+    _write_lines(submission, lines[:5] + lines[6:])
+    report = validate_submission(submission)
+    assert report.status == "rejected"
+    expected = f"missing turns: 1 of {len(lines)} turns have no prediction: {dropped['dialogue_id']}#{dropped['turn']}"
+    assert expected in report.problems
+
+
+def test_duplicated_turn_is_rejected(submission):
+    lines = _lines(submission)
+    dup = json.loads(lines[3])
+    _write_lines(submission, [*lines, lines[3]])
+    report = validate_submission(submission)
+    assert report.status == "rejected"
+    assert any(
+        p.startswith("duplicated turns: 1 turn(s)") and f"{dup['dialogue_id']}#{dup['turn']} (2x)" in p
+        for p in report.problems
+    ), report.problems
+
+
+def test_other_bench_hash_is_rejected(submission):
+    other = "sha256:" + "0" * 64
+    _edit_results(submission, lambda d: d["provenance"].update(bench_hash=other))
+    report = validate_submission(submission)
+    assert report.status == "rejected"
+    assert any(p.startswith("bench hash mismatch") and other in p for p in report.problems), report.problems
+
+
+def test_unknown_turn_is_rejected(submission):
+    lines = _lines(submission)
+    extra = json.loads(lines[0])
+    extra["turn"] = 99
+    _write_lines(submission, [*lines, json.dumps(extra) + "\n"])
+    report = validate_submission(submission)
+    assert any(p.startswith("unknown turns: 1") for p in report.problems), report.problems
+
+
+def test_nan_and_bad_json_and_bad_yaml(submission):
+    text = (submission / "results.json").read_text()
+    (submission / "results.json").write_text(text.replace('"ap50":', '"ap50": NaN, "x":', 1))
+    report = validate_submission(submission)
+    assert report.status == "rejected" and "NaN is not a valid number" in report.problems[0]
+    (submission / "results.json").write_text("{not json")
+    assert "not valid JSON" in validate_submission(submission).problems[0]
+    (submission / "submission.yaml").write_text("model: [unclosed\n")
+    problems = validate_submission(submission).problems
+    assert problems[0].startswith("submission.yaml: not valid YAML")
+
+
+def test_schema_errors_name_the_field(submission):
+    text = (submission / "submission.yaml").read_text()
+    (submission / "submission.yaml").write_text(
+        text.replace("https://example.org/fallible", "javascript:alert(1)")
+    )
+    problems = validate_submission(submission).problems
+    assert problems == ["submission.yaml: link: Value error, 'javascript:alert(1)' is not an http(s) URL"]
+    (submission / "submission.yaml").write_text(text + "surprise: 1\n")
+    assert "surprise: Extra inputs are not permitted" in validate_submission(submission).problems[0]
+
+
+def test_path_tricks_are_refused(submission, sample_runs, tmp_path):
+    with pytest.raises(SubmissionError, match="submission name"):
+        create_submission(sample_runs["oracle-gold"], "../escape", root=tmp_path / "subs", date=DATE)
+    (submission / "evil.yaml").symlink_to("/etc/passwd")
+    report = validate_submission(submission)
+    assert "evil.yaml: symbolic links are not allowed in a submission" in report.problems
+    (submission / "evil.yaml").unlink()
+    bad = submission.parent / "not a good name"
+    shutil.copytree(submission, bad)
+    assert any("folder name" in p for p in validate_submission(bad).problems)
+
+
+def test_duplicate_entries_are_rejected(submission):
+    copy = submission.parent / "2026-03-01_fallible-again"
+    shutil.copytree(submission, copy)
+    reports = {r.name: r for r in validate_all(submission.parent)}
+    assert reports[submission.name].status == "verified"
+    assert reports[copy.name].status == "rejected"
+    assert "duplicate of 2026-03-01_fallible" in reports[copy.name].problems[0]
+
+
+def test_reported_entry_and_markup_name(tmp_path):
+    folder = tmp_path / "2026-02-04_paper-x"
+    folder.mkdir()
+    (folder / "submission.yaml").write_text(
+        "model: '<script>alert(1)</script>'\nbenchmark: refcocoplus\ndate: 2026-02-04\n"
+        "status: reported\nreported_scores:\n  detection: [1, 2, 3, 4, 5, 6, 7, 8]\n"
+    )
+    report = validate_submission(folder)
+    assert report.status == "reported", report.problems
+    assert report.scores["detection"]["R7"] == 7 and report.scores["detection"]["R8+"] is None
+    (folder / "submission.yaml").write_text(
+        "model: m\nbenchmark: refcocoplus\ndate: 2026-02-04\nstatus: reported\nreported_scores:\n"
+        "  detection: [1, 2, 3, 4, 5, 6, 7, .nan]\n"
+    )
+    assert "not a percentage" in validate_submission(folder).problems[0]
+
+
+def test_cli_submit_creates_and_validates(sample_runs, tmp_path):
+    root = tmp_path / "subs"
+    args = [
+        "submit",
+        str(sample_runs["oracle-predicted"]),
+        "--name",
+        "oracle",
+        "--root",
+        str(root),
+        "--date",
+        "2026-03-02",
+        "--model",
+        "Oracle",
+        "--hub-id",
+        "org/oracle",
+        "--revision",
+        "abc123",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "2026-03-02_oracle: verified" in result.output
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code != 0 and "already exists" in again.output
+    check = CliRunner().invoke(main, ["submit", str(root / "2026-03-02_oracle"), "--validate-only"])
+    assert check.exit_code == 0 and "verified" in check.output
+
+
+def test_unknown_benchmark_needs_bench_option(submission):
+    text = (submission / "submission.yaml").read_text()
+    (submission / "submission.yaml").write_text(text.replace("benchmark: sample", "benchmark: other"))
+    problems = validate_submission(submission).problems
+    assert any("pass its bench folder with --bench other=PATH" in p for p in problems), problems
