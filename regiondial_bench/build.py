@@ -73,7 +73,8 @@ class BuildConfig:
         seed: Seeds image selection, object order, references and relation choice.
         min_rounds: Fewest rounds per dialogue; images with fewer referred objects are skipped.
         max_rounds: Most rounds per dialogue (the official files go up to 12).
-        target_images: Dialogues to keep (sampled, seeded); None keeps every eligible image.
+        target_images: Dialogues to keep (sampled, seeded; weighted by object count when
+            ``target_rounds`` is set); None keeps every eligible image.
         target_rounds: Total rounds to reach by shortening dialogues; None keeps every object.
         reference_rate: Chance that a round after the first refers back to an earlier round.
         previous_turn_rate: Chance that such a reference points at the round just before (the
@@ -229,7 +230,11 @@ def _plan(images: list[SourceImage], config: BuildConfig, split: str) -> tuple[l
                 f"split {split!r}: target_images={config.target_images} but only {len(eligible)} images have "
                 f">= {config.min_rounds} referred objects"
             )
-        keep = set(rng.sample(range(len(eligible)), config.target_images))
+        if config.target_rounds is None:
+            keep = set(rng.sample(range(len(eligible)), config.target_images))
+        else:  # favour images with more objects so the round target is reachable (weighted, no replacement)
+            keys = [rng.random() ** (1.0 / min(len(img.objects), config.max_rounds)) for img in eligible]
+            keep = set(sorted(range(len(eligible)), key=lambda i: -keys[i])[: config.target_images])
         eligible = [img for i, img in enumerate(eligible) if i in keep]
     lengths = [min(len(img.objects), config.max_rounds) for img in eligible]
     if config.target_rounds is not None:

@@ -72,7 +72,7 @@ class SyntheticSpec:
 
     def __post_init__(self) -> None:
         if self.objects_per_image is None:
-            object.__setattr__(self, "objects_per_image", {1: 2, 2: 6, 3: 5, 4: 2, 5: 1, 6: 0.5})
+            object.__setattr__(self, "objects_per_image", {1: 4, 2: 6, 3: 4, 4: 2, 5: 1, 6: 0.5})
         if not self.images_per_split or any(n < 0 for n in self.images_per_split.values()):
             raise ValueError(f"images_per_split must map split names to counts >= 0, got {dict(self.images_per_split)}")
         if any(k < 1 or w < 0 for k, w in self.objects_per_image.items()) or not any(self.objects_per_image.values()):

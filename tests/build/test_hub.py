@@ -1,0 +1,136 @@
+"""Export, dry-run layout, publish (with a fake Hub) and loading back."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from regiondial_bench.build import BuildConfig, build_benchmark
+from regiondial_bench.hub import collect_benches, export_hub_folder, load_hub_bench, publish
+from regiondial_bench.schema import Bench
+from regiondial_bench.sources import read_refer
+
+
+@pytest.fixture(scope="module")
+def two_builds(refer_root, tmp_path_factory):
+    """Two benchmarks, as `regiondial build` writes them."""
+    out = tmp_path_factory.mktemp("builds")
+    reader = lambda s: read_refer(refer_root, "refcoco+", "unc", s)  # noqa: E731
+    build_benchmark(reader, out / "plus", benchmark="refcocoplus_multiturn",
+                    splits={"test": ["testA", "testB"], "val": ["val"]},
+                    configs={"test": BuildConfig(name="refcocoplus_multiturn"), "val": BuildConfig(name="refcocoplus_multiturn")})
+    build_benchmark(reader, out / "g", benchmark="refcocog_multiturn", splits={"test": ["testB"]},
+                    configs={"test": BuildConfig(name="refcocog_multiturn", seed=1, question_style="expression")})
+    return out / "plus", out / "g"
+
+
+def test_dry_run_layout_and_configs_resolve(two_builds, tmp_path):
+    import datasets
+
+    folder = publish(two_builds, "me/regiondial", dry_run=tmp_path / "export")
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert "refcocoplus_multiturn/test-00000-of-00001.parquet" in files
+    assert "refcocoplus_multiturn/val-00000-of-00001.parquet" in files
+    assert "refcocog_multiturn/test-00000-of-00001.parquet" in files
+    assert "bench/refcocog_multiturn/test/manifest.json" in files
+    assert "official/refcocoplus_multiturn/val.json" in files
+    card = (folder / "README.md").read_text()
+    header = yaml.safe_load(card.split("---")[1])
+    assert [c["config_name"] for c in header["configs"]] == ["refcocoplus_multiturn", "refcocog_multiturn"]
+    assert header["configs"][0]["data_files"][0] == {"split": "test", "path": "refcocoplus_multiturn/test-*"}
+    assert "| R1 |" in card.replace("| R1 | R2", "| R1 |") and "Evaluation protocol" in card
+    assert datasets.get_dataset_config_names(str(folder)) == ["refcocoplus_multiturn", "refcocog_multiturn"]
+    g = datasets.load_dataset(str(folder), "refcocog_multiturn")
+    assert list(g) == ["test"]
+    assert g["test"].num_rows == len(Bench.load(two_builds[1] / "test"))
+    assert isinstance(g["test"].features["image"], datasets.Image)
+
+
+def test_export_round_trips_equal(two_builds, tmp_path):
+    import datasets
+
+    folder = publish([two_builds[0]], "me/regiondial", dry_run=tmp_path / "export")
+    original = Bench.load(two_builds[0] / "val")
+    rows = datasets.load_dataset(str(folder), "refcocoplus_multiturn", split="val")
+    assert rows.num_rows == len(original)
+    loaded = load_hub_bench(str(folder), cache_dir=tmp_path / "c")  # default config and split: test
+    assert loaded.content_hash == Bench.load(two_builds[0] / "test").content_hash
+    from regiondial_bench.hub import parse_hub_spec
+
+    assert parse_hub_spec("hf:me/regiondial:refcocoplus_multiturn:val")[1:] == ("refcocoplus_multiturn", "val", True)
+    for dialogue in loaded:
+        path = loaded.image_path(dialogue)
+        assert path.read_bytes() == (two_builds[0] / "test" / dialogue.image.path).read_bytes()
+    assert Bench.load(loaded.root).content_hash == loaded.content_hash
+
+
+def test_hf_spec_loads_through_the_hub_calls(two_builds, tmp_path, monkeypatch):
+    """hf:org/name:config:split goes to datasets.load_dataset and hf_hub_download (faked to the export)."""
+    import datasets
+    import huggingface_hub
+
+    folder = publish(two_builds, "me/regiondial", dry_run=tmp_path / "export")
+    real_load, real_default = datasets.load_dataset, datasets.get_dataset_default_config_name
+    calls = []
+
+    def fake_load(path, *args, **kwargs):
+        calls.append(path)
+        assert path == "me/regiondial"
+        return real_load(str(folder), *args, **kwargs)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    monkeypatch.setattr(datasets, "get_dataset_default_config_name", lambda path: real_default(str(folder)))
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, filename, **kw: str(folder / filename))
+    bench = load_hub_bench("hf:me/regiondial:refcocoplus_multiturn:val")
+    assert calls == ["me/regiondial"]
+    assert bench.content_hash == Bench.load(two_builds[0] / "val").content_hash
+    assert bench.name == "refcocoplus_multiturn"
+    default = load_hub_bench("hf:me/regiondial")
+    assert default.content_hash == Bench.load(two_builds[0] / "test").content_hash
+    with pytest.raises(ValueError, match="has no split 'nope'"):
+        load_hub_bench("hf:me/regiondial:refcocoplus_multiturn:nope")
+
+
+def test_publish_calls_push_to_hub_with_the_dry_run_layout(two_builds, tmp_path, monkeypatch):
+    import datasets
+    import huggingface_hub
+
+    pushes, uploads = [], []
+
+    def fake_push(self, repo_id, **kwargs):
+        pushes.append((repo_id, kwargs["config_name"], kwargs["split"], kwargs["num_shards"], kwargs["private"], self.num_rows))
+
+    class FakeApi:
+        def __init__(self, token=None):
+            self.token = token
+
+        def create_repo(self, repo_id, **kwargs):
+            uploads.append(("create", repo_id, kwargs["private"]))
+
+        def upload_folder(self, **kwargs):
+            from pathlib import Path
+
+            uploads.append(("upload", sorted(p.name for p in Path(kwargs["folder_path"]).iterdir()), kwargs["allow_patterns"]))
+
+    monkeypatch.setattr(datasets.Dataset, "push_to_hub", fake_push)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    publish(two_builds, "me/regiondial", private=True, token="t")
+    plus_test = len(Bench.load(two_builds[0] / "test"))
+    assert pushes[0] == ("me/regiondial", "refcocoplus_multiturn", "test", 1, True, plus_test)
+    assert [p[1:3] for p in pushes] == [("refcocoplus_multiturn", "test"), ("refcocoplus_multiturn", "val"), ("refcocog_multiturn", "test")]
+    assert uploads[0] == ("create", "me/regiondial", True)
+    assert uploads[1][1] == ["README.md", "bench", "official", "refcocog_multiturn", "refcocoplus_multiturn"]
+
+
+def test_errors_name_the_problem(tmp_path, two_builds):
+    with pytest.raises(FileNotFoundError, match="is not a build output"):
+        collect_benches([tmp_path])
+    with pytest.raises(ValueError, match="org/name"):
+        publish(two_builds, "not-a-repo", dry_run=tmp_path / "x")
+    with pytest.raises(ValueError, match="two inputs give config"):
+        collect_benches([two_builds[0], two_builds[0]])
+    with pytest.raises(FileNotFoundError, match="not an exported bench folder"):
+        load_hub_bench(str(tmp_path))
+    export_hub_folder(collect_benches([two_builds[1]]), tmp_path / "e")
+    with pytest.raises(FileExistsError, match="not empty"):
+        export_hub_folder(collect_benches([two_builds[1]]), tmp_path / "e")
