@@ -1,0 +1,180 @@
+"""Every preset parses the output format its model produces, realistic and malformed.
+
+Coordinates are written as each model writes them (840-space for the squash models, the
+processed input size for native Qwen2.5-VL) for a 640x480 image, and must come back in
+original pixels through the project's one parser.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from regiondial_bench.adapters import AdapterError
+from regiondial_bench.adapters.presets import PRESETS, get_preset, smart_resize
+from regiondial_bench.protocol import parse_answer
+
+SIZE = (640, 480)
+
+RR_GOOD = (
+    "<scene> A living room with two people standing near a sofa and a dog on the floor. </scene>\n"
+    "<focus> Inside bbox=[420,0,840,840] there is a man in a blue shirt. </focus>\n"
+    "<think> The question asks for the person to the left of the reference man; the woman on the "
+    "left matches. </think>\n"
+    '<answer>[{"bbox_2d": [0, 105, 420, 840], "point_2d": [210, 420]}]</answer>'
+)
+
+CASES = [
+    # (preset, model output, expected boxes in original pixels, expected first point, expected error fragment)
+    ("regionreasoner-7b", RR_GOOD, [(0, 60, 320, 480)], (160, 240), None),
+    (
+        "regionreasoner-7b",
+        "<scene> Two cats on a bed. </scene><think> both cats match </think>"
+        '<answer>[{"bbox_2d": [0, 0, 420, 420], "point_2d": [210, 210]}, '
+        '{"bbox_2d": [420, 420, 840, 840], "point_2d": [630, 630]}]</answer>',
+        [(0, 0, 320, 240), (320, 240, 640, 480)],
+        (160, 120),
+        None,
+    ),
+    # an item without point_2d keeps its box (scored and propagated), point is None
+    ("regionreasoner-7b", '<answer>[{"bbox_2d": [84, 84, 168, 168]}]</answer>', [(64, 48, 128, 96)], None, None),
+    # truncated at max_new_tokens inside <think>: no answer at all
+    ("regionreasoner-7b", "<scene> A street. </scene><think> The car on the left is", [], None, "no <answer>"),
+    # answer text outside the tag does not count for the reasoning models
+    ("regionreasoner-7b", '[{"bbox_2d": [0, 0, 420, 420], "point_2d": [1, 1]}]', [], None, "no <answer>"),
+    ("regionreasoner-7b", '<answer>[{"bbox_2d": [10, 20, 30]}]</answer>', [], None, "expected 4 numbers"),
+    ("regionreasoner-7b", "<answer>[]</answer>", [], None, "empty list"),
+    ("regionreasoner-7b", "<answer>the man on the left</answer>", [], None, "no JSON"),
+    ("regionreasoner-7b", '<answer>[{"bbox_2d": [400, 10, 100, 60], "point_2d": [1, 1]}]</answer>', [], None,
+     "degenerate"),
+    # VisionReasoner: think + answer only
+    (
+        "visionreasoner-7b",
+        "<think> The red car is parked next to the bus; it is the closest match. </think>\n"
+        '<answer>[{"bbox_2d": [210, 210, 630, 630], "point_2d": [420, 420]}]</answer>',
+        [(160, 120, 480, 360)],
+        (320, 240),
+        None,
+    ),
+    ("visionreasoner-7b", '<think> hmm </think><answer>[{"point_2d": [420, 420]}]</answer>', [], None,
+     "without a box key"),
+    # Seg-Zero: one python-literal object with bbox, points_1, points_2
+    (
+        "seg-zero-7b",
+        "<think> The bowl in front of the plate. </think>"
+        "<answer>{'bbox': [84, 168, 420, 630], 'points_1': [210, 315], 'points_2': [252, 420]}</answer>",
+        [(64, 96, 320, 360)],
+        (160, 180),
+        None,
+    ),
+    (
+        "seg-zero-7b",
+        '<think> ok </think><answer>{"bbox": [0, 0, 840, 840], "points_1": [420, 420]}</answer>',
+        [(0, 0, 640, 480)],
+        (320, 240),
+        None,
+    ),
+    ("seg-zero-7b", "<think> ok </think><answer>{'bbox': [0, 0, 840, 'x'], 'points_1': [1, 1]}</answer>", [], None,
+     "non-numeric"),
+    # Qwen2.5-VL zero-shot: fenced JSON in processed-input pixels (640x480 -> 644x476), with labels
+    (
+        "qwen2.5-vl-7b",
+        '```json\n[\n\t{"bbox_2d": [161, 119, 483, 357], "label": "the man in blue"}\n]\n```',
+        [(160, 120, 480, 360)],
+        None,
+        None,
+    ),
+    (
+        "qwen2.5-vl-7b",
+        'The object is located here: {"bbox_2d": [0, 0, 644, 476], "label": "table"}',
+        [(0, 0, 640, 480)],
+        None,
+        None,
+    ),
+    ("qwen2.5-vl-7b", "I'm sorry, I cannot find that object in the image.", [], None, "no JSON"),
+    # truncated mid-object (token budget): the tolerant parser still recovers the complete box
+    ("qwen2.5-vl-7b", '```json\n[\n\t{"bbox_2d": [161, 119, 483, 357], "label": "a"\n', [(160, 120, 480, 360)],
+     None, None),
+    ("qwen2.5-vl-7b", '```json\n[\n\t{"bbox_2d": [161, 119, 4', [], None, "not valid JSON"),
+]
+
+
+@pytest.mark.parametrize(("preset_name", "text", "boxes", "point", "error"), CASES)
+def test_preset_parses_its_model_output(preset_name, text, boxes, point, error):
+    preset = get_preset(preset_name)
+    parsed = parse_answer(text, frame=preset.frame(SIZE), image_size=SIZE,
+                          require_answer_tag=preset.require_answer_tag)
+    if error is not None:
+        assert not parsed.ok
+        assert error in parsed.error
+        return
+    assert parsed.ok, parsed.error
+    got = [tuple(round(v, 3) for v in r.box) for r in parsed.regions]
+    assert got == [tuple(float(v) for v in b) for b in boxes]
+    first_point = parsed.regions[0].point
+    assert (None if first_point is None else tuple(round(v, 3) for v in first_point)) == point
+
+
+def test_segzero_second_point_is_kept_for_sam2():
+    preset = get_preset("seg-zero-7b")
+    parsed = parse_answer(CASES[11][1], frame=preset.frame(SIZE), image_size=SIZE, require_answer_tag=True)
+    assert parsed.regions[0].extra_points == ((192.0, 240.0),)
+
+
+def test_qwen_parity_frame_reads_input_pixels_as_original():
+    text = '```json\n[{"bbox_2d": [161, 119, 483, 357]}]\n```'
+    preset = get_preset("qwen2.5-vl-7b", coordinate_frame="original")
+    parsed = parse_answer(text, frame=preset.frame(SIZE), image_size=SIZE)
+    assert parsed.regions[0].box == (161.0, 119.0, 483.0, 357.0)
+
+
+def test_normalized_frame_option():
+    preset = get_preset("qwen2.5-vl-7b", coordinate_frame="norm-1000")
+    parsed = parse_answer('[{"bbox_2d": [250, 0, 500, 1000]}]', frame=preset.frame(SIZE), image_size=SIZE)
+    assert parsed.regions[0].box == (160.0, 0.0, 320.0, 480.0)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_renders_question_and_frames(name):
+    preset = PRESETS[name]
+    text = preset.user_text("Find the guy near the [47, 107, 303, 466].")
+    assert "guy near the" in text
+    if name != "qwen2.5-vl-7b":
+        assert "find the guy near the [47, 107, 303, 466]" in text  # lowercased, end punctuation stripped
+        assert "<answer>" in text
+    message = preset.messages("Find it.")[-1]
+    assert message["role"] == "user"
+    assert [part["type"] for part in message["content"]] == ["image", "text"]  # image first
+    frame = preset.frame(SIZE)
+    assert frame.box_to_original(frame.box_from_original((10, 20, 30, 40), SIZE), SIZE) == pytest.approx(
+        (10, 20, 30, 40))
+
+
+def test_reference_rendering_model_frame_and_parity():
+    rr = get_preset("regionreasoner-7b")
+    assert rr.reference_text((320, 0, 640, 480), SIZE) == "[420, 0, 840, 840]"
+    assert rr.with_options(reference_frame="original").reference_text((320, 0, 640, 480), SIZE) == "[320, 0, 640, 480]"
+    assert rr.reference_text(None, SIZE) == "[no region]"
+    qwen = get_preset("qwen2.5-vl-7b")
+    assert qwen.reference_text((320, 240, 640, 480), SIZE) == "[322, 238, 644, 476]"
+    with pytest.raises(AdapterError, match="image size"):
+        rr.reference_text((1, 2, 3, 4), None)
+
+
+def test_smart_resize_matches_documented_examples():
+    assert smart_resize(640, 480) == (644, 476)
+    assert smart_resize(10, 10) == (56, 56)  # below min_pixels: grows to 4 patches of 28
+    w, h = smart_resize(8000, 6000)
+    assert w % 28 == 0 and h % 28 == 0 and w * h <= 16384 * 28 * 28
+    with pytest.raises(ValueError):
+        smart_resize(0, 10)
+
+
+def test_bad_preset_options_fail_clearly():
+    with pytest.raises(AdapterError, match="Did you mean"):
+        get_preset("regionreasoner")
+    with pytest.raises(AdapterError, match="image_mode"):
+        get_preset("regionreasoner-7b", image_mode="crop")
+    with pytest.raises(AdapterError, match="unknown preset option"):
+        get_preset("regionreasoner-7b", temperature=0.7)
+    with pytest.raises(AdapterError, match="question"):
+        get_preset("regionreasoner-7b", prompt_template="no slot")
