@@ -188,6 +188,10 @@ def _plot_svg(entries: Sequence[Entry], bench: str, task: str, first_index: dict
     for i, c in enumerate(cols):
         parts.append(f'<text x="{x(i):.1f}" y="{top + ph + 14}" text-anchor="middle">{_e(c)}</text>')
     parts.append(f'<text x="{left + pw / 2:.1f}" y="{height - 4}" text-anchor="middle">round</text>')
+    ylabel = "AP50 (%)" if task == "detection" else "gIoU (%)"
+    parts.append(
+        f'<text transform="translate(11 {top + ph / 2:.1f}) rotate(-90)" text-anchor="middle">{ylabel}</text>'
+    )
     for k, e in enumerate(entries):
         color = _COLORS[k % len(_COLORS)]
         dash = ' stroke-dasharray="4 3"' if e.status == "reported" else ""
