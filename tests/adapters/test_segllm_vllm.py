@@ -1,0 +1,107 @@
+"""The ``segllm`` adapter against the fake worker process, and the import guard of ``vllm``."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+
+from regiondial_bench.adapters import AdapterError, create_adapter
+from regiondial_bench.adapters.base import RoundRequest
+from regiondial_bench.schema import UsedReference
+
+from .conftest import first_turn_requests
+
+WORKER = [sys.executable, "-m", "regiondial_bench.testing.fake_segllm_worker"]
+
+
+def follow_up(first: RoundRequest, box) -> RoundRequest:
+    text = "[" + ", ".join(str(round(v)) for v in box) + "]"
+    template = "Find the one right of <box>{context_bbox}</box>."
+    return RoundRequest(
+        dialogue_id=first.dialogue_id, turn=1, image=first.image,
+        question=template.replace("<box>{context_bbox}</box>", text), question_template=template,
+        references=(UsedReference(turn=0, source="predicted", box=tuple(box), text=text),),
+    )
+
+
+def test_segllm_round_trip_with_references(sample_bench):
+    adapter = create_adapter("segllm", command=WORKER)
+    try:
+        first = first_turn_requests(sample_bench, 1)[0]
+        w, h = first.image.size
+        r1 = adapter.generate([first])[0]
+        assert r1.error is None
+        assert r1.regions[0].box == (w / 4, h / 4, 3 * w / 4, 3 * h / 4)
+        assert r1.mask is not None and r1.mask.size == (h, w)
+        r2 = adapter.generate([follow_up(first, r1.regions[0].box)])[0]
+        # the question reached the worker with a round pointer, not coordinates
+        assert r2.extra["segllm_question"].startswith("Find the one right of the one from round 1 [REF:1]")
+        assert "history=1 refs=[1]" in r2.raw_text
+        assert r2.regions[0].box[0] == pytest.approx(r1.regions[0].box[2])  # shifted right by its width
+        assert adapter.config()["worker_model"] == "fake-segllm"
+    finally:
+        adapter.close()
+
+
+def test_segllm_through_the_runner(sample_bench, tmp_path):
+    from regiondial_bench.api import evaluate
+    from regiondial_bench.runner import read_predictions
+    from regiondial_bench.schema import RunConfig
+
+    config = RunConfig(adapter="segllm", adapter_options={"command": WORKER}, limit=3)
+    results = evaluate(sample_bench, config, tmp_path / "run", progress=False, n_bootstrap=10)
+    records = read_predictions(tmp_path / "run" / "predictions.jsonl")
+    assert len(records) == sum(len(d.turns) for d in list(sample_bench)[:3])
+    assert all(r.mask is not None and r.regions for r in records)  # masks come from the worker itself
+    assert results.provenance.adapter == "segllm"
+
+
+def test_segllm_worker_refusal_is_a_turn_error(sample_bench):
+    first = first_turn_requests(sample_bench, 1)[0]
+    word = first.question.split()[-1]
+    adapter = create_adapter("segllm", command=[*WORKER, "--fail-on", word])
+    try:
+        response = adapter.generate([first])[0]
+    finally:
+        adapter.close()
+    assert response.error is not None and "refused" in response.error and response.regions == []
+
+
+@pytest.mark.parametrize(
+    ("switches", "message"),
+    [(["--crash-after", "0"], "exited"), (["--garbage-after", "0"], "not JSON")],
+)
+def test_segllm_broken_worker_fails_loudly(sample_bench, switches, message):
+    adapter = create_adapter("segllm", command=[*WORKER, *switches], request_timeout_s=20)
+    try:
+        with pytest.raises(AdapterError, match=message):
+            adapter.generate(first_turn_requests(sample_bench, 1))
+    finally:
+        adapter.close()
+
+
+def test_segllm_protocol_mismatch_and_bad_command():
+    with pytest.raises(AdapterError, match="protocol"):
+        create_adapter("segllm", command=[*WORKER, "--protocol", "9"])
+    with pytest.raises(AdapterError, match="cannot start"):
+        create_adapter("segllm", command=["/nonexistent/python", "worker.py"])
+    with pytest.raises(AdapterError, match="empty"):
+        create_adapter("segllm", command=[])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed here")
+def test_vllm_is_import_guarded():
+    import regiondial_bench.adapters.vllm  # noqa: F401  (the module imports without vllm)
+
+    assert "vllm" not in sys.modules
+    with pytest.raises(AdapterError, match=r"regiondial-bench\[vllm\]"):
+        create_adapter("vllm", preset="regionreasoner-7b")
+
+
+def test_vllm_checks_options_before_importing():
+    with pytest.raises(AdapterError, match="unknown preset"):
+        create_adapter("vllm", preset="nope-7b")
+    with pytest.raises(AdapterError, match="tensor_parallel_size"):
+        create_adapter("vllm", preset="regionreasoner-7b", tensor_parallel_size=0)
