@@ -1,0 +1,165 @@
+"""CPU smoke run of the GRPO reference trainer on a tiny random Qwen2.5-VL, and config validation."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "train_reference" / "grpo_regionreasoner.py"
+SMOKE = ROOT / "train_reference" / "configs" / "cpu_smoke.yaml"
+SEVEN_B = ROOT / "train_reference" / "configs" / "regionreasoner_7b_4xh100.yaml"
+
+
+@pytest.fixture(scope="module")
+def grpo():
+    spec = importlib.util.spec_from_file_location("grpo_regionreasoner", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["grpo_regionreasoner"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(grpo, tmp_path, *, multi_round: bool, profile: str = "released"):
+    import torch
+    from transformers import TrainerCallback
+
+    settings = grpo.load_settings(SMOKE, output_dir=str(tmp_path / "out"), max_steps=2)
+    settings.multi_round = multi_round
+    settings.rewards = {**settings.rewards, "name": profile}
+    captured: list[dict] = []
+
+    class Capture(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            captured.append(dict(logs or {}))
+
+    trainer = grpo.build_trainer(settings, callbacks=[Capture()])
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    changed = [n for n, p in trainer.model.named_parameters() if not torch.equal(before[n], p.detach())]
+    out = grpo.save_policy(trainer, settings)
+    return trainer, captured, changed, out
+
+
+@pytest.mark.slow
+def test_cpu_smoke_changes_weights_logs_components_and_saves_hf_folder(grpo, tmp_path):
+    trainer, logs, changed, out = _run(grpo, tmp_path, multi_round=False)
+    assert trainer.state.global_step == 2
+    assert changed, "no parameter changed after two GRPO steps"
+    step_logs = [entry for entry in logs if "rewards/tags/mean" in entry]
+    assert len(step_logs) == 2
+    for component in ("tags", "answer_format", "reference", "accuracy", "non_repeat", "consistency"):
+        assert all(f"rewards/{component}/mean" in entry for entry in step_logs), component
+    # the saved folder is a Hugging Face model folder the hf adapter can load
+    from transformers import AutoModelForImageTextToText
+
+    from regiondial_bench.testing import load_vlm_processor
+
+    model = AutoModelForImageTextToText.from_pretrained(out)
+    processor = load_vlm_processor(out)
+    assert model.config.model_type == "qwen2_5_vl" and processor.tokenizer is not None
+    provenance = json.loads((out / "regiondial_training.json").read_text())
+    assert provenance["global_step"] == 2 and provenance["rewards"]["name"] == "released"
+
+
+@pytest.mark.slow
+def test_cpu_smoke_multi_round_rollout_runs(grpo, tmp_path):
+    trainer, logs, changed, _ = _run(grpo, tmp_path, multi_round=True, profile="paper")
+    assert trainer.state.global_step == 2 and changed
+    assert any("rewards/reference/mean" in entry for entry in logs)
+
+
+def test_multi_round_rollout_substitutes_the_policy_box(grpo):
+    """The rollout rewrites the reference with the policy's first box, and falls back to gold."""
+    from regiondial_bench.training_data import TRAINING_TEMPLATE, conversation, user_text
+
+    rows = {
+        "problem": ["Find the cat.", "Find the dog left of bbox=[10, 10, 50, 50]."],
+        "reference_problem": ["", "Find the cat."],
+        "reference_text": ["", "bbox=[10, 10, 50, 50]"],
+    }
+    rollout = grpo.make_multi_round_rollout(rows, TRAINING_TEMPLATE)
+
+    class FakeModel:
+        training = True
+
+    class FakeProcessor:
+        def batch_decode(self, ids, skip_special_tokens=True):
+            return [text for text in ids]
+
+    class FakeTrainer:
+        num_generations = 2
+        model = FakeModel()
+        processing_class = FakeProcessor()
+        generation_config = None
+        calls: list = []
+
+        def _tokenize_prompts(self, prompts):
+            texts = [grpo._user_message_text(p) for p in prompts]
+            self.calls.append(texts)
+            return texts, None, {}
+
+        def _generate_single_turn(self, ids, images, fields, n):
+            answers = {
+                user_text(
+                    "Find the cat.", TRAINING_TEMPLATE
+                ): '<answer>[{"bbox_2d": [100, 110, 150, 160]}]</answer>'
+            }
+            return [answers.get(t, "<answer>none</answer>") for t in ids], None
+
+    prompts = [conversation(rows["problem"][1])] * 2 + [conversation(rows["problem"][0])] * 2
+    out = rollout(prompts, FakeTrainer())
+    assert out["problem"][:2] == ["Find the dog left of bbox=[100, 110, 150, 160]."] * 2
+    assert out["reference_source"] == ["predicted", "predicted", "none", "none"]
+    assert len(FakeTrainer.calls) == 2 and all(len(c) == 4 for c in FakeTrainer.calls)
+
+
+def test_seven_b_recipe_matches_the_released_settings(grpo, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    settings = grpo.load_settings(SEVEN_B, check_runtime=False)  # bf16 needs a GPU
+    g = settings.grpo
+    assert g["num_generations"] == 8 and g["learning_rate"] == 1e-6 and g["beta"] == 0.01
+    assert g["max_completion_length"] == 2000 and g["entropy_coef"] == 0.001
+    assert g["use_vllm"] and g["vllm_mode"] == "colocate"
+    prompts_per_step = (
+        g["per_device_train_batch_size"] * 4 * g["gradient_accumulation_steps"] // g["num_generations"]
+    )
+    assert prompts_per_step == 16
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"grpo": {"num_generations": 1}}, "set it to >= 2"),
+        ({"grpo": {"bf16": True}}, "set grpo.bf16: false"),
+        ({"grpo": {"use_vllm": True}}, "set grpo.use_vllm: false"),
+        ({"grpo": {"num_generations": 3}}, "not a multiple of num_generations=3"),
+        ({"grpo": {"learnig_rate": 1e-6}}, "did you mean 'learning_rate'"),
+        ({"grpo": {"reward_weights": [1, 1, 1, 1, 1, 1]}}, "rewards.profile: paper"),
+        ({"rewards": {"profile": "released", "alpha": 0.5}}, "Set profile 'paper'"),
+        ({"rewards": {"profile": "pape"}}, "unknown reward profile"),
+        ({"data": {"frame": "840"}}, "choose 'squash-840'"),
+        ({"data": {"source": None}}, "set data.source"),
+        ({"model": {"name_or_path": "Qwen/Qwen2.5-VL-7B-Instruct"}}, "exactly one of model.name_or_path"),
+        ({"modle": {}}, "did you mean 'model'"),
+    ],
+)
+def test_bad_configs_say_what_to_change(grpo, change, message):
+    import yaml
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    for section, values in change.items():
+        raw.setdefault(section, {}).update(values)
+    with pytest.raises(grpo.ConfigError, match=message):
+        grpo.parse_settings(raw)
+
+
+def test_cli_reports_config_errors(grpo, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {tiny: true}\ndata: {source: x}\ngrpo: {output_dir: o, num_generations: 1}\n")
+    assert grpo.main(["--config", str(bad)]) == 2
+    assert "num_generations" in capsys.readouterr().err
