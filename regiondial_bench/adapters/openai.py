@@ -12,7 +12,7 @@ Example config::
     adapter: openai
     adapter_options:
       preset: regionreasoner-7b
-      served_model: lmsdss/RegionReasoner-7B      # the name the server knows the model by
+      model: lmsdss/RegionReasoner-7B             # the name the server knows the model by
       base_url: http://127.0.0.1:8000/v1
       api_key_env: OPENAI_API_KEY                 # read from the environment, never stored
       max_concurrency: 32
@@ -47,7 +47,7 @@ class OpenAIAdapter(Adapter):
 
     Args:
         preset: Preset name or :class:`Preset` (prompt, image resize, coordinate frame).
-        served_model: Model name sent in the request (default: the preset's checkpoint id).
+        model: Model name sent in the request, as the server knows it (default: the preset's checkpoint id).
         base_url: Server URL up to ``/v1`` (default: ``$OPENAI_BASE_URL``, else ``http://127.0.0.1:8000/v1``).
         api_key_env: Environment variable holding the API key (sent as a Bearer token when set).
         max_concurrency: Requests in flight at once.
@@ -73,7 +73,7 @@ class OpenAIAdapter(Adapter):
     def __init__(
         self,
         preset: str | Preset = "qwen2.5-vl-7b",
-        served_model: str | None = None,
+        model: str | None = None,
         base_url: str | None = None,
         api_key_env: str = "OPENAI_API_KEY",
         max_concurrency: int = 16,
@@ -108,7 +108,7 @@ class OpenAIAdapter(Adapter):
             squash_size=squash_size,
             coordinate_frame=coordinate_frame,
         )
-        self.served_model = served_model or self.preset.model
+        self.served_model = model or self.preset.model
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "http://127.0.0.1:8000/v1").rstrip("/")
         self.api_key_env = api_key_env
         self.max_concurrency = int(max_concurrency)

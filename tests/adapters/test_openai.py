@@ -99,7 +99,7 @@ def scripted_answer(body: dict) -> str:
 
 
 def make(server, **options):
-    defaults = {"preset": "regionreasoner-7b", "base_url": server.url, "served_model": "tiny",
+    defaults = {"preset": "regionreasoner-7b", "base_url": server.url, "model": "tiny",
                 "max_concurrency": 4, "timeout_s": 5.0, "max_retries": 3, "backoff_s": 0.01}
     return create_adapter("openai", **{**defaults, **options})
 
@@ -197,7 +197,7 @@ def test_evaluate_streams_rounds_through_the_runner(sample_bench, tmp_path):
 
     with ScriptedServer(behave) as server:
         config = RunConfig(adapter="openai", adapter_options={
-            "preset": "regionreasoner-7b", "base_url": server.url, "served_model": "tiny",
+            "preset": "regionreasoner-7b", "base_url": server.url, "model": "tiny",
             "max_concurrency": 4, "backoff_s": 0.01, "max_retries": 3}, limit=5)
         results = evaluate(sample_bench, config, tmp_path / "run", progress=False, n_bootstrap=10)
     records = read_predictions(tmp_path / "run" / "predictions.jsonl")
