@@ -19,8 +19,17 @@ from pydantic import ValidationError
 from . import __version__
 from .adapters import create_adapter
 from .metrics import score_records
-from .runner import PREDICTIONS_FILE, RESULTS_FILE, Runner, load_run_spec, read_predictions
-from .schema import MANIFEST_FILE, Bench, Provenance, Results, RunConfig, RunSpec
+from .runner import Runner, load_run_spec, read_predictions
+from .schema import (
+    MANIFEST_FILE,
+    PREDICTIONS_FILE,
+    RESULTS_FILE,
+    Bench,
+    Provenance,
+    Results,
+    RunConfig,
+    RunSpec,
+)
 from .segment import create_mask_producer
 
 SAMPLE_BENCH = Path(__file__).parent / "data" / "sample"

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .report import METRICS, RunResults, cell_value, read_predictions
+from .report import METRICS, RunResults, cell_value
+from .schema import read_prediction_log
 
 FIGSIZE = (3.4, 2.4)
 ROUND_COLUMNS: tuple[str, ...] = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8+")
@@ -294,7 +295,7 @@ def run_turn_scores(run: RunResults, bench: Any = None) -> list[Any]:
         raise FileNotFoundError(f"{run.path}: no prediction log (predictions.jsonl) beside the results")
     if bench is None:
         bench = load_run_bench(run)
-    return turn_scores(bench, read_predictions(log), require_complete=False)
+    return turn_scores(bench, read_prediction_log(log), require_complete=False)
 
 
 def load_run_bench(run: RunResults) -> Any:

@@ -12,7 +12,6 @@ its numbers are consistent with; UPSTREAM.md section 7.5).
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
 import math
@@ -23,11 +22,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from .schema import PredictionRecord, Results, RoundRow, RunSpec
+from .schema import PREDICTIONS_FILE, RESULTS_FILE, RUN_FILE, Results, RoundRow, RunSpec
 
-RESULTS_FILE = "results.json"
-RUN_FILE = "run.json"
-PREDICTIONS_FILES = ("predictions.jsonl", "predictions.jsonl.gz")
+PREDICTIONS_FILES = (PREDICTIONS_FILE, PREDICTIONS_FILE + ".gz")
 
 METRICS: dict[str, str] = {
     "ap50": "AP50",
@@ -186,25 +183,6 @@ def load_runs(paths: Sequence[str | Path], labels: Sequence[str] = ()) -> list[R
             run = RunResults(f"{run.label} [{run.path.name}]", run.results, run.path, run.spec)
         out.append(run)
     return out
-
-
-def read_predictions(path: str | Path) -> list[PredictionRecord]:
-    """Read a prediction log (``.jsonl`` or ``.jsonl.gz``); errors name the file and line."""
-    path = Path(path)
-    opener = gzip.open if path.name.endswith(".gz") else open
-    records = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append(PredictionRecord.model_validate_json(line))
-                except ValueError as exc:
-                    raise ValueError(f"{path}:{line_no}: not a prediction record: {exc}") from exc
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read the prediction log ({exc})") from exc
-    return records
 
 
 # --------------------------------------------------------------------------------------------

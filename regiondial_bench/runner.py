@@ -30,12 +30,19 @@ from pathlib import Path
 
 from .adapters.base import Adapter, AdapterError, HistoryItem, ImageInput, RoundRequest, RoundResponse
 from .protocol import parse_answer, render_question
-from .schema import Bench, Dialogue, PredictionRecord, RunSpec, Turn, UsedReference
+from .schema import (
+    PREDICTIONS_FILE,
+    RESULTS_FILE,
+    RUN_FILE,
+    Bench,
+    Dialogue,
+    PredictionRecord,
+    RunSpec,
+    Turn,
+    UsedReference,
+    read_prediction_log,
+)
 from .segment import MaskProducer
-
-PREDICTIONS_FILE = "predictions.jsonl"
-RUN_FILE = "run.json"
-RESULTS_FILE = "results.json"
 
 Key = tuple[str, int]
 
@@ -45,32 +52,27 @@ class RunFolderError(RuntimeError):
 
 
 def read_predictions(path: str | Path, *, repair: bool = False) -> list[PredictionRecord]:
-    """Read a prediction log, tolerating a torn last line (a run killed mid-write).
+    """Read a run's log for resuming: tolerant of a torn last line (a run killed mid-write).
 
-    With ``repair`` the torn tail is cut off the file so that appends continue cleanly.
-    A later record for the same turn replaces an earlier one.
+    With ``repair``, a log holding a torn or unreadable tail is rewritten (atomically) from the
+    records that survived, so that appends continue on a clean file.
     """
     path = Path(path)
     if not path.is_file():
         return []
-    records: dict[Key, PredictionRecord] = {}
-    good_bytes = 0
-    with open(path, "rb") as f:
-        for line in f:
-            if not line.endswith(b"\n"):
-                break  # torn write: the process died mid-line
-            try:
-                record = PredictionRecord.model_validate_json(line)
-            except ValueError:
-                if line.strip():
-                    break
-            else:
-                records[record.key] = record
-            good_bytes += len(line)
-    if repair and good_bytes < path.stat().st_size:
-        with open(path, "r+b") as f:
-            f.truncate(good_bytes)
-    return list(records.values())
+    records = read_prediction_log(path, strict=False)
+    if repair:
+        data = path.read_bytes()
+        lines = sum(1 for line in data.splitlines() if line.strip())
+        if lines != len(records) or (data and not data.endswith(b"\n")):
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "w", encoding="utf-8") as f:
+                for record in records:
+                    f.write(record.model_dump_json(exclude_defaults=True) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+    return records
 
 
 class PredictionLog:
@@ -78,7 +80,7 @@ class PredictionLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._file = open(path, "a", encoding="utf-8")
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
 
     def append(self, record: PredictionRecord) -> None:
         self._file.write(record.model_dump_json(exclude_defaults=True) + "\n")

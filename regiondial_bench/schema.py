@@ -22,6 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SCHEMA_VERSION = "1.0"
 BENCH_FILE = "dialogues.jsonl"
 MANIFEST_FILE = "manifest.json"
+# the files of a run folder
+RUN_FILE = "run.json"
+PREDICTIONS_FILE = "predictions.jsonl"
+RESULTS_FILE = "results.json"
 
 Box = tuple[float, float, float, float]
 Point = tuple[float, float]
@@ -325,6 +329,44 @@ class PredictionRecord(_Model):
     @property
     def key(self) -> tuple[str, int]:
         return (self.dialogue_id, self.turn)
+
+
+def read_prediction_log(path: str | Path, *, strict: bool = True) -> list[PredictionRecord]:
+    """Read a prediction log (``.jsonl`` or ``.jsonl.gz``), in file order.
+
+    ``strict`` (validation, scoring): every line must be a record, duplicates are kept for the
+    caller to reject, and errors name the file and line. Not strict (resuming a killed run):
+    reading stops at a torn or malformed tail, and a later record for a turn replaces an earlier one.
+    """
+    import gzip
+
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    records: list[PredictionRecord] = []
+    latest: dict[tuple[str, int], int] = {}
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    if not strict and not line.endswith("\n"):
+                        break  # the process died mid-line
+                    record = PredictionRecord.model_validate_json(line)
+                except ValueError as exc:
+                    if not strict:
+                        break
+                    raise ValueError(f"{path}:{line_no}: not a prediction record: {exc}") from exc
+                if strict:
+                    records.append(record)
+                elif record.key in latest:
+                    records[latest[record.key]] = record
+                else:
+                    latest[record.key] = len(records)
+                    records.append(record)
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the prediction log ({exc})") from exc
+    return records
 
 
 class RunConfig(_Model):

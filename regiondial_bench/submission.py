@@ -42,10 +42,9 @@ from .report import (
     TASK_METRIC,
     cell_value,
     paper_rows,
-    read_predictions,
     read_results,
 )
-from .schema import Bench, Results, RoundRow
+from .schema import Bench, Results, RoundRow, read_prediction_log
 
 SUBMISSION_FILE = "submission.yaml"
 PREDICTIONS_FILE = "predictions.jsonl.gz"
@@ -424,7 +423,7 @@ def validate_submission(folder: str | Path, resolve_bench: BenchResolver | None 
         )
         return report
     try:
-        records = read_predictions(log)
+        records = read_prediction_log(log)
     except ValueError as exc:
         report.problems.append(str(exc).replace(str(folder) + "/", ""))
         return report

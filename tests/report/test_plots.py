@@ -11,7 +11,8 @@ from regiondial_bench.plots import (
     plot_error_accumulation,
     reference_pairs,
 )
-from regiondial_bench.report import load_runs, read_predictions
+from regiondial_bench.report import load_runs
+from regiondial_bench.schema import read_prediction_log
 
 
 def test_plot_all_writes_every_plot(sample_runs, tmp_path):
@@ -52,7 +53,7 @@ def test_error_accumulation_pairs_and_needs_both_modes(sample_runs, tmp_path):
 
 
 def test_conditional_accuracy_splits_on_the_referenced_turn(sample_runs, sample_bench):
-    records = read_predictions(sample_runs["test-fallible-predicted"] / "predictions.jsonl")
+    records = read_prediction_log(sample_runs["test-fallible-predicted"] / "predictions.jsonl")
     scores = turn_scores(sample_bench, records)
     table = conditional_accuracy(scores)
     # The test adapter never answers right after a wrong reference, and often does after a right one.
