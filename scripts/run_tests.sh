@@ -19,4 +19,7 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
+# The committed leaderboard must be what the submissions re-score to.
+regiondial leaderboard build --check
+
 python -m pytest "$@"
