@@ -182,6 +182,9 @@ def samples_from_bench(
             problem, solution = sample["problem"], sample["solution"]
             if frame == "squash-840":
                 problem, solution = _scale_problem(problem, size), _scale_solution(solution, size)
+                items = json.loads(solution)  # scale the gold box from its float original (one rounding)
+                items[0]["bbox_2d"] = _scale(turn.gold_boxes[0], size)
+                solution = json.dumps(items)
             problems[turn.index] = problem
             reference_problem, reference_text = "", ""
             refs = [
@@ -260,8 +263,8 @@ def to_dataset(samples: list[dict[str, Any]], *, template: str = TRAINING_TEMPLA
 
     >>> ds = to_dataset([{"id": "a", "dialogue_id": "d", "turn": 0, "problem": "Find it.",
     ...                   "solution": "[]", "image": "x.png", "reference_problem": "", "reference_text": ""}])
-    >>> ds.column_names[:3], ds[0]["prompt"][0]["content"]
-    (['id', 'dialogue_id', 'turn'], 'You are a helpful assistant.')
+    >>> ds.column_names[:3], ds.features["image"].decode, ds["prompt"][0][0]["content"]
+    (['id', 'dialogue_id', 'turn'], True, 'You are a helpful assistant.')
     """
     import datasets
 

@@ -1,0 +1,101 @@
+"""Training data from a bench (gold references propagated, 840 frame) and from the released JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from regiondial_bench.schema import Bench
+from regiondial_bench.training_data import (
+    load_training_dataset,
+    samples_from_bench,
+    samples_from_released_json,
+)
+
+SAMPLE = "regiondial_bench/data/sample"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return Bench.load(SAMPLE)
+
+
+def test_one_sample_per_turn_with_gold_references_in_840_frame(bench, tmp_path):
+    samples = samples_from_bench(bench, cache_dir=tmp_path, progress=False)
+    assert len(samples) == bench.num_turns
+    by_id = {s["id"]: s for s in samples}
+    checked = 0
+    for dialogue in bench:
+        w, h = dialogue.image.size
+        for turn in dialogue.turns:
+            sample = by_id[f"{dialogue.dialogue_id}-{turn.index}"]
+            assert "<box>" not in sample["problem"]
+            gold = json.loads(sample["solution"])[0]["bbox_2d"]
+            x1, y1, x2, y2 = turn.gold_boxes[0]
+            assert abs(gold[0] - x1 * 840 / w) <= 0.5 and abs(gold[3] - y2 * 840 / h) <= 0.5
+            if sample["reference_text"]:
+                ref = dialogue.turns[turn.references[0].turn].gold_boxes[0]
+                numbers = [int(v) for v in re.findall(r"\d+", sample["reference_text"])]
+                # references are integer boxes (as written in the problem) rescaled: two roundings
+                assert abs(numbers[2] - ref[2] * 840 / w) <= 0.5 + 0.5 * 840 / w + 1e-9
+                assert sample["reference_text"] in sample["problem"]
+                assert (
+                    sample["reference_problem"]
+                    == by_id[f"{dialogue.dialogue_id}-{turn.references[0].turn}"]["problem"]
+                )
+                checked += 1
+    assert checked > 0
+
+
+def test_dataset_columns_and_images(bench, tmp_path):
+    ds = load_training_dataset(bench, cache_dir=tmp_path, limit=3)
+    assert set(ds.column_names) >= {
+        "prompt",
+        "image",
+        "problem",
+        "solution",
+        "reference_problem",
+        "reference_text",
+    }
+    row = ds[0]
+    assert row["image"].size == (840, 840)
+    assert (
+        row["prompt"][1]["role"] == "user"
+        and row["problem"].lower().strip(".") in row["prompt"][1]["content"]
+    )
+
+
+def test_released_json(tmp_path):
+    (tmp_path / "img").mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (32, 24)).save(tmp_path / "img" / "a.png")
+    data = {
+        "samples": [
+            {
+                "id": 7,
+                "problem": "Find the cat near bbox=[1,2,3,4].",
+                "solution": '[{"bbox_2d": [5, 6, 7, 8], "point_2d": [6, 7]}]',
+                "image": "img/a.png",
+            }
+        ]
+    }
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(data))
+    ds = load_training_dataset(path)
+    assert ds[0]["id"] == "7" and ds[0]["image"].size == (32, 24) and ds[0]["turn"] == -1
+    path.write_text(json.dumps({"data": []}))
+    with pytest.raises(ValueError, match="top-level key 'samples'"):
+        samples_from_released_json(path)
+    path.write_text(json.dumps({"samples": [{"problem": "x"}]}))
+    with pytest.raises(ValueError, match="lacks"):
+        samples_from_released_json(path)
+
+
+def test_bad_source_and_frame(bench, tmp_path):
+    with pytest.raises(ValueError, match="neither a bench folder"):
+        load_training_dataset(tmp_path / "nothing.txt")
+    with pytest.raises(ValueError, match="unknown training frame"):
+        samples_from_bench(bench, frame="square")
