@@ -81,6 +81,7 @@ class HFAdapter(Adapter):
         coordinate_frame: ``input``, ``norm-1000``, ``norm-1`` or ``original`` (overrides the preset).
         prompt_template: A custom user template with a ``{question}`` slot.
         trust_remote_code: Passed to ``from_pretrained``.
+        min_new_tokens: Force at least this many new tokens (fixed-length throughput benchmarks).
     """
 
     needs_pixels = True
@@ -102,6 +103,8 @@ class HFAdapter(Adapter):
         coordinate_frame: str | None = None,
         prompt_template: str | None = None,
         trust_remote_code: bool = False,
+        min_new_tokens: int | None = None,
+        _components: tuple[Any, Any] | None = None,
     ) -> None:
         require("transformers", "hf")
         require("torch", "hf")
@@ -124,12 +127,27 @@ class HFAdapter(Adapter):
         self.dtype = resolve_dtype(dtype, self.device, self.preset)
         self.attn_implementation = attn_implementation
         self.trust_remote_code = trust_remote_code
-        self._load()
+        self.min_new_tokens = min_new_tokens
+        if _components is None:
+            self._load()
+        else:
+            self.model, self.processor = _components
+        self._setup_generation()
+
+    @classmethod
+    def from_components(cls, model: Any, processor: Any, **options: Any) -> HFAdapter:
+        """Wrap an already loaded model and processor (benchmarks, evaluation inside a trainer).
+
+        ``options`` are the constructor's (``preset``, ``squash_size``, ...); ``model`` is the object.
+        """
+        device = str(next(model.parameters()).device)
+        return cls(device=device, dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+                   _components=(model, processor), **options)
 
     # ------------------------------------------------------------------ loading
 
     def _load(self) -> None:
-        from transformers import AutoModelForImageTextToText, GenerationConfig
+        from transformers import AutoModelForImageTextToText
 
         from ..testing.tiny_models import load_vlm_processor
 
@@ -143,7 +161,12 @@ class HFAdapter(Adapter):
             self.model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
         except OSError as exc:
             raise AdapterError(f"cannot load model {path!r}: {exc}") from exc
-        self.model.to(self.device).eval()
+        self.model.to(self.device)
+
+    def _setup_generation(self) -> None:
+        from transformers import GenerationConfig
+
+        self.model.eval()
         tokenizer = self.processor.tokenizer
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
@@ -158,6 +181,7 @@ class HFAdapter(Adapter):
             do_sample=False,
             num_beams=1,
             max_new_tokens=self.preset.max_new_tokens,
+            min_new_tokens=self.min_new_tokens,
             repetition_penalty=1.0,
             eos_token_id=eos,
             pad_token_id=tokenizer.pad_token_id,
@@ -188,7 +212,9 @@ class HFAdapter(Adapter):
             texts.append(self.processor.apply_chat_template(
                 self.preset.messages(request.question), add_generation_prompt=True, tokenize=False
             ))
-        inputs = self.processor(text=texts, images=images, return_tensors="pt", padding=True)
+        min_pixels, max_pixels = self.preset.processor_pixel_bounds()
+        inputs = self.processor(text=texts, images=images, return_tensors="pt", padding=True,
+                                size={"shortest_edge": min_pixels, "longest_edge": max_pixels})
         inputs = inputs.to(self.device)
         grids = inputs.get("image_grid_thw")
         with torch.inference_mode():

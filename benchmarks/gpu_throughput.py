@@ -1,0 +1,278 @@
+"""Rounds per second: the upstream loop (one turn at a time, batch 1) vs our runner at larger batches, plus SAM2 masks/s.
+
+The model is built from a config with random weights: ``--shape 7b`` is Qwen2.5-VL-7B's
+architecture (28 layers, hidden 3584, 32-block vision tower), ``--shape tiny`` the test model.
+Every round generates exactly ``--new-tokens`` tokens (min = max), so the work per round is fixed
+and rounds/s compare across batch sizes. Both paths answer rounds of the bundled sample bench with
+the ``hf`` adapter and the same preset; the runner path goes through ``regiondial_bench.api.evaluate``
+(dependency-aware batching, reference propagation, prediction log).
+
+CPU check (tiny models, a minute)::
+
+    python benchmarks/gpu_throughput.py --shape tiny --sam2-shape tiny --device cpu \
+        --baseline-rounds 4 --batch-sizes 8 --new-tokens 8 --image-size 224 --dialogues 6
+
+GPU run (H100, as recorded in benchmarks/RESULTS.md)::
+
+    python benchmarks/gpu_throughput.py --shape 7b --sam2-shape large --device cuda \
+        --repeat 4 --baseline-rounds 8 --batch-sizes 8 32 64 --new-tokens 64 --image-size 448 \
+        --results benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+QWEN_7B_TEXT = {
+    "vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+    "num_attention_heads": 28, "num_key_value_heads": 4, "max_position_embeddings": 128000,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+    "rms_norm_eps": 1e-6,
+}
+QWEN_7B_VISION = {
+    "depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 3584,
+    "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
+    "fullatt_block_indexes": [7, 15, 23, 31],
+}
+SAM2_LARGE_BACKBONE = {
+    "model_type": "sam2_hiera_det_model", "hidden_size": 144, "num_attention_heads": 2,
+    "blocks_per_stage": [2, 6, 36, 4], "embed_dim_per_stage": [144, 288, 576, 1152],
+    "num_attention_heads_per_stage": [2, 4, 8, 16], "window_size_per_stage": [8, 4, 16, 8],
+    "global_attention_blocks": [23, 33, 43], "window_positional_embedding_background_size": [7, 7],
+}
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def build_vlm(shape: str, device: str, work: Path):
+    """A random Qwen2.5-VL of the given shape on ``device`` plus the tiny tokenizer/processor."""
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText, Qwen2_5_VLForConditionalGeneration
+
+    from regiondial_bench.testing import build_tiny_qwen2_5_vl, load_vlm_processor
+
+    tiny = build_tiny_qwen2_5_vl(work / "tiny-qwen")
+    processor = load_vlm_processor(tiny)
+    if shape == "tiny":
+        return AutoModelForImageTextToText.from_pretrained(tiny).to(device).eval(), processor
+    tiny_config = AutoConfig.from_pretrained(tiny)
+    config = type(tiny_config)(
+        text_config={**QWEN_7B_TEXT, "bos_token_id": tiny_config.text_config.bos_token_id,
+                     "eos_token_id": tiny_config.text_config.eos_token_id,
+                     "pad_token_id": tiny_config.text_config.pad_token_id},
+        vision_config=QWEN_7B_VISION,
+        image_token_id=tiny_config.image_token_id, video_token_id=tiny_config.video_token_id,
+        vision_start_token_id=tiny_config.vision_start_token_id,
+        vision_end_token_id=tiny_config.vision_end_token_id,
+    )
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype)
+    return model.eval(), processor
+
+
+def build_sam2(shape: str, work: Path) -> Path:
+    from regiondial_bench.testing import build_tiny_sam2
+
+    if shape == "tiny":
+        return build_tiny_sam2(work / "tiny-sam2")
+    import json as _json
+
+    import torch
+    from transformers import Sam2Config, Sam2Model
+
+    config = Sam2Config(vision_config={"backbone_config": SAM2_LARGE_BACKBONE,
+                                       "backbone_channel_list": [1152, 576, 288, 144]})
+    out = work / "sam2-large-random"
+    torch.manual_seed(0)
+    Sam2Model(config).save_pretrained(out)
+    (out / "preprocessor_config.json").write_text(_json.dumps({"size": {"height": 1024, "width": 1024}}))
+    return out
+
+
+PREBUILT: dict = {}
+
+
+def repeated(bench, copies: int):
+    """The bench with its dialogues copied ``copies`` times (new ids, same images)."""
+    from regiondial_bench.schema import Bench
+
+    if copies <= 1:
+        return bench
+    dialogues = [d.model_copy(update={"dialogue_id": f"{d.dialogue_id}~{k}"})
+                 for k in range(copies) for d in bench.dialogues]
+    return Bench(dialogues, name=f"{bench.name}x{copies}", version=bench.version, root=bench.root,
+                 source=bench.source, issues=bench.issues)
+
+
+def register_prebuilt_adapter() -> None:
+    """``bench-hf``: the ``hf`` adapter around the model built above (the runner builds adapters by name)."""
+    from regiondial_bench.adapters import register_adapter
+    from regiondial_bench.adapters.hf import HFAdapter
+
+    @register_adapter("bench-hf")
+    class PrebuiltHF(HFAdapter):
+        def __init__(self, **options):
+            prebuilt = HFAdapter.from_components(PREBUILT["model"], PREBUILT["processor"], **options)
+            self.__dict__.update(prebuilt.__dict__)
+
+
+def bench_rounds(bench, image_size: int):
+    """Every round of the bench as a request (references filled with gold boxes for the batch-1 loop)."""
+    from regiondial_bench.adapters.base import ImageInput, RoundRequest
+
+    requests = []
+    for dialogue in bench:
+        image = ImageInput(path=bench.image_path(dialogue), width=dialogue.image.width, height=dialogue.image.height)
+        for turn in dialogue.turns:
+            requests.append(RoundRequest(dialogue_id=dialogue.dialogue_id, turn=turn.index, image=image,
+                                         question=turn.question, question_template=turn.question))
+    return requests
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", choices=["tiny", "7b"], default="tiny")
+    parser.add_argument("--sam2-shape", choices=["tiny", "large", "none"], default="tiny")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dialogues", type=int, default=None, help="answer only the first N dialogues")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="copies of the sample's dialogues (4 gives 160 dialogues, >= 64 rounds ready at once)")
+    parser.add_argument("--baseline-rounds", type=int, default=8, help="rounds answered one at a time")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32, 64])
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=448, help="square input side (squash preset)")
+    parser.add_argument("--sam2-items", type=int, default=64)
+    parser.add_argument("--sam2-batch", type=int, default=16)
+    parser.add_argument("--results", type=Path, default=None, help="write a Markdown table here")
+    parser.add_argument("--json", type=Path, default=None, help="write the raw figures here")
+    args = parser.parse_args(argv)
+
+    import torch
+    from tqdm import tqdm
+
+    from regiondial_bench.adapters.hf import HFAdapter, resolve_device
+    from regiondial_bench.api import evaluate, load_bench
+    from regiondial_bench.schema import RunConfig
+
+    device = resolve_device(args.device)
+    register_prebuilt_adapter()
+    bench = repeated(load_bench("sample"), args.repeat)
+    figures: dict = {"device": device_name(device), "shape": args.shape, "new_tokens": args.new_tokens,
+                     "image_size": args.image_size, "torch": torch.__version__}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        model, processor = build_vlm(args.shape, device, work)
+        options = {"preset": "regionreasoner-7b", "squash_size": args.image_size,
+                   "max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens}
+        adapter = HFAdapter.from_components(model, processor, **options)
+
+        def sync():
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+
+        # warm-up (CUDA kernels, allocator)
+        adapter.generate(bench_rounds(bench, args.image_size)[:1])
+        requests = bench_rounds(bench, args.image_size)[: args.baseline_rounds]
+        sync()
+        start = time.perf_counter()
+        for request in tqdm(requests, desc="batch-1 loop", file=sys.stderr):
+            adapter.generate([request])
+        sync()
+        elapsed = time.perf_counter() - start
+        figures["baseline"] = {"rounds": len(requests), "seconds": round(elapsed, 3),
+                               "rounds_per_s": round(len(requests) / elapsed, 4),
+                               "tokens_per_s": round(len(requests) * args.new_tokens / elapsed, 2)}
+
+        figures["runner"] = []
+        PREBUILT.update(model=model, processor=processor)
+        for batch_size in args.batch_sizes:
+            config = RunConfig(adapter="bench-hf", adapter_options=options, batch_size=batch_size,
+                               limit=args.dialogues)
+            sync()
+            start = time.perf_counter()
+            results = evaluate(bench, config, work / f"run-{batch_size}", progress=True, n_bootstrap=10,
+                               overwrite=True)
+            sync()
+            elapsed = time.perf_counter() - start
+            turns = int(results.provenance.timings["turns"])
+            figures["runner"].append({
+                "batch_size": batch_size, "rounds": turns, "seconds": round(elapsed, 3),
+                "rounds_per_s": round(turns / elapsed, 4),
+                "tokens_per_s": round(turns * args.new_tokens / elapsed, 2),
+                "speedup_vs_batch1": round((turns / elapsed) / figures["baseline"]["rounds_per_s"], 2),
+            })
+        del model, adapter
+        PREBUILT.clear()
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+        if args.sam2_shape != "none":
+            from regiondial_bench.schema import Region
+            from regiondial_bench.segment import create_mask_producer
+
+            producer = create_mask_producer("sam2", model=str(build_sam2(args.sam2_shape, work)), device=device,
+                                            batch_size=args.sam2_batch)
+            items = []
+            for request in bench_rounds(bench, args.image_size)[: args.sam2_items]:
+                w, h = request.image.size
+                items.append((request.image, [Region(box=(w * 0.2, h * 0.2, w * 0.6, h * 0.7), point=(w * 0.4, h * 0.4))]))
+            producer.masks(items[:2])  # warm-up
+            sync()
+            start = time.perf_counter()
+            producer.masks(items)
+            sync()
+            elapsed = time.perf_counter() - start
+            figures["sam2"] = {"shape": args.sam2_shape, "masks": len(items), "batch_size": args.sam2_batch,
+                               "seconds": round(elapsed, 3), "masks_per_s": round(len(items) / elapsed, 2)}
+
+    print(json.dumps(figures, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    if args.results:
+        args.results.write_text(markdown(figures, " ".join(sys.argv)))
+    return 0
+
+
+def markdown(f: dict, command: str) -> str:
+    """The RESULTS.md table for one run."""
+    lines = [
+        "# Throughput",
+        "",
+        f"Device: **{f['device']}**, torch {f['torch']}. Model: random-weight Qwen2.5-VL of shape `{f['shape']}`,",
+        f"{f['image_size']}x{f['image_size']} input, exactly {f['new_tokens']} new tokens per round, greedy, HF generate.",
+        "",
+        f"Command: `{command}`",
+        "",
+        "| path | batch | rounds | seconds | rounds/s | tokens/s | speed-up |",
+        "|---|---|---|---|---|---|---|",
+        f"| upstream loop (one turn at a time) | 1 | {f['baseline']['rounds']} | {f['baseline']['seconds']} | "
+        f"{f['baseline']['rounds_per_s']} | {f['baseline']['tokens_per_s']} | 1.0x |",
+    ]
+    for row in f["runner"]:
+        lines.append(f"| runner (`regiondial evaluate`) | {row['batch_size']} | {row['rounds']} | {row['seconds']} | "
+                     f"{row['rounds_per_s']} | {row['tokens_per_s']} | {row['speedup_vs_batch1']}x |")
+    if "sam2" in f:
+        s = f["sam2"]
+        lines += ["", f"SAM2 (`{s['shape']}` shape, random weights): {s['masks']} masks in {s['seconds']} s = "
+                  f"**{s['masks_per_s']} masks/s** (image batch {s['batch_size']}, one box + one point each)."]
+    lines += ["", "The runner's rounds/s include the harness: scheduling, reference propagation, the "
+              "prediction log and scoring. Its batches are smaller than the batch size when fewer rounds are "
+              "ready (later rounds wait for the rounds they reference).", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
