@@ -117,3 +117,22 @@ def test_sam2_bad_options(tiny_sam2):
         create_mask_producer("sam2", model=str(tiny_sam2), prompt="points")
     with pytest.raises(AdapterError, match="cannot load SAM2"):
         create_mask_producer("sam2", model="/nonexistent/sam2")
+
+
+def test_cli_evaluate_with_hf_preset(tiny_qwen, tmp_path):
+    """`regiondial evaluate --model hf --preset ...` on the tiny model, through the real CLI."""
+    import yaml
+    from click.testing import CliRunner
+
+    from regiondial_bench.cli import main
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({"adapter": "hf", "adapter_options": {
+        "squash_size": 112, "max_new_tokens": 4, "device": "cpu"}}))
+    result = CliRunner().invoke(main, [
+        "evaluate", "--config", str(config), "--model", "hf", "--preset", "visionreasoner-7b",
+        "--model-path", str(tiny_qwen), "--limit", "1", "--batch-size", "4", "--out", str(tmp_path / "run"),
+        "--no-progress", "--bootstrap", "10"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "predictions.jsonl").is_file()
+    assert "turns in" in result.output
