@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import shutil
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .build import BUILD_INFO_FILE, official_questions
+from .cache import cache_dir
 from .schema import BENCH_FILE, MANIFEST_FILE, Bench, Dialogue, Manifest, turns_per_round
 
 MAX_SHARD_BYTES = 500 * 1024 * 1024
@@ -436,7 +436,7 @@ def parse_hub_spec(spec: str) -> tuple[str, str | None, str | None, bool]:
 
 def default_cache_dir() -> Path:
     """Where loaded Hub benches are materialised: ``$REGIONDIAL_CACHE`` or ``~/.cache/regiondial_bench``."""
-    return Path(os.environ.get("REGIONDIAL_CACHE", Path.home() / ".cache" / "regiondial_bench")) / "hub"
+    return cache_dir("hub")
 
 
 def _manifest_for(path: str, config: str, split: str, is_hub: bool) -> Manifest | None:

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .cache import cache_dir as user_cache_dir
 from .geometry import round_half_up
 from .protocol import format_box
 from .schema import Bench
@@ -143,7 +144,7 @@ def samples_from_bench(
     Args:
         bench: A bench with images on disk (``bench.root`` set, e.g. from ``Bench.load``).
         frame: ``"squash-840"`` or ``"original"`` (see the module docstring).
-        cache_dir: Where squashed images are written (default ``<bench>/.train_cache_840``).
+        cache_dir: Where squashed images are written (default: the user cache, per bench hash).
         progress: Show a progress bar.
 
     Returns:
@@ -160,7 +161,7 @@ def samples_from_bench(
         raise ValueError(f"unknown training frame {frame!r}; choose one of {list(FRAMES)}")
     by_id = {s["id"]: s for s in training_samples(bench)}
     if frame == "squash-840":
-        cache = Path(cache_dir) if cache_dir is not None else Path(bench.root or ".") / ".train_cache_840"
+        cache = Path(cache_dir) if cache_dir is not None else user_cache_dir("train-840", bench.content_hash[7:23])
         cache.mkdir(parents=True, exist_ok=True)
     out: list[dict[str, Any]] = []
     for dialogue in tqdm(bench.dialogues, desc="training data", unit="dlg", disable=not progress):

@@ -21,3 +21,17 @@ def upstream_file():
         return path
 
     return get
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Keep the tests' derived files (Hub images, squashed training images) out of the user's cache."""
+    import os
+
+    previous = os.environ.get("REGIONDIAL_CACHE")
+    os.environ["REGIONDIAL_CACHE"] = str(tmp_path_factory.mktemp("regiondial-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("REGIONDIAL_CACHE", None)
+    else:
+        os.environ["REGIONDIAL_CACHE"] = previous
