@@ -37,6 +37,11 @@ def image_size_of(image: ImageInput) -> tuple[int, int]:
     raise AdapterError("this adapter needs the image; pass --images DIR with the bench images")
 
 
+def _is_qwen_style(image_processor: Any) -> bool:
+    """Whether the image processor is a Qwen2-VL-family ``smart_resize`` processor."""
+    return any(cls.__name__.startswith("Qwen2VLImageProcessor") for cls in type(image_processor).__mro__)
+
+
 def resolve_device(device: str | None) -> str:
     """``auto``/None picks CUDA when present, else CPU."""
     if device not in (None, "auto"):
@@ -212,9 +217,12 @@ class HFAdapter(Adapter):
             texts.append(self.processor.apply_chat_template(
                 self.preset.messages(request.question), add_generation_prompt=True, tokenize=False
             ))
-        min_pixels, max_pixels = self.preset.processor_pixel_bounds()
-        inputs = self.processor(text=texts, images=images, return_tensors="pt", padding=True,
-                                size={"shortest_edge": min_pixels, "longest_edge": max_pixels})
+        kwargs: dict[str, Any] = {}
+        if _is_qwen_style(self.processor.image_processor):
+            # Qwen2-VL-family processors take the pixel bounds as size = {shortest_edge: min, longest_edge: max}
+            min_pixels, max_pixels = self.preset.processor_pixel_bounds()
+            kwargs["size"] = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+        inputs = self.processor(text=texts, images=images, return_tensors="pt", padding=True, **kwargs)
         inputs = inputs.to(self.device)
         grids = inputs.get("image_grid_thw")
         with torch.inference_mode():
