@@ -61,7 +61,8 @@ def build_vlm(shape: str, device: str, work: Path):
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText, Qwen2_5_VLForConditionalGeneration
 
-    from regiondial_bench.testing import build_tiny_qwen2_5_vl, load_vlm_processor
+    from regiondial_bench.adapters.processors import load_vlm_processor
+    from regiondial_bench.testing import build_tiny_qwen2_5_vl
 
     tiny = build_tiny_qwen2_5_vl(work / "tiny-qwen")
     processor = load_vlm_processor(tiny)

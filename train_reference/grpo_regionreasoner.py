@@ -352,8 +352,8 @@ def build_trainer(settings: TrainSettings, *, callbacks: list | None = None) -> 
     from transformers import AutoModelForImageTextToText
     from trl import GRPOConfig, GRPOTrainer
 
+    from regiondial_bench.adapters.processors import load_vlm_processor
     from regiondial_bench.rewards import RewardProfile, reward_functions
-    from regiondial_bench.testing import load_vlm_processor
     from regiondial_bench.training_data import TRAINING_TEMPLATE, load_training_dataset
 
     profile = RewardProfile(**settings.rewards)

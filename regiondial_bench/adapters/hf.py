@@ -154,7 +154,7 @@ class HFAdapter(Adapter):
     def _load(self) -> None:
         from transformers import AutoModelForImageTextToText
 
-        from ..testing.tiny_models import load_vlm_processor
+        from .processors import load_vlm_processor
 
         path = self.preset.model
         min_pixels, max_pixels = self.preset.processor_pixel_bounds()

@@ -75,7 +75,7 @@ class VLLMAdapter(Adapter):
         if tensor_parallel_size < 1 or data_parallel_size < 1:
             raise AdapterError("tensor_parallel_size and data_parallel_size must be >= 1")
         vllm = require("vllm", "vllm")
-        from ..testing.tiny_models import load_vlm_processor
+        from .processors import load_vlm_processor
 
         min_px, max_px = self.preset.processor_pixel_bounds()
         self.processor = load_vlm_processor(self.preset.model, min_pixels=min_px, max_pixels=max_px)

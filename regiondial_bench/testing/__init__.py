@@ -9,7 +9,6 @@ from .tiny_models import (
     QWEN_SPECIAL_TOKENS,
     build_tiny_qwen2_5_vl,
     build_tiny_sam2,
-    load_vlm_processor,
 )
 
-__all__ = ["QWEN_SPECIAL_TOKENS", "build_tiny_qwen2_5_vl", "build_tiny_sam2", "load_vlm_processor"]
+__all__ = ["QWEN_SPECIAL_TOKENS", "build_tiny_qwen2_5_vl", "build_tiny_sam2"]

@@ -57,7 +57,7 @@ def test_cpu_smoke_changes_weights_logs_components_and_saves_hf_folder(grpo, tmp
     # the saved folder is a Hugging Face model folder the hf adapter can load
     from transformers import AutoModelForImageTextToText
 
-    from regiondial_bench.testing import load_vlm_processor
+    from regiondial_bench.adapters.processors import load_vlm_processor
 
     model = AutoModelForImageTextToText.from_pretrained(out)
     processor = load_vlm_processor(out)
