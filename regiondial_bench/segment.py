@@ -40,15 +40,6 @@ def register_mask_producer(name: str):
     return decorate
 
 
-def _size(image: ImageInput) -> tuple[int, int]:
-    if image.size is not None:
-        return image.size
-    if image.available:
-        with image.load() as img:
-            return img.size
-    raise AdapterError("a mask needs the image size; the bench has neither sizes nor images")
-
-
 @register_mask_producer("box")
 class BoxMaskProducer(MaskProducer):
     """The union of the predicted boxes as the mask (a crude stand-in for a segmenter)."""
@@ -59,7 +50,7 @@ class BoxMaskProducer(MaskProducer):
             if not regions:
                 out.append(None)
                 continue
-            w, h = _size(image)
+            w, h = image.require_size()
             out.append(merge_rles([box_to_rle(r.box, h, w) for r in regions]))
         return out
 

@@ -67,6 +67,20 @@ class ImageInput:
     def available(self) -> bool:
         return self.data is not None or (self.path is not None and self.path.is_file())
 
+    def require_size(self) -> tuple[int, int]:
+        """``(width, height)``: from the bench, else from the image file's header."""
+        if self.size is not None:
+            return self.size
+        if self.available:
+            from PIL import Image
+
+            with Image.open(io.BytesIO(self.data) if self.data is not None else self.path) as img:
+                return img.size
+        raise AdapterError(
+            "the image size is unknown and the bench has no image file for this dialogue; "
+            "pass --images DIR with the images"
+        )
+
     def load(self) -> Image.Image:
         from PIL import Image
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..schema import Region
-from .base import Adapter, AdapterError, ImageInput, RoundRequest, RoundResponse
+from .base import Adapter, AdapterError, RoundRequest, RoundResponse
 from .registry import register_adapter
 
 if TYPE_CHECKING:
@@ -28,18 +28,6 @@ def answer_text(regions: Sequence[Region]) -> str:
             item["point_2d"] = [round(v, 2) for v in region.point]
         items.append(item)
     return f"<answer>{json.dumps(items)}</answer>"
-
-
-def _image_size(image: ImageInput) -> tuple[int, int]:
-    if image.size is not None:
-        return image.size
-    if image.available:
-        with image.load() as img:
-            return img.size
-    raise AdapterError(
-        "this adapter needs the image size, and the bench has neither sizes nor image files; "
-        "pass --images DIR with the images"
-    )
 
 
 @register_adapter("oracle")
@@ -75,7 +63,7 @@ class WholeImageAdapter(Adapter):
     def generate(self, requests: Sequence[RoundRequest]) -> list[RoundResponse]:
         responses = []
         for request in requests:
-            w, h = _image_size(request.image)
+            w, h = request.image.require_size()
             regions = [Region(box=(0.0, 0.0, float(w), float(h)))]
             responses.append(RoundResponse(raw_text=answer_text(regions), regions=regions))
         return responses
@@ -92,7 +80,7 @@ class ReferenceCopyAdapter(Adapter):
         for request in requests:
             box = next((ref.box for ref in request.references if ref.box is not None), None)
             if box is None:
-                w, h = _image_size(request.image)
+                w, h = request.image.require_size()
                 box = (0.0, 0.0, float(w), float(h))
             regions = [Region(box=tuple(box))]
             responses.append(RoundResponse(raw_text=answer_text(regions), regions=regions))

@@ -17,24 +17,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from ..schema import Box
-from .base import Adapter, AdapterError, ImageInput, RoundRequest, RoundResponse
-from .presets import Preset, get_preset
+from .base import AdapterError, RoundRequest, RoundResponse
+from .presets import Preset, PresetAdapter, get_preset
 from .registry import require
 
 logger = logging.getLogger(__name__)
 
 _VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
-
-
-def image_size_of(image: ImageInput) -> tuple[int, int]:
-    """``(width, height)`` of a request image, from the bench or by opening the file."""
-    if image.size is not None:
-        return image.size
-    if image.available:
-        with image.load() as img:
-            return img.size
-    raise AdapterError("this adapter needs the image; pass --images DIR with the bench images")
 
 
 def _is_qwen_style(image_processor: Any) -> bool:
@@ -64,7 +53,7 @@ def resolve_dtype(dtype: str | None, device: str, preset: Preset) -> Any:
     return value
 
 
-class HFAdapter(Adapter):
+class HFAdapter(PresetAdapter):
     """Batched greedy generation with a transformers chat VLM.
 
     Args:
@@ -194,10 +183,6 @@ class HFAdapter(Adapter):
         )
 
     # ------------------------------------------------------------------ contract
-
-    def reference_text(self, box: Box | None, request_image: ImageInput) -> str:
-        size = None if box is None else image_size_of(request_image)
-        return self.preset.reference_text(box, size)
 
     def generate(self, requests: Sequence[RoundRequest]) -> list[RoundResponse]:
         responses: list[RoundResponse] = []

@@ -31,10 +31,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..schema import Box
-from .base import Adapter, AdapterError, ImageInput, RoundRequest, RoundResponse
-from .hf import image_size_of
-from .presets import Preset, get_preset
+from .base import AdapterError, RoundRequest, RoundResponse
+from .presets import Preset, PresetAdapter, get_preset
 from .registry import require
 
 logger = logging.getLogger(__name__)
@@ -42,7 +40,7 @@ logger = logging.getLogger(__name__)
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
-class OpenAIAdapter(Adapter):
+class OpenAIAdapter(PresetAdapter):
     """Chat-completions client with bounded concurrency, retries and inline images.
 
     Args:
@@ -129,10 +127,6 @@ class OpenAIAdapter(Adapter):
         self.stats = {"requests": 0, "retries": 0, "failures": 0}
 
     # ------------------------------------------------------------------ contract
-
-    def reference_text(self, box: Box | None, request_image: ImageInput) -> str:
-        size = None if box is None else image_size_of(request_image)
-        return self.preset.reference_text(box, size)
 
     def generate(self, requests: Sequence[RoundRequest]) -> list[RoundResponse]:
         if len(requests) <= 1:

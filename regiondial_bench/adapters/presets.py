@@ -27,7 +27,8 @@ from typing import Any, Literal
 
 from ..geometry import CoordinateFrame
 from ..protocol import NO_REGION_TEXT, format_box
-from .base import AdapterError
+from ..schema import Box
+from .base import Adapter, AdapterError, ImageInput
 
 ImageMode = Literal["squash", "native"]
 FrameKind = Literal["input", "norm-1000", "norm-1", "original"]
@@ -334,3 +335,17 @@ def get_preset(name: str | Preset, **overrides: Any) -> Preset:
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise AdapterError(f"unknown preset {name!r}.{hint} Available: {', '.join(sorted(PRESETS))}")
     return preset.with_options(**overrides) if overrides else preset
+
+
+class PresetAdapter(Adapter):
+    """Base of the adapters driven by a :class:`Preset` (``hf``, ``vllm``, ``openai``).
+
+    The preset decides how reference boxes are written into the question (the model's frame, or
+    original pixels for upstream parity).
+    """
+
+    preset: Preset
+
+    def reference_text(self, box: Box | None, request_image: ImageInput) -> str:
+        size = None if box is None else request_image.require_size()
+        return self.preset.reference_text(box, size)

@@ -18,14 +18,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..schema import Box
-from .base import Adapter, AdapterError, ImageInput, RoundRequest, RoundResponse
-from .hf import image_size_of
-from .presets import Preset, get_preset
+from .base import AdapterError, RoundRequest, RoundResponse
+from .presets import Preset, PresetAdapter, get_preset
 from .registry import require
 
 
-class VLLMAdapter(Adapter):
+class VLLMAdapter(PresetAdapter):
     """Greedy generation through ``vllm.LLM``.
 
     Args:
@@ -98,10 +96,6 @@ class VLLMAdapter(Adapter):
         self.sampling = vllm.SamplingParams(
             temperature=0.0, top_p=1.0, top_k=-1, repetition_penalty=1.0, max_tokens=self.preset.max_new_tokens
         )
-
-    def reference_text(self, box: Box | None, request_image: ImageInput) -> str:
-        size = None if box is None else image_size_of(request_image)
-        return self.preset.reference_text(box, size)
 
     def build_inputs(self, requests: Sequence[RoundRequest]) -> tuple[list[dict[str, Any]], list[tuple[int, int]]]:
         """vLLM prompt dicts (chat text + image) and the original image sizes."""
