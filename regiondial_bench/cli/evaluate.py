@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -26,7 +27,7 @@ from ._display import print_results
 @click.option("--batch-size", type=int, help="turns per adapter call")
 @click.option("--limit", type=int, help="evaluate only the first N dialogues")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="run folder [default: runs/<adapter>-<reference mode>]")
+              help="run folder [default: runs/<adapter>-<reference mode>-<timestamp>]")
 @click.option("--resume", is_flag=True, help="continue a killed run: finished turns are skipped")
 @click.option("--overwrite", is_flag=True, help="discard an earlier run in --out")
 @click.option("--bootstrap", "n_bootstrap", default=1000, show_default=True, help="bootstrap resamples for CIs")
@@ -64,7 +65,11 @@ def command(bench_spec, images, config_file, adapter, preset, model_path, refere
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise click.UsageError(f"invalid run configuration:\n{exc}") from exc
-    out_dir = out_dir or Path("runs") / f"{config.adapter}-{config.reference_mode}"
+    if out_dir is None:
+        if resume:
+            raise click.UsageError("--resume needs --out: the folder of the run to continue")
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out_dir = Path("runs") / f"{config.adapter}-{config.reference_mode}-{stamp}"
     try:
         bench = api.load_bench(bench_spec, images=images)
         results = api.evaluate(bench, config, out_dir, bench_location=str(bench_spec), resume=resume,
