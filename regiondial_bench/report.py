@@ -42,7 +42,7 @@ TASK_METRIC: dict[str, str] = {"detection": "ap50", "segmentation": "giou"}
 PAPER_COLUMNS: tuple[str, ...] = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "Avg")
 DEFAULT_COLUMNS: tuple[str, ...] = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8+", "Avg")
 
-RowKind = Literal["paper", "run", "diff"]
+RowKind = Literal["paper", "run", "diff", "count"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,6 +249,24 @@ def round_table(
     return Table(f"{METRICS[metric]} by round (%)", cols, rows, notes)
 
 
+def summary_table(results: Results, title: str | None = None) -> Table:
+    """One run's metrics (rows) by round (columns R1..R7, R8+, Avg): what ``evaluate`` prints."""
+    p = results.provenance
+    columns = [c for c in DEFAULT_COLUMNS if column_row(results, c) is not None]
+    rows = [TableRow("turns", [cell_value(results, "n", c) for c in columns], "count")]
+    metrics = ["ap50", "ap50_top1"]
+    if results.overall.giou is not None:
+        metrics += ["giou", "ciou"]
+    rows += [TableRow(METRICS[m], [cell_value(results, m, c) for c in columns], "run",
+                      [_ci(results, m, c) for c in columns]) for m in metrics]
+    rows.append(TableRow("failures", [float(column_row(results, c).failures) for c in columns], "count"))
+    notes = ["AP50 = Acc@0.5 (any box, IoU > 0.5); Avg = all turns (micro-average, R8+ included)."]
+    if p.mask_producer == "box":
+        notes.append("masks: the predicted boxes themselves (box-as-mask), not a segmenter.")
+    title = title or f"{p.adapter} on {p.bench_name} ({p.reference_mode} references)"
+    return Table(title, columns, rows, notes, label_header="metric")
+
+
 def all_round_columns(runs: Iterable[RunResults]) -> list[str]:
     """``R1``..``Rk`` for every round index any run has, then ``R8+`` (if present) and ``Avg``."""
     indices: set[int] = set()
@@ -332,6 +350,8 @@ def format_value(value: float | None, kind: RowKind = "run", digits: int = 1) ->
         return "–"
     if kind == "diff":
         return f"{value:+.{digits}f}"
+    if kind == "count":
+        return str(int(value))
     return f"{value:.{digits}f}"
 
 
@@ -438,7 +458,7 @@ def render_latex(table: Table, with_ci: bool = False) -> str:
     ]
     previous: RowKind | None = None
     for row in table.rows:
-        if previous is not None and row.kind != previous:
+        if previous is not None and row.kind != previous and "count" not in (row.kind, previous):
             lines.append(r"\midrule")
         previous = row.kind
         cells = []
@@ -454,6 +474,7 @@ def render_latex(table: Table, with_ci: bool = False) -> str:
 
 def render_terminal(table: Table, with_ci: bool = False, console: Any = None) -> None:
     """Print the table with rich (labels are printed as plain text, never as rich markup)."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table as RichTable
     from rich.text import Text
@@ -463,18 +484,19 @@ def render_terminal(table: Table, with_ci: bool = False, console: Any = None) ->
         if not console.is_terminal:
             console = Console(width=140)
     rich_table = RichTable(
-        title=Text(table.title), caption=Text("\n".join(table.notes)), caption_justify="left"
+        title=Text(table.title), caption=Text("\n".join(table.notes)), caption_justify="left",
+        box=box.SIMPLE_HEAD,
     )
     widest = max((len(r.label) for r in table.rows), default=8)
     rich_table.add_column(Text(table.label_header), min_width=min(widest, 26))
     for column in table.columns:
-        rich_table.add_column(Text(column), justify="right")
+        rich_table.add_column(Text(column), justify="right", no_wrap=True)
     previous: RowKind | None = None
     for row in table.rows:
-        if previous is not None and row.kind != previous:
+        if previous is not None and row.kind != previous and "count" not in (row.kind, previous):
             rich_table.add_section()
         previous = row.kind
-        style = {"paper": "dim", "run": "bold", "diff": "italic"}[row.kind]
+        style = {"paper": "dim", "run": "bold", "diff": "italic", "count": ""}[row.kind]
         cells = [Text(_cell(row, i, with_ci)) for i in range(len(table.columns))]
         rich_table.add_row(Text(row.label), *cells, style=style)
     console.print(rich_table)
