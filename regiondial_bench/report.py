@@ -490,7 +490,7 @@ def render_terminal(table: Table, with_ci: bool = False, console: Any = None) ->
     widest = max((len(r.label) for r in table.rows), default=8)
     rich_table.add_column(Text(table.label_header), min_width=min(widest, 26))
     for column in table.columns:
-        rich_table.add_column(Text(column), justify="right", no_wrap=True)
+        rich_table.add_column(Text(column), justify="right", no_wrap=not with_ci)  # CI cells must wrap
     previous: RowKind | None = None
     for row in table.rows:
         if previous is not None and row.kind != previous and "count" not in (row.kind, previous):
