@@ -473,33 +473,64 @@ def render_latex(table: Table, with_ci: bool = False) -> str:
 
 
 def render_terminal(table: Table, with_ci: bool = False, console: Any = None) -> None:
-    """Print the table with rich (labels are printed as plain text, never as rich markup)."""
-    from rich import box
+    """Print the table with rich (labels are printed as plain text, never as rich markup).
+
+    Nothing is cut off. A table wider than the console is printed compactly (labels wrap, a
+    bootstrap interval goes under its value); if even that does not fit, it is printed at its
+    own width and the terminal wraps the long lines (rich would otherwise crop the right-most
+    columns, Avg first).
+    """
     from rich.console import Console
-    from rich.table import Table as RichTable
-    from rich.text import Text
+    from rich.measure import Measurement
 
     if console is None:
         console = Console()
         if not console.is_terminal:
             console = Console(width=140)
+    unlimited = console.options.update_width(10_000)
+    rich_table = _rich_table(table, with_ci, compact=False)
+    if Measurement.get(console, unlimited, rich_table).maximum > console.width:
+        rich_table = _rich_table(table, with_ci, compact=True)
+        needed = Measurement.get(console, unlimited, rich_table)
+        if needed.minimum > console.width:
+            width = console.width
+            console.width = needed.maximum
+            try:
+                console.print(rich_table, crop=False)
+            finally:
+                console.width = width
+            return
+    console.print(rich_table)
+
+
+def _rich_table(table: Table, with_ci: bool, compact: bool) -> Any:
+    from rich import box
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
     rich_table = RichTable(
-        title=Text(table.title), caption=Text("\n".join(table.notes)), caption_justify="left",
+        title=Text(table.title),
+        caption=Text("\n".join(table.notes)),
+        caption_justify="left",
         box=box.SIMPLE_HEAD,
     )
-    widest = max((len(r.label) for r in table.rows), default=8)
-    rich_table.add_column(Text(table.label_header), min_width=min(widest, 26))
-    for column in table.columns:
-        rich_table.add_column(Text(column), justify="right", no_wrap=not with_ci)  # CI cells must wrap
+    cells = [[_cell(row, i, with_ci) for i in range(len(table.columns))] for row in table.rows]
+    if compact:
+        cells = [[c.replace(" [", "\n[", 1) for c in row] for row in cells]
+    # Only the labels may wrap (at spaces); the minimum widths keep every number whole.
+    words = [w for row in table.rows for w in row.label.split()] + [table.label_header]
+    rich_table.add_column(Text(table.label_header), overflow="fold", min_width=min(max(map(len, words)), 30))
+    for i, column in enumerate(table.columns):
+        widest = max([len(column)] + [len(line) for row in cells for line in row[i].splitlines()])
+        rich_table.add_column(Text(column), justify="right", no_wrap=True, min_width=widest)
     previous: RowKind | None = None
-    for row in table.rows:
+    for row, row_cells in zip(table.rows, cells, strict=True):
         if previous is not None and row.kind != previous and "count" not in (row.kind, previous):
             rich_table.add_section()
         previous = row.kind
         style = {"paper": "dim", "run": "bold", "diff": "italic", "count": ""}[row.kind]
-        cells = [Text(_cell(row, i, with_ci)) for i in range(len(table.columns))]
-        rich_table.add_row(Text(row.label), *cells, style=style)
-    console.print(rich_table)
+        rich_table.add_row(Text(row.label), *map(Text, row_cells), style=style)
+    return rich_table
 
 
 RENDERERS = {"markdown": render_markdown, "latex": render_latex}

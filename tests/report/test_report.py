@@ -103,3 +103,25 @@ def test_nan_in_results_is_a_clear_error(sample_runs, tmp_path):
 def test_escaping():
     assert escape_markdown("<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;"
     assert escape_latex("50% of $x_1$") == "50\\% of \\$x\\_1\\$"
+
+
+def _header_line(text):
+    return next(line for line in text.splitlines() if line.strip().startswith(("model", "metric")))
+
+
+def test_terminal_table_keeps_the_avg_column_when_narrow(sample_runs):
+    """Rich crops what does not fit: the label column must give way, never the Avg column."""
+    from rich.console import Console
+
+    from regiondial_bench.report import all_round_columns, render_terminal
+
+    runs = load_runs([sample_runs["test-fallible-predicted"], sample_runs["test-fallible-gold"]])
+    for width in (80, 100, 140):
+        for with_ci in (False, True):
+            for columns in (None, all_round_columns(runs)):
+                console = Console(width=width, record=True, file=io.StringIO())
+                render_terminal(round_table(runs, "ap50", columns), with_ci=with_ci, console=console)
+                header = _header_line(console.export_text())
+                assert header.rstrip().endswith("Avg"), (width, with_ci, columns, header)
+    result = CliRunner().invoke(main, ["report", str(sample_runs["oracle-gold"]), "--ci", "--all-rounds"])
+    assert _header_line(result.output).rstrip().endswith("Avg"), result.output
