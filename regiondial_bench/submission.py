@@ -44,7 +44,7 @@ from .report import (
     paper_rows,
     read_results,
 )
-from .schema import Bench, Results, RoundRow, read_prediction_log
+from .schema import Bench, Results, RoundRow, RunSpec, read_prediction_log
 
 SUBMISSION_FILE = "submission.yaml"
 PREDICTIONS_FILE = "predictions.jsonl.gz"
@@ -52,9 +52,9 @@ ALLOWED_FILES = frozenset({SUBMISSION_FILE, RESULTS_FILE, PREDICTIONS_FILE, RUN_
 TOLERANCE = 0.01
 """Largest difference (percentage points) between a claimed and a recomputed score."""
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-FOLDER_PATTERN = re.compile(r"^(\d{4}-\d{2}-\d{2})_([A-Za-z0-9][A-Za-z0-9._-]{0,63})$")
-HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" would allow a final newline
+FOLDER_PATTERN = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})_([A-Za-z0-9][A-Za-z0-9._-]{0,63})\Z")
+HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 LEADERBOARD_COLUMNS: tuple[str, ...] = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8+", "Avg")
 
 Status = Literal["verified", "reported", "rejected"]
@@ -111,7 +111,7 @@ class SubmissionMeta(BaseModel):
     @field_validator("link")
     @classmethod
     def _http_link(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s<>\"']+$", value):
+        if value is not None and not re.match(r"^https?://[^\s<>\"']+\Z", value):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value
 
@@ -224,6 +224,8 @@ def read_meta(path: str | Path) -> SubmissionMeta:
         raise SubmissionError(f"{path.name}: not valid YAML{line}: {getattr(exc, 'problem', exc)}") from exc
     except UnicodeDecodeError as exc:
         raise SubmissionError(f"{path.name}: not UTF-8 text") from exc
+    except ValueError as exc:  # PyYAML's own converters, e.g. an impossible date 2026-13-45
+        raise SubmissionError(f"{path.name}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise SubmissionError(f"{path.name}: expected a mapping of fields, got {type(data).__name__}")
     try:
@@ -390,6 +392,11 @@ def validate_submission(folder: str | Path, resolve_bench: BenchResolver | None 
         return report
     report.results = claimed
     report.scores = leaderboard_scores(claimed)
+    if (folder / RUN_FILE).is_file():
+        try:
+            RunSpec.model_validate_json((folder / RUN_FILE).read_bytes())
+        except ValidationError as exc:
+            report.problems.append(f"{RUN_FILE}: not a valid run spec: {_format_validation_error(exc)}")
     prov = claimed.provenance
     if prov.reference_mode != meta.reference_mode:
         report.problems.append(

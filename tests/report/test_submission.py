@@ -207,3 +207,37 @@ def test_unknown_benchmark_needs_bench_option(submission):
     (submission / "submission.yaml").write_text(text.replace("benchmark: sample", "benchmark: other"))
     problems = validate_submission(submission).problems
     assert any("pass its bench folder with --bench other=PATH" in p for p in problems), problems
+
+
+def test_impossible_yaml_date_is_a_clear_error_not_a_crash(submission):
+    text = (submission / "submission.yaml").read_text()
+    (submission / "submission.yaml").write_text(text.replace("date: '2026-03-01'", "date: 2026-13-45"))
+    report = validate_submission(submission)
+    assert report.status == "rejected"
+    assert report.problems[0].startswith("submission.yaml: not valid YAML"), report.problems
+
+
+def test_trailing_newline_cannot_sneak_into_names(sample_runs, submission, tmp_path):
+    with pytest.raises(SubmissionError, match="submission name"):
+        create_submission(sample_runs["oracle-gold"], "oracle\n", root=tmp_path / "subs", date=DATE)
+    assert not (tmp_path / "subs" / "2026-03-01_oracle\n").exists()
+    text = (submission / "submission.yaml").read_text()
+    for old, new in (
+        ("benchmark: sample", 'benchmark: "sample\\n"'),
+        ("link: https://example.org/fallible", 'link: "https://example.org/fallible\\n"'),
+        ("size: 1B", 'size: 1B\nhub_id: "org/model\\n"'),
+    ):
+        (submission / "submission.yaml").write_text(text.replace(old, new))
+        report = validate_submission(submission)
+        assert report.status == "rejected", (new, report.problems)
+    (submission / "submission.yaml").write_text(text)
+    bad = submission.parent / (submission.name + "\n")
+    shutil.copytree(submission, bad)
+    assert any("folder name" in p for p in validate_submission(bad).problems)
+
+
+def test_run_json_is_validated_when_present(submission):
+    (submission / "run.json").write_text("not json")
+    report = validate_submission(submission)
+    assert report.status == "rejected"
+    assert any(p.startswith("run.json: not a valid run spec") for p in report.problems), report.problems
