@@ -13,6 +13,7 @@ from ..report import (
     Table,
     all_round_columns,
     load_runs,
+    paper_rows,
     paper_table,
     render,
     render_terminal,
@@ -81,6 +82,11 @@ def command(
 
 
 def paper_table_for(loaded, task: str, compare_to: str | None) -> Table:  # noqa: ANN001
+    # A row of only one table (Qwen2.5-VL-7B: detection; SegLLM-7B: segmentation) is compared
+    # with there; the other table keeps its default row. A row of neither table is an error.
+    if compare_to is not None and compare_to not in paper_rows(task):
+        if any(compare_to in paper_rows(other) for other in TASK_METRIC if other != task):
+            compare_to = None
     try:
         return paper_table(loaded, task, compare_to)
     except ValueError as exc:

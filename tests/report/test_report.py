@@ -125,3 +125,19 @@ def test_terminal_table_keeps_the_avg_column_when_narrow(sample_runs):
                 assert header.rstrip().endswith("Avg"), (width, with_ci, columns, header)
     result = CliRunner().invoke(main, ["report", str(sample_runs["oracle-gold"]), "--ci", "--all-rounds"])
     assert _header_line(result.output).rstrip().endswith("Avg"), result.output
+
+
+def test_compare_to_a_row_of_only_one_paper_table(sample_runs):
+    """Qwen2.5-VL-7B is only in the detection table, SegLLM-7B only in segmentation: comparing
+    with either must still print both tables (the other one against the default row)."""
+    run = str(sample_runs["oracle-predicted"])
+    for row, task_with_row in (("Qwen2.5-VL-7B", "Detection"), ("SegLLM-7B", "Segmentation")):
+        result = CliRunner().invoke(
+            main, ["report", "--paper-table", run, "--compare-to", row, "--format", "markdown"]
+        )
+        assert result.exit_code == 0, result.output
+        assert "7-Round Detection" in result.output and "7-Round Segmentation" in result.output
+        assert f"Δ rows: the run minus {row} (paper)" in result.output
+        assert "Δ rows: the run minus RegionReasoner-7B (paper)" in result.output
+    bad = CliRunner().invoke(main, ["report", "--paper-table", run, "--compare-to", "GPT-5"])
+    assert bad.exit_code != 0 and "no paper row 'GPT-5'" in bad.output
