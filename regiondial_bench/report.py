@@ -537,6 +537,24 @@ RENDERERS = {"markdown": render_markdown, "latex": render_latex}
 FORMATS = ("terminal", "markdown", "csv", "latex")
 
 
+def render_tables(tables: Sequence[Table], fmt: str, with_ci: bool = False) -> str:
+    """Several tables as one text: Markdown/LaTeX blocks separated by a blank line, or one CSV
+    with a single header (its ``table`` column tells the tables apart)."""
+    if fmt != "csv":
+        return "\n".join(render(t, fmt, with_ci=with_ci) for t in tables)
+    out: list[str] = []
+    header = None
+    for table in tables:
+        first, _, body = render_csv(table).partition("\n")
+        if header is None:
+            header = first
+            out.append(first + "\n")
+        elif first != header:  # different columns: a new header row, still one CSV stream
+            out.append(first + "\n")
+        out.append(body)
+    return "".join(out)
+
+
 def render(table: Table, fmt: str, with_ci: bool = False) -> str:
     """Render to text in ``markdown``, ``csv`` or ``latex`` (``terminal`` prints instead)."""
     if fmt == "csv":

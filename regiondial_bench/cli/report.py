@@ -15,7 +15,7 @@ from ..report import (
     load_runs,
     paper_rows,
     paper_table,
-    render,
+    render_tables,
     render_terminal,
     round_table,
 )
@@ -72,7 +72,7 @@ def command(
         for table in tables:
             render_terminal(table, with_ci=with_ci)
         return
-    text = "\n".join(render(t, "markdown" if fmt == "terminal" else fmt, with_ci=with_ci) for t in tables)
+    text = render_tables(tables, "markdown" if fmt == "terminal" else fmt, with_ci=with_ci)
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -84,9 +84,9 @@ def command(
 def paper_table_for(loaded, task: str, compare_to: str | None) -> Table:  # noqa: ANN001
     # A row of only one table (Qwen2.5-VL-7B: detection; SegLLM-7B: segmentation) is compared
     # with there; the other table keeps its default row. A row of neither table is an error.
-    if compare_to is not None and compare_to not in paper_rows(task):
-        if any(compare_to in paper_rows(other) for other in TASK_METRIC if other != task):
-            compare_to = None
+    elsewhere = any(compare_to in paper_rows(other) for other in TASK_METRIC if other != task)
+    if compare_to is not None and compare_to not in paper_rows(task) and elsewhere:
+        compare_to = None
     try:
         return paper_table(loaded, task, compare_to)
     except ValueError as exc:

@@ -131,7 +131,7 @@ def test_compare_to_a_row_of_only_one_paper_table(sample_runs):
     """Qwen2.5-VL-7B is only in the detection table, SegLLM-7B only in segmentation: comparing
     with either must still print both tables (the other one against the default row)."""
     run = str(sample_runs["oracle-predicted"])
-    for row, task_with_row in (("Qwen2.5-VL-7B", "Detection"), ("SegLLM-7B", "Segmentation")):
+    for row in ("Qwen2.5-VL-7B", "SegLLM-7B"):
         result = CliRunner().invoke(
             main, ["report", "--paper-table", run, "--compare-to", row, "--format", "markdown"]
         )
@@ -141,3 +141,19 @@ def test_compare_to_a_row_of_only_one_paper_table(sample_runs):
         assert "Δ rows: the run minus RegionReasoner-7B (paper)" in result.output
     bad = CliRunner().invoke(main, ["report", "--paper-table", run, "--compare-to", "GPT-5"])
     assert bad.exit_code != 0 and "no paper row 'GPT-5'" in bad.output
+
+
+def test_csv_of_several_tables_is_one_csv(sample_runs):
+    """The CSV has a `table` column so that several tables share one header: no repeated header
+    row and no blank line in the middle."""
+    result = CliRunner().invoke(
+        main, ["report", "--paper-table", str(sample_runs["oracle-predicted"]), "--format", "csv"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(result.output)))
+    assert rows[0][:3] == ["table", "kind", "model"]
+    assert all(row and row[0] != "table" for row in rows[1:]), rows
+    assert {row[0].split(":")[1].split("(")[0].strip() for row in rows[1:]} == {
+        "7-Round Detection",
+        "7-Round Segmentation",
+    }
