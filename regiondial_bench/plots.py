@@ -233,6 +233,9 @@ def plot_conditional_accuracy(run: RunResults, scores: Sequence[Any], out_dir: s
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
     cols = list(table)
+    from matplotlib.patches import Patch
+
+    handles = []
     for j, (group, color) in enumerate((("ref correct", _COLORS[2]), ("ref wrong", _COLORS[1]))):
         xs, ys, ns = [], [], []
         for x, col in enumerate(cols, 1):
@@ -241,8 +244,11 @@ def plot_conditional_accuracy(run: RunResults, scores: Sequence[Any], out_dir: s
                 xs.append(x + (j - 0.5) * 0.38)
                 ys.append(100.0 * hits / n)
                 ns.append(n)
-        bars = ax.bar(xs, ys, width=0.38, color=color, label=f"referenced turn {group.split()[1]}")
+        bars = ax.bar(xs, ys, width=0.38, color=color)
         ax.bar_label(bars, labels=[f"n={n}" for n in ns], fontsize=5, padding=1)
+        # An explicit handle: an empty group (a run that is never wrong) would otherwise get a
+        # legend entry in matplotlib's default colour.
+        handles.append(Patch(color=color, label=f"referenced turn {group.split()[1]}"))
     ax.set_xticks(range(1, len(cols) + 1))
     ax.set_xticklabels([c[1:] if c != "Avg" else "all" for c in cols])
     ax.set_xlabel("round")
@@ -250,7 +256,7 @@ def plot_conditional_accuracy(run: RunResults, scores: Sequence[Any], out_dir: s
     ax.set_ylim(0, 122)
     ax.set_yticks(range(0, 101, 20))
     ax.grid(axis="y", linewidth=0.4, alpha=0.5)
-    ax.legend(frameon=False, loc="upper center", ncols=2)
+    ax.legend(handles=handles, frameon=False, loc="upper center", ncols=2)
     ax.set_title(f"{run.label}: accuracy given the referenced turn")
     return save_figure(fig, out_dir, f"conditional_{slug(run.label)}")
 

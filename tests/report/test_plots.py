@@ -63,3 +63,15 @@ def test_conditional_accuracy_splits_on_the_referenced_turn(sample_runs, sample_
     assert n_right > 0 and hits_right / n_right > 0.7
     referring = sum(1 for s in scores if s.reference_turns and min(s.reference_turns) < s.turn)
     assert n_wrong + n_right == referring
+
+
+def test_conditional_legend_colours_match_the_bars_when_a_group_is_empty(sample_runs, tmp_path):
+    """The oracle is never wrong, so "referenced turn wrong" has no bars; its legend entry must
+    still be drawn in that group's colour, not in matplotlib's default blue."""
+    from regiondial_bench.plots import _COLORS, plot_conditional_accuracy, run_turn_scores
+
+    (run,) = load_runs([sample_runs["oracle-gold"]])
+    paths = plot_conditional_accuracy(run, run_turn_scores(run), tmp_path)
+    svg = next(p for p in paths if p.suffix == ".svg").read_text().lower()
+    assert "#1f77b4" not in svg
+    assert _COLORS[1].lower() in svg and _COLORS[2].lower() in svg
