@@ -42,6 +42,8 @@ class VLLMAdapter(PresetAdapter):
         squash_size: Side of the squashed image.
         min_pixels: Native-resize lower bound (passed to the processor).
         max_pixels: Native-resize upper bound (passed to the processor).
+        coordinate_frame: Frame answers are read in (overrides the preset; ``original`` is
+            upstream's factor-1 reading of Qwen2.5-VL answers).
         engine_options: Further ``vllm.LLM`` keyword arguments (e.g. ``enforce_eager``).
     """
 
@@ -64,11 +66,13 @@ class VLLMAdapter(PresetAdapter):
         squash_size: int | None = None,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
+        coordinate_frame: str | None = None,
         engine_options: dict[str, Any] | None = None,
     ) -> None:
         self.preset = get_preset(
             preset, model=model, max_new_tokens=max_new_tokens, reference_frame=reference_frame,
             image_mode=image_mode, squash_size=squash_size, min_pixels=min_pixels, max_pixels=max_pixels,
+            coordinate_frame=coordinate_frame,
         )
         if tensor_parallel_size < 1 or data_parallel_size < 1:
             raise AdapterError("tensor_parallel_size and data_parallel_size must be >= 1")

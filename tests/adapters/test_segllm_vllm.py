@@ -105,3 +105,46 @@ def test_vllm_checks_options_before_importing():
         create_adapter("vllm", preset="nope-7b")
     with pytest.raises(AdapterError, match="tensor_parallel_size"):
         create_adapter("vllm", preset="regionreasoner-7b", tensor_parallel_size=0)
+
+
+def _fake_vllm(monkeypatch):
+    """A stand-in ``vllm`` module: records the engine options and answers every prompt alike."""
+    import types
+
+    engines: list[dict] = []
+
+    class LLM:
+        def __init__(self, **options):
+            engines.append(options)
+
+        def generate(self, inputs, sampling, use_tqdm=False):
+            text = '```json\n[{"bbox_2d": [64, 48, 128, 96], "label": "x"}]\n```'
+            output = types.SimpleNamespace(text=text, token_ids=[1, 2, 3])
+            return [types.SimpleNamespace(outputs=[output]) for _ in inputs]
+
+    class SamplingParams:
+        def __init__(self, **options):
+            self.options = options
+
+    module = types.ModuleType("vllm")
+    module.LLM, module.SamplingParams = LLM, SamplingParams
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    return engines
+
+
+def test_vllm_takes_the_same_frame_overrides_as_hf(monkeypatch, tiny_qwen, sample_bench):
+    """The upstream-parity configs set ``coordinate_frame: original``; vllm must accept it too."""
+    engines = _fake_vllm(monkeypatch)
+    request = first_turn_requests(sample_bench, 1)[0]
+    width, height = request.image.require_size()
+    parity = create_adapter(
+        "vllm", preset="qwen2.5-vl-7b", model=str(tiny_qwen), coordinate_frame="original",
+        reference_frame="original",
+    )
+    clean = create_adapter("vllm", preset="qwen2.5-vl-7b", model=str(tiny_qwen))
+    assert len(engines) == 2 and engines[0]["model"] == str(tiny_qwen)
+    assert parity.preset.coordinate_frame == "original"
+    assert parity.generate([request])[0].frame.width == width  # factor 1: original pixels
+    assert clean.generate([request])[0].frame.width == parity.preset.with_options(
+        coordinate_frame="input"
+    ).input_size((width, height))[0]
