@@ -193,6 +193,8 @@ class SegLLMAdapter(Adapter):
         for turn in range(request.turn):
             box, mask, asked = self._answers.get((request.dialogue_id, turn), (None, None, ""))
             past = next((h for h in request.history if h.turn == turn), None)
+            if box is None and past is not None and past.regions:
+                box = past.regions[0].box  # answered before a --resume: the runner still knows the box
             history.append({"round": turn + 1, "question": past.question if past else asked,
                             "box": list(box) if box else None, "mask": mask.model_dump() if mask else None})
         size = request.image.size or request.load_image().size

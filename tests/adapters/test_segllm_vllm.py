@@ -148,3 +148,41 @@ def test_vllm_takes_the_same_frame_overrides_as_hf(monkeypatch, tiny_qwen, sampl
     assert clean.generate([request])[0].frame.width == parity.preset.with_options(
         coordinate_frame="input"
     ).input_size((width, height))[0]
+
+
+def test_segllm_history_keeps_earlier_boxes_after_a_resume(sample_bench):
+    """A fresh adapter (as after ``--resume``) still sends the earlier rounds' boxes from the request history."""
+    from dataclasses import replace
+
+    from regiondial_bench.adapters.base import HistoryItem
+    from regiondial_bench.schema import Region
+
+    adapter = create_adapter("segllm", command=WORKER)
+    sent: list[dict] = []
+    call = adapter._call
+
+    def spy(message, timeout=None):
+        sent.append(message)
+        return call(message, timeout)
+
+    adapter._call = spy
+    try:
+        first = first_turn_requests(sample_bench, 1)[0]
+        box = (10.0, 20.0, 60.0, 80.0)
+        past = HistoryItem(turn=0, question=first.question, answer_text="", regions=(Region(box=box),))
+        request = replace(follow_up(first, box), history=(past,))
+        assert adapter.generate([request])[0].error is None
+        history = sent[-1]["history"]
+        assert history == [{"round": 1, "question": first.question, "box": list(box), "mask": None}]
+    finally:
+        adapter.close()
+
+
+def test_segllm_baseline_orders_and_sends_the_whole_dialogue_history():
+    """SegLLM reads the full dialogue text (UPSTREAM.md 3.5), so its run must wait for every earlier turn."""
+    from pathlib import Path
+
+    from regiondial_bench.api import load_run_config
+
+    config = load_run_config(Path(__file__).resolve().parents[2] / "baselines" / "segllm-7b" / "config.yaml")
+    assert config.with_history
