@@ -178,16 +178,25 @@ def _load_json(body: str) -> tuple[Any, str | None]:
         value = _decode(candidate)
         if value is not _FAIL:
             return value, None
-        # scan for the first decodable list/object inside surrounding prose
+        # scan for the first decodable list/object inside surrounding prose; each try costs
+        # O(len), so the number of failed starts is capped (degenerate "[[[[..." output would
+        # otherwise take quadratic time: tens of seconds for one 2048-token answer)
+        failed_starts = 0
         for start, char in enumerate(candidate):
             if char in "[{":
                 value = _decode_prefix(candidate[start:])
                 if value is not _FAIL:
                     return value, None
+                failed_starts += 1
+                if failed_starts >= MAX_FAILED_STARTS:
+                    break
     if "[" in body or "{" in body:
         return None, "answer is not valid JSON"
     return None, "no JSON found in the text"
 
+
+MAX_FAILED_STARTS = 64
+"""How many ``[``/``{`` positions of one candidate text may fail to decode before giving up."""
 
 _FAIL = object()
 _DECODER = json.JSONDecoder()
@@ -268,9 +277,13 @@ def _numbers(value: Any, count: int) -> tuple[list[float] | None, str | None]:
                 return None, f"non-numeric coordinate {v!r}"
         if not _is_number(v):
             return None, f"non-numeric coordinate {v!r}"
+        try:
+            v = float(v)
+        except OverflowError:  # an int beyond the float range (its repr may be too long to print)
+            return None, "non-finite coordinate (an integer too large for a float)"
         if not math.isfinite(v):
             return None, f"non-finite coordinate {v!r}"
-        out.append(float(v))
+        out.append(v)
     return out, None
 
 

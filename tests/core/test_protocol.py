@@ -115,3 +115,24 @@ def test_render_fills_each_placeholder():
             UsedReference(turn=1, source="no-region", text=NO_REGION_TEXT)]
     assert render_question(turn, used) == "The dog between the [1, 2, 3, 4] and the [no region]."
     assert render_question(turn, [used[0], None]).endswith("the <box>{context_bbox_2}</box>.")
+
+
+def test_integer_beyond_float_range_is_a_miss_not_a_crash():
+    huge = "1" + "0" * 400  # valid JSON, but float(huge) overflows
+    parsed = parse_answer(f'<answer>[{{"bbox_2d": [{huge}, 0, 5, 5]}}]</answer>', image_size=(640, 480))
+    assert not parsed.regions and "non-finite" in parsed.error
+    # a malformed point drops the point, never the box (nor raises)
+    parsed = parse_answer(f'<answer>[{{"bbox_2d": [0, 0, 5, 5], "point_2d": [{huge}, 3]}}]</answer>')
+    assert parsed.regions[0].box == (0, 0, 5, 5) and parsed.regions[0].point is None
+
+
+@pytest.mark.parametrize("unit", ["[", "[1, ", '{"a": ', "x [ "])
+def test_degenerate_bracket_output_is_not_scanned_quadratically(monkeypatch, unit):
+    from regiondial_bench import protocol
+
+    calls = []
+    real = protocol._decode_prefix
+    monkeypatch.setattr(protocol, "_decode_prefix", lambda text: calls.append(1) or real(text))
+    parsed = parse_answer("<answer>" + unit * 3000 + "</answer>")
+    assert parsed.error == "answer is not valid JSON"
+    assert len(calls) <= 100  # each try is O(n): a bounded number of tries, not one per bracket
