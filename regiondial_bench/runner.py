@@ -340,8 +340,8 @@ class Runner:
 
     def run(self, *, resume: bool = False, overwrite: bool = False) -> list[PredictionRecord]:
         """Answer every turn of the bench (skipping those already logged when resuming)."""
+        self._check_images()  # before the folder is claimed, so the same --out works once --images is added
         self._open_folder(resume, overwrite)
-        self._check_images()
         self.adapter.prepare(self.bench)
         schedule = _Schedule(self.bench, self.dependencies, set(self.answers))
         log = PredictionLog(self.out_dir / PREDICTIONS_FILE)

@@ -11,7 +11,7 @@ from regiondial_bench.adapters import AdapterError, create_adapter
 from regiondial_bench.metrics import score_records
 from regiondial_bench.protocol import NO_REGION_TEXT
 from regiondial_bench.runner import Runner, read_predictions
-from regiondial_bench.schema import RunConfig, RunSpec
+from regiondial_bench.schema import Bench, RunConfig, RunSpec
 from regiondial_bench.sources.upstream import import_upstream
 
 from .helpers import ScriptedAdapter, answer_json, make_bench
@@ -36,6 +36,11 @@ def test_pixel_adapters_refuse_layout_only_benches(upstream_file, tmp_path):
     bench = import_upstream(upstream_file("refcocoplus"))
     with pytest.raises(AdapterError, match="needs image sizes"):
         api.evaluate(bench, RunConfig(adapter="whole-image"), tmp_path, progress=False)
+    assert not (tmp_path / "run.json").exists()  # the refused run leaves no run behind to block the retry
+    sized = Bench([d.model_copy(update={"image": d.image.model_copy(update={"width": 640, "height": 640})})
+                   for d in bench.dialogues[:3]], name=bench.name)
+    results = api.evaluate(sized, RunConfig(adapter="whole-image"), tmp_path, progress=False, n_bootstrap=0)
+    assert results.overall.n == sized.num_turns
 
 
 def test_predicted_mode_never_leaks_gold(tmp_path):
