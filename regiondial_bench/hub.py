@@ -453,6 +453,16 @@ def _manifest_for(path: str, config: str, split: str, is_hub: bool) -> Manifest 
     return Manifest.model_validate_json(Path(file).read_text(encoding="utf-8"))
 
 
+def _cache_destination(root: Path, image_path: str, spec: str) -> Path:
+    """Where an image row is written: inside ``root``; rows are data and may not name other files."""
+    dest = root / image_path
+    if Path(image_path).is_absolute() or not dest.resolve().is_relative_to(root.resolve()):
+        raise ValueError(
+            f"{spec}: image_path {image_path!r} is not a relative path inside the bench; refusing to write it"
+        )
+    return dest
+
+
 def load_hub_bench(spec: str, *, cache_dir: str | Path | None = None, verify: bool = True) -> Bench:
     """Load an exported bench from the Hub (``hf:org/name[:config[:split]]``) or a local export.
 
@@ -484,8 +494,11 @@ def load_hub_bench(spec: str, *, cache_dir: str | Path | None = None, verify: bo
             if len(names) != 1:
                 raise ValueError(f"{spec}: name a config, one of {names} (hf:org/name:<config>)")
             config = names[0]
+    # datasets caches a local folder by its name, config and file patterns, not by content: a
+    # re-exported folder of the same name would load the old rows, so a local export is always reread
+    reread = {} if is_hub else {"download_mode": "force_redownload"}
     try:
-        dataset_dict = datasets.load_dataset(path, config)
+        dataset_dict = datasets.load_dataset(path, config, **reread)
     except ValueError as exc:
         raise ValueError(f"{spec}: cannot load config {config!r}: {exc}") from exc
     if split is None:
@@ -506,7 +519,7 @@ def load_hub_bench(spec: str, *, cache_dir: str | Path | None = None, verify: bo
         dialogues.append(dialogue)
         image = row["image"]
         if dialogue.image.path and image and image.get("bytes"):
-            dest = root / dialogue.image.path
+            dest = _cache_destination(root, dialogue.image.path, spec)
             if not dest.is_file() or dest.stat().st_size != len(image["bytes"]):
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(image["bytes"])

@@ -134,3 +134,41 @@ def test_errors_name_the_problem(tmp_path, two_builds):
     export_hub_folder(collect_benches([two_builds[1]]), tmp_path / "e")
     with pytest.raises(FileExistsError, match="not empty"):
         export_hub_folder(collect_benches([two_builds[1]]), tmp_path / "e")
+
+
+@pytest.mark.parametrize("escape", ["../../escaped.png", "ABSOLUTE"])
+def test_loading_never_writes_outside_the_cache(tmp_path, escape):
+    import numpy as np
+    from PIL import Image
+
+    from regiondial_bench.schema import Dialogue, ImageRef, Turn
+
+    root = tmp_path / "a" / "b" / "bench"
+    root.mkdir(parents=True)
+    target = tmp_path / "a" / "escaped.png" if escape != "ABSOLUTE" else tmp_path / "abs" / "escaped.png"
+    target.parent.mkdir(exist_ok=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(target)
+    image_path = escape if escape != "ABSOLUTE" else str(target)
+    dialogue = Dialogue(dialogue_id="d0", image=ImageRef(path=image_path, width=8, height=8),
+                        turns=[Turn(index=0, question="Find it.", gold_boxes=[(1, 1, 4, 4)])])
+    bench = Bench([dialogue], name="evil", root=root)
+    bench.save(root)
+    folder = export_hub_folder({"evil": {"test": Bench.load(root)}}, tmp_path / f"export-{len(escape)}")
+    target.unlink()  # the rows now name a file outside any cache folder
+    with pytest.raises(ValueError, match="not a relative path inside the bench"):
+        load_hub_bench(str(folder), cache_dir=tmp_path / "a" / "cache")
+    assert not target.exists()
+
+
+def test_a_reexported_folder_of_the_same_name_loads_its_new_content(refer_root, tmp_path):
+    # datasets keys its cache for a local folder by name + config + file patterns; the loader must reread
+    hashes = []
+    for seed in (11, 12):
+        out = tmp_path / f"build{seed}"
+        build_benchmark(lambda s: read_refer(refer_root, "refcoco+", "unc", s), out, benchmark="stale_check",
+                        splits={"test": ["testA"]}, configs={"test": BuildConfig(name="stale_check", seed=seed)})
+        folder = publish([out], "me/regiondial", dry_run=tmp_path / f"run{seed}" / "same-name-export")
+        loaded = load_hub_bench(str(folder), cache_dir=tmp_path / f"c{seed}")
+        assert loaded.content_hash == Bench.load(out / "test").content_hash
+        hashes.append(loaded.content_hash)
+    assert hashes[0] != hashes[1]
