@@ -250,7 +250,7 @@ def dataset_card(benches: BenchSet, repo_id: str | None = None) -> str:
         "```",
         "",
         "With the `regiondial-bench` package: "
-        f"`regiondial evaluate --bench hf:{repo_id or 'org/name'}:{next(iter(benches))} --adapter ...`.",
+        f"`regiondial evaluate --bench hf:{repo_id or 'org/name'}:{next(iter(benches))} --model ...`.",
         "",
         "## Provenance and licences",
         "",
@@ -288,7 +288,8 @@ def dataset_card(benches: BenchSet, repo_id: str | None = None) -> str:
         "",
         "| field | meaning |",
         "|---|---|",
-        "| `dialogue_id` | unique id, `<split>-<image id>` |",
+        "| `dialogue_id` | unique id, `<split>-<image id>` (`<split>-<source split>-<image id>` when a split "
+        "merges source splits, e.g. `test-testA-<id>`) |",
         "| `image` | the image (embedded bytes) |",
         "| `image_path`, `file_name`, `image_id`, `width`, `height` | bench-relative path, COCO file name and id, size |",
         "| `turns[].index` / `round` | 0-based turn index / 1-based round |",
@@ -307,7 +308,9 @@ def dataset_card(benches: BenchSet, repo_id: str | None = None) -> str:
         "",
         "Each turn is one independent single-image request with no dialogue memory; the only state carried "
         "across turns is the referenced box written into the question as `[x1, y1, x2, y2]` (original pixels). "
-        "Reference modes: `predicted` (the model's own earlier answer, gold fallback as upstream), `gold`. "
+        "Reference modes: `predicted` (the model's own earlier answer; the marker `[no region]` when that turn "
+        "gave no box, never the gold box), `gold` (teacher-forced gold boxes) and `upstream` (the official "
+        "evaluator: the model's answer, else the gold box). "
         "Per round: AP50 (a turn scores when any predicted box has IoU > 0.5 with the gold box), gIoU (mean "
         "per-turn mask IoU) and cIoU (summed intersections over summed unions); the all-turn average includes "
         "rounds 8-12.",

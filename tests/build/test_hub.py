@@ -172,3 +172,23 @@ def test_a_reexported_folder_of_the_same_name_loads_its_new_content(refer_root, 
         assert loaded.content_hash == Bench.load(out / "test").content_hash
         hashes.append(loaded.content_hash)
     assert hashes[0] != hashes[1]
+
+
+def test_card_describes_the_cli_and_reference_modes_as_they_are(two_builds):
+    from click.testing import CliRunner
+
+    from regiondial_bench.cli import main
+    from regiondial_bench.hub import dataset_card
+    from regiondial_bench.protocol import NO_REGION_TEXT
+
+    benches = collect_benches(two_builds)
+    card = dataset_card(benches, "me/regiondial")
+    usage = card.split("With the `regiondial-bench` package: `")[1].split("`")[0]
+    flags = [w for w in usage.split() if w.startswith("--")]
+    help_text = CliRunner().invoke(main, ["evaluate", "--help"]).output
+    assert flags and all(flag in help_text for flag in flags), flags
+    protocol = card.split("## Evaluation protocol")[1]
+    assert NO_REGION_TEXT in protocol and "gold fallback as upstream" not in protocol
+    some_id = next(iter(benches["refcocoplus_multiturn"]["test"])).dialogue_id  # test = testA+testB
+    assert some_id.startswith("test-testA-") or some_id.startswith("test-testB-")
+    assert "`<split>-<source split>-<image id>`" in card
