@@ -210,9 +210,13 @@ def score(
             location = "sample"
         bench = load_bench(location, images=images)
     if bench.content_hash != spec.bench_hash:
+        hint = ""
+        if images is None and bench.source.get("format") == "upstream-question-json":
+            hint = (" (image paths and sizes are part of a question file's bench: if the run was made with "
+                    "--images, pass the same --images)")
         raise ValueError(
             f"the bench at {spec.bench_location or 'the given path'} has hash {bench.content_hash}, "
-            f"but the run was made on {spec.bench_hash}; pass the bench the run used"
+            f"but the run was made on {spec.bench_hash}; pass the bench the run used{hint}"
         )
     bench = _limited(bench, spec.limit)
     records = read_predictions(run_dir / PREDICTIONS_FILE)

@@ -44,3 +44,20 @@ def test_bench_info_json_and_errors(upstream_file, tmp_path):
     bad.write_text("adapter: oracle\nbatch_sise: 3\n")
     typo = runner.invoke(main, ["evaluate", "--config", str(bad)])
     assert typo.exit_code != 0 and "batch_sise" in typo.output
+
+
+def test_rescoring_a_question_file_run_names_the_missing_images(tmp_path):
+    from PIL import Image
+
+    questions = [{"image_id": 7, "conversational_turns": [{"question": "Find a.", "bboxes": [[1, 1, 20, 20]]}]}]
+    (tmp_path / "q.json").write_text(json.dumps(questions))
+    (tmp_path / "imgs").mkdir()
+    Image.new("RGB", (32, 24)).save(tmp_path / "imgs" / "7.jpg")
+    runner, out = CliRunner(), tmp_path / "run"
+    result = runner.invoke(main, ["evaluate", "--model", "whole-image", "--bench", str(tmp_path / "q.json"),
+                                  "--images", str(tmp_path / "imgs"), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    without = runner.invoke(main, ["score", str(out)])
+    assert without.exit_code != 0 and "pass the same --images" in without.output
+    with_images = runner.invoke(main, ["score", str(out), "--images", str(tmp_path / "imgs"), "--json"])
+    assert with_images.exit_code == 0, with_images.output
