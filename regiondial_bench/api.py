@@ -136,7 +136,7 @@ def _limited(bench: Bench, limit: int | None) -> Bench:
     if limit is None or limit >= len(bench):
         return bench
     return Bench(bench.dialogues[:limit], name=bench.name, version=bench.version, root=bench.root,
-                 source=bench.source, issues=bench.issues)
+                 source=bench.source, issues=bench.issues, image_files=bench.image_files)
 
 
 def evaluate(
@@ -210,13 +210,9 @@ def score(
             location = "sample"
         bench = load_bench(location, images=images)
     if bench.content_hash != spec.bench_hash:
-        hint = ""
-        if images is None and bench.source.get("format") == "upstream-question-json":
-            hint = (" (image paths and sizes are part of a question file's bench: if the run was made with "
-                    "--images, pass the same --images)")
         raise ValueError(
             f"the bench at {spec.bench_location or 'the given path'} has hash {bench.content_hash}, "
-            f"but the run was made on {spec.bench_hash}; pass the bench the run used{hint}"
+            f"but the run was made on {spec.bench_hash}; pass the bench the run used"
         )
     bench = _limited(bench, spec.limit)
     records = read_predictions(run_dir / PREDICTIONS_FILE)

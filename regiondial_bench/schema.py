@@ -184,6 +184,7 @@ class Bench:
         root: Path | None = None,
         source: dict[str, Any] | None = None,
         issues: list[ValidationIssue] | None = None,
+        image_files: dict[str, Path] | None = None,
     ) -> None:
         ids = [d.dialogue_id for d in dialogues]
         if len(set(ids)) != len(ids):
@@ -195,6 +196,9 @@ class Bench:
         self.root = root
         self.source = dict(source or {})
         self.issues = list(issues or [])
+        # dialogue id -> image file found outside the bench (e.g. a user's COCO folder); not part
+        # of the content hash, so the same question file hashes the same wherever the images are
+        self.image_files = dict(image_files or {})
         self._hash: str | None = None
         self._by_id = {d.dialogue_id: d for d in dialogues}
 
@@ -219,6 +223,8 @@ class Bench:
 
     def image_path(self, dialogue: Dialogue) -> Path | None:
         """The absolute image path of a dialogue, or None when the bench has no image for it."""
+        if dialogue.dialogue_id in self.image_files:
+            return self.image_files[dialogue.dialogue_id]
         if dialogue.image.path is None:
             return None
         path = Path(dialogue.image.path)

@@ -36,13 +36,6 @@ def _image_file(images: Path | None, record: dict[str, Any], image_id: int) -> P
     return next((c for c in candidates if c.is_file()), None)
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(path) as img:  # reads the header only
-        return img.size
-
-
 def import_upstream(
     path: str | Path,
     *,
@@ -73,6 +66,7 @@ def import_upstream(
 
     issues: list[ValidationIssue] = []
     dialogues: list[Dialogue] = []
+    image_files: dict[str, Path] = {}
     seen_ids: dict[str, int] = {}
     derived_paths = missing_images = 0
     for position, record in enumerate(data):
@@ -98,9 +92,8 @@ def import_upstream(
                                           message="no usable turn; dialogue skipped"))
             continue
         image_file = _image_file(images_dir, record, image_id)
-        width = height = None
         if image_file is not None:
-            width, height = _image_size(image_file)
+            image_files[dialogue_id] = image_file.resolve()
         elif images_dir is not None:
             missing_images += 1
             issues.append(ValidationIssue(code="image_missing", dialogue_id=dialogue_id,
@@ -108,10 +101,9 @@ def import_upstream(
         dialogues.append(
             Dialogue(
                 dialogue_id=dialogue_id,
+                # Identity only: where the pixels are (and so their sizes) stays out of the
+                # content hash; the runner reads sizes from the files when it needs them.
                 image=ImageRef(
-                    path=str(image_file.resolve()) if image_file else None,
-                    width=width,
-                    height=height,
                     coco_id=image_id,
                     file_name=_COCO_NAME.format(image_id),
                 ),
@@ -124,9 +116,9 @@ def import_upstream(
                                       message=f"{derived_paths} dialogues have no image_path; derived from image_id"))
     if images_dir is None:
         issues.append(ValidationIssue(code="layout_only",
-                                      message="no --images folder: the bench has no pixels or image sizes"))
+                                      message="no --images folder: the bench has no pixels"))
     source = {"format": "upstream-question-json", "file": path.name, "images": str(images_dir) if images_dir else None}
-    return Bench(dialogues, name=name, root=path.parent, source=source, issues=issues)
+    return Bench(dialogues, name=name, root=path.parent, source=source, issues=issues, image_files=image_files)
 
 
 def _turns(raw_turns: Any, dialogue_id: str) -> tuple[list[Turn], list[ValidationIssue]]:

@@ -7,7 +7,8 @@ import json
 import pytest
 from PIL import Image
 
-from regiondial_bench.schema import turns_per_round
+from regiondial_bench import api
+from regiondial_bench.schema import Bench, RunConfig, read_prediction_log, turns_per_round
 from regiondial_bench.sources.upstream import import_upstream
 from regiondial_bench.validation import bench_stats, check_bench
 
@@ -69,10 +70,18 @@ def test_images_resolve_in_both_layouts(tmp_path):
     Image.new("RGB", (32, 24)).save(images / "refcocoplus_test_multi_bbox_images" / "7.jpg")
     Image.new("RGB", (40, 30)).save(images / "train2014" / "COCO_train2014_000000000008.jpg")
     bench = import_upstream(tmp_path / "q.json", images=images)
-    sizes = {d.dialogue_id: d.image.size for d in bench}
-    assert sizes == {"q-7": (32, 24), "q-8": (40, 30), "q-9": None}
+    found = {d.dialogue_id: bench.image_path(d) for d in bench}
+    assert found["q-7"].name == "7.jpg" and found["q-8"].name == "COCO_train2014_000000000008.jpg"
+    assert found["q-9"] is None
     missing = [i for i in bench.issues if i.code == "image_missing"]
     assert [i.dialogue_id for i in missing] == ["q-9"]
+    # where the images live is not part of the bench: same hash with and without --images
+    assert bench.content_hash == import_upstream(tmp_path / "q.json").content_hash
+    # sizes come from the files when an adapter needs them
+    with_files = Bench(bench.dialogues[:2], name="q", image_files=bench.image_files)
+    api.evaluate(with_files, RunConfig(adapter="whole-image"), tmp_path / "run", progress=False, n_bootstrap=0)
+    boxes = [r.regions[0].box for r in read_prediction_log(tmp_path / "run" / "predictions.jsonl")]
+    assert boxes == [(0.0, 0.0, 32.0, 24.0), (0.0, 0.0, 40.0, 30.0)]
 
 
 def test_malformed_entries_are_reported_not_dropped_silently(tmp_path):
