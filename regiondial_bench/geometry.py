@@ -222,18 +222,28 @@ def rle_area(rle: RLE) -> int:
 def rle_intersection_union(pred: RLE | None, gold: RLE) -> tuple[int, int]:
     """``(|P & G|, |P | G|)`` in pixels; a missing prediction gives ``(0, |G|)`` as upstream.
 
-    The two masks must share a size.
+    A predicted mask of another size is resized to the gold size (nearest neighbour), as the
+    upstream evaluator does.
     """
     mu = _mask_utils()
     gold_c = _coco(gold)
     if pred is None:
         return 0, int(mu.area(gold_c))
     if tuple(pred.size) != tuple(gold.size):
-        raise ValueError(f"mask sizes differ: predicted {pred.size} vs gold {gold.size}")
+        pred = resize_rle(pred, gold.size)
     pred_c = _coco(pred)
     inter = int(mu.area(mu.merge([pred_c, gold_c], intersect=True)))
     union = int(mu.area(mu.merge([pred_c, gold_c], intersect=False)))
     return inter, union
+
+
+def resize_rle(rle: RLE, size: Sequence[int]) -> RLE:
+    """Resize a mask to ``(height, width)`` with nearest-neighbour sampling."""
+    from PIL import Image
+
+    height, width = int(size[0]), int(size[1])
+    image = Image.fromarray(rle_to_mask(rle).astype(np.uint8) * 255)
+    return mask_to_rle(np.asarray(image.resize((width, height), Image.Resampling.NEAREST)) > 127)
 
 
 def merge_rles(rles: Sequence[RLE]) -> RLE:

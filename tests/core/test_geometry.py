@@ -14,6 +14,7 @@ from regiondial_bench.geometry import (
     mask_to_rle,
     merge_rles,
     polygons_to_rle,
+    resize_rle,
     rle_area,
     rle_intersection_union,
     rle_to_mask,
@@ -57,3 +58,10 @@ def test_masks_roundtrip_and_iou():
     square = polygons_to_rle([[10, 5, 30, 5, 30, 15, 10, 15]], 30, 40)
     inter, union = rle_intersection_union(square, rle)
     assert inter / union > 0.8
+
+
+def test_a_predicted_mask_of_another_size_is_resized_like_upstream():
+    gold = box_to_rle((0, 0, 20, 10), 20, 40)             # 40x20 image, left half of the top half
+    half_res = box_to_rle((0, 0, 10, 5), 10, 20)          # the same region predicted at 20x10
+    assert resize_rle(half_res, (20, 40)).size == (20, 40)
+    assert rle_intersection_union(half_res, gold) == (200, 200)
