@@ -88,8 +88,9 @@ def import_upstream(
         turns, turn_issues = _turns(record["conversational_turns"], dialogue_id)
         issues.extend(turn_issues)
         if not turns:
-            issues.append(ValidationIssue(code="empty_dialogue", dialogue_id=dialogue_id, severity="error",
-                                          message="no usable turn; dialogue skipped"))
+            if not any(i.code == "dialogue_skipped" and i.dialogue_id == dialogue_id for i in turn_issues):
+                issues.append(ValidationIssue(code="empty_dialogue", dialogue_id=dialogue_id, severity="error",
+                                              message="no usable turn; dialogue skipped"))
             continue
         image_file = _image_file(images_dir, record, image_id)
         if image_file is not None:
@@ -181,9 +182,11 @@ def _turns(raw_turns: Any, dialogue_id: str) -> tuple[list[Turn], list[Validatio
             turns.append(Turn(index=len(turns), question=question, gold_boxes=[tuple(map(float, b)) for b in boxes],
                               references=references, ann_ids=[int(a) for a in raw.get("ann_ids", [])]))
         except (ValueError, TypeError) as exc:
-            issue("bad_gold_box", f"unusable gold box {boxes!r} ({exc}); turn skipped, later indices shift", "error")
+            issue("bad_gold_box", f"unusable gold box {boxes!r} ({exc})", "error")
     if len(turns) != len(raw_turns):
-        # Indices shifted: references into the shifted range would be wrong, so say so loudly.
-        issues.append(ValidationIssue(code="turns_skipped", dialogue_id=dialogue_id, severity="error",
-                                      message=f"{len(raw_turns) - len(turns)} turn(s) skipped; references may be off"))
+        # Dropping a turn would renumber the later ones and silently retarget their references.
+        issues.append(ValidationIssue(code="dialogue_skipped", dialogue_id=dialogue_id, severity="error",
+                                      message=f"{len(raw_turns) - len(turns)} turn(s) unusable; the dialogue is "
+                                              "skipped so that no reference points at the wrong turn"))
+        return [], issues
     return turns, issues

@@ -96,7 +96,8 @@ def test_malformed_entries_are_reported_not_dropped_silently(tmp_path):
     (tmp_path / "q.json").write_text(json.dumps(questions))
     bench = import_upstream(tmp_path / "q.json")
     codes = {i.code for i in bench.issues}
-    assert {"bad_reference", "bad_gold_box", "turns_skipped", "malformed_dialogue"} <= codes
+    assert {"bad_reference", "bad_gold_box", "dialogue_skipped", "malformed_dialogue"} <= codes
+    assert len(bench) == 0  # the dialogue with an unusable turn is skipped whole, never renumbered
     with pytest.raises(ValueError, match="not valid JSON"):
         (tmp_path / "bad.json").write_text("{")
         import_upstream(tmp_path / "bad.json")
