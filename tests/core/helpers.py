@@ -60,7 +60,12 @@ def answer_json(box) -> str:
 
 
 class SlowFlakyOracle(Adapter):
-    """Gold answers for most turns, garbage for every third; sleeps per batch (for kill tests)."""
+    """Gold answers unless a turn is one of the scripted failures or a reference it got is wrong.
+
+    A turn is answered correctly only when every reference holds the referenced turn's gold box,
+    so failures propagate along references (as they would for a real model) and a resume that
+    refilled references wrongly would change the scores. Sleeps per batch (for kill tests).
+    """
 
     needs_pixels = False
     needs_image_size = False
@@ -78,7 +83,9 @@ class SlowFlakyOracle(Adapter):
         time.sleep(self.delay)
         out = []
         for r in requests:
-            if (r.turn + len(r.dialogue_id)) % 3 == 0:
+            scripted_failure = (r.turn + len(r.dialogue_id)) % 3 == 0
+            wrong_reference = any(ref.box != self.gold[(r.dialogue_id, ref.turn)] for ref in r.references)
+            if scripted_failure or wrong_reference:
                 out.append(RoundResponse(raw_text="<answer>not json</answer>"))
             else:
                 out.append(RoundResponse(raw_text=answer_json(self.gold[r.key])))

@@ -55,3 +55,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     assert resumed.buckets == full.buckets
     assert resumed.overall == full.overall
     assert 0 < full.overall.ap50 < 100 and full.overall.failures > 0
+    # the references were really propagated: rounds after a failed round fail too
+    gold = api.evaluate(bench, config.model_copy(update={"reference_mode": "gold"}), tmp_path / "gold",
+                        progress=False, n_bootstrap=0)
+    assert gold.overall.ap50 > full.overall.ap50
