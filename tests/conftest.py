@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# datasets reads its cache location when it is first imported, so set it before any test does:
+# the Hub tests then never write into (or read stale entries from) the user's datasets cache.
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="regiondial-hf-datasets-")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM_DIR = PROJECT_ROOT.parent / "shared" / "upstream_regiondial"
@@ -26,8 +32,6 @@ def upstream_file():
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
     """Keep the tests' derived files (Hub images, squashed training images) out of the user's cache."""
-    import os
-
     previous = os.environ.get("REGIONDIAL_CACHE")
     os.environ["REGIONDIAL_CACHE"] = str(tmp_path_factory.mktemp("regiondial-cache"))
     yield
