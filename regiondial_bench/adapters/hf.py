@@ -146,9 +146,10 @@ class HFAdapter(PresetAdapter):
         from .processors import load_vlm_processor
 
         path = self.preset.model
-        min_pixels, max_pixels = self.preset.processor_pixel_bounds()
         try:
-            self.processor = load_vlm_processor(path, min_pixels=min_pixels, max_pixels=max_pixels)
+            # Pixel bounds are not given here: not every processor takes them, and Qwen-style
+            # processors get them with every call (see _generate_batch).
+            self.processor = load_vlm_processor(path)
             kwargs: dict[str, Any] = {"dtype": self.dtype, "trust_remote_code": self.trust_remote_code}
             if self.attn_implementation:
                 kwargs["attn_implementation"] = self.attn_implementation
