@@ -293,6 +293,7 @@ class Runner:
                 frame=response.frame,
                 image_size=request.image.size,
                 require_answer_tag=response.require_answer_tag,
+                **({"max_regions": response.max_regions} if response.max_regions else {}),
             )
             regions, error = parsed.regions, parsed.error
         return PredictionRecord(

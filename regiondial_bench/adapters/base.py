@@ -140,7 +140,7 @@ class RoundResponse:
 
     Give ``raw_text`` always. Text-generating adapters leave ``regions`` as None: the runner
     parses ``raw_text`` with the project's parser, reading coordinates in ``frame`` (None =
-    original pixels). Adapters with structured outputs set ``regions`` (original pixels).
+    original pixels), at most ``max_regions`` objects. Adapters with structured outputs set ``regions`` (original pixels).
     ``error`` marks a failed request (scored as a miss with this reason).
     """
 
@@ -150,6 +150,7 @@ class RoundResponse:
     mask: RLE | None = None
     error: str | None = None
     require_answer_tag: bool = False
+    max_regions: int | None = None  # read at most this many objects from raw_text
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -223,6 +223,7 @@ class HFAdapter(PresetAdapter):
                 raw_text=text,
                 frame=self.preset.frame(sizes[i], input_size),
                 require_answer_tag=self.preset.require_answer_tag,
+                max_regions=self.preset.max_objects,
                 extra={"input_size": list(input_size), "new_tokens": int((new_tokens[i] != pad).sum())},
             ))
         return responses

@@ -176,6 +176,7 @@ class OpenAIAdapter(PresetAdapter):
             raw_text=text,
             frame=self.preset.frame(original_size),
             require_answer_tag=self.preset.require_answer_tag,
+            max_regions=self.preset.max_objects,
             extra={"completion_tokens": usage.get("completion_tokens")},
         )
 

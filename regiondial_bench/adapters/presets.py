@@ -156,6 +156,8 @@ class Preset:
         max_new_tokens: Greedy-decoding budget.
         dtype: Weight dtype on GPU (CPU runs use float32).
         require_answer_tag: Only text inside ``<answer>`` counts (the reasoning models).
+        max_objects: Read at most this many objects from an answer (Seg-Zero: 1, as its evaluator
+            reads exactly one); None reads all.
         mask_prompt: How SAM2 is prompted from this model's regions.
     """
 
@@ -173,6 +175,7 @@ class Preset:
     max_new_tokens: int = 2048
     dtype: str = "bfloat16"
     require_answer_tag: bool = True
+    max_objects: int | None = None
     mask_prompt: MaskPrompt = "box+points"
 
     def __post_init__(self) -> None:
@@ -188,6 +191,8 @@ class Preset:
         for field_name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise AdapterError(f"preset {self.name!r}: {field_name}={value!r}; choose one of {allowed}")
+        if self.max_objects is not None and self.max_objects < 1:
+            raise AdapterError(f"preset {self.name!r}: max_objects must be >= 1 or None, got {self.max_objects}")
         if self.squash_size <= 0 or self.max_new_tokens <= 0:
             raise AdapterError(f"preset {self.name!r}: squash_size and max_new_tokens must be positive")
         if self.min_pixels > self.max_pixels:
@@ -306,6 +311,7 @@ PRESETS: dict[str, Preset] = {
             question_style="lower-strip-period",
             image_mode="squash",
             max_new_tokens=1024,
+            max_objects=1,
         ),
         Preset(
             name="qwen2.5-vl-7b",

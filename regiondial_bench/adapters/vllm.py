@@ -123,6 +123,7 @@ class VLLMAdapter(PresetAdapter):
                 raw_text=out.outputs[0].text,
                 frame=self.preset.frame(size),
                 require_answer_tag=self.preset.require_answer_tag,
+                max_regions=self.preset.max_objects,
                 extra={"new_tokens": len(out.outputs[0].token_ids)},
             )
             for out, size in zip(outputs, sizes, strict=True)

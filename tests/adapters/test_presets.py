@@ -102,7 +102,7 @@ CASES = [
 def test_preset_parses_its_model_output(preset_name, text, boxes, point, error):
     preset = get_preset(preset_name)
     parsed = parse_answer(text, frame=preset.frame(SIZE), image_size=SIZE,
-                          require_answer_tag=preset.require_answer_tag)
+                          require_answer_tag=preset.require_answer_tag, max_regions=preset.max_objects or 100)
     if error is not None:
         assert not parsed.ok
         assert error in parsed.error
@@ -118,6 +118,33 @@ def test_segzero_second_point_is_kept_for_sam2():
     preset = get_preset("seg-zero-7b")
     parsed = parse_answer(CASES[11][1], frame=preset.frame(SIZE), image_size=SIZE, require_answer_tag=True)
     assert parsed.regions[0].extra_points == ((192.0, 240.0),)
+
+
+def test_segzero_reads_one_object_like_its_evaluator(tmp_path):
+    """Seg-Zero's evaluator reads exactly one object: extra boxes must not raise Acc@0.5."""
+    from regiondial_bench import api
+    from regiondial_bench.adapters import Adapter, RoundResponse, register_adapter
+    from regiondial_bench.schema import Bench, Dialogue, ImageRef, RunConfig, Turn
+
+    preset = get_preset("seg-zero-7b")
+    assert preset.max_objects == 1
+    text = ("<think>two guesses</think><answer>[{'bbox': [0, 0, 84, 84], 'points_1': [5, 5]}, "
+            "{'bbox': [420, 420, 840, 840], 'points_1': [500, 500]}]</answer>")
+
+    @register_adapter("test-segzero-two-objects")
+    class TwoObjects(Adapter):
+        needs_pixels = False
+
+        def generate(self, requests):
+            return [RoundResponse(raw_text=text, frame=preset.frame(SIZE), require_answer_tag=True,
+                                  max_regions=preset.max_objects) for _ in requests]
+
+    gold_second = (320.0, 240.0, 640.0, 480.0)  # what the second, ignored object would have hit
+    bench = Bench([Dialogue(dialogue_id="d", image=ImageRef(width=640, height=480),
+                            turns=[Turn(index=0, question="q", gold_boxes=[gold_second])])], name="b")
+    results = api.evaluate(bench, RunConfig(adapter="test-segzero-two-objects"), tmp_path, progress=False,
+                           n_bootstrap=0)
+    assert results.overall.ap50 == 0.0
 
 
 def test_qwen_parity_frame_reads_input_pixels_as_original():
