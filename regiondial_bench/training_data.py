@@ -31,6 +31,7 @@ original pixels.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -129,7 +130,11 @@ def _scale_solution(solution: str, size: tuple[int, int]) -> str:
 def _squash_image(source: Path, cache_dir: Path) -> str:
     from PIL import Image
 
-    target = cache_dir / f"{source.stem}_{SQUASH_SIZE}.png"
+    # keyed by the file's path, size and mtime: same-named images of different folders never
+    # collide, and an edited image is squashed again
+    stat = source.stat()
+    key = hashlib.sha256(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    target = cache_dir / f"{source.stem}-{key}_{SQUASH_SIZE}.png"
     if not target.exists():
         with Image.open(source) as image:
             image.convert("RGB").resize((SQUASH_SIZE, SQUASH_SIZE), Image.BILINEAR).save(target)

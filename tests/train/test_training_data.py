@@ -99,3 +99,18 @@ def test_bad_source_and_frame(bench, tmp_path):
         load_training_dataset(tmp_path / "nothing.txt")
     with pytest.raises(ValueError, match="unknown training frame"):
         samples_from_bench(bench, frame="square")
+
+
+def test_squashed_images_of_same_name_do_not_collide(tmp_path):
+    from PIL import Image
+
+    from regiondial_bench.training_data import _squash_image
+
+    paths = []
+    (tmp_path / "cache").mkdir()
+    for folder, colour in (("a", (255, 0, 0)), ("b", (0, 0, 255))):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", (32, 24), colour).save(tmp_path / folder / "1.jpg")
+        paths.append(_squash_image(tmp_path / folder / "1.jpg", tmp_path / "cache"))
+    assert paths[0] != paths[1]
+    assert Image.open(paths[0]).getpixel((0, 0)) != Image.open(paths[1]).getpixel((0, 0))
