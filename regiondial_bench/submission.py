@@ -37,18 +37,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .report import (
     PAPER_COLUMNS,
     PREDICTIONS_FILES,
-    RESULTS_FILE,
-    RUN_FILE,
     TASK_METRIC,
     cell_value,
     paper_rows,
     read_results,
 )
-from .schema import Bench, Results, RoundRow, RunSpec, read_prediction_log
+from .schema import (
+    PREDICTIONS_FILE,
+    RESULTS_FILE,
+    RUN_FILE,
+    Bench,
+    Results,
+    RoundRow,
+    RunSpec,
+    read_prediction_log,
+)
 
 SUBMISSION_FILE = "submission.yaml"
-PREDICTIONS_FILE = "predictions.jsonl.gz"
-ALLOWED_FILES = frozenset({SUBMISSION_FILE, RESULTS_FILE, PREDICTIONS_FILE, RUN_FILE, "README.md"})
+COMPRESSED_LOG = PREDICTIONS_FILE + ".gz"  # a submission carries its log gzipped
+ALLOWED_FILES = frozenset({SUBMISSION_FILE, RESULTS_FILE, COMPRESSED_LOG, RUN_FILE, "README.md"})
 TOLERANCE = 0.01
 """Largest difference (percentage points) between a claimed and a recomputed score."""
 
@@ -422,10 +429,10 @@ def validate_submission(folder: str | Path, resolve_bench: BenchResolver | None 
             f"bench hash mismatch: submission.yaml names {meta.bench_hash}, but {bench.name!r} is {bench.content_hash}"
         )
 
-    log = folder / PREDICTIONS_FILE
+    log = folder / COMPRESSED_LOG
     if not log.is_file():
         report.problems.append(
-            f"{PREDICTIONS_FILE} is missing: a verified entry needs its prediction log "
+            f"{COMPRESSED_LOG} is missing: a verified entry needs its prediction log "
             "(or mark the entry status: reported)"
         )
         return report
@@ -525,7 +532,6 @@ def create_submission(
     root: str | Path = "submissions",
     model: str | None = None,
     date: dt.date | None = None,
-    include_predictions: bool = True,
     resolve_bench: BenchResolver | None = None,
     **fields: Any,
 ) -> SubmissionReport:
@@ -538,7 +544,6 @@ def create_submission(
         root: the submissions folder.
         model: display name (default: ``name``).
         date: the submission date (default: today).
-        include_predictions: copy the compressed prediction log (needed to be verified).
         resolve_bench: maps bench names to benches (default: :func:`default_bench_resolver`).
         **fields: other :class:`SubmissionMeta` fields (hub_id, revision, size, adapter_preset,
             authors, link, notes).
@@ -569,7 +574,7 @@ def create_submission(
     except ValidationError as exc:
         raise SubmissionError(_format_validation_error(exc)) from exc
     log = next((run_dir / f for f in PREDICTIONS_FILES if (run_dir / f).is_file()), None)
-    if include_predictions and log is None:
+    if log is None:
         raise SubmissionError(
             f"{run_dir} has no predictions.jsonl; a verified entry needs the prediction log"
         )
@@ -589,11 +594,10 @@ def create_submission(
         shutil.copyfile(run_dir / RESULTS_FILE, folder / RESULTS_FILE)
         if (run_dir / RUN_FILE).is_file():
             shutil.copyfile(run_dir / RUN_FILE, folder / RUN_FILE)
-        if include_predictions and log is not None:
-            if log.name.endswith(".gz"):
-                shutil.copyfile(log, folder / PREDICTIONS_FILE)
-            else:
-                _gzip_deterministic(log, folder / PREDICTIONS_FILE)
+        if log.name.endswith(".gz"):
+            shutil.copyfile(log, folder / COMPRESSED_LOG)
+        else:
+            _gzip_deterministic(log, folder / COMPRESSED_LOG)
         report = validate_submission(folder, resolve_bench)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)

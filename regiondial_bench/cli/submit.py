@@ -36,9 +36,6 @@ def parse_bench_overrides(values: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--root", type=click.Path(file_okay=False, path_type=Path), default=Path("submissions"), show_default=True
 )
-@click.option(
-    "--no-predictions", is_flag=True, help="Leave out the prediction log (the entry cannot be verified)."
-)
 @click.option("--bench", "benches", multiple=True, help="NAME=PATH of a bench other than the bundled sample.")
 @click.option(
     "--validate-only", is_flag=True, help="RUN is a submission folder: validate it and print the verdict."
@@ -56,7 +53,6 @@ def command(
     notes: str,
     date: dt.datetime | None,
     root: Path,
-    no_predictions: bool,
     benches: tuple[str, ...],
     validate_only: bool,
 ) -> None:
@@ -81,7 +77,6 @@ def command(
             root=root,
             model=model,
             date=date.date() if date else None,
-            include_predictions=not no_predictions,
             resolve_bench=resolver,
             hub_id=hub_id,
             revision=revision,

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from regiondial_bench.cli import main
 from regiondial_bench.submission import (
-    PREDICTIONS_FILE,
+    COMPRESSED_LOG,
     SubmissionError,
     create_submission,
     validate_all,
@@ -40,12 +40,12 @@ def submission(tmp_path, sample_runs):
 
 
 def _lines(folder):
-    with gzip.open(folder / PREDICTIONS_FILE, "rt", encoding="utf-8") as f:
+    with gzip.open(folder / COMPRESSED_LOG, "rt", encoding="utf-8") as f:
         return f.read().splitlines(keepends=True)
 
 
 def _write_lines(folder, lines):
-    with gzip.open(folder / PREDICTIONS_FILE, "wt", encoding="utf-8") as f:
+    with gzip.open(folder / COMPRESSED_LOG, "wt", encoding="utf-8") as f:
         f.writelines(lines)
 
 
