@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .geometry import CoordinateFrame, box_validity_error, round_half_up
-from .schema import Box, Region, Turn, UsedReference
+from .schema import Box, Dialogue, PredictionRecord, Reference, ReferenceSource, Region, Turn, UsedReference
 
 NO_REGION_TEXT = "[no region]"
 """Rendered in place of a reference whose turn produced no box (``predicted`` mode)."""
@@ -42,6 +42,43 @@ def format_box(box: Sequence[float]) -> str:
 def default_reference_text(box: Box | None) -> str:
     """``[x1, y1, x2, y2]`` in original pixels, or :data:`NO_REGION_TEXT`."""
     return NO_REGION_TEXT if box is None else format_box(box)
+
+
+def resolve_reference(
+    mode: str,
+    dialogue: Dialogue,
+    turn: Turn,
+    reference: Reference,
+    answered: Callable[[int], PredictionRecord | None],
+) -> tuple[ReferenceSource, Box | None] | None:
+    """What fills one reference of ``turn`` under a reference mode: ``(source, box)``.
+
+    ``answered(c)`` returns the logged answer of turn ``c`` of the same dialogue, if any. Returns
+    None when the placeholder stays literal (the ``upstream`` evaluator never fills a second
+    placeholder). The runner uses this to ask a turn; submission validation replays it over a log.
+
+    >>> from regiondial_bench.schema import ImageRef
+    >>> d = Dialogue(dialogue_id="d", image=ImageRef(), turns=[
+    ...     Turn(index=0, question="a", gold_boxes=[(0, 0, 5, 5)]),
+    ...     Turn(index=1, question="b <box>{context_bbox}</box>", gold_boxes=[(1, 1, 6, 6)],
+    ...          references=[Reference(turn=0)])])
+    >>> [resolve_reference(m, d, d.turns[1], d.turns[1].references[0], lambda c: None)
+    ...  for m in ("predicted", "gold", "upstream")]
+    [('no-region', None), ('gold', (0.0, 0.0, 5.0, 5.0)), ('gold-fallback', (0.0, 0.0, 5.0, 5.0))]
+    """
+    if mode == "upstream" and not reference.upstream_fill:
+        return None
+    target = dialogue.turns[reference.turn] if reference.turn < len(dialogue.turns) else None
+    gold = target.gold_boxes[0] if target is not None else None
+    record = answered(reference.turn) if reference.turn < turn.index else None
+    predicted = record.regions[0].box if record is not None and record.regions else None
+    if mode == "gold":
+        return ("gold", gold) if gold is not None else ("no-region", None)
+    if predicted is not None:
+        return "predicted", predicted
+    if mode == "upstream" and gold is not None:
+        return "gold-fallback", gold  # the official evaluator's fallback
+    return "no-region", None
 
 
 def render_question(turn: Turn, used: Sequence[UsedReference]) -> str:

@@ -29,7 +29,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from .adapters.base import Adapter, AdapterError, HistoryItem, ImageInput, RoundRequest, RoundResponse
-from .protocol import parse_answer, render_question
+from .protocol import parse_answer, render_question, resolve_reference
 from .schema import (
     PREDICTIONS_FILE,
     RESULTS_FILE,
@@ -232,25 +232,15 @@ class Runner:
         return {ref.turn for ref in turn.references if ref.turn < turn.index}
 
     def resolve_references(self, dialogue: Dialogue, turn: Turn, image: ImageInput) -> list[UsedReference | None]:
-        """What fills each reference of ``turn`` under the run's reference mode."""
-        mode = self.spec.reference_mode
+        """What fills each reference of ``turn`` under the run's reference mode (None: left literal)."""
         used: list[UsedReference | None] = []
         for ref in turn.references:
-            if mode == "upstream" and not ref.upstream_fill:
-                used.append(None)  # the official evaluator leaves this placeholder literal
+            resolved = resolve_reference(self.spec.reference_mode, dialogue, turn, ref,
+                                         lambda c: self.answers.get((dialogue.dialogue_id, c)))
+            if resolved is None:
+                used.append(None)
                 continue
-            target = dialogue.turns[ref.turn] if ref.turn < len(dialogue.turns) else None
-            gold = target.gold_boxes[0] if target is not None else None
-            answered = self.answers.get((dialogue.dialogue_id, ref.turn)) if ref.turn < turn.index else None
-            predicted = answered.regions[0].box if answered is not None and answered.regions else None
-            if mode == "gold":
-                box, source = gold, "gold" if gold is not None else "no-region"
-            elif predicted is not None:
-                box, source = predicted, "predicted"
-            elif mode == "upstream" and gold is not None:
-                box, source = gold, "gold-fallback"
-            else:
-                box, source = None, "no-region"
+            source, box = resolved
             used.append(UsedReference(turn=ref.turn, source=source, box=box,
                                       text=self.adapter.reference_text(box, image)))
         return used

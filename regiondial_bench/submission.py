@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .protocol import resolve_reference
 from .report import (
     PAPER_COLUMNS,
     PREDICTIONS_FILES,
@@ -47,6 +48,7 @@ from .schema import (
     RESULTS_FILE,
     RUN_FILE,
     Bench,
+    PredictionRecord,
     Results,
     RoundRow,
     RunSpec,
@@ -56,6 +58,8 @@ from .schema import (
 SUBMISSION_FILE = "submission.yaml"
 COMPRESSED_LOG = PREDICTIONS_FILE + ".gz"  # a submission carries its log gzipped
 ALLOWED_FILES = frozenset({SUBMISSION_FILE, RESULTS_FILE, COMPRESSED_LOG, RUN_FILE, "README.md"})
+MAX_RESAMPLES = 10_000
+"""Most bootstrap resamples a submission may ask the validator to recompute."""
 TOLERANCE = 0.01
 """Largest difference (percentage points) between a claimed and a recomputed score."""
 
@@ -441,13 +445,7 @@ def validate_submission(folder: str | Path, resolve_bench: BenchResolver | None 
     except ValueError as exc:
         report.problems.append(str(exc).replace(str(folder) + "/", ""))
         return report
-    used = {ref.source for r in records for ref in r.references}
-    bad_modes = sorted(used - _SOURCES[meta.reference_mode])
-    if bad_modes:
-        report.problems.append(
-            f"reference mode {meta.reference_mode!r}, but the predictions used "
-            f"{', '.join(bad_modes)} references"
-        )
+    report.problems += reference_problems(bench, records, meta.reference_mode)
     completeness = completeness_problems(bench, [r.key for r in records])
     report.problems += completeness
     if completeness or any("bench hash" in p for p in report.problems):
@@ -456,11 +454,16 @@ def validate_submission(folder: str | Path, resolve_bench: BenchResolver | None 
     from .metrics import score_records
 
     boot = prov.bootstrap or {}
+    resamples = boot.get("resamples", 1000)
+    if not isinstance(resamples, int) or not 0 <= resamples <= MAX_RESAMPLES:
+        report.problems.append(f"provenance.bootstrap.resamples must be an integer in 0..{MAX_RESAMPLES}, "
+                               f"got {resamples!r}")
+        return report
     recomputed = score_records(
         bench,
         records,
         provenance=prov,
-        n_bootstrap=int(boot.get("resamples", 1000)),
+        n_bootstrap=resamples,
         seed=int(boot.get("seed", 0)),
     )
     diffs = compare_results(claimed, recomputed)
@@ -472,12 +475,34 @@ def validate_submission(folder: str | Path, resolve_bench: BenchResolver | None 
     return report
 
 
-# Which reference sources each mode may produce (runner.resolve_references).
-_SOURCES: dict[str, set[str]] = {
-    "predicted": {"predicted", "no-region"},
-    "upstream": {"predicted", "gold-fallback", "no-region"},
-    "gold": {"gold", "no-region"},
-}
+def reference_problems(bench: Bench, records: list[PredictionRecord], mode: str) -> list[str]:
+    """Replay the reference mode over the log: every turn must have been asked with the references
+    that mode gives (the model's own earlier boxes, gold boxes, or the no-region marker).
+
+    Catches a log that claims ``predicted`` references but was run with gold ones.
+    """
+    answers = {r.key: r for r in records}
+    wrong: list[str] = []
+    for record in records:
+        try:
+            dialogue = bench.dialogue(record.dialogue_id)
+        except KeyError:
+            continue  # reported by the completeness check
+        if record.turn >= len(dialogue.turns):
+            continue
+        turn = dialogue.turns[record.turn]
+        expected = []
+        for ref in turn.references:
+            resolved = resolve_reference(mode, dialogue, turn, ref,
+                                         lambda c, d=dialogue.dialogue_id: answers.get((d, c)))
+            if resolved is not None:
+                expected.append((ref.turn, *resolved))
+        logged = [(u.turn, u.source, u.box) for u in record.references]
+        if logged != expected:
+            wrong.append(f"{record.dialogue_id}#{record.turn} logged {logged}, {mode} mode gives {expected}")
+    if not wrong:
+        return []
+    return [f"{len(wrong)} turn(s) were not asked with {mode!r} references (first: {wrong[0]})"]
 
 
 def validate_all(root: str | Path, resolve_bench: BenchResolver | None = None) -> list[SubmissionReport]:

@@ -241,3 +241,25 @@ def test_run_json_is_validated_when_present(submission):
     report = validate_submission(submission)
     assert report.status == "rejected"
     assert any(p.startswith("run.json: not a valid run spec") for p in report.problems), report.problems
+
+
+def test_gold_references_claimed_as_predicted_are_rejected(submission, sample_runs, tmp_path):
+    """A log run with gold references but relabelled 'predicted' fails the replay of the mode."""
+    gold_log = sample_runs["test-fallible-gold"] / "predictions.jsonl"
+    relabelled = []
+    for line in gold_log.read_text().splitlines(keepends=True):
+        record = json.loads(line)
+        for ref in record.get("references", []):
+            ref["source"] = "predicted"
+        relabelled.append(json.dumps(record) + "\n")
+    _write_lines(submission, relabelled)
+    report = validate_submission(submission)
+    assert report.status == "rejected"
+    assert any("were not asked with 'predicted' references" in p for p in report.problems), report.problems
+
+
+def test_absurd_bootstrap_request_is_rejected_not_run(submission):
+    _edit_results(submission, lambda d: d["provenance"]["bootstrap"].update(resamples=10**9))
+    report = validate_submission(submission)
+    assert report.status == "rejected"
+    assert any("resamples must be an integer" in p for p in report.problems), report.problems
