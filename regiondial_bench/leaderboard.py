@@ -297,7 +297,8 @@ def render_html(entries: Sequence[Entry]) -> str:
             group = [e for e in entries if e.benchmark == bench and e.task == task]
             if group:
                 plots.append(_plot_svg(group, bench, task, first_index))
-    bench_options = ['<option value="*">all</option>'] + [
+    # one bench at a time: scores on different benches are not comparable, so never ranked together
+    bench_options = [
         f'<option value="{_e(b)}"{" selected" if b == default_bench else ""}>{_e(b)}</option>'
         for b in benches
     ]
