@@ -119,6 +119,14 @@ class SubmissionMeta(BaseModel):
             raise ValueError(f"{value!r} is not a Hub id of the form owner/name")
         return value
 
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, value: str | None) -> str | None:
+        # a commit sha, tag or branch name: it becomes part of a Hub URL, so no path tricks
+        if value is not None and (not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z", value) or ".." in value):
+            raise ValueError(f"{value!r} is not a revision (a commit sha, tag or branch name)")
+        return value
+
     @field_validator("link")
     @classmethod
     def _http_link(cls, value: str | None) -> str | None:

@@ -263,3 +263,15 @@ def test_absurd_bootstrap_request_is_rejected_not_run(submission):
     report = validate_submission(submission)
     assert report.status == "rejected"
     assert any("resamples must be an integer" in p for p in report.problems), report.problems
+
+
+@pytest.mark.parametrize("revision", ["../../other", "main/../x", "-rf", "a b"])
+def test_revision_cannot_carry_path_tricks(submission, revision):
+    import yaml
+
+    meta = yaml.safe_load((submission / "submission.yaml").read_text())
+    meta["revision"] = revision
+    (submission / "submission.yaml").write_text(yaml.safe_dump(meta))
+    report = validate_submission(submission)
+    assert report.status == "rejected"
+    assert any("is not a revision" in p for p in report.problems), report.problems
