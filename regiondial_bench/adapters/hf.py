@@ -195,14 +195,7 @@ class HFAdapter(PresetAdapter):
     def _generate_batch(self, requests: Sequence[RoundRequest]) -> list[RoundResponse]:
         import torch
 
-        images, texts, sizes = [], [], []
-        for request in requests:
-            image = request.load_image()
-            sizes.append(image.size)
-            images.append(self.preset.resize_for_model(image))
-            texts.append(self.processor.apply_chat_template(
-                self.preset.messages(request.question), add_generation_prompt=True, tokenize=False
-            ))
+        texts, images, sizes = self.chat_inputs(requests, self.processor)
         kwargs: dict[str, Any] = {}
         if _is_qwen_style(self.processor.image_processor):
             # Qwen2-VL-family processors take the pixel bounds as size = {shortest_edge: min, longest_edge: max}
@@ -219,13 +212,8 @@ class HFAdapter(PresetAdapter):
         responses = []
         for i, text in enumerate(decoded):
             input_size = self._input_size(grids[i] if grids is not None else None, sizes[i])
-            responses.append(RoundResponse(
-                raw_text=text,
-                frame=self.preset.frame(sizes[i], input_size),
-                require_answer_tag=self.preset.require_answer_tag,
-                max_regions=self.preset.max_objects,
-                extra={"input_size": list(input_size), "new_tokens": int((new_tokens[i] != pad).sum())},
-            ))
+            extra = {"input_size": list(input_size), "new_tokens": int((new_tokens[i] != pad).sum())}
+            responses.append(self.response(text, sizes[i], input_size, extra))
         return responses
 
     def _input_size(self, grid: Any, original_size: tuple[int, int]) -> tuple[int, int]:

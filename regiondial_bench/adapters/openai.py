@@ -172,13 +172,7 @@ class OpenAIAdapter(PresetAdapter):
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             return RoundResponse(raw_text=reply.text[:2000], error=f"malformed chat-completions reply: {exc!r}")
         usage = body.get("usage") or {}
-        return RoundResponse(
-            raw_text=text,
-            frame=self.preset.frame(original_size),
-            require_answer_tag=self.preset.require_answer_tag,
-            max_regions=self.preset.max_objects,
-            extra={"completion_tokens": usage.get("completion_tokens")},
-        )
+        return self.response(text, original_size, extra={"completion_tokens": usage.get("completion_tokens")})
 
     # ------------------------------------------------------------------ request body
 

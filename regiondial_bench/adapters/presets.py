@@ -28,7 +28,7 @@ from typing import Any, Literal
 from ..geometry import CoordinateFrame
 from ..protocol import NO_REGION_TEXT, format_box
 from ..schema import Box
-from .base import Adapter, AdapterError, ImageInput
+from .base import Adapter, AdapterError, ImageInput, RoundResponse
 
 ImageMode = Literal["squash", "native"]
 FrameKind = Literal["input", "norm-1000", "norm-1", "original"]
@@ -355,3 +355,26 @@ class PresetAdapter(Adapter):
     def reference_text(self, box: Box | None, request_image: ImageInput) -> str:
         size = None if box is None else request_image.require_size()
         return self.preset.reference_text(box, size)
+
+    def chat_inputs(self, requests: Sequence[Any], processor: Any) -> tuple[list[str], list[Any], list[tuple[int, int]]]:
+        """Per request: the chat-templated prompt, the image as the model sees it, the original size."""
+        texts, images, sizes = [], [], []
+        for request in requests:
+            image = request.load_image()
+            sizes.append(image.size)
+            images.append(self.preset.resize_for_model(image))
+            texts.append(processor.apply_chat_template(
+                self.preset.messages(request.question), add_generation_prompt=True, tokenize=False
+            ))
+        return texts, images, sizes
+
+    def response(self, text: str, original_size: tuple[int, int], input_size: tuple[int, int] | None = None,
+                 extra: dict[str, Any] | None = None) -> RoundResponse:
+        """A model's text answer, to be read in this preset's frame and with its parse rules."""
+        return RoundResponse(
+            raw_text=text,
+            frame=self.preset.frame(original_size, input_size),
+            require_answer_tag=self.preset.require_answer_tag,
+            max_regions=self.preset.max_objects,
+            extra=extra or {},
+        )

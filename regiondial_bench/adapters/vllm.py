@@ -103,14 +103,8 @@ class VLLMAdapter(PresetAdapter):
 
     def build_inputs(self, requests: Sequence[RoundRequest]) -> tuple[list[dict[str, Any]], list[tuple[int, int]]]:
         """vLLM prompt dicts (chat text + image) and the original image sizes."""
-        inputs, sizes = [], []
-        for request in requests:
-            image = request.load_image()
-            sizes.append(image.size)
-            text = self.processor.apply_chat_template(
-                self.preset.messages(request.question), add_generation_prompt=True, tokenize=False
-            )
-            inputs.append({"prompt": text, "multi_modal_data": {"image": self.preset.resize_for_model(image)}})
+        texts, images, sizes = self.chat_inputs(requests, self.processor)
+        inputs = [{"prompt": t, "multi_modal_data": {"image": i}} for t, i in zip(texts, images, strict=True)]
         return inputs, sizes
 
     def generate(self, requests: Sequence[RoundRequest]) -> list[RoundResponse]:
@@ -119,13 +113,7 @@ class VLLMAdapter(PresetAdapter):
         inputs, sizes = self.build_inputs(requests)
         outputs = self.llm.generate(inputs, self.sampling, use_tqdm=False)
         return [
-            RoundResponse(
-                raw_text=out.outputs[0].text,
-                frame=self.preset.frame(size),
-                require_answer_tag=self.preset.require_answer_tag,
-                max_regions=self.preset.max_objects,
-                extra={"new_tokens": len(out.outputs[0].token_ids)},
-            )
+            self.response(out.outputs[0].text, size, extra={"new_tokens": len(out.outputs[0].token_ids)})
             for out, size in zip(outputs, sizes, strict=True)
         ]
 
