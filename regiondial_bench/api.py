@@ -21,7 +21,6 @@ from .adapters import create_adapter
 from .metrics import score_records
 from .runner import Runner, load_run_spec, read_predictions
 from .schema import (
-    MANIFEST_FILE,
     PREDICTIONS_FILE,
     RESULTS_FILE,
     Bench,
@@ -36,36 +35,31 @@ SAMPLE_BENCH = Path(__file__).parent / "data" / "sample"
 _REPORTED_PACKAGES = ("numpy", "pycocotools", "pydantic", "torch", "transformers", "vllm", "datasets", "trl")
 
 
-def load_bench(spec: str | Path | None = "sample", *, images: str | Path | None = None) -> Bench:
-    """Load a bench from ``spec``.
+def load_bench(
+    spec: str | Path | None = "sample",
+    *,
+    images: str | Path | None = None,
+    annotations: str | Path | None = None,
+    notice=None,
+) -> Bench:
+    """Load a bench from ``spec``: the one loader every command (and sweep) calls.
 
     Args:
-        spec: ``"sample"`` (the bundled sample), a bench folder (``manifest.json``), an exported
-            Hub folder or ``"hf:org/name[:config]"``, or an official question file (``.json``).
+        spec: ``"sample"`` (the bundled sample); a bench folder (``manifest.json``); a build
+            folder (``build.json`` + split folders) as ``PATH[:split]``; an exported Hub folder
+            or ``"hf:org/name"`` as ``...[:config[:split]]``; a folder of the released
+            ``*_multi_turn.json`` files as ``PATH[:config]``; the released test data on the Hub
+            as ``"hf:lmsdss/regionreasoner_test_data[@revision]:refcocoplus"``; or an official
+            question file / released ``*_multi_turn.json`` file (``.json``).
         images: image folder for an official question file (upstream or COCO layout).
+        annotations: COCO instances JSON that gives a question file's turns their gold masks.
+        notice: ``callable(str)`` told about choices made for the caller (e.g. the default split).
     """
     if spec is None or str(spec) == "sample":
         return Bench.load(SAMPLE_BENCH)
-    text = str(spec)
-    if text.startswith("hf:"):
-        from .hub import load_hub_bench
+    from .hub import resolve_bench_spec
 
-        return load_hub_bench(text)
-    path = Path(text)
-    if path.is_dir():
-        if (path / MANIFEST_FILE).is_file():
-            return Bench.load(path)
-        from .hub import load_hub_bench
-
-        return load_hub_bench(str(path))
-    if path.is_file() and path.suffix == ".json":
-        from .sources.upstream import import_upstream
-
-        return import_upstream(path, images=images)
-    raise FileNotFoundError(
-        f"no bench at {text!r}: expected 'sample', a bench folder with {MANIFEST_FILE}, "
-        "an exported Hub folder, 'hf:org/name', or an official question .json file"
-    )
+    return resolve_bench_spec(str(spec), images=images, annotations=annotations, notice=notice)
 
 
 def load_run_config(path: str | Path) -> RunConfig:

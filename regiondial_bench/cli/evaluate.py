@@ -14,9 +14,13 @@ from ._display import print_results
 
 @click.command("evaluate")
 @click.option("--bench", "bench_spec", default="sample", show_default=True,
-              help="'sample', a bench folder, an exported Hub folder, hf:org/name, or an official question .json")
+              help="'sample', a bench or build folder, an exported Hub folder, hf:org/name, "
+                   "hf:lmsdss/regionreasoner_test_data:refcocoplus, or an official question .json; "
+                   "folders and hf: take :config[:split]")
 @click.option("--images", type=click.Path(file_okay=False, path_type=Path),
               help="image folder for an official question file (upstream or COCO train2014 layout)")
+@click.option("--annotations", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="COCO instances JSON: gold masks for an official question file's turns")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="run config YAML (adapter, adapter_options, mask_producer, reference_mode, batch_size)")
 @click.option("--model", "adapter", help="adapter name (overrides the config's); see `regiondial adapters`")
@@ -33,7 +37,7 @@ from ._display import print_results
 @click.option("--bootstrap", "n_bootstrap", default=1000, show_default=True, help="bootstrap resamples for CIs")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 def command(bench_spec, images, config_file, adapter, preset, model_path, reference_mode, mask_producer,
-            batch_size, limit, out_dir, resume, overwrite, n_bootstrap, no_progress) -> None:
+            batch_size, limit, out_dir, resume, overwrite, n_bootstrap, no_progress, annotations=None) -> None:
     """Evaluate a model round by round, its own answers filling later references.
 
     \b
@@ -71,7 +75,8 @@ def command(bench_spec, images, config_file, adapter, preset, model_path, refere
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out_dir = Path("runs") / f"{config.adapter}-{config.reference_mode}-{stamp}"
     try:
-        bench = api.load_bench(bench_spec, images=images)
+        bench = api.load_bench(bench_spec, images=images, annotations=annotations,
+                               notice=lambda text: click.echo(text, err=True))
         results = api.evaluate(bench, config, out_dir, bench_location=str(bench_spec), resume=resume,
                                overwrite=overwrite, progress=not no_progress, n_bootstrap=n_bootstrap)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:

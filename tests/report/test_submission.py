@@ -206,7 +206,7 @@ def test_unknown_benchmark_needs_bench_option(submission):
     text = (submission / "submission.yaml").read_text()
     (submission / "submission.yaml").write_text(text.replace("benchmark: sample", "benchmark: other"))
     problems = validate_submission(submission).problems
-    assert any("pass its bench folder with --bench other=PATH" in p for p in problems), problems
+    assert any("not registered" in p and "--bench other=PATH" in p for p in problems), problems
 
 
 def test_impossible_yaml_date_is_a_clear_error_not_a_crash(submission):
