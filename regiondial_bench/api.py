@@ -5,6 +5,7 @@ The CLI is a thin layer over these functions.
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -126,6 +127,41 @@ def make_provenance(spec: RunSpec, adapter_config: dict | None = None, mask_conf
     )
 
 
+def _recorded_working_dir(out_dir: str | Path) -> str:
+    """A resumed run keeps the working directory it was started in (it is part of run.json)."""
+    try:
+        return load_run_spec(Path(out_dir)).working_dir or os.getcwd()
+    except (OSError, ValueError):
+        return os.getcwd()
+
+
+def resolve_recorded_bench(spec: RunSpec, run_dir: Path) -> str:
+    """The bench spec recorded in ``run.json``, a relative path resolved against the run's
+    recorded working directory (not the current one).
+
+    Raises:
+        FileNotFoundError: The recorded bench is not there any more (the message says how to
+            pass ``--bench``).
+    """
+    from .hub import split_bench_spec
+
+    location = spec.bench_location or "sample"
+    if location == str(SAMPLE_BENCH) or location == "sample" or location.startswith("hf:"):
+        return "sample" if location == str(SAMPLE_BENCH) else location
+    text, selectors = split_bench_spec(location)
+    path = Path(text)
+    if not path.is_absolute() and spec.working_dir:
+        path = Path(spec.working_dir) / path
+    if not path.exists():
+        where = f" (relative to the run's working directory {spec.working_dir})" if spec.working_dir and \
+            not Path(text).is_absolute() else ""
+        raise FileNotFoundError(
+            f"the bench the run used, {location!r}{where}, is not there any more; pass it with "
+            f"'regiondial score {run_dir} --bench PATH' (bench {spec.bench_name}, hash {spec.bench_hash})"
+        )
+    return ":".join([str(path), *selectors])
+
+
 def _limited(bench: Bench, limit: int | None) -> Bench:
     if limit is None or limit >= len(bench):
         return bench
@@ -151,7 +187,8 @@ def evaluate(
     """
     start = time.perf_counter()
     spec = RunSpec(**config.model_dump(), bench_name=bench.name, bench_hash=bench.content_hash,
-                   bench_location=bench_location or str(bench.root or ""))
+                   bench_location=bench_location or str(bench.root or ""),
+                   working_dir=_recorded_working_dir(out_dir) if resume else os.getcwd())
     run_bench = _limited(bench, config.limit)
     adapter = create_adapter(config.adapter, **config.adapter_options)
     producer = create_mask_producer(config.mask_producer, **config.mask_producer_options) if config.mask_producer else None
@@ -186,6 +223,7 @@ def score(
     partial: bool = False,
     n_bootstrap: int = 1000,
     write: bool = True,
+    annotations: str | Path | None = None,
 ) -> Results:
     """Re-score a run folder's prediction log without calling a model.
 
@@ -199,14 +237,12 @@ def score(
         run_dir = run_dir.parent
     spec = load_run_spec(run_dir)
     if bench is None:
-        location = spec.bench_location or "sample"
-        if location == str(SAMPLE_BENCH):
-            location = "sample"
-        bench = load_bench(location, images=images)
+        bench = load_bench(resolve_recorded_bench(spec, run_dir), images=images, annotations=annotations)
     if bench.content_hash != spec.bench_hash:
         raise ValueError(
             f"the bench at {spec.bench_location or 'the given path'} has hash {bench.content_hash}, "
-            f"but the run was made on {spec.bench_hash}; pass the bench the run used"
+            f"but the run was made on {spec.bench_hash}; pass the bench the run used with --bench "
+            "(and the --images/--annotations it was loaded with)"
         )
     bench = _limited(bench, spec.limit)
     records = read_predictions(run_dir / PREDICTIONS_FILE)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .report import METRICS, RunResults, cell_value
+from .report import METRICS, RunResults, bench_label, cell_value
 from .schema import read_prediction_log
 
 FIGSIZE = (3.4, 2.4)
@@ -132,7 +132,8 @@ def plot_round_curves(runs: Sequence[RunResults], out_dir: str | Path, metric: s
             continue
         color = _COLORS[i % len(_COLORS)]
         ax.fill_between(xs, lows, highs, color=color, alpha=0.15, linewidth=0)
-        ax.plot(xs, ys, color=color, marker=_MARKERS[i % len(_MARKERS)], label=run.label)
+        ax.plot(xs, ys, color=color, marker=_MARKERS[i % len(_MARKERS)],
+                label=f"{run.label} [{bench_label(run.results)}]")
     _round_axis(ax, cols)
     ax.set_ylabel(f"{METRICS[metric]} (%)")
     ax.set_ylim(0, 102)
@@ -187,7 +188,8 @@ def plot_error_accumulation(
             if a is not None and b is not None:
                 xs.append(x)
                 gaps.append(a - b)
-        ax.plot(xs, gaps, color=_COLORS[i % len(_COLORS)], marker=_MARKERS[i % len(_MARKERS)], label=label)
+        ax.plot(xs, gaps, color=_COLORS[i % len(_COLORS)], marker=_MARKERS[i % len(_MARKERS)],
+                label=f"{label} [{bench_label(predicted.results)}]")
     ax.axhline(0, color="black", linewidth=0.6)
     _round_axis(ax, cols)
     ax.set_ylabel(f"{METRICS[metric]} gap (points)")

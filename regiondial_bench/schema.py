@@ -399,10 +399,11 @@ class RunSpec(RunConfig):
     bench_name: str
     bench_hash: str
     bench_location: str
+    working_dir: str = ""  # where the run was started: a relative bench_location resolves against it
 
     def fingerprint(self) -> str:
         """A hash of the settings that must not change across ``--resume``."""
-        payload = self.model_dump(mode="json", exclude={"bench_location", "batch_size"})
+        payload = self.model_dump(mode="json", exclude={"bench_location", "batch_size", "working_dir"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..report import load_runs
+from ..report import load_runs, mixed_bench_warning
 
 
 @click.command("plot")
@@ -23,6 +23,9 @@ def command(runs: tuple[Path, ...], out_dir: Path, labels: tuple[str, ...]) -> N
 
     try:
         loaded = load_runs(runs, labels)
+        mixed = mixed_bench_warning(loaded)
+        if mixed:
+            click.echo(mixed, err=True)
         written, skipped = plot_all(loaded, out_dir)
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

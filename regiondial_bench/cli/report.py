@@ -68,6 +68,8 @@ def command(
         )
         columns = all_round_columns(loaded) if all_rounds else None
         tables = [round_table(loaded, m, columns) for m in chosen]
+    for warning in dict.fromkeys(w for table in tables for w in table.warnings):
+        click.echo(warning, err=True)
     if fmt == "terminal" and output is None:
         for table in tables:
             render_terminal(table, with_ci=with_ci)

@@ -42,12 +42,13 @@ def test_renderers_agree_on_numbers(sample_runs):
     md = render_markdown(table)
     assert "fallible \\| gold" in md  # a pipe in a label cannot split the row
     row = next(line for line in md.splitlines() if line.startswith("| fallible"))
-    assert row.count("|") - row.count("\\|") == 11
+    assert row.count("|") - row.count("\\|") == 12  # label, bench, 9 columns
     rows = list(csv.reader(io.StringIO(render_csv(table))))
-    assert rows[0][:4] == ["table", "kind", "model", "R1"]
-    assert abs(float(rows[1][3]) - table.rows[0].values[0]) < 0.01
+    assert rows[0][:5] == ["table", "kind", "model", "bench", "R1"]
+    assert rows[1][3] == "sample aa8f8a4c"
+    assert abs(float(rows[1][4]) - table.rows[0].values[0]) < 0.01
     tex = render_latex(table)
-    assert "\\begin{tabular}{lrrrrrrrrr}" in tex and "fallible | gold" in tex
+    assert "\\begin{tabular}{llrrrrrrrrr}" in tex and "fallible | gold" in tex
 
 
 def test_paper_table_has_paper_and_new_rows_and_differences(sample_runs):
@@ -75,9 +76,9 @@ def test_cli_paper_table_prints_paper_and_run_rows(sample_runs):
         main, ["report", "--paper-table", "--format", "markdown", str(sample_runs["oracle-predicted"])]
     )
     assert result.exit_code == 0, result.output
-    assert "| *RegionReasoner-7B (paper)* | 89.3 | 83.2" in result.output
-    assert "| oracle (predicted) | 100.0 | 100.0" in result.output
-    assert "| Δ oracle (predicted) | +10.7 | +16.8" in result.output
+    assert "| *RegionReasoner-7B (paper)* | RefCOCO+ multi-turn (paper) | 89.3 | 83.2" in result.output
+    assert "| oracle (predicted) | sample aa8f8a4c | 100.0 | 100.0" in result.output
+    assert "| Δ oracle (predicted) | sample aa8f8a4c | +10.7 | +16.8" in result.output
     assert "7-Round Segmentation" in result.output
 
 
@@ -150,8 +151,8 @@ def test_csv_of_several_tables_is_one_csv(sample_runs):
         main, ["report", "--paper-table", str(sample_runs["oracle-predicted"]), "--format", "csv"]
     )
     assert result.exit_code == 0, result.output
-    rows = list(csv.reader(io.StringIO(result.output)))
-    assert rows[0][:3] == ["table", "kind", "model"]
+    rows = list(csv.reader(io.StringIO(result.stdout)))  # the not-the-official-bench warning is on stderr
+    assert rows[0][:4] == ["table", "kind", "model", "bench"]
     assert all(row and row[0] != "table" for row in rows[1:]), rows
     assert {row[0].split(":")[1].split("(")[0].strip() for row in rows[1:]} == {
         "7-Round Detection",
