@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from regiondial_bench.cli import main
@@ -158,3 +161,85 @@ def test_csv_of_several_tables_is_one_csv(sample_runs):
         "7-Round Detection",
         "7-Round Segmentation",
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Like with like: benches in tables, CSV, legends, warnings
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def refcocoplus_run(tmp_path_factory):
+    from regiondial_bench.api import evaluate, load_bench
+    from regiondial_bench.schema import RunConfig
+    from tests.conftest import UPSTREAM_DIR
+
+    path = UPSTREAM_DIR / "refcocoplus.json"
+    if not path.is_file():
+        pytest.skip("the official question files (../shared/upstream_regiondial) are not present")
+    out = tmp_path_factory.mktemp("rp") / "fixed-box"
+    evaluate(load_bench(str(path)), RunConfig(adapter="fixed-box"), out, bench_location=str(path),
+             progress=False, n_bootstrap=20)
+    return out
+
+
+def test_report_of_two_benches_shows_both_and_warns(sample_runs, refcocoplus_run):
+    result = CliRunner().invoke(
+        main, ["report", str(sample_runs["oracle-predicted"]), str(refcocoplus_run), "--format", "csv"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0][3] == "bench"
+    assert {row[3] for row in rows[1:]} == {"sample aa8f8a4c", "refcocoplus 36018ca1"}
+    assert "different benches (refcocoplus 36018ca1, sample aa8f8a4c)" in result.stderr
+    md = CliRunner().invoke(main, ["report", str(sample_runs["oracle-predicted"]), str(refcocoplus_run),
+                                   "--format", "markdown"])
+    assert "| oracle (predicted) | sample aa8f8a4c |" in md.stdout
+    assert "not comparable" in md.stdout  # the warning is also a note under the table
+    same = CliRunner().invoke(main, ["report", str(sample_runs["oracle-predicted"]),
+                                     str(sample_runs["oracle-gold"]), "--format", "markdown"])
+    assert "different benches" not in same.output
+
+
+def test_paper_table_warns_unless_the_run_is_on_the_official_bench(sample_runs, refcocoplus_run):
+    off = CliRunner().invoke(main, ["report", "--paper-table", str(sample_runs["oracle-predicted"]),
+                                    "--format", "markdown"])
+    assert "not the official RefCOCO+ bench" in off.stderr
+    on = CliRunner().invoke(main, ["report", "--paper-table", str(refcocoplus_run), "--format", "markdown"])
+    assert on.exit_code == 0, on.output
+    assert "warning" not in on.stderr
+    assert "| fixed-box (predicted) | refcocoplus 36018ca1 |" in on.stdout
+
+
+def test_plot_legends_name_the_bench(sample_runs, refcocoplus_run, tmp_path):
+    from regiondial_bench.plots import plot_round_curves
+
+    runs = load_runs([sample_runs["oracle-predicted"], refcocoplus_run])
+    paths = plot_round_curves(runs, tmp_path, "ap50")
+    svg = next(p for p in paths if p.suffix == ".svg").read_text()
+    assert "oracle (predicted) [sample aa8f8a4c]" in svg
+    assert "fixed-box (predicted) [refcocoplus 36018ca1]" in svg
+    result = CliRunner().invoke(main, ["plot", str(sample_runs["oracle-predicted"]), str(refcocoplus_run),
+                                       "--out", str(tmp_path / "p")])
+    assert "different benches" in result.stderr
+
+
+def test_score_resolves_a_relative_bench_against_the_runs_working_directory(tmp_path, monkeypatch):
+    from regiondial_bench.api import score
+
+    work = tmp_path / "work"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "regiondial_bench" / "data" / "sample", work / "bench")
+    monkeypatch.chdir(work)
+    run = CliRunner().invoke(main, ["evaluate", "--model", "oracle", "--bench", "bench", "--out", "run",
+                                    "--no-progress", "--bootstrap", "0"])
+    assert run.exit_code == 0, run.output
+    assert json.loads((work / "run" / "run.json").read_text())["working_dir"] == str(work)
+    monkeypatch.chdir(tmp_path)  # "bench" does not exist here
+    assert score(work / "run", n_bootstrap=0).overall.ap50 == 100.0
+    shutil.move(work / "bench", tmp_path / "moved")
+    result = CliRunner().invoke(main, ["score", str(work / "run")])
+    assert result.exit_code != 0
+    assert f"relative to the run's working directory {work}" in result.output
+    assert "--bench PATH" in result.output
+    ok = CliRunner().invoke(main, ["score", str(work / "run"), "--bench", str(tmp_path / "moved")])
+    assert ok.exit_code == 0, ok.output
