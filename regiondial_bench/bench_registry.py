@@ -134,6 +134,16 @@ class BenchRegistry:
         raise BenchUnavailable(f"bench {name!r} is not available ({detail}); {hint}")
 
 
+def _valid_hub(hub: Any) -> bool:
+    return (
+        isinstance(hub, dict)
+        and isinstance(hub.get("repo"), str)
+        and re.match(r"^[\w.-]+/[\w.-]+\Z", hub["repo"]) is not None
+        and all(isinstance(hub.get(k), (str, type(None))) for k in ("revision", "config"))
+        and not set(hub) - {"repo", "revision", "config"}
+    )
+
+
 def _entry(name: str, data: Any, where: str) -> RegisteredBench:
     if not _NAME.match(name):
         raise RegistryError(f"{where}: {name!r} is not a bench name")
@@ -150,12 +160,8 @@ def _entry(name: str, data: Any, where: str) -> RegisteredBench:
     if env is not None and (not isinstance(env, str) or not re.match(r"^[A-Z_][A-Z0-9_]*\Z", env)):
         raise RegistryError(f"{where}: {name}.env must be an environment variable name")
     hub = data.get("hub")
-    if hub is not None:
-        if not isinstance(hub, dict) or not isinstance(hub.get("repo"), str) or \
-                not re.match(r"^[\w.-]+/[\w.-]+\Z", hub["repo"]) or \
-                not all(isinstance(hub.get(k), (str, type(None))) for k in ("revision", "config")) or \
-                set(hub) - {"repo", "revision", "config"}:
-            raise RegistryError(f"{where}: {name}.hub must be {{repo: org/name, revision, config}}")
+    if hub is not None and not _valid_hub(hub):
+        raise RegistryError(f"{where}: {name}.hub must be {{repo: org/name, revision, config}}")
     location = data.get("location")
     if location is not None and not isinstance(location, str):
         raise RegistryError(f"{where}: {name}.location must be a bench spec string")

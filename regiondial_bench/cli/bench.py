@@ -125,8 +125,8 @@ def fetch(repo: str, revision: str | None, configs: tuple[str, ...], cache_dir: 
     Offline later (HF_HUB_OFFLINE=1, or no network) the cached copy is used. Load them with
     --bench hf:lmsdss/regionreasoner_test_data:refcocoplus (images still come from --images).
     """
-    from ..hub import fetch_released
     from ..bench_registry import pinned_revision
+    from ..hub import fetch_released
 
     revision = revision or pinned_revision(repo)
     try:

@@ -254,7 +254,7 @@ def test_annotations_attach_masks_and_report_unmatched_turns(upstream_file, tmp_
     with_mask = [(d.dialogue_id, t) for d in bench for t in d.turns if t.gold_mask is not None]
     expected = sum(len(d["conversational_turns"]) for d in data[:-1])
     assert len(with_mask) == expected and {d for d, _ in with_mask} == covered
-    for dialogue_id, turn in with_mask:
+    for _, turn in with_mask:
         x1, y1, x2, y2 = turn.gold_boxes[0]
         assert rle_area(turn.gold_mask) == pytest.approx((x2 - x1) * (y2 - y1), rel=0.05)
         assert turn.ann_ids and turn.ann_ids[0] > 0
