@@ -573,11 +573,13 @@ class HubClient:
 
 
 def released_files(folder: str | Path) -> dict[str, Path]:
-    """``{config: file}`` of the ``<config>_multi_turn.json`` files under a folder (any depth)."""
+    """``{config: file}`` of the ``<config>_multi_turn.json`` files in a folder or up to two
+    sub-folders down (e.g. ``test/testdata/``); bounded, so a spec naming a huge tree stays fast."""
     found: dict[str, Path] = {}
-    for file in sorted(Path(folder).rglob(f"*{RELEASED_SUFFIX}")):
-        if file.is_file():
-            found.setdefault(file.name[: -len(RELEASED_SUFFIX)], file)
+    for depth in ("", "*/", "*/*/"):
+        for file in sorted(Path(folder).glob(f"{depth}*{RELEASED_SUFFIX}")):
+            if file.is_file():
+                found.setdefault(file.name[: -len(RELEASED_SUFFIX)], file)
     return found
 
 
@@ -614,14 +616,14 @@ def fetch_released(
     """
     client = client or HubClient()
     patterns = [f"{c}{RELEASED_SUFFIX}" for c in configs] if configs else [f"*{RELEASED_SUFFIX}"]
-    patterns += [f"**/{p}" for p in patterns]
+    patterns += [f"*/{p}" for p in patterns] + [f"*/*/{p}" for p in patterns]
     kwargs: dict[str, Any] = {"repo_id": repo_id, "repo_type": "dataset", "revision": revision,
                               "allow_patterns": patterns}
     if cache_dir is not None:
         kwargs["cache_dir"] = str(cache_dir)
     where = f"{repo_id}@{revision or 'default branch'}"
     if progress:
-        progress(f"fetching {', '.join(patterns[: len(patterns) // 2])} from {where}")
+        progress(f"fetching {', '.join(patterns[: len(patterns) // 3])} from {where}")
     try:
         folder = client.snapshot_download(**kwargs)
     except Exception as online_error:  # no network, Hub down, offline mode: fall back to the cache
@@ -645,17 +647,25 @@ def fetch_released(
     return found
 
 
+def _exists(path: str) -> bool:
+    """``Path(path).exists()`` that answers False for names the OS refuses (too long, NUL bytes)."""
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):
+        return False
+
+
 def split_bench_spec(spec: str) -> tuple[str, list[str]]:
     """``PATH[:config[:split]]`` -> ``(PATH, [config, split])``; a path that exists as given wins.
 
     >>> split_bench_spec("no/such/folder:refcocoplus:test")
     ('no/such/folder', ['refcocoplus', 'test'])
     """
-    if Path(spec).exists() or ":" not in spec:
+    if _exists(spec) or ":" not in spec:
         return spec, []
     for parts in (1, 2):
         head, *rest = spec.rsplit(":", parts)
-        if Path(head).exists():
+        if _exists(head):
             return head, rest
     head, *rest = spec.split(":", 2)
     return head, rest
@@ -731,8 +741,10 @@ def resolve_bench_spec(
         return load_hub_bench(spec)
     text, selectors = split_bench_spec(spec)
     path = Path(text)
-    kind = bench_folder_kind(path) if path.is_dir() else None
-    if path.is_file() and path.suffix == ".json":
+    if not _exists(text):
+        path = Path("\0missing")  # not a path the OS accepts: falls through to "no bench at ..."
+    kind = bench_folder_kind(path) if _exists(str(path)) and path.is_dir() else None
+    if _exists(str(path)) and path.is_file() and path.suffix == ".json":
         if selectors:
             raise ValueError(f"{spec}: a question file has no configs or splits")
         return import_upstream(path, images=images, annotations=annotations)
@@ -761,8 +773,9 @@ def resolve_bench_spec(
         return import_upstream(files[config], images=images, annotations=annotations)
     if kind == "export":
         return _load_export(text, selectors)
+    shown = spec if len(spec) <= 200 else spec[:200] + "..."
     raise FileNotFoundError(
-        f"no bench at {spec!r}: expected 'sample', a bench folder with {MANIFEST_FILE}, a build folder with "
+        f"no bench at {shown!r}: expected 'sample', a bench folder with {MANIFEST_FILE}, a build folder with "
         f"{BUILD_INFO_FILE}, an exported Hub folder, a folder of *{RELEASED_SUFFIX} files, "
         "'hf:org/name[:config[:split]]', or an official question .json file (each folder may take :config[:split])"
     )

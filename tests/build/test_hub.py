@@ -332,3 +332,11 @@ def test_an_export_folder_takes_config_and_split(two_builds, tmp_path):
     assert val.content_hash == Bench.load(two_builds[0] / "val").content_hash
     g = api.load_bench(f"{folder}:refcocog_multiturn")
     assert g.content_hash == Bench.load(two_builds[1] / "test").content_hash
+
+
+@pytest.mark.parametrize("spec", ["x" * 5000, "a\x00b", "y" * 300 + ":config", "no/such/dir:cfg:split"])
+def test_a_hostile_bench_spec_is_a_clear_error(spec):
+    from regiondial_bench import api
+
+    with pytest.raises(FileNotFoundError, match="no bench at"):
+        api.load_bench(spec)
