@@ -128,9 +128,10 @@ def make_provenance(spec: RunSpec, adapter_config: dict | None = None, mask_conf
 
 
 def _recorded_working_dir(out_dir: str | Path) -> str:
-    """A resumed run keeps the working directory it was started in (it is part of run.json)."""
+    """A resumed run keeps the working directory recorded in its run.json (empty for runs made
+    before it was recorded, so that their settings still match)."""
     try:
-        return load_run_spec(Path(out_dir)).working_dir or os.getcwd()
+        return load_run_spec(Path(out_dir)).working_dir
     except (OSError, ValueError):
         return os.getcwd()
 

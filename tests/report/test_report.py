@@ -243,3 +243,24 @@ def test_score_resolves_a_relative_bench_against_the_runs_working_directory(tmp_
     assert "--bench PATH" in result.output
     ok = CliRunner().invoke(main, ["score", str(work / "run"), "--bench", str(tmp_path / "moved")])
     assert ok.exit_code == 0, ok.output
+
+
+def test_resume_keeps_the_recorded_working_directory(tmp_path, monkeypatch):
+    from regiondial_bench.api import evaluate, load_bench
+    from regiondial_bench.schema import RunConfig
+
+    monkeypatch.chdir(tmp_path)
+    evaluate(load_bench("sample"), RunConfig(adapter="oracle"), tmp_path / "run", bench_location="sample",
+             progress=False, n_bootstrap=0)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    evaluate(load_bench("sample"), RunConfig(adapter="oracle"), tmp_path / "run", bench_location="sample",
+             resume=True, progress=False, n_bootstrap=0)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["working_dir"] == str(tmp_path)
+    # a run.json from before working_dir was recorded still resumes
+    spec = json.loads((tmp_path / "run" / "run.json").read_text())
+    del spec["working_dir"]
+    (tmp_path / "run" / "run.json").write_text(json.dumps(spec))
+    evaluate(load_bench("sample"), RunConfig(adapter="oracle"), tmp_path / "run", bench_location="sample",
+             resume=True, progress=False, n_bootstrap=0)
