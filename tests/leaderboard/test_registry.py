@@ -178,3 +178,14 @@ def test_a_malformed_registry_is_a_clear_error(tmp_path, text, message):
     file.write_text(text)
     with pytest.raises(RegistryError, match=message):
         load_registry(file)
+
+
+def test_fixed_box_baseline_needs_no_image_and_checks_its_options(refcocoplus_runs):
+    from regiondial_bench.adapters import AdapterError, create_adapter
+
+    results = json.loads((refcocoplus_runs["fixed"] / "results.json").read_text())
+    assert results["overall"]["n"] == 2289 and results["overall"]["failures"] == 0
+    assert results["provenance"]["adapter_config"] == {"box": [0.0, 0.0, 640.0, 640.0], "copy_reference": False}
+    for bad in ({"box": [0, 0, 0, 5]}, {"box": [0, 0, float("inf"), 5]}, {"box": "wide"}, {"copy_reference": "yes"}):
+        with pytest.raises(AdapterError, match="fixed-box"):
+            create_adapter("fixed-box", **bad)
