@@ -397,6 +397,8 @@ def build_leaderboard(
         registry = Path(out_dir) / "benches.yaml"
         resolve_bench = default_bench_resolver(registry=registry if registry.is_file() else None)
     reports = validate_all(submissions, resolve_bench)
+    if hasattr(resolve_bench, "resolve_local"):
+        resolve_bench.resolve_local()  # every registered bench found here gets its hash checked
     rejected = [r for r in reports if r.status == "rejected"]
     if rejected:
         raise ValueError("rejected submissions:\n" + "\n".join(r.summary() for r in rejected))

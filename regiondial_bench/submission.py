@@ -222,16 +222,35 @@ class RegistryResolver:
                 raise
         return self._cache[name]
 
+    def resolve_local(self) -> None:
+        """Resolve every registered bench that can be found without the network (a flag, an
+        environment variable or a location), so a build checks each one's hash; failures are kept
+        for :meth:`status`, not raised."""
+        for name in self.registry.benches:
+            local = [c for c in self.registry.candidates(name) if c[0] != "the Hub"]
+            if name in self._cache or name in self._failed or not local:
+                continue
+            try:
+                self(name)
+            except Exception:  # noqa: BLE001 - recorded in self._failed and shown by status()
+                continue
+
     def status(self) -> dict[str, str]:
-        """``{registered bench: resolved | unavailable: why | not needed}`` after a build."""
+        """``{registered bench: resolved | unavailable: why | on the Hub | not found here}`` after a build."""
         out = {}
         for name in self.registry.benches:
+            entry = self.registry.get(name)
             if name in self._cache:
                 out[name] = f"resolved ({self._cache[name].content_hash[:19]})"
             elif name in self._failed:
-                out[name] = f"unavailable: {self._failed[name]}"
+                from .bench_registry import BenchUnavailable
+
+                kind = "unavailable" if isinstance(self._failed[name], BenchUnavailable) else "refused"
+                out[name] = f"{kind}: {self._failed[name]}"
+            elif entry is not None and entry.hub:
+                out[name] = f"not fetched (no entry uses it; {entry.hub_spec()})"
             else:
-                out[name] = "not needed (no entry uses it)"
+                out[name] = f"not found here (no entry uses it; {entry.how_to_provide() if entry else ''})"
         return out
 
 

@@ -189,3 +189,13 @@ def test_fixed_box_baseline_needs_no_image_and_checks_its_options(refcocoplus_ru
     for bad in ({"box": [0, 0, 0, 5]}, {"box": [0, 0, float("inf"), 5]}, {"box": "wide"}, {"copy_reference": "yes"}):
         with pytest.raises(AdapterError, match="fixed-box"):
             create_adapter("fixed-box", **bad)
+
+
+def test_build_checks_every_registered_bench_it_can_find(official_benches, monkeypatch):
+    monkeypatch.setenv("REGIONDIAL_BENCH_REFCOCOG", str(official_benches / "refcocoplus.json"))  # wrong file
+    result = CliRunner().invoke(main, ["leaderboard", "build", "--check", "--submissions", str(PROJECT / "submissions"),
+                                       "--out", str(PROJECT / "leaderboard")])
+    assert result.exit_code == 0, result.output  # no entry uses refcocog: reported, not fatal
+    assert "bench refcocog: refused: " in result.stderr and "expects sha256:7a1faa2c" in result.stderr
+    assert "bench refcocoplus: resolved (sha256:36018ca12b6e)" in result.stderr
+    assert "bench refcocoplus_multi_turn: not fetched" in result.stderr
