@@ -80,7 +80,7 @@ def main() -> None:
     if args.child:
         child(*args.child)
         return
-    print(f"| input | turns | file MB | import s | ms/turn | peak RSS MB | turns with mask |")
+    print("| input | turns | file MB | import s | ms/turn | peak RSS MB | turns with mask |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for turns in args.turns:
         with tempfile.TemporaryDirectory() as tmp:
