@@ -114,12 +114,13 @@ class ImagePayloads:
         prepare: ``PIL image -> PIL image`` as the model sees it (the preset's squash or native mode).
         image_format: ``png`` (lossless) or ``jpeg``.
         jpeg_quality: JPEG quality (1-95).
+        png_compress_level: zlib level of the PNG (0-9; the pixels are the same at every level).
         max_bytes: Bound on the cached payloads.
         workers: Encoding threads.
     """
 
     def __init__(self, prepare: Any, *, image_format: str = "png", jpeg_quality: int = 90,
-                 max_bytes: int = 512 << 20, workers: int = 2) -> None:
+                 png_compress_level: int = 1, max_bytes: int = 512 << 20, workers: int = 2) -> None:
         if image_format not in ("png", "jpeg"):
             raise ValueError(f"image_format must be 'png' or 'jpeg', got {image_format!r}")
         if not 1 <= int(jpeg_quality) <= 95:
@@ -127,6 +128,7 @@ class ImagePayloads:
         self._prepare = prepare
         self.image_format = image_format
         self.jpeg_quality = int(jpeg_quality)
+        self.png_compress_level = int(png_compress_level)
         self.max_bytes = int(max_bytes)
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="regiondial-encode")
         self._lock = threading.Lock()
@@ -174,7 +176,7 @@ class ImagePayloads:
         if self.image_format == "jpeg":
             shown.save(buffer, format="JPEG", quality=self.jpeg_quality)
         else:
-            shown.save(buffer, format="PNG")
+            shown.save(buffer, format="PNG", compress_level=self.png_compress_level)
         url = f"data:image/{self.image_format};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
         with self._lock:
             self.stats["images_encoded"] += 1

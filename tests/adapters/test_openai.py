@@ -22,7 +22,7 @@ from regiondial_bench.adapters import AdapterError, create_adapter
 
 from .conftest import first_turn_requests
 
-pytest.importorskip("httpx")
+pytest.importorskip("aiohttp")
 
 
 class ScriptedServer:
