@@ -37,6 +37,7 @@ import logging
 import math
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -54,6 +55,7 @@ logger = logging.getLogger(__name__)
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_REPLY_BYTES = 16 << 20
 """A chat-completions reply larger than this is refused (``max_tokens`` bounds a real one far below)."""
+_SURROGATES = re.compile("[\ud800-\udfff]")
 PROMPT_TOKEN_CHECKS = 8
 """How many first replies have their ``usage.prompt_tokens`` compared with the preset's image size."""
 
@@ -121,7 +123,7 @@ def _clean_text(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode("utf-8")
+        return _SURROGATES.sub("\ufffd", text)
     return text
 
 
@@ -242,6 +244,9 @@ class OpenAIAdapter(PresetAdapter):
         self._session: Any = None
         self._slots: asyncio.Semaphore | None = None
         self._start_lock = threading.Lock()
+        self._submit_lock = threading.Lock()
+        self._submitted: list[tuple[RoundRequest, Future]] = []
+        self._wake_pending = False
         self._checks_left = PROMPT_TOKEN_CHECKS if self.check_prompt_tokens else 0
         self._checked_server = False
         self.stats: dict[str, Any] = {"requests": 0, "retries": 0, "failures": 0, "malformed": 0}
@@ -292,9 +297,25 @@ class OpenAIAdapter(PresetAdapter):
     def submit(self, request: RoundRequest) -> Future:
         """Start answering one request; a :class:`concurrent.futures.Future` of its :class:`RoundResponse`.
 
-        The runner's streaming path uses this instead of a thread per request in flight.
+        The runner's streaming path uses this instead of a thread per request in flight. Requests
+        submitted in a burst wake the event loop once (waking it costs a system call).
         """
-        return asyncio.run_coroutine_threadsafe(self._answer(request), self._ensure_loop())
+        loop = self._ensure_loop()
+        future: Future = Future()
+        with self._submit_lock:
+            self._submitted.append((request, future))
+            wake, self._wake_pending = not self._wake_pending, True
+        if wake:
+            loop.call_soon_threadsafe(self._start_submitted)
+        return future
+
+    def _start_submitted(self) -> None:
+        with self._submit_lock:
+            batch, self._submitted, self._wake_pending = self._submitted, [], False
+        for request, future in batch:
+            if future.set_running_or_notify_cancel():
+                task = self._loop.create_task(self._answer(request))
+                task.add_done_callback(lambda t, f=future: _settle(f, t))
 
     def generate(self, requests: Sequence[RoundRequest]) -> list[RoundResponse]:
         futures = [self.submit(r) for r in requests]
@@ -492,6 +513,16 @@ class OpenAIAdapter(PresetAdapter):
                 self._thread.join(timeout=10)
             loop.close()
         self.images.close()
+
+
+def _settle(future: Future, task: asyncio.Task) -> None:
+    """Copy a finished task's outcome into the future handed to the caller."""
+    if task.cancelled():
+        future.set_exception(AdapterError("the request was cancelled (the adapter was closed)"))
+    elif task.exception() is not None:
+        future.set_exception(task.exception())
+    else:
+        future.set_result(task.result())
 
 
 async def _read_capped(reply: Any) -> bytes | None:
