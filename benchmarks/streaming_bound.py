@@ -22,6 +22,7 @@ many requests (each image once per run, not once per round).
 
     python benchmarks/streaming_bound.py                 # L in {50, 200} ms, C in {8, 32, 128, 256}
     python benchmarks/streaming_bound.py --quick         # 200 dialogues, L=50 ms, C in {32, 256}
+    python benchmarks/streaming_bound.py --compare-clients 256 --latency-ms 50   # aiohttp vs httpx pools
 
 Prints the figures; it asserts nothing (targets are in the issue tracker, not in tests).
 """
@@ -216,13 +217,87 @@ def make_images(folder: Path, ids: list[int], size: tuple[int, int], textured: b
         Image.fromarray(pixels).save(folder / f"{image_id}.jpg", quality=90)
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of a live process, from /proc (None elsewhere)."""
+def cpu_seconds(pid: int) -> tuple[float, float] | None:
+    """(user, system) CPU seconds of a live process, from /proc (None elsewhere)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
     except (OSError, IndexError, ValueError):
         return None
+
+
+# ---------------------------------------------------------------------------- raw HTTP clients
+
+
+def compare_clients(requests: int, concurrency: int, latency_s: float) -> None:
+    """Client CPU per request of the HTTP stacks the adapter could use, on one event loop.
+
+    The same 2 KB chat-completions body is posted ``requests`` times with ``concurrency`` in
+    flight: aiohttp with one session (what the adapter uses), and httpx.AsyncClient with the
+    connections split over pools of 1, 16 or all ``concurrency`` connections.
+    """
+    body = json.dumps({"model": "bound", "messages": [{"role": "user", "content": "x" * 2000}]}).encode()
+    server = Server(latency_s, 10**9, max_connections=4 * concurrency, lifetime_s=300)
+    url = server.url + "/chat/completions"
+
+    async def drive(post) -> tuple[float, float]:
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with slots:
+                await post()
+
+        await asyncio.gather(*[one() for _ in range(concurrency)])  # open the connections
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(*[one() for _ in range(requests)])
+        return time.process_time() - cpu, time.perf_counter() - wall
+
+    async def with_aiohttp() -> tuple[float, float]:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+        async with aiohttp.ClientSession(connector=connector, headers={"Content-Type": "application/json"}) as session:
+            async def post() -> None:
+                async with session.post(url, data=body) as reply:
+                    await reply.read()
+
+            return await drive(post)
+
+    async def with_httpx(per_pool: int) -> tuple[float, float]:
+        import httpx
+
+        limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
+        clients = [httpx.AsyncClient(limits=limits, timeout=60) for _ in range(-(-concurrency // per_pool))]
+        turn = [0]
+
+        async def post() -> None:
+            turn[0] += 1
+            await clients[turn[0] % len(clients)].post(url, content=body)
+
+        try:
+            return await drive(post)
+        finally:
+            for client in clients:
+                await client.aclose()
+
+    print(f"\nraw clients: {requests} POSTs, C={concurrency}, L={1000 * latency_s:g} ms (one event loop)")
+    print("| client | CPU/request | wall |")
+    print("|---|---|---|")
+    candidates = [("aiohttp, one session (the adapter)", with_aiohttp)]
+    try:
+        import httpx  # noqa: F401
+
+        candidates += [(f"httpx.AsyncClient, pools of {k}", lambda k=k: with_httpx(k))
+                       for k in sorted({1, 16, concurrency})]
+    except ImportError:
+        print("(httpx is not installed: only aiohttp measured)")
+    try:
+        for name, run in candidates:
+            cpu, wall = asyncio.run(run())
+            print(f"| {name} | {1000 * cpu / requests:.3f} ms | {wall:.2f} s |", flush=True)
+    finally:
+        server.close()
 
 
 # ---------------------------------------------------------------------------- one run
@@ -259,7 +334,9 @@ def run_once(args, images: Path, work: Path, latency_s: float, concurrency: int,
     first, last, _ = server.events["done"]
     results = json.loads((out / "results.json").read_text())
     stats = results["provenance"]["adapter_config"]["stats"]
-    client_cpu = (cpu["done"] - cpu["first"]) if cpu.get("first") is not None and cpu.get("done") is not None else None
+    client_cpu = None
+    if cpu.get("first") is not None and cpu.get("done") is not None:
+        client_cpu = tuple(b - a for a, b in zip(cpu["first"], cpu["done"]))
     return {"makespan": float(last) - float(first), "wall": wall, "stats": stats, "client_cpu": client_cpu}
 
 
@@ -270,7 +347,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 128, 256])
     parser.add_argument("--limit", type=int, help="only the first N dialogues")
     parser.add_argument("--squash-size", type=int, default=28, help="squash side of the bound runs")
-    parser.add_argument("--connections-per-client", type=int, help="adapter option (default: the adapter's)")
+    parser.add_argument("--compare-clients", type=int, metavar="C",
+                        help="only measure raw HTTP clients (aiohttp, httpx pools) at concurrency C")
     parser.add_argument("--no-default-images", action="store_true", help="skip the run with the preset's image settings")
     parser.add_argument("--quick", action="store_true", help="200 dialogues, L=50 ms, C in {32, 256}")
     parser.add_argument("--run-timeout", type=float, default=600)
@@ -278,6 +356,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.limit, args.latency_ms, args.concurrency = args.limit or 200, [50], [32, 256]
+    if args.compare_clients:
+        compare_clients(2000, args.compare_clients, args.latency_ms[0] / 1000)
+        return
     if not args.questions.is_file():
         parser.error(f"{args.questions} not found (the official RefCOCO+ question file)")
 
@@ -285,12 +366,12 @@ def main() -> None:
     print(f"bench {args.questions.name}: {n} turns, {len(ids)} images, longest reference chain {longest}, "
           f"turns per round {dict(sorted(per_round.items()))}; machine: {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}")
-    extra = {"connections_per_client": args.connections_per_client} if args.connections_per_client else {}
+    extra: dict = {}
     with tempfile.TemporaryDirectory(prefix="regiondial-bound-") as tmp:
         work = Path(tmp)
         make_images(work / "tiny", ids, (32, 32), textured=False)
-        header = (f"| L | C | makespan | bound | round-sync | bound/makespan | round-sync/makespan "
-                  f"| client CPU/request | evaluate wall |")
+        header = ("| L | C | makespan | bound | round-sync | bound/makespan | round-sync/makespan "
+                  "| client CPU/request (of it system) | evaluate wall |")
         print(header)
         print("|" + "---|" * 9)
         for latency_ms in args.latency_ms:
@@ -300,7 +381,10 @@ def main() -> None:
                 round_sync = sum(math.ceil(k / c) for k in per_round.values()) * latency
                 r = run_once(args, work / "tiny", work, latency, c, n, {"squash_size": args.squash_size, **extra},
                              f"run-{latency_ms:g}-{c}")
-                cpu = f"{1000 * r['client_cpu'] / n:.2f} ms" if r["client_cpu"] is not None else "n/a"
+                cpu = "n/a"
+                if r["client_cpu"] is not None:
+                    user, system = r["client_cpu"]
+                    cpu = f"{1000 * (user + system) / n:.2f} ms ({1000 * system / n:.2f} sys)"
                 print(f"| {latency_ms:g} ms | {c} | {r['makespan']:.2f} s | {bound:.2f} s | {round_sync:.2f} s "
                       f"| **{bound / r['makespan']:.2f}** | {round_sync / r['makespan']:.2f} | {cpu} "
                       f"| {r['wall']:.1f} s |", flush=True)
