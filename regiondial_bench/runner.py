@@ -2,8 +2,8 @@
 
 Scheduling is dependency-aware: a turn is *ready* once every turn it references is answered,
 and ready turns from all dialogues go to the adapter together, in batches. Streaming adapters
-(servers) instead get requests one by one from a thread pool, so a dialogue's next round is sent
-as soon as its reference is answered.
+(servers) instead get requests one by one (the adapter's ``submit``, else a thread pool), so a
+dialogue's next round is sent as soon as its reference is answered, longest remaining chain first.
 
 Reference modes (what fills a ``<box>{context_bbox}</box>`` placeholder):
 
