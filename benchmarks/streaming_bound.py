@@ -350,6 +350,8 @@ def main() -> None:
     parser.add_argument("--compare-clients", type=int, metavar="C",
                         help="only measure raw HTTP clients (aiohttp, httpx pools) at concurrency C")
     parser.add_argument("--no-default-images", action="store_true", help="skip the run with the preset's image settings")
+    parser.add_argument("--default-image-format", choices=["png", "jpeg"], default="png",
+                        help="image_format of the run with the preset's image settings (png: the preset default)")
     parser.add_argument("--quick", action="store_true", help="200 dialogues, L=50 ms, C in {32, 256}")
     parser.add_argument("--run-timeout", type=float, default=600)
     parser.add_argument("--server-lifetime", type=float, default=900)
@@ -391,10 +393,12 @@ def main() -> None:
         if not args.no_default_images:
             make_images(work / "photo", ids, (640, 480), textured=True)
             latency_ms, c = args.latency_ms[0], args.concurrency[-1]
-            r = run_once(args, work / "photo", work, latency_ms / 1000, c, n, extra, "run-default-images")
+            options = {**extra, "image_format": args.default_image_format}
+            r = run_once(args, work / "photo", work, latency_ms / 1000, c, n, options, "run-default-images")
             s = r["stats"]
             per_image = 1000 * s["image_encode_s"] / max(s["images_encoded"], 1)
-            print(f"\npreset image settings (840x840 squash, PNG; textured 640x480 JPEG inputs), L={latency_ms:g} ms, "
+            print(f"\npreset image settings (840x840 squash, {args.default_image_format.upper()}; textured 640x480 "
+                  f"JPEG inputs), L={latency_ms:g} ms, "
                   f"C={c}: {s['images_encoded']} images encoded for {s['requests']} requests "
                   f"({len(ids)} distinct images, {s['image_cache_hits']} cache hits), {per_image:.1f} ms encoding "
                   f"per image (one-time, on the encoder threads), makespan {r['makespan']:.2f} s, "

@@ -353,7 +353,8 @@ class OpenAIAdapter(PresetAdapter):
 
     async def _answer(self, request: RoundRequest) -> RoundResponse:
         try:
-            image = await asyncio.wrap_future(self.images.get(request.image))
+            encoded = self.images.get(request.image)
+            image = encoded.result() if encoded.done() else await asyncio.wrap_future(encoded)
         except Exception as exc:  # noqa: BLE001  (an unreadable image fails this turn, not the run)
             return RoundResponse(raw_text="", error=f"cannot read the image {image_key(request.image)!s:.200}: "
                                  f"{type(exc).__name__}: {exc}")
