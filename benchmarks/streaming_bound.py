@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -131,10 +132,8 @@ def serve(port_file: Path, latency_s: float, expected: int, max_connections: int
         port_file.write_text(str(port))
         stop = asyncio.Event()
         threading.Thread(target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)), daemon=True).start()
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), lifetime_s)
-        except asyncio.TimeoutError:
-            pass
         server.close()
 
     loop.run_until_complete(main())
@@ -336,7 +335,7 @@ def run_once(args, images: Path, work: Path, latency_s: float, concurrency: int,
     stats = results["provenance"]["adapter_config"]["stats"]
     client_cpu = None
     if cpu.get("first") is not None and cpu.get("done") is not None:
-        client_cpu = tuple(b - a for a, b in zip(cpu["first"], cpu["done"]))
+        client_cpu = tuple(b - a for a, b in zip(cpu["first"], cpu["done"], strict=True))
     return {"makespan": float(last) - float(first), "wall": wall, "stats": stats, "client_cpu": client_cpu}
 
 

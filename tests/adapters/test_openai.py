@@ -460,3 +460,19 @@ def test_streaming_order_favours_the_longest_remaining_chain():
     schedule = _Schedule(bench, lambda d, t: {r.turn for r in t.references}, set())
     schedule.prioritize_longest_chain()
     assert schedule.take(1) == [("chain", 0)] and schedule.chain(("chain", 1)) == 3
+
+
+def test_an_unreadable_image_fails_its_turn_not_the_run(sample_bench, tmp_path):
+    from regiondial_bench.adapters.base import ImageInput, RoundRequest
+
+    bad = tmp_path / "not-an-image.jpg"
+    bad.write_bytes(b"\x00" * 64)
+    good = first_turn_requests(sample_bench, 1)[0]
+    broken = RoundRequest(dialogue_id="x", turn=0, image=ImageInput(path=bad, width=10, height=10),
+                          question="Find the dog.", question_template="Find the dog.")
+    with ScriptedServer() as server:
+        adapter = make(server)
+        responses = adapter.generate([broken, good])
+        adapter.close()
+    assert "cannot read the image" in responses[0].error and responses[0].failure_kind is None
+    assert responses[1].error is None and len(server.bodies) == 1
