@@ -130,6 +130,7 @@ def test_request_shape_image_inline_and_api_key(sample_bench, monkeypatch):
         adapter.close()
     body = server.bodies[0]
     assert server.headers[0]["Authorization"] == "Bearer sk-test-123"
+    assert server.headers[0]["Content-Type"] == "application/json"  # FastAPI servers (vLLM) insist on it
     assert body["model"] == "tiny" and body["temperature"] == 0.0 and body["max_tokens"] == 2048
     image_part, text_part = body["messages"][0]["content"]
     assert image_part["type"] == "image_url" and text_part["type"] == "text"
