@@ -21,6 +21,7 @@ import hashlib
 import html
 import json
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -165,6 +166,7 @@ def _image_copy(bench: Bench, dialogue: Any, out: Path, index: int, max_side: in
         try:
             with Image.open(path) as img:
                 width, height = img.size
+                img.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale directly
                 img = img.convert("RGB")
                 img.thumbnail((max_side, max_side))
                 name = f"{IMAGE_DIR}/{index}.jpg"
@@ -185,13 +187,19 @@ def view_data(runs: Sequence[ViewRun], bench: Bench, out: Path, *, max_image_sid
     (out / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
     dialogues = []
     reasons: dict[str, int] = {}
-    items = list(bench)
-    if progress:
-        from tqdm.auto import tqdm
+    # PIL releases the GIL while decoding and encoding: the copies are made a few at a time
+    from concurrent.futures import ThreadPoolExecutor
 
-        items = tqdm(items, desc="viewer", unit="dialogue")
-    for index, dialogue in enumerate(items):
-        image, width, height = _image_copy(bench, dialogue, out, index, max_image_side)
+    workers = max(1, min(8, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        jobs = pool.map(lambda item: _image_copy(bench, item[1], out, item[0], max_image_side), enumerate(bench))
+        if progress:
+            from tqdm.auto import tqdm
+
+            jobs = tqdm(jobs, total=len(bench), desc="image copies", unit="image")
+        copies = list(jobs)
+    for index, dialogue in enumerate(bench):
+        image, width, height = copies[index]
         turns = [{
             "r": t.round,
             "gold": _finite_boxes(t.gold_boxes),
