@@ -63,3 +63,119 @@ def test_rescoring_a_question_file_run_needs_no_images(tmp_path):
     with_images = runner.invoke(main, ["score", str(out), "--images", str(tmp_path / "imgs"), "--json"])
     assert with_images.exit_code == 0, with_images.output
     assert json.loads(without.output)["rounds"] == json.loads(with_images.output)["rounds"]
+
+
+# ---------------------------------------------------------------- adapter options, resume, fail fast
+
+
+def test_adapter_options_on_the_command_line(tmp_path):
+    runner, out = CliRunner(), tmp_path / "run"
+    ok = runner.invoke(main, ["evaluate", "--model", "noisy-oracle", "-o", "error_rate=0.5", "-o", "seed=3",
+                              "--option", "round_drift=0", "--out", str(out), "--no-progress"])
+    assert ok.exit_code == 0, ok.output
+    spec = json.loads((out / "run.json").read_text())
+    assert spec["adapter_options"] == {"error_rate": 0.5, "seed": 3, "round_drift": 0}
+    typo = runner.invoke(main, ["evaluate", "--model", "noisy-oracle", "-o", "eror_rate=0.5", "--no-progress",
+                                "--out", str(tmp_path / "typo")])
+    assert typo.exit_code == 2 and "did you mean 'error_rate'" in typo.output
+    assert "it accepts: error_rate, wrong_reference_error_rate" in typo.output and "TypeError" not in typo.output
+    assert not (tmp_path / "typo").exists()  # refused before the run folder was made
+    tokens = runner.invoke(main, ["evaluate", "--model", "oracle", "--max-new-tokens", "64", "--no-progress",
+                                  "--out", str(tmp_path / "tok")])
+    assert tokens.exit_code == 2 and "no option 'max_new_tokens'" in tokens.output
+    for bad in ("noequals", "9key=1", "error_rate=.nan"):
+        result = runner.invoke(main, ["evaluate", "--model", "noisy-oracle", "-o", bad, "--no-progress"])
+        assert result.exit_code == 2 and "-o" in result.output, bad
+    preset = runner.invoke(main, ["evaluate", "--model", "hf", "--preset", "regionreasonr", "--no-progress"])
+    assert preset.exit_code == 2 and "Did you mean 'regionreasoner-7b'" in preset.output
+    flags = runner.invoke(main, ["evaluate", "--model", "oracle", "--batch-size", "0", "--no-progress"])
+    assert flags.exit_code == 2 and "batch_size: Input should be greater than or equal to 1" in flags.output
+    assert len([line for line in flags.output.splitlines() if "batch_size" in line]) == 1  # one line
+
+
+def test_option_values_are_yaml_scalars():
+    from regiondial_bench.cli.evaluate import parse_option_pairs
+
+    assert parse_option_pairs(("a=8", "b=0.5", "c=true", "d=null", "e=text", "f=[1, 2]", "g=x=y")) == {
+        "a": 8, "b": 0.5, "c": True, "d": None, "e": "text", "f": "[1, 2]", "g": "x=y"}
+
+
+def test_other_backend_drops_options_it_does_not_take(tmp_path):
+    config = tmp_path / "hf.yaml"
+    config.write_text("adapter: hf\nadapter_options:\n  preset: regionreasoner-7b\n  model: lmsdss/RegionReasoner-7B\n"
+                      "  dtype: bfloat16\n  reference_frame: model\nbatch_size: 8\n")
+    result = CliRunner().invoke(main, ["evaluate", "--config", str(config), "--model", "openai",
+                                       "-o", "base_url=http://127.0.0.1:9/v1", "-o", "max_retries=0", "--limit", "1",
+                                       "--out", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "dropped: dtype" in result.output
+    options = json.loads((tmp_path / "run" / "run.json").read_text())["adapter_options"]
+    assert options["preset"] == "regionreasoner-7b" and "dtype" not in options
+    assert options["reference_frame"] == "model" and options["base_url"] == "http://127.0.0.1:9/v1"
+
+
+def test_resume_reads_the_run_and_ctrl_c_prints_the_command(tmp_path, monkeypatch):
+    import shlex
+
+    from regiondial_bench.runner import Runner
+
+    runner, out = CliRunner(), tmp_path / "my run"
+    calls = {"n": 0}
+    original = Runner._answer_batch
+
+    def interrupt_on_third(self, requests):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, requests)
+
+    monkeypatch.setattr(Runner, "_answer_batch", interrupt_on_third)
+    args = ["evaluate", "--model", "noisy-oracle", "-o", "seed=4", "--reference-mode", "gold", "--batch-size", "10",
+            "--out", str(out), "--no-progress"]
+    stopped = runner.invoke(main, args)
+    assert stopped.exit_code == 130, stopped.output
+    assert "20 turns are saved" in stopped.output
+    command = stopped.output.strip().splitlines()[-1].strip()
+    assert command == shlex.join(["regiondial", "evaluate", "--out", str(out), "--resume"])
+    monkeypatch.setattr(Runner, "_answer_batch", original)
+    resumed = runner.invoke(main, [*shlex.split(command)[1:], "--no-progress"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "noisy-oracle (gold references)" in resumed.output and "settings from run.json" in resumed.output
+    spec = json.loads((out / "run.json").read_text())
+    assert spec["adapter_options"] == {"seed": 4} and spec["reference_mode"] == "gold"
+    fresh = tmp_path / "fresh"
+    assert runner.invoke(main, [*args[:-3], "--out", str(fresh), "--no-progress"]).exit_code == 0
+    assert json.loads((out / "results.json").read_text())["rounds"] == json.loads(
+        (fresh / "results.json").read_text())["rounds"]
+
+
+def test_unreachable_hub_fails_in_seconds_with_one_line(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:  # a port that was free a moment ago: closed, nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HUB_OFFLINE": "0",
+           "HF_HUB_CACHE": str(tmp_path / "hub-cache")}
+    cases = [
+        ["--model", "hf", "--preset", "qwen2.5-vl-7b", "--model-path", "org/no-such-model"],
+        ["--model", "oracle", "--bench", "hf:org/no-such-bench"],
+        ["--model", "oracle", "--masks", "sam2"],
+    ]
+    for case in cases:
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "regiondial_bench.cli", "evaluate", *case, "--no-progress",
+                               "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=120)
+        elapsed = time.perf_counter() - start
+        assert proc.returncode == 1, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "cannot reach the Hugging Face Hub" in lines[0] and "Traceback" not in proc.stderr
+        assert "pass a local folder" in lines[0]
+        assert elapsed < 60, elapsed  # generous: a hang or library retry loop takes minutes
+    offline = subprocess.run([sys.executable, "-m", "regiondial_bench.cli", "evaluate", *cases[0], "--no-progress"],
+                             capture_output=True, text=True, env={**env, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert offline.returncode == 1 and "not in the local Hugging Face cache" in offline.stderr
