@@ -179,3 +179,17 @@ def test_unreachable_hub_fails_in_seconds_with_one_line(tmp_path):
     offline = subprocess.run([sys.executable, "-m", "regiondial_bench.cli", "evaluate", *cases[0], "--no-progress"],
                              capture_output=True, text=True, env={**env, "HF_HUB_OFFLINE": "1"}, timeout=120)
     assert offline.returncode == 1 and "not in the local Hugging Face cache" in offline.stderr
+
+
+def test_help_imports_neither_numpy_nor_pydantic():
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom regiondial_bench.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+             "    pass\nprint(sorted(m for m in ('numpy', 'pydantic', 'rich', 'yaml') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe, "--help"], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+    assert "compare" in out.stdout and "view" in out.stdout and "evaluate" in out.stdout
+    report = subprocess.run([sys.executable, "-c", probe, "report", "--help"], capture_output=True, text=True,
+                            timeout=60)
+    assert "numpy" not in report.stdout.strip().splitlines()[-1]
