@@ -46,6 +46,22 @@ SHORT_HELP = {
 }
 
 
+# optional dependency -> the extra that installs it (pyproject.toml)
+EXTRAS = {
+    "datasets": "hub",
+    "huggingface_hub": "hub",
+    "matplotlib": "plots",
+    "transformers": "hf",
+    "accelerate": "hf",
+    "safetensors": "hf",
+    "httpx": "openai",
+    "vllm": "vllm",
+    "trl": "train",
+    "peft": "train",
+    "spacy": "train",
+}
+
+
 class LazyGroup(click.Group):
     """Imports a command's module only when that command runs (or shows its own help)."""
 
@@ -60,6 +76,17 @@ class LazyGroup(click.Group):
         command = importlib.import_module(f"{__name__}.{cmd_name}").command
         self.commands[cmd_name] = command
         return command
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            top = (exc.name or "").partition(".")[0]
+            if top not in EXTRAS:
+                raise
+            raise click.ClickException(
+                f"this needs {top!r}, which is not installed: pip install 'regiondial-bench[{EXTRAS[top]}]'"
+            ) from exc
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []

@@ -193,3 +193,46 @@ def test_help_imports_neither_numpy_nor_pydantic():
     report = subprocess.run([sys.executable, "-c", probe, "report", "--help"], capture_output=True, text=True,
                             timeout=60)
     assert "numpy" not in report.stdout.strip().splitlines()[-1]
+
+
+def test_missing_extras_name_the_extra_to_install(tmp_path):
+    import subprocess
+    import sys
+
+    from regiondial_bench.api import SAMPLE_BENCH
+
+    run = tmp_path / "run"
+    assert CliRunner().invoke(main, ["evaluate", "--model", "oracle", "--out", str(run), "--no-progress"]).exit_code == 0
+    (tmp_path / "export").mkdir()
+    cases = {
+        "matplotlib": (["plot", str(run), "--out", str(tmp_path / "plots")], "regiondial-bench[plots]"),
+        "datasets": (["evaluate", "--model", "oracle", "--bench", str(tmp_path / "export"), "--no-progress"],
+                     "regiondial-bench[hub]"),
+        "datasets ": (["publish", str(SAMPLE_BENCH), "--repo", "me/x", "--dry-run", str(tmp_path / "dry"), "--no-progress"],
+                      "regiondial-bench[hub]"),
+    }
+    for module, (args, extra) in cases.items():
+        shim = (f"import sys\nsys.modules[{module.strip()!r}] = None\nfrom regiondial_bench.cli import main\n"
+                f"main({args!r}, prog_name='regiondial')")
+        proc = subprocess.run([sys.executable, "-c", shim], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1, (module, proc.stderr)
+        assert extra in proc.stderr and "Traceback" not in proc.stderr, (module, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_plot_and_report_skip_an_unfinished_run(tmp_path):
+    runner = CliRunner()
+    done, unfinished = tmp_path / "runs" / "done", tmp_path / "runs" / "unfinished"
+    assert runner.invoke(main, ["evaluate", "--model", "noisy-oracle", "--out", str(done), "--no-progress"]).exit_code == 0
+    assert runner.invoke(main, ["evaluate", "--model", "noisy-oracle", "--out", str(unfinished), "--no-progress",
+                                "--reference-mode", "gold"]).exit_code == 0
+    (unfinished / "results.json").unlink()
+    report = runner.invoke(main, ["report", str(done), str(unfinished), "--format", "markdown"])
+    assert report.exit_code == 0, report.output
+    assert f"skipped {unfinished}: unfinished run" in report.output and "--resume" in report.output
+    assert "noisy-oracle (predicted)" in report.output and "noisy-oracle (gold)" not in report.output
+    plot = runner.invoke(main, ["plot", str(done), str(unfinished), "--out", str(tmp_path / "plots")])
+    assert plot.exit_code == 0, plot.output
+    assert "unfinished run" in plot.output and (tmp_path / "plots" / "ap50_by_round.png").is_file()
+    alone = runner.invoke(main, ["report", str(unfinished)])
+    assert alone.exit_code == 2 and "every RUN given is unfinished" in alone.output
