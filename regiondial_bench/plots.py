@@ -330,8 +330,11 @@ def plot_population(runs: Sequence[RunResults], out_dir: str | Path) -> list[Pat
         bars = ax.bar(
             xs, ns, width=width, color=_COLORS[i % len(_COLORS)], label=run.results.provenance.bench_name
         )
-        # more than 8 labels side by side in 3.4 inches overlap: stand them upright
-        ax.bar_label(bars, fontsize=5, padding=1, rotation=90 if len(rounds) * len(benches) > 8 else 0)
+        # more than 8 labels side by side in 3.4 inches overlap: stand them upright; bars narrower
+        # than an upright label's line (about 6 pt) get none (the y axis still reads the count)
+        bar_pt = FIGSIZE[0] * 0.85 * 72 / (max(rounds) - min(rounds) + 2) * width
+        if bar_pt >= 6:
+            ax.bar_label(bars, fontsize=5, padding=1, rotation=90 if len(rounds) * len(benches) > 8 else 0)
     ax.set_xticks(rounds)
     ax.margins(y=0.15)
     ax.set_xlabel("round")
