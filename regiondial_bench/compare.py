@@ -120,29 +120,53 @@ def paired_bootstrap(
 ) -> tuple[float, float, float, float]:
     """``(observed diff, low, high, p)`` in points for the mean of ``values_a - values_b`` over
     the selected turns, resampling whole dialogues (the same draw for both runs)."""
+    return paired_bootstrap_many(dialogue, values_a, values_b, [select], n_bootstrap=n_bootstrap, seed=seed)[0]
+
+
+def paired_bootstrap_many(
+    dialogue: np.ndarray,
+    values_a: np.ndarray,
+    values_b: np.ndarray,
+    selections: Sequence[np.ndarray],
+    *,
+    n_bootstrap: int,
+    seed: int,
+) -> list[tuple[float, float, float, float]]:
+    """:func:`paired_bootstrap` for several selections of turns at once, on the same draws.
+
+    One resample draws D dialogues with replacement; a dialogue's weight is how often it was
+    drawn, and each selection's difference is a ratio of weighted per-dialogue sums: one matrix
+    product per chunk of resamples for all selections.
+    """
     n_dialogues = int(dialogue.max()) + 1
-    count = np.bincount(dialogue[select], minlength=n_dialogues).astype(np.float64)
-    delta = np.bincount(dialogue[select], weights=(values_a - values_b)[select], minlength=n_dialogues)
-    observed = float(delta.sum() / count.sum())
+    diff = values_a - values_b
+    count = np.stack([np.bincount(dialogue[sel], minlength=n_dialogues).astype(np.float64) for sel in selections])
+    delta = np.stack([np.bincount(dialogue[sel], weights=diff[sel], minlength=n_dialogues) for sel in selections])
     rng = np.random.default_rng(seed)
-    samples = np.empty(n_bootstrap, dtype=np.float64)
+    samples = np.empty((n_bootstrap, len(selections)), dtype=np.float64)
     for start in range(0, n_bootstrap, _CHUNK):
         size = min(_CHUNK, n_bootstrap - start)
         draws = rng.integers(0, n_dialogues, size=(size, n_dialogues))
-        weights = np.zeros((size, n_dialogues), dtype=np.float64)
-        np.add.at(weights, (np.repeat(np.arange(size), n_dialogues), draws.ravel()), 1.0)
+        flat = (draws + (np.arange(size) * n_dialogues)[:, None]).ravel()
+        weights = np.bincount(flat, minlength=size * n_dialogues).reshape(size, n_dialogues).astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            samples[start:start + size] = (weights @ delta) / (weights @ count)
-    samples = samples[np.isfinite(samples)]  # a draw without any turn of this column says nothing
-    if samples.size == 0:
-        return observed * 100, observed * 100, observed * 100, 1.0
-    low, high = np.percentile(samples, [2.5, 97.5])
-    if np.all(delta == 0):
-        p = 1.0
-    else:
-        extreme = np.count_nonzero(np.abs(samples - observed) >= abs(observed) - 1e-12)
-        p = (1 + extreme) / (samples.size + 1)
-    return observed * 100, float(low) * 100, float(high) * 100, float(min(p, 1.0))
+            samples[start:start + size] = (weights @ delta.T) / (weights @ count.T)
+    out = []
+    for j in range(len(selections)):
+        observed = float(delta[j].sum() / count[j].sum())
+        column = samples[:, j]
+        column = column[np.isfinite(column)]  # a draw without any turn of this selection says nothing
+        if column.size == 0:
+            out.append((observed * 100, observed * 100, observed * 100, 1.0))
+            continue
+        low, high = np.percentile(column, [2.5, 97.5])
+        if np.all(delta[j] == 0):
+            p = 1.0
+        else:
+            extreme = np.count_nonzero(np.abs(column - observed) >= abs(observed) - 1e-12)
+            p = (1 + extreme) / (column.size + 1)
+        out.append((observed * 100, float(low) * 100, float(high) * 100, float(min(p, 1.0))))
+    return out
 
 
 def compare_scores(scores_a: Sequence, scores_b: Sequence, *, n_bootstrap: int = 10_000, seed: int = 0,
@@ -167,15 +191,16 @@ def compare_scores(scores_a: Sequence, scores_b: Sequence, *, n_bootstrap: int =
     for metric in metrics:
         a, b = arrays[f"{metric}_a"], arrays[f"{metric}_b"]
         valid = ~np.isnan(a) & ~np.isnan(b)
+        chosen = []
         for column in COLUMNS:
             select = valid & (columns == column if column != "Avg" else True)
-            n = int(select.sum())
-            if n == 0:
-                continue
-            diff, low, high, p = paired_bootstrap(arrays["dialogue"], np.nan_to_num(a), np.nan_to_num(b), select,
-                                                  n_bootstrap=n_bootstrap, seed=seed)
+            if select.any():
+                chosen.append((column, select))
+        stats = paired_bootstrap_many(arrays["dialogue"], np.nan_to_num(a), np.nan_to_num(b),
+                                      [sel for _, sel in chosen], n_bootstrap=n_bootstrap, seed=seed)
+        for (column, select), (diff, low, high, p) in zip(chosen, stats, strict=True):
             comparison.rows.append(ComparisonRow(
-                metric=metric, column=column, n=n,
+                metric=metric, column=column, n=int(select.sum()),
                 a=round(100 * float(a[select].mean()), 4), b=round(100 * float(b[select].mean()), 4),
                 diff=round(diff, 4), low=round(low, 4), high=round(high, 4), p_value=round(p, 6),
             ))
@@ -199,8 +224,9 @@ def compare_runs(run_a: str | Path | RunResults, run_b: str | Path | RunResults,
             f"{pb.bench_name} {pb.bench_hash[:19]}); a paired comparison needs the same bench"
         )
     label_a, label_b = a.label, b.label
-    if label_a == label_b:
-        label_a, label_b = f"{label_a} [A]", f"{label_b} [B]"
+    if label_a == label_b:  # tell them apart by folder, as reports do
+        label_a = f"{label_a} [{a.path.name if a.path else 'A'}]"
+        label_b = f"{label_b} [{b.path.name if b.path else 'B'}]"
     return compare_scores(_turn_scores(a), _turn_scores(b), n_bootstrap=n_bootstrap, seed=seed,
                           label_a=label_a, label_b=label_b, bench_name=pa.bench_name, bench_hash=pa.bench_hash)
 

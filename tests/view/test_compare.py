@@ -34,13 +34,14 @@ def _reference(frame_a: pd.DataFrame, frame_b: pd.DataFrame, column: str, seed: 
     all_ids = frame_a["dialogue"].unique()
     per_dialogue = per_dialogue.reindex(all_ids, fill_value=0)
     observed = 100 * (per_dialogue.a.sum() - per_dialogue.b.sum()) / per_dialogue.n.sum()
-    rng = np.random.RandomState(seed)
+    a, b, n = (per_dialogue[c].to_numpy(dtype=float) for c in ("a", "b", "n"))
+    rng = np.random.RandomState(seed)  # another generator than the code under test
     diffs = []
-    for _ in range(B):
-        draw = per_dialogue.iloc[rng.randint(0, len(per_dialogue), len(per_dialogue))]
-        if draw.n.sum() == 0:
+    for _ in range(B):  # one resample at a time, by index, as the textbook describes it
+        idx = rng.randint(0, len(n), len(n))
+        if n[idx].sum() == 0:
             continue
-        diffs.append(100 * (draw.a.sum() - draw.b.sum()) / draw.n.sum())
+        diffs.append(100 * (a[idx].sum() - b[idx].sum()) / n[idx].sum())
     diffs = np.array(diffs)
     p = (1 + np.sum(np.abs(diffs - observed) >= abs(observed) - 1e-9)) / (len(diffs) + 1)
     return observed, np.percentile(diffs, 2.5), np.percentile(diffs, 97.5), p
