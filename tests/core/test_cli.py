@@ -236,3 +236,31 @@ def test_plot_and_report_skip_an_unfinished_run(tmp_path):
     assert "unfinished run" in plot.output and (tmp_path / "plots" / "ap50_by_round.png").is_file()
     alone = runner.invoke(main, ["report", str(unfinished)])
     assert alone.exit_code == 2 and "every RUN given is unfinished" in alone.output
+
+
+def test_progress_moves_inside_a_slow_batch(tmp_path, capsys):
+    import time
+
+    from regiondial_bench.adapters import registry
+    from regiondial_bench.api import evaluate
+    from regiondial_bench.schema import RunConfig
+
+    from .helpers import ScriptedAdapter, answer_json, make_bench
+
+    class Slow(ScriptedAdapter):
+        def __init__(self):
+            super().__init__(lambda r: answer_json((2, 2, 20, 18)))
+
+        def generate(self, requests):
+            time.sleep(3.5)  # one batch that takes a while, like 32 turns of a 7B model
+            return super().generate(requests)
+
+    bench = make_bench(tmp_path / "b", n_dialogues=2, turns=1)
+    registry._REGISTRY["test-slow"] = Slow
+    try:
+        evaluate(bench, RunConfig(adapter="test-slow", batch_size=8), tmp_path / "run", progress=True, n_bootstrap=0)
+    finally:
+        registry._REGISTRY.pop("test-slow", None)
+    err = capsys.readouterr().err
+    assert "waiting on the model 2s" in err or "waiting on the model 3s" in err, err[-500:]
+    assert "2/2" in err
