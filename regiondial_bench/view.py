@@ -17,6 +17,7 @@ Pages of 25 dialogues keep a run of thousands of turns quick to open and filter.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import html
 import json
@@ -86,10 +87,8 @@ def load_view_run(path: str | Path, bench: Bench, label: str | None = None) -> V
     if label is None:
         label = f"{spec.adapter} ({spec.reference_mode})"
         if (path / RESULTS_FILE).is_file():
-            try:
+            with contextlib.suppress(ValueError, FileNotFoundError):  # a bad results file only loses the label
                 label = default_label(read_results(path / RESULTS_FILE), path)
-            except (ValueError, FileNotFoundError):
-                pass
     scores = turn_scores(bench, records, require_complete=False)
     return ViewRun(label, spec, {r.key: r for r in records}, {(s.dialogue_id, s.turn): s for s in scores}, path)
 
