@@ -237,7 +237,7 @@ def _json_for_html(data: Any) -> str:
 def render_html(data: dict[str, Any]) -> str:
     """The page: controls, the data block and the script that renders it."""
     script_hash = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
-    csp = (f"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' file: data:; "
+    csp = (f"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' file:; "
            f"script-src 'sha256-{script_hash}'; base-uri 'none'; form-action 'none'")
     title = f"RegionDial-Bench run viewer: {' vs '.join(r['label'] for r in data['runs'])}"
     return f"""<!DOCTYPE html>

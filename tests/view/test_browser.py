@@ -58,8 +58,15 @@ def large_box_view(tmp_path_factory):
     root = tmp_path_factory.mktemp("view-box")
     (root / "bench" / "images").mkdir(parents=True)
     Image.fromarray(np.full((720, 960, 3), 90, dtype=np.uint8)).save(root / "bench" / "images" / "a.png")
+    # an L-shaped gold mask: a transposed or shifted decode would fill the notch or miss an arm
+    mask = np.zeros((720, 960), dtype=np.uint8)
+    mask[200:600, 100:200] = 1
+    mask[500:600, 100:500] = 1
+    from regiondial_bench.geometry import mask_to_rle
+
     turns = [
-        Turn(index=0, question="Find the big square.", gold_boxes=[(100.0, 200.0, 500.0, 600.0)]),
+        Turn(index=0, question="Find the big square.", gold_boxes=[(100.0, 200.0, 500.0, 600.0)],
+             gold_mask=mask_to_rle(mask)),
         Turn(index=1, question="Find the thing right of the <box>{context_bbox}</box>.",
              gold_boxes=[(600.0, 100.0, 900.0, 300.0)], references=[Reference(turn=0)]),
     ]
@@ -98,7 +105,12 @@ def test_overlays_are_drawn_where_the_boxes_say(browser, large_box_view):
         assert a > 200 and abs(r - red) < 30 and abs(g - green) < 30 and abs(b - blue) < 30, (x, y)
     assert pixel(150, 200)[3] == 0  # inside the box: nothing drawn (the run has no masks)
     assert pixel(40, 200)[3] == 0 and pixel(260, 200)[3] == 0  # just outside
-    page.check("#o-gold")  # the gold box of round 2 is dashed at x 300..450, y 50..150
+    page.check("#o-gold")
+    page.uncheck("#o-pred")
+    assert pixel(75, 150)[3] > 30 and pixel(200, 275)[3] > 30  # the L's two arms (mask at 25% alpha)
+    assert pixel(175, 175)[3] == 0  # its notch
+    assert abs(pixel(75, 150)[0] - red) < 40
+    page.check("#o-pred")  # the gold box of round 2 is dashed at x 300..450, y 50..150
     assert max(pixel(300, y)[3] for y in range(50, 150)) > 200
     page.uncheck('input.round-toggle[data-round="1"]')
     assert pixel(50, 200)[3] == 0  # round 1 toggled off
