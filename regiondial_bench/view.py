@@ -9,8 +9,8 @@ missed or failed turns, round, failure reason, "reference was wrong" and, for tw
 same bench shown side by side, "the runs differ".
 
 All data sits in one JSON block that the page's script reads and inserts as text (never as
-HTML); the Content-Security-Policy allows only that script (by hash), images from the page's own
-folder and no network, so a raw answer such as ``<script>…`` is shown as the characters it is.
+HTML); the Content-Security-Policy allows only that script (by hash) and local images, and no
+network, so a raw answer such as ``<script>…`` is shown as the characters it is.
 Pages of 25 dialogues keep a run of thousands of turns quick to open and filter.
 """
 

@@ -264,3 +264,18 @@ def test_progress_moves_inside_a_slow_batch(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "waiting on the model 2s" in err or "waiting on the model 3s" in err, err[-500:]
     assert "2/2" in err
+
+
+def test_the_trainer_without_its_extra_names_it(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    shim = ("import runpy, sys\nsys.modules['trl'] = None\n"
+            f"sys.argv = ['grpo', '--config', {str(root / 'train_reference/configs/cpu_smoke.yaml')!r}, "
+            f"'--output-dir', {str(tmp_path / 'out')!r}]\n"
+            f"runpy.run_path({str(root / 'train_reference/grpo_regionreasoner.py')!r}, run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", shim], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'regiondial-bench[train]'" in proc.stderr and "Traceback" not in proc.stderr
