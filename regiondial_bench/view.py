@@ -148,6 +148,8 @@ def _answer(run: ViewRun, dialogue_id: str, turn: int) -> dict[str, Any] | None:
         "mask": None if record.mask is None else {"size": list(record.mask.size), "counts": record.mask.counts},
         "err": record.error,
         "kind": failure_kind(record.error) if record.error else None,
+        # "infra" (server/connection) or "answer" where the run recorded it
+        "fk": getattr(record, "failure_kind", None),
         "iou": round(score.iou, 4),
         "hit": score.hit,
         "refwrong": _reference_wrong(record, run, dialogue_id),
@@ -510,6 +512,7 @@ _SCRIPT = r"""
     meta.appendChild(document.createTextNode(" · IoU " + a.iou.toFixed(3)));
     if (a.refwrong) meta.appendChild(document.createTextNode(" · reference was wrong"));
     if (a.err !== null) { meta.appendChild(document.createTextNode(" · ")); meta.appendChild(el("span", "err", a.err)); }
+    if (a.fk === "infra") meta.appendChild(document.createTextNode(" · infrastructure failure (not the model's answer)"));
     body.appendChild(meta); row.appendChild(body);
     return row;
   }

@@ -100,3 +100,21 @@ def test_view_command_and_its_errors(sample_runs, tmp_path):
     _, data = _data(tmp_path / "z" / "index.html")
     answered = sum(a is not None for d in data["dialogues"] for a in d["runs"][0])
     assert answered == 50 and data["runs"][0]["answered"] == 50
+
+
+def test_images_alone_apply_to_the_recorded_bench(tmp_path):
+    from PIL import Image
+
+    questions = [{"image_id": 7, "conversational_turns": [{"question": "Find a.", "bboxes": [[1, 1, 20, 20]]}]}]
+    (tmp_path / "q.json").write_text(json.dumps(questions))
+    (tmp_path / "imgs").mkdir()
+    Image.new("RGB", (32, 24)).save(tmp_path / "imgs" / "7.jpg")
+    runner = CliRunner()
+    assert runner.invoke(main, ["evaluate", "--model", "whole-image", "--bench", str(tmp_path / "q.json"), "--images",
+                                str(tmp_path / "imgs"), "--out", str(tmp_path / "run"), "--no-progress"]).exit_code == 0
+    bare = runner.invoke(main, ["view", str(tmp_path / "run"), "--out", str(tmp_path / "v1"), "--no-progress"])
+    assert bare.exit_code == 0 and _data(tmp_path / "v1" / "index.html")[1]["dialogues"][0]["img"] is None
+    pictured = runner.invoke(main, ["view", str(tmp_path / "run"), "--images", str(tmp_path / "imgs"), "--out",
+                                    str(tmp_path / "v2"), "--no-progress"])
+    assert pictured.exit_code == 0, pictured.output
+    assert _data(tmp_path / "v2" / "index.html")[1]["dialogues"][0]["img"] == "images/0.jpg"
