@@ -217,8 +217,11 @@ def _check_hub(config: RunConfig, bench_spec: str) -> None:
 
 
 def _interrupted(out_dir: Path, images: Path | None) -> None:
-    from ..schema import PREDICTIONS_FILE
+    from ..schema import PREDICTIONS_FILE, RUN_FILE
 
+    if not (out_dir / RUN_FILE).is_file():
+        click.echo("\ninterrupted before the run started; nothing was saved", err=True)
+        raise SystemExit(130)
     log = out_dir / PREDICTIONS_FILE
     saved = 0
     if log.is_file():
