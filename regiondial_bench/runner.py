@@ -446,7 +446,39 @@ def _progress(total: int, done: int, enabled: bool):
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=done, unit="turn", desc="evaluating", dynamic_ncols=True, smoothing=0.1)
+    bar = tqdm(total=total, initial=done, unit="turn", desc="evaluating", dynamic_ncols=True, smoothing=0.1)
+    return _TickingBar(bar)
+
+
+class _TickingBar:
+    """A progress bar that keeps moving inside a slow batch: after two seconds without an answer
+    it shows how long the model has been working on the current batch."""
+
+    def __init__(self, bar, interval_s: float = 1.0) -> None:  # noqa: ANN001
+        import threading
+
+        self.bar = bar
+        self.interval_s = interval_s
+        self._last = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, name="regiondial-progress", daemon=True)
+        self._thread.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            waited = time.monotonic() - self._last
+            if waited >= 2.0:
+                self.bar.set_postfix_str(f"waiting on the model {waited:.0f}s", refresh=True)
+
+    def update(self, n: int) -> None:
+        self._last = time.monotonic()
+        self.bar.set_postfix_str("", refresh=False)
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.bar.close()
 
 
 def load_run_spec(run_dir: str | Path) -> RunSpec:
