@@ -284,6 +284,7 @@ class Runner:
                 image_size=request.image.size,
                 require_answer_tag=response.require_answer_tag,
                 **({"max_regions": response.max_regions} if response.max_regions else {}),
+                parser=self.spec.parser or "tolerant",
             )
             regions, error = parsed.regions, parsed.error
         return PredictionRecord(
