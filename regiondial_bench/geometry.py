@@ -235,9 +235,9 @@ def rle_intersection_union(pred: RLE | None, gold: RLE) -> tuple[int, int]:
     if tuple(pred.size) != tuple(gold.size):
         pred = resize_rle(pred, gold.size)
     pred_c = _coco(pred)
+    areas = mu.area([pred_c, gold_c])
     inter = int(mu.area(mu.merge([pred_c, gold_c], intersect=True)))
-    union = int(mu.area(mu.merge([pred_c, gold_c], intersect=False)))
-    return inter, union
+    return inter, int(areas[0]) + int(areas[1]) - inter  # |P u G| = |P| + |G| - |P n G|: one merge
 
 
 def resize_rle(rle: RLE, size: Sequence[int]) -> RLE:

@@ -16,17 +16,21 @@ All scores are percentages.
 from __future__ import annotations
 
 import re
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import box_iou_matrix, rle_intersection_union
+from .geometry import box_iou, box_iou_matrix, rle_intersection_union
 from .schema import Bench, ConfidenceInterval, PredictionRecord, Provenance, Results, RoundRow
 
 HIT_THRESHOLD = 0.5
 BUCKET_FROM = 8  # rounds >= 8 are pooled into "8+" (the paper's tables stop at R7)
+SCALAR_IOU_PAIRS = 16  # up to this many (predicted, gold) pairs, IoU is computed without numpy
+BOOTSTRAP_CHUNK = 64  # resamples drawn at once: memory is O(chunk x dialogues + turns), not resamples x dialogues
+BOOTSTRAP_SAMPLES_PER_GROUP = 1 << 22  # resample scores held at once (selections x resamples)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,10 @@ def score_turn(gold_boxes: Sequence[Sequence[float]], predicted_boxes: Sequence[
     """
     if len(predicted_boxes) == 0:
         return 0.0, False, False
+    if len(predicted_boxes) * len(gold_boxes) <= SCALAR_IOU_PAIRS:  # the usual 1 x 1: no array round trip
+        ious_list = [max(box_iou(p, g) for g in gold_boxes) for p in predicted_boxes]
+        hit = any(v > HIT_THRESHOLD for v in ious_list)
+        return float(ious_list[0]), hit, bool(ious_list[0] > HIT_THRESHOLD)
     ious = box_iou_matrix(np.asarray(predicted_boxes), np.asarray(gold_boxes)).max(axis=1)
     return float(ious[0]), bool((ious > HIT_THRESHOLD).any()), bool(ious[0] > HIT_THRESHOLD)
 
@@ -187,9 +195,10 @@ def _pct(num: float, den: float) -> float | None:
 
 
 def _row(name: str, c: _Columns, select: np.ndarray, cis: dict[str, tuple[float, float]] | None) -> RoundRow:
-    n = int(select.sum())
-    masked = select & ~np.isnan(c.mask_iou)
-    n_mask = int(masked.sum())
+    """The row of the turns at positions ``select`` (an index array)."""
+    n = len(select)
+    masked = select[~np.isnan(c.mask_iou[select])]
+    n_mask = len(masked)
     row = RoundRow(
         round=name,
         n=n,
@@ -211,33 +220,49 @@ def _bootstrap(
     """95% percentile intervals of AP50 and gIoU per selection, resampling whole dialogues.
 
     One resample draws D dialogues with replacement; a dialogue's weight is how often it was
-    drawn, so every selection's score is a ratio of weighted per-dialogue sums (one matrix
-    product per statistic instead of a Python loop over resamples).
+    drawn, so every selection's score is a ratio of weighted per-dialogue sums. Resamples are
+    drawn :data:`BOOTSTRAP_CHUNK` at a time (the same random stream as drawing all at once), and
+    each selection keeps only the dialogues it holds, so memory is O(chunk x D + turns + scores
+    kept) instead of O(resamples x D); ``selections`` maps names to index arrays of turns.
     """
     if n_bootstrap <= 0 or len(c.dialogue) == 0:
         return {}
     n_dialogues = int(c.dialogue.max()) + 1
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_dialogues, size=(n_bootstrap, n_dialogues))
-    weights = np.zeros((n_bootstrap, n_dialogues), dtype=np.float64)
-    np.add.at(weights, (np.repeat(np.arange(n_bootstrap), n_dialogues), draws.ravel()), 1.0)
+    ones = np.ones_like(c.hit)
+    mask_values = np.nan_to_num(c.mask_iou)
 
-    def per_dialogue(values: np.ndarray, select: np.ndarray) -> np.ndarray:
-        return np.bincount(c.dialogue[select], weights=values[select], minlength=n_dialogues)
+    def sparse(values: np.ndarray, select: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-dialogue sums of ``values`` over ``select``: (dialogues present, their sums)."""
+        present, inverse = np.unique(c.dialogue[select], return_inverse=True)
+        return present, np.bincount(inverse, weights=values[select], minlength=len(present))
 
-    out: dict[str, dict[str, tuple[float, float]]] = {}
+    # per selection: the per-dialogue sums of each statistic (numerator, denominator)
+    stats: list[tuple[str, str, tuple, tuple]] = []
     for name, select in selections.items():
-        counts = weights @ per_dialogue(np.ones_like(c.hit), select)
-        intervals: dict[str, tuple[float, float]] = {}
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ap = weights @ per_dialogue(c.hit, select) / counts
-            intervals["ap50"] = _interval(ap)
-            masked = select & ~np.isnan(c.mask_iou)
-            if masked.any():
-                mask_counts = weights @ per_dialogue(np.ones_like(c.hit), masked)
-                giou = weights @ per_dialogue(np.nan_to_num(c.mask_iou), masked) / mask_counts
-                intervals["giou"] = _interval(giou)
-        out[name] = intervals
+        stats.append((name, "ap50", sparse(c.hit, select), sparse(ones, select)))
+        masked = select[~np.isnan(c.mask_iou[select])]
+        if len(masked):
+            stats.append((name, "giou", sparse(mask_values, masked), sparse(ones, masked)))
+
+    out: dict[str, dict[str, tuple[float, float]]] = {name: {} for name in selections}
+    group = max(1, BOOTSTRAP_SAMPLES_PER_GROUP // n_bootstrap)
+    for first in range(0, len(stats), group):  # more groups only for benches with very many rounds
+        part = stats[first:first + group]
+        samples = np.empty((len(part), n_bootstrap), dtype=np.float64)
+        rng = np.random.default_rng(seed)
+        for lo in range(0, n_bootstrap, BOOTSTRAP_CHUNK):
+            k = min(BOOTSTRAP_CHUNK, n_bootstrap - lo)
+            draws = rng.integers(0, n_dialogues, size=(k, n_dialogues))
+            weights = np.zeros((k, n_dialogues), dtype=np.float64)
+            np.add.at(weights, (np.repeat(np.arange(k), n_dialogues), draws.ravel()), 1.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                for i, (_, _, (num_at, num), (den_at, den)) in enumerate(part):
+                    samples[i, lo:lo + k] = (weights[:, num_at] @ num) / (weights[:, den_at] @ den)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN, as one row at a time
+            bounds = np.nanpercentile(samples, [2.5, 97.5], axis=1) * 100.0
+        for i, (name, statistic, _, _) in enumerate(part):
+            out[name][statistic] = (round(float(bounds[0, i]), 4), round(float(bounds[1, i]), 4))
     return out
 
 
@@ -255,11 +280,16 @@ def aggregate(
 ) -> Results:
     """Per-round rows (every round index), the ``8+`` bucket and the all-turn ``Avg`` row."""
     c = _Columns.of(scores)
-    rounds = sorted(set(c.round.tolist()))
-    selections = {str(r): c.round == r for r in rounds}
+    # turns grouped by round once (index arrays): memory linear in the turns, not rounds x turns
+    order = np.argsort(c.round, kind="stable")
+    rounds_sorted = c.round[order]
+    rounds, starts = np.unique(rounds_sorted, return_index=True)
+    rounds = rounds.tolist()
+    bounds = [*starts.tolist(), len(order)]
+    selections = {str(r): order[bounds[i]:bounds[i + 1]] for i, r in enumerate(rounds)}
     if any(r >= BUCKET_FROM for r in rounds):
-        selections[f"{BUCKET_FROM}+"] = c.round >= BUCKET_FROM
-    selections["all"] = np.ones(len(c.round), dtype=bool)
+        selections[f"{BUCKET_FROM}+"] = np.flatnonzero(c.round >= BUCKET_FROM)
+    selections["all"] = np.arange(len(c.round))
     cis = _bootstrap(c, selections, n_bootstrap, seed)
     rows = {name: _row(name, c, select, cis.get(name)) for name, select in selections.items()}
     reasons = Counter(failure_kind(s.error) for s in scores if s.error)

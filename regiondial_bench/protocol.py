@@ -327,13 +327,13 @@ def parse_answer_upstream(
         return ParsedAnswer(error=f"upstream parser: {problem}; the whole answer is lost", tags=tags)
     points, point_problem = _upstream_coordinates(data, "point_2d", 2, fx, fy)
     notes = [] if point_problem is None else [f"upstream parser: no points ({point_problem})"]
+    if max_regions is not None and len(boxes) > max_regions:  # every item was checked; fewer are kept
+        notes.append(f"{len(boxes) - max_regions} items beyond the first {max_regions} ignored")
+        boxes = boxes[:max_regions]
     regions = [
         Region(box=tuple(box), point=tuple(points[i]) if points is not None else None)
         for i, box in enumerate(boxes)
     ]
-    if max_regions is not None and len(regions) > max_regions:
-        notes.append(f"{len(regions) - max_regions} items beyond the first {max_regions} ignored")
-        regions = regions[:max_regions]
     return ParsedAnswer(regions=regions, notes=notes, tags=tags)
 
 
