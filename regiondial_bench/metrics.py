@@ -30,6 +30,7 @@ HIT_THRESHOLD = 0.5
 BUCKET_FROM = 8  # rounds >= 8 are pooled into "8+" (the paper's tables stop at R7)
 SCALAR_IOU_PAIRS = 16  # up to this many (predicted, gold) pairs, IoU is computed without numpy
 BOOTSTRAP_CHUNK = 64  # resamples drawn at once: memory is O(chunk x dialogues + turns), not resamples x dialogues
+BOOTSTRAP_CHUNK_CELLS = 1 << 18  # ... and fewer when the bench has many dialogues
 BOOTSTRAP_SAMPLES_PER_GROUP = 1 << 22  # resample scores held at once (selections x resamples)
 
 
@@ -250,11 +251,12 @@ def _bootstrap(
         part = stats[first:first + group]
         samples = np.empty((len(part), n_bootstrap), dtype=np.float64)
         rng = np.random.default_rng(seed)
-        for lo in range(0, n_bootstrap, BOOTSTRAP_CHUNK):
-            k = min(BOOTSTRAP_CHUNK, n_bootstrap - lo)
+        chunk = max(1, min(BOOTSTRAP_CHUNK, BOOTSTRAP_CHUNK_CELLS // n_dialogues))  # weights stay cache-sized
+        for lo in range(0, n_bootstrap, chunk):
+            k = min(chunk, n_bootstrap - lo)
             draws = rng.integers(0, n_dialogues, size=(k, n_dialogues))
-            weights = np.zeros((k, n_dialogues), dtype=np.float64)
-            np.add.at(weights, (np.repeat(np.arange(k), n_dialogues), draws.ravel()), 1.0)
+            cells = (draws + (np.arange(k) * n_dialogues)[:, None]).ravel()
+            weights = np.bincount(cells, minlength=k * n_dialogues).reshape(k, n_dialogues).astype(np.float64)
             with np.errstate(invalid="ignore", divide="ignore"):
                 for i, (_, _, (num_at, num), (den_at, den)) in enumerate(part):
                     samples[i, lo:lo + k] = (weights[:, num_at] @ num) / (weights[:, den_at] @ den)
