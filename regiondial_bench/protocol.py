@@ -348,15 +348,14 @@ def _upstream_coordinates(
         values = item[key]
         if not isinstance(values, list) or len(values) < count:
             return None, f"item {position}: {key!r} is not a list of {count} numbers"
-        coords = []
-        for axis, v in enumerate(values[:count]):
+        head = values[:count]
+        for v in head:
             if not isinstance(v, int | float):  # bool is an int, as in Python arithmetic
                 return None, f"item {position}: non-numeric {key!r} value {_short(v)}"
-            try:
-                scaled = float(v) * (fx if axis % 2 == 0 else fy)
-                coords.append(float(int(scaled + 0.5)))  # int() truncates, exactly as upstream
-            except (OverflowError, ValueError):
-                return None, f"item {position}: {key!r} value {_short(v)} cannot be rounded (non-finite)"
+        try:  # int() truncates, exactly as upstream: int(v * factor + 0.5)
+            coords = [float(int(float(v) * (fy if axis & 1 else fx) + 0.5)) for axis, v in enumerate(head)]
+        except (OverflowError, ValueError):
+            return None, f"item {position}: a {key!r} value cannot be rounded (non-finite)"
         out.append(coords)
     return out, None
 
