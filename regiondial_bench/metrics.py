@@ -16,7 +16,6 @@ All scores are percentages.
 from __future__ import annotations
 
 import re
-import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -229,43 +228,73 @@ def _bootstrap(
     if n_bootstrap <= 0 or len(c.dialogue) == 0:
         return {}
     n_dialogues = int(c.dialogue.max()) + 1
-    ones = np.ones_like(c.hit)
     mask_values = np.nan_to_num(c.mask_iou)
-
-    def sparse(values: np.ndarray, select: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-dialogue sums of ``values`` over ``select``: (dialogues present, their sums)."""
-        present, inverse = np.unique(c.dialogue[select], return_inverse=True)
-        return present, np.bincount(inverse, weights=values[select], minlength=len(present))
-
-    # per selection: the per-dialogue sums of each statistic (numerator, denominator)
-    stats: list[tuple[str, str, tuple, tuple]] = []
+    # every (selection, statistic) as the turns it sums over and the numerator's values
+    names: list[tuple[str, str]] = []
+    parts: list[tuple[np.ndarray, np.ndarray]] = []
     for name, select in selections.items():
-        stats.append((name, "ap50", sparse(c.hit, select), sparse(ones, select)))
+        names.append((name, "ap50"))
+        parts.append((select, c.hit))
         masked = select[~np.isnan(c.mask_iou[select])]
         if len(masked):
-            stats.append((name, "giou", sparse(mask_values, masked), sparse(ones, masked)))
+            names.append((name, "giou"))
+            parts.append((masked, mask_values))
+    # per-dialogue sums of all of them at once: one unique over (statistic, dialogue) keys; within
+    # a key the turns are summed in selection order, exactly as one bincount per selection did
+    turns = np.concatenate([t for t, _ in parts])
+    values = np.concatenate([v[t] for t, v in parts])
+    stat_of_turn = np.repeat(np.arange(len(parts), dtype=np.int64), [len(t) for t, _ in parts])
+    present, inverse = np.unique(stat_of_turn * n_dialogues + c.dialogue[turns], return_inverse=True)
+    num = np.bincount(inverse, weights=values, minlength=len(present))
+    den = np.bincount(inverse, minlength=len(present)).astype(np.float64)
+    dialogue_at = present % n_dialogues
+    starts = np.searchsorted(present // n_dialogues, np.arange(len(parts) + 1))
+    # sums of integers (counts, hits) and single products are exact in any order; a gIoU
+    # numerator over several dialogues is a BLAS dot, as before, so the intervals are unchanged
+    dotted = [i for i, (_, statistic) in enumerate(names) if statistic == "giou" and starts[i + 1] - starts[i] > 1]
 
     out: dict[str, dict[str, tuple[float, float]]] = {name: {} for name in selections}
     group = max(1, BOOTSTRAP_SAMPLES_PER_GROUP // n_bootstrap)
-    for first in range(0, len(stats), group):  # more groups only for benches with very many rounds
-        part = stats[first:first + group]
-        samples = np.empty((len(part), n_bootstrap), dtype=np.float64)
-        rng = np.random.default_rng(seed)
-        chunk = max(1, min(BOOTSTRAP_CHUNK, BOOTSTRAP_CHUNK_CELLS // n_dialogues))  # weights stay cache-sized
+    for first in range(0, len(parts), group):  # more groups only for benches with very many rounds
+        last = min(first + group, len(parts))
+        a, b = int(starts[first]), int(starts[last])
+        segments = starts[first:last] - a
+        at, num_g, den_g = dialogue_at[a:b], num[a:b], den[a:b]
+        dotted_g = [i for i in dotted if first <= i < last]
+        samples = np.empty((last - first, n_bootstrap), dtype=np.float64)
+        rng = np.random.default_rng(seed)  # every group sees the same resamples
+        chunk = max(1, min(BOOTSTRAP_CHUNK, BOOTSTRAP_CHUNK_CELLS // n_dialogues, BOOTSTRAP_CHUNK_CELLS // (b - a)))
         for lo in range(0, n_bootstrap, chunk):
             k = min(chunk, n_bootstrap - lo)
             draws = rng.integers(0, n_dialogues, size=(k, n_dialogues))
             cells = (draws + (np.arange(k) * n_dialogues)[:, None]).ravel()
             weights = np.bincount(cells, minlength=k * n_dialogues).reshape(k, n_dialogues).astype(np.float64)
+            gathered = weights[:, at]
+            numerators = np.add.reduceat(gathered * num_g, segments, axis=1)
+            denominators = np.add.reduceat(gathered * den_g, segments, axis=1)
+            for i in dotted_g:
+                lo_i, hi_i = int(starts[i]) - a, int(starts[i + 1]) - a
+                numerators[:, i - first] = gathered[:, lo_i:hi_i] @ num_g[lo_i:hi_i]
             with np.errstate(invalid="ignore", divide="ignore"):
-                for i, (_, _, (num_at, num), (den_at, den)) in enumerate(part):
-                    samples[i, lo:lo + k] = (weights[:, num_at] @ num) / (weights[:, den_at] @ den)
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN, as one row at a time
-            bounds = np.nanpercentile(samples, [2.5, 97.5], axis=1) * 100.0
-        for i, (name, statistic, _, _) in enumerate(part):
-            out[name][statistic] = (round(float(bounds[0, i]), 4), round(float(bounds[1, i]), 4))
+                samples[:, lo:lo + k] = (numerators / denominators).T
+        bounds = _percentiles(samples)
+        for i in range(first, last):
+            name, statistic = names[i]
+            out[name][statistic] = (round(float(bounds[0, i - first]), 4), round(float(bounds[1, i - first]), 4))
     return out
+
+
+def _percentiles(samples: np.ndarray) -> np.ndarray:
+    """The 2.5th and 97.5th percentiles of each row (x 100), NaNs ignored, as ``_interval`` per row."""
+    bounds = np.full((2, len(samples)), np.nan, dtype=np.float64)
+    ordered = np.sort(samples, axis=1)  # NaNs last; percentiles do not depend on the order
+    valid = (~np.isnan(ordered)).sum(axis=1)
+    for m in np.unique(valid):  # rows with the same number of valid resamples together
+        if m == 0:
+            continue  # an all-NaN row gives NaN, as nanpercentile does
+        rows = np.flatnonzero(valid == m)
+        bounds[:, rows] = np.percentile(ordered[rows, :m], [2.5, 97.5], axis=1)
+    return bounds * 100.0
 
 
 def _interval(samples: np.ndarray) -> tuple[float, float]:
