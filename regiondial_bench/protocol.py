@@ -130,6 +130,19 @@ class ParsedAnswer:
 
 
 PARSERS: tuple[str, ...] = ("tolerant", "upstream")
+UPSTREAM_STYLES: tuple[str, ...] = ("regionreasoner", "seg-zero", "qwen")
+"""The upstream evaluator reads each baseline with that model's own reader (UPSTREAM.md 3.1-3.4)."""
+PRESET_UPSTREAM_STYLE = {"seg-zero-7b": "seg-zero", "qwen2.5-vl-7b": "qwen"}
+
+
+def upstream_style_for(preset: Any) -> str:
+    """The upstream reader of a model preset (``regionreasoner`` unless the preset has its own).
+
+    >>> upstream_style_for("seg-zero-7b"), upstream_style_for("regionreasoner-7b"), upstream_style_for(None)
+    ('seg-zero', 'regionreasoner', 'regionreasoner')
+    """
+    return PRESET_UPSTREAM_STYLE.get(preset, "regionreasoner") if isinstance(preset, str) else "regionreasoner"
+
 
 MAX_SCAN_TOKENS = 10_000
 """How many tokens the tolerant reader reads per answer, over all candidate texts together.
@@ -210,6 +223,7 @@ def parse_answer(
     require_answer_tag: bool = False,
     max_regions: int = 100,
     parser: ParserName = "tolerant",
+    upstream_style: str = "regionreasoner",
 ) -> ParsedAnswer:
     """Read regions from model text; never raises, never returns a non-finite coordinate.
 
@@ -217,7 +231,7 @@ def parse_answer(
     ``{"bbox_2d": [...], "point_2d": [...]}`` objects and the common variants: code fences, a
     single object, ``bbox``/``points_1`` keys, a bare ``[x1, y1, x2, y2]`` list, Python-literal
     quoting, JSON inside prose; unusable items are dropped with a note. ``parser="upstream"``
-    reads as the upstream evaluator does (:func:`parse_answer_upstream`).
+    reads as the upstream evaluator does (:func:`parse_answer_upstream`, in ``upstream_style``).
 
     Coordinates are read in ``frame`` and returned in original pixels of an image of
     ``image_size`` = ``(width, height)``; without a frame they are taken as original pixels
@@ -237,7 +251,8 @@ def parse_answer(
     if not isinstance(text, str):
         return ParsedAnswer(error=f"model output is {type(text).__name__}, not text")
     if parser == "upstream":
-        return parse_answer_upstream(text, frame=frame, image_size=image_size, max_regions=max_regions)
+        return parse_answer_upstream(text, frame=frame, image_size=image_size, max_regions=max_regions,
+                                     style=upstream_style)
     if parser != "tolerant":
         return ParsedAnswer(error=f"unknown parser {_short(parser)}; choose one of {PARSERS}")
     tags = extract_tags(text)
@@ -284,8 +299,13 @@ def parse_answer_upstream(
     frame: CoordinateFrame | None = None,
     image_size: tuple[int, int] | None = None,
     max_regions: int | None = None,
+    style: str = "regionreasoner",
 ) -> ParsedAnswer:
     """Read an answer exactly as the upstream RegionReasoner evaluator does (UPSTREAM.md 1, 3.1).
+
+    ``style="seg-zero"`` and ``style="qwen"`` read as upstream's Seg-Zero and Qwen2.5-VL model
+    classes do (UPSTREAM.md 3.3, 3.4; :func:`_upstream_seg_zero`, :func:`_upstream_qwen`).
+    The RegionReasoner / VisionReasoner reading:
 
     * the content of the first ``<answer>`` ... ``</answer>`` (case-sensitive) is decoded with
       strict ``json.loads``: no fences, no prose, no single quotes; it must be a list;
@@ -306,7 +326,16 @@ def parse_answer_upstream(
     """
     if not isinstance(text, str):
         return ParsedAnswer(error=f"model output is {type(text).__name__}, not text")
+    if style not in UPSTREAM_STYLES:
+        return ParsedAnswer(error=f"unknown upstream style {_short(style)}; choose one of {UPSTREAM_STYLES}")
     tags = extract_tags(text)
+    fx = fy = 1.0
+    if frame is not None and image_size is not None:
+        fx, fy = image_size[0] / frame.width, image_size[1] / frame.height
+    if style == "seg-zero":
+        return _upstream_seg_zero(text, fx, fy, tags)
+    if style == "qwen":
+        return _upstream_qwen(text, fx, fy, tags, max_regions)
     start = text.find("<answer>")
     end = text.find("</answer>", start + 8) if start >= 0 else -1
     if start < 0 or end < 0:
@@ -319,9 +348,6 @@ def parse_answer_upstream(
         return ParsedAnswer(error=f"upstream parser: the answer is a {_type_name(data)}, not a list", tags=tags)
     if not data:
         return ParsedAnswer(error="answer is an empty list", tags=tags)
-    fx = fy = 1.0
-    if frame is not None and image_size is not None:
-        fx, fy = image_size[0] / frame.width, image_size[1] / frame.height
     boxes, problem = _upstream_coordinates(data, "bbox_2d", 4, fx, fy)
     if problem is not None:
         return ParsedAnswer(error=f"upstream parser: {problem}; the whole answer is lost", tags=tags)
@@ -337,8 +363,89 @@ def parse_answer_upstream(
     return ParsedAnswer(regions=regions, notes=notes, tags=tags)
 
 
+def _upstream_seg_zero(text: str, fx: float, fy: float, tags: dict[str, str | None]) -> ParsedAnswer:
+    """Seg-Zero's reader: the first ``{...}`` by strict ``json.loads``, exactly one object.
+
+    The first key containing ``bbox`` gives the box and the first two keys containing
+    ``points`` the points; each coordinate is made an int, then scaled and rounded half up. The
+    span is the first ``{`` to the first ``}`` after it (the answer is a flat object). A missing
+    or malformed points key drops the points, not the box.
+    """
+    start = text.find("{")
+    end = text.find("}", start) if start >= 0 else -1
+    if start < 0 or end < 0:
+        return ParsedAnswer(error="upstream parser: no {...} object in the answer", tags=tags)
+    try:
+        data = json.loads(text[start:end + 1])
+    except (ValueError, RecursionError):
+        return ParsedAnswer(error="upstream parser: the answer is not strict JSON", tags=tags)
+    box_key = next((k for k in data if "bbox" in k), None)
+    point_keys = [k for k in data if "points" in k][:2]
+    if box_key is None:
+        return ParsedAnswer(error="upstream parser: the object has no bbox key", tags=tags)
+    boxes, problem = _upstream_coordinates([data], box_key, 4, fx, fy, truncate_first=True)
+    if problem is not None:
+        return ParsedAnswer(error=f"upstream parser: {problem}; the whole answer is lost", tags=tags)
+    points = [_upstream_coordinates([data], k, 2, fx, fy, truncate_first=True)[0] for k in point_keys]
+    notes = []
+    if len(point_keys) < 2 or any(p is None for p in points):
+        notes.append("upstream parser: no points (Seg-Zero needs two usable points keys)")
+        points = []
+    region = Region(box=tuple(boxes[0]), point=tuple(points[0][0]) if points else None,
+                    extra_points=(tuple(points[1][0]),) if points else ())
+    return ParsedAnswer(regions=[region], notes=notes, tags=tags)
+
+
+def _upstream_qwen(
+    text: str, fx: float, fy: float, tags: dict[str, str | None], max_regions: int | None
+) -> ParsedAnswer:
+    """Qwen2.5-VL's reader: the first fenced ``json`` block, else the first ``[...]``, else the
+    first ``{...}``, by strict ``json.loads``; keys ``bbox_2d``/``bbox`` and ``point_2d``/``point``.
+
+    A ``[...]`` or ``{...}`` span runs from the first opening bracket to the last closing one.
+    Items without a box key are skipped; a malformed box loses the whole answer.
+    """
+    fence = text.find("```json")
+    body = None
+    if fence >= 0:
+        close = text.find("```", fence + 7)
+        if close >= 0:
+            body = text[fence + 7:close]
+    if body is None:
+        for opening, closing in (("[", "]"), ("{", "}")):
+            start, end = text.find(opening), text.rfind(closing)
+            if 0 <= start < end:
+                body = text[start:end + 1]
+                break
+    if body is None:
+        return ParsedAnswer(error="upstream parser: no JSON block in the answer", tags=tags)
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return ParsedAnswer(error="upstream parser: the answer is not strict JSON", tags=tags)
+    items = [data] if isinstance(data, dict) else data if isinstance(data, list) else []
+    regions: list[Region] = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        box_key = "bbox_2d" if "bbox_2d" in item else "bbox" if "bbox" in item else None
+        if box_key is None:
+            continue
+        boxes, problem = _upstream_coordinates([item], box_key, 4, fx, fy)
+        if problem is not None:
+            return ParsedAnswer(error=f"upstream parser: {problem}; the whole answer is lost", tags=tags)
+        point_key = "point_2d" if "point_2d" in item else "point" if "point" in item else None
+        point = _upstream_coordinates([item], point_key, 2, fx, fy)[0] if point_key else None
+        regions.append(Region(box=tuple(boxes[0]), point=tuple(point[0]) if point else None))
+        if max_regions is not None and len(regions) >= max_regions:
+            break
+    if not regions:
+        return ParsedAnswer(error="upstream parser: the answer holds no box", tags=tags)
+    return ParsedAnswer(regions=regions, tags=tags)
+
+
 def _upstream_coordinates(
-    items: list[Any], key: str, count: int, fx: float, fy: float
+    items: list[Any], key: str, count: int, fx: float, fy: float, truncate_first: bool = False
 ) -> tuple[list[list[float]] | None, str | None]:
     """All items' ``key`` values, rescaled and rounded as upstream; None with the first problem."""
     out = []
@@ -352,7 +459,9 @@ def _upstream_coordinates(
         for v in head:
             if not isinstance(v, int | float):  # bool is an int, as in Python arithmetic
                 return None, f"item {position}: non-numeric {key!r} value {_short(v)}"
-        try:  # int() truncates, exactly as upstream: int(v * factor + 0.5)
+        try:  # int() truncates, exactly as upstream: int(v * factor + 0.5) (Seg-Zero: int(v) first)
+            if truncate_first:
+                head = [int(v) for v in head]
             coords = [float(int(float(v) * (fy if axis & 1 else fx) + 0.5)) for axis, v in enumerate(head)]
         except (OverflowError, ValueError):
             return None, f"item {position}: a {key!r} value cannot be rounded (non-finite)"

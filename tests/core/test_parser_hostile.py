@@ -45,6 +45,8 @@ def hang_guard(seconds: float = 10.0):
 
 
 def check(text, frame=None, image_size=(640, 480), parser="tolerant", **kwargs):
+    if parser in protocol.UPSTREAM_STYLES:  # the upstream reader of one model
+        parser, kwargs = "upstream", {**kwargs, "upstream_style": parser}
     """Parse and assert the guarantees: a result, finite coordinates, a record that round-trips."""
     parsed = parse_answer(text, frame=frame, image_size=image_size, parser=parser, **kwargs)
     assert parsed.regions or parsed.error, "neither regions nor a reason"
@@ -65,7 +67,7 @@ def check(text, frame=None, image_size=(640, 480), parser="tolerant", **kwargs):
 # ------------------------------------------------------------------ the observed families
 
 
-@pytest.mark.parametrize("parser", ["tolerant", "upstream"])
+@pytest.mark.parametrize("parser", ["tolerant", *protocol.UPSTREAM_STYLES])
 def test_whitespace_run_after_an_unclosed_answer(parser):
     with hang_guard():
         for ws in (" ", "\n", "\t \r\n"):
@@ -86,7 +88,8 @@ def test_unclosed_think_then_newlines_then_a_valid_answer():
 def test_deep_nesting_is_bounded(text):
     with hang_guard():
         parsed = check("<answer>" + text + "</answer>")
-        check("<answer>" + text + "</answer>", parser="upstream")
+        for style in protocol.UPSTREAM_STYLES:
+            check("<answer>" + text + "</answer>", parser=style)
     assert not parsed.regions
 
 
@@ -120,7 +123,7 @@ def test_megabyte_answers():
     "<answer>[{'bbox_2d': [1, 2, 30, 40], 'point_2d': [" + "9" * 5000 + ", 3]}]</answer>",
 ])
 def test_integers_beyond_the_string_conversion_limit(text):
-    for parser in ("tolerant", "upstream"):
+    for parser in ("tolerant", *protocol.UPSTREAM_STYLES):
         check(text, parser=parser)
 
 
@@ -142,7 +145,8 @@ def test_finite_values_that_overflow_when_mapped():
 def test_repeated_tags_and_fences(text):
     with hang_guard():
         parsed = check(text)
-        check(text, parser="upstream")
+        for style in protocol.UPSTREAM_STYLES:
+            check(text, parser=style)
     if "[1, 2, 30, 40]" in text:
         assert parsed.regions[0].box == (1, 2, 30, 40)
 
@@ -192,14 +196,14 @@ COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, Heal
 
 
 @settings(max_examples=6000, **COMMON)
-@given(ANSWERS, st.sampled_from(FRAMES), SIZES, st.sampled_from(["tolerant", "upstream"]))
+@given(ANSWERS, st.sampled_from(FRAMES), SIZES, st.sampled_from(["tolerant", *protocol.UPSTREAM_STYLES]))
 def test_generated_fragment_answers(text, frame, size, parser):
     check(text, frame, size, parser=parser)
 
 
 @settings(max_examples=6000, **COMMON)
 @given(JSON_VALUES, st.sampled_from(["<answer>{}</answer>", "```json\n{}\n```", "{}", "<answer>{}", "x {} y"]),
-       st.booleans(), st.sampled_from(FRAMES), SIZES, st.sampled_from(["tolerant", "upstream"]))
+       st.booleans(), st.sampled_from(FRAMES), SIZES, st.sampled_from(["tolerant", *protocol.UPSTREAM_STYLES]))
 def test_generated_json_answers(value, wrapper, python_literal, frame, size, parser):
     body = json.dumps(value, allow_nan=True)
     if python_literal:
@@ -209,12 +213,12 @@ def test_generated_json_answers(value, wrapper, python_literal, frame, size, par
 
 @settings(max_examples=5000, **COMMON)
 @given(st.lists(st.fixed_dictionaries({"bbox_2d": BOXES}, optional={"point_2d": BOXES}), min_size=1, max_size=4),
-       st.sampled_from(FRAMES), SIZES, st.sampled_from(["tolerant", "upstream"]))
+       st.sampled_from(FRAMES), SIZES, st.sampled_from(["tolerant", *protocol.UPSTREAM_STYLES]))
 def test_generated_hostile_coordinates(items, frame, size, parser):
     check("<answer>" + json.dumps(items, allow_nan=True) + "</answer>", frame, size, parser=parser)
 
 
 @settings(max_examples=3500, **COMMON)
-@given(st.text(max_size=400), st.sampled_from(["tolerant", "upstream"]))
+@given(st.text(max_size=400), st.sampled_from(["tolerant", *protocol.UPSTREAM_STYLES]))
 def test_generated_arbitrary_text(text, parser):
     check(text, parser=parser)

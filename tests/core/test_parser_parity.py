@@ -114,3 +114,32 @@ def test_runs_record_the_parser_and_upstream_runs_propagate_the_first_parsed_box
         assert all("[9, 9, 2, 2]" in r.question for r in second)
     else:
         assert all(r.references[0].box != (9.0, 9.0, 2.0, 2.0) for r in second)
+
+
+SEG_ZERO = '<think>t</think><answer>{"bbox": [10.7, 20, 300, 400], "points_1": [50, 60], "points_2": [70, 80]}</answer>'
+QWEN = 'Sure.\n```json\n[{"bbox_2d": [10, 20, 300, 400], "label": "cat"}, {"point_2d": [1, 2]}]\n```'
+
+
+@pytest.mark.parametrize(("style", "text", "boxes", "points"), [
+    ("seg-zero", SEG_ZERO, [BOX_A], [((50.0, 60.0), ((70.0, 80.0),))]),  # int(10.7) = 10 before scaling
+    ("seg-zero", SEG_ZERO.replace('"points_2": [70, 80]', '"x": 1'), [BOX_A], [(None, ())]),
+    ("seg-zero", SEG_ZERO.replace('"', "'"), None, None),  # single quotes: strict JSON fails
+    ("qwen", QWEN, [BOX_A], [(None, ())]),
+    ("qwen", 'It is [{"bbox": [10, 20, 300, 400], "point": [5, 6]}].', [BOX_A], [((5.0, 6.0), ())]),
+    ("qwen", "```json\n[{'bbox_2d': [10, 20, 300, 400]}]\n```", None, None),
+    ("regionreasoner", SEG_ZERO, None, None),  # a dict is not RegionReasoner's list
+])
+def test_upstream_readers_of_other_models(style, text, boxes, points):
+    parsed = parse_answer(text, parser="upstream", upstream_style=style)
+    if boxes is None:
+        assert not parsed.regions and parsed.error
+        return
+    assert [r.box for r in parsed.regions] == boxes
+    assert [(r.point, r.extra_points) for r in parsed.regions] == points
+
+
+def test_seg_zero_truncates_before_scaling():
+    text = '<answer>{"bbox": [1.9, 0, 3, 3], "points_1": [1, 1], "points_2": [2, 2]}</answer>'
+    parsed = parse_answer(text, parser="upstream", upstream_style="seg-zero", frame=CoordinateFrame(840, 840),
+                          image_size=(1680, 840))
+    assert parsed.regions[0].box == (2.0, 0.0, 6.0, 3.0)  # int(1.9) * 2 = 2, not int(3.8 + 0.5) = 4
