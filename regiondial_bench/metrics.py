@@ -194,22 +194,57 @@ def _pct(num: float, den: float) -> float | None:
     return round(100.0 * num / den, 4) if den > 0 else None
 
 
-def _row(name: str, c: _Columns, select: np.ndarray, cis: dict[str, tuple[float, float]] | None) -> RoundRow:
-    """The row of the turns at positions ``select`` (an index array)."""
-    n = len(select)
+def _sums(c: _Columns, select: np.ndarray) -> tuple:
+    """``(n, hits, top-1 hits, IoU sum, turns with masks, mask IoU sum, ΣI, ΣU, failures)`` of ``select``."""
     masked = select[~np.isnan(c.mask_iou[select])]
-    n_mask = len(masked)
+    return (len(select), c.hit[select].sum(), c.hit_top1[select].sum(), c.iou[select].sum(), len(masked),
+            c.mask_iou[masked].sum(), c.inter[masked].sum(), c.union[masked].sum(), int(c.failed[select].sum()))
+
+
+SMALL_SELECTION = 8  # below this many turns numpy sums sequentially, exactly as bincount does
+
+
+def _small_sums(c: _Columns, selects: list[np.ndarray]) -> list[tuple]:
+    """:func:`_sums` of many small selections at once (one bincount per column, not one call per round).
+
+    For fewer than :data:`SMALL_SELECTION` turns numpy's sum adds in order, as bincount does,
+    so the sums (and the rounded scores) are the same bits as :func:`_sums` gives.
+    """
+    if not selects:
+        return []
+    sizes = [len(t) for t in selects]
+    which = np.repeat(np.arange(len(selects)), sizes)
+    turns = np.concatenate(selects)
+    valid = ~np.isnan(c.mask_iou[turns])
+    k = len(selects)
+
+    def total(values: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+        if keep is None:
+            return np.bincount(which, weights=values[turns], minlength=k)
+        return np.bincount(which[keep], weights=values[turns][keep], minlength=k)
+
+    hit, top1, iou = total(c.hit), total(c.hit_top1), total(c.iou)
+    n_mask = np.bincount(which[valid], minlength=k)
+    giou, inter, union = total(c.mask_iou, valid), total(c.inter, valid), total(c.union, valid)
+    failures = np.bincount(which, weights=c.failed[turns], minlength=k)
+    return [(sizes[i], hit[i], top1[i], iou[i], int(n_mask[i]), giou[i], inter[i], union[i], int(failures[i]))
+            for i in range(k)]
+
+
+def _row(name: str, sums: tuple, cis: dict[str, tuple[float, float]] | None) -> RoundRow:
+    """The row of one selection from its :func:`_sums`."""
+    n, hit, top1, iou, n_mask, giou, inter, union, failures = sums
     row = RoundRow(
         round=name,
         n=n,
-        ap50=_pct(c.hit[select].sum(), n),
-        ap50_top1=_pct(c.hit_top1[select].sum(), n),
-        mean_iou=_pct(c.iou[select].sum(), n),
-        giou=_pct(c.mask_iou[masked].sum(), n_mask) if n_mask else None,
-        ciou=_pct(c.inter[masked].sum(), c.union[masked].sum()) if n_mask else None,
+        ap50=_pct(hit, n),
+        ap50_top1=_pct(top1, n),
+        mean_iou=_pct(iou, n),
+        giou=_pct(giou, n_mask) if n_mask else None,
+        ciou=_pct(inter, union) if n_mask else None,
         ap50_ci=ConfidenceInterval(low=cis["ap50"][0], high=cis["ap50"][1]) if cis and "ap50" in cis else None,
         giou_ci=ConfidenceInterval(low=cis["giou"][0], high=cis["giou"][1]) if cis and "giou" in cis else None,
-        failures=int(c.failed[select].sum()),
+        failures=failures,
     )
     return row
 
@@ -322,7 +357,10 @@ def aggregate(
         selections[f"{BUCKET_FROM}+"] = np.flatnonzero(c.round >= BUCKET_FROM)
     selections["all"] = np.arange(len(c.round))
     cis = _bootstrap(c, selections, n_bootstrap, seed)
-    rows = {name: _row(name, c, select, cis.get(name)) for name, select in selections.items()}
+    small = [name for name, select in selections.items() if len(select) < SMALL_SELECTION]
+    sums = dict(zip(small, _small_sums(c, [selections[name] for name in small]), strict=True))
+    rows = {name: _row(name, sums[name] if name in sums else _sums(c, select), cis.get(name))
+            for name, select in selections.items()}
     reasons = Counter(failure_kind(s.error) for s in scores if s.error)
     provenance = provenance.model_copy(update={"bootstrap": {"resamples": n_bootstrap, "seed": seed, "unit": "dialogue"}})
     return Results(

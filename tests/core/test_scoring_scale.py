@@ -152,3 +152,19 @@ def test_mask_union_from_one_merge():
         b = box_to_rle(tuple(rng.uniform(0, 30, 2)) + tuple(rng.uniform(30, 60, 2)), 50, 70)
         pa, pb = rle_to_mask(a), rle_to_mask(b)
         assert rle_intersection_union(a, b) == (int((pa & pb).sum()), int((pa | pb).sum()))
+
+
+def test_small_selections_summed_at_once_give_the_same_bits():
+    rng = np.random.default_rng(0)
+    n = 5000
+    mask_iou = rng.random(n)
+    mask_iou[rng.random(n) < 0.3] = np.nan
+    mask_iou[rng.random(n) < 0.05] = -0.0
+    c = _Columns(dialogue=np.zeros(n, dtype=np.int64), round=np.zeros(n, dtype=np.int64),
+                 hit=rng.integers(0, 2, n).astype(float), hit_top1=rng.integers(0, 2, n).astype(float),
+                 iou=rng.random(n) * rng.choice([1.0, -0.0], n), mask_iou=mask_iou,
+                 inter=rng.integers(0, 100, n).astype(float), union=rng.integers(100, 200, n).astype(float),
+                 failed=rng.random(n) < 0.2)
+    selects = [rng.choice(n, size=int(rng.integers(1, metrics.SMALL_SELECTION)), replace=False) for _ in range(2000)]
+    for one, together in zip([metrics._sums(c, s) for s in selects], metrics._small_sums(c, selects), strict=True):
+        assert [np.float64(v).tobytes() for v in one] == [np.float64(v).tobytes() for v in together]
