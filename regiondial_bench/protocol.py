@@ -19,7 +19,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .geometry import CoordinateFrame, box_validity_error, round_half_up
-from .schema import Box, Dialogue, ParserName, PredictionRecord, Reference, ReferenceSource, Region, Turn, UsedReference
+from .schema import (
+    Box,
+    Dialogue,
+    ParserName,
+    PredictionRecord,
+    Reference,
+    ReferenceSource,
+    Region,
+    Turn,
+    UsedReference,
+)
 
 NO_REGION_TEXT = "[no region]"
 """Rendered in place of a reference whose turn produced no box (``predicted`` mode)."""

@@ -11,7 +11,16 @@ from regiondial_bench import api, metrics
 from regiondial_bench.geometry import box_iou_matrix, box_to_rle, rle_intersection_union
 from regiondial_bench.metrics import _Columns, aggregate, score_turn, turn_scores
 from regiondial_bench.schema import (
-    PREDICTIONS_FILE, RESULTS_FILE, RUN_FILE, Bench, Dialogue, ImageRef, PredictionRecord, Region, Results, RunSpec,
+    PREDICTIONS_FILE,
+    RESULTS_FILE,
+    RUN_FILE,
+    Bench,
+    Dialogue,
+    ImageRef,
+    PredictionRecord,
+    Region,
+    Results,
+    RunSpec,
     Turn,
 )
 from tests.core.test_metrics import PROV
