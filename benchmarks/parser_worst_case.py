@@ -6,7 +6,7 @@ unclosed or repeated tags, deep nesting, megabyte answers, bracket-heavy garbage
 and fits the growth exponent k of time ~ size^k over the sizes (k = 1: linear; below 1: the
 capped reader stops early while the linear part is tiny).
 
-    python benchmarks/parser_worst_case.py [--parser tolerant|upstream|both] [--repeat 5]
+    python benchmarks/parser_worst_case.py [--parser tolerant|upstream|both|all] [--repeat 5]
 
 Prints the figures; it asserts nothing (the targets are in the issue tracker, not in tests).
 """
@@ -18,7 +18,7 @@ import math
 import time
 
 from regiondial_bench.geometry import CoordinateFrame
-from regiondial_bench.protocol import parse_answer
+from regiondial_bench.protocol import UPSTREAM_STYLES, parse_answer
 
 ITEM = '{"bbox_2d": [10, 20, 300, 400], "point_2d": [50, 60]}'
 
@@ -47,10 +47,13 @@ SIZES = (1_000, 10_000, 100_000, 1_000_000)
 
 def time_one(text: str, parser: str, repeat: int) -> float:
     frame, size = CoordinateFrame(840, 840), (640, 480)
+    style = "regionreasoner"
+    if parser.startswith("upstream:"):
+        parser, style = "upstream", parser.split(":", 1)[1]
     best = math.inf
     for _ in range(repeat):  # CPU time of this process: the parser is single-threaded pure CPU work
         start = time.process_time()
-        parse_answer(text, frame=frame, image_size=size, parser=parser)
+        parse_answer(text, frame=frame, image_size=size, parser=parser, upstream_style=style)
         best = min(best, time.process_time() - start)
     return best
 
@@ -65,10 +68,12 @@ def exponent(sizes: list[int], seconds: list[float]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parser", choices=["tolerant", "upstream", "both"], default="both")
+    styles = [f"upstream:{s}" for s in UPSTREAM_STYLES if s != "regionreasoner"]
+    parser.add_argument("--parser", choices=["tolerant", "upstream", "both", *styles, "all"], default="both",
+                        help="both = tolerant + upstream (RegionReasoner); all adds the Seg-Zero and Qwen readers")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    parsers = ["tolerant", "upstream"] if args.parser == "both" else [args.parser]
+    parsers = {"both": ["tolerant", "upstream"], "all": ["tolerant", "upstream", *styles]}.get(args.parser, [args.parser])
     header = " | ".join(f"{s // 1000:>5} kB" for s in SIZES)
     worst = 0.0
     for name in parsers:
