@@ -113,6 +113,7 @@ def make_provenance(spec: RunSpec, adapter_config: dict | None = None, mask_conf
         adapter=spec.adapter,
         adapter_config=adapter_config if adapter_config is not None else spec.adapter_options,
         reference_mode=spec.reference_mode,
+        parser=spec.parser,
         mask_producer=spec.mask_producer,
         mask_producer_config=mask_config if mask_config is not None else spec.mask_producer_options,
         batch_size=spec.batch_size,

@@ -30,7 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from .adapters.base import Adapter, AdapterError, HistoryItem, ImageInput, RoundRequest, RoundResponse
-from .protocol import parse_answer, render_question, resolve_reference
+from .protocol import parse_answer, render_question, resolve_reference, upstream_style_for
 from .schema import (
     PREDICTIONS_FILE,
     RESULTS_FILE,
@@ -308,6 +308,8 @@ class Runner:
                 image_size=request.image.size,
                 require_answer_tag=response.require_answer_tag,
                 **({"max_regions": response.max_regions} if response.max_regions else {}),
+                parser=self.spec.parser or "tolerant",
+                upstream_style=upstream_style_for(self.spec.adapter_options.get("preset")),
             )
             regions, error = parsed.regions, parsed.error
         return PredictionRecord(
