@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from . import __version__
-from .adapters import create_adapter
+from .adapters import Adapter, create_adapter, get_adapter_class
 from .metrics import score_records
 from .runner import Runner, load_run_spec, read_predictions
 from .schema import (
@@ -30,7 +30,7 @@ from .schema import (
     RunConfig,
     RunSpec,
 )
-from .segment import create_mask_producer
+from .segment import MaskProducer, create_mask_producer
 
 SAMPLE_BENCH = Path(__file__).parent / "data" / "sample"
 _REPORTED_PACKAGES = ("numpy", "pycocotools", "pydantic", "torch", "transformers", "vllm", "datasets", "trl")
@@ -149,23 +149,47 @@ def evaluate(
     overwrite: bool = False,
     progress: bool = True,
     n_bootstrap: int = 1000,
+    shard: tuple[int, int] | None = None,
+    device: str | None = None,
+    adapter: Adapter | None = None,
+    mask_producer: MaskProducer | None = None,
 ) -> Results:
     """Run ``config.adapter`` on ``bench`` and write ``run.json``, ``predictions.jsonl``, ``results.json``.
 
     The run's spec records the *full* bench's hash; ``config.limit`` evaluates the first N
     dialogues only (the results then cover those).
+
+    Args:
+        shard: ``(I, N)``: evaluate shard I of N of the (limited) bench (see
+            :func:`regiondial_bench.shards.split_dialogues`); ``run.json`` records it.
+        device: a device for adapters that take one (``cuda:LOCAL_RANK`` under a launcher),
+            unless the adapter options name one; not part of the run's settings.
+        adapter: an adapter already built (a sweep shares one); it is not closed here.
+        mask_producer: a mask producer already built (shared like ``adapter``).
     """
     start = time.perf_counter()
-    spec = RunSpec(**config.model_dump(), bench_name=bench.name, bench_hash=bench.content_hash,
-                   bench_location=bench_location or str(bench.root or ""))
     run_bench = _limited(bench, config.limit)
-    adapter = create_adapter(config.adapter, **config.adapter_options)
-    producer = create_mask_producer(config.mask_producer, **config.mask_producer_options) if config.mask_producer else None
+    shard_info = None
+    if shard is not None:
+        from .shards import shard_info as make_shard_info
+        from .shards import subset
+
+        shard_info = make_shard_info(run_bench, *shard)
+        run_bench = subset(run_bench, shard_info.dialogue_ids)
+    spec = RunSpec(**config.model_dump(), bench_name=bench.name, bench_hash=bench.content_hash,
+                   bench_location=bench_location or str(bench.root or ""), shard=shard_info)
+    owned = adapter is None
+    if adapter is None:
+        adapter = create_run_adapter(config, device)
+    producer = mask_producer
+    if producer is None and config.mask_producer:
+        producer = create_mask_producer(config.mask_producer, **config.mask_producer_options)
     runner = Runner(run_bench, adapter, spec, out_dir, mask_producer=producer, progress=progress)
     try:
         records = runner.run(resume=resume, overwrite=overwrite)
     finally:
-        adapter.close()
+        if owned:
+            adapter.close()
     wall = time.perf_counter() - start
     score_start = time.perf_counter()
     provenance = make_provenance(spec, adapter.config() or config.adapter_options,
@@ -215,9 +239,95 @@ def score(
             f"but the run was made on {spec.bench_hash}; pass the bench the run used"
         )
     bench = _limited(bench, spec.limit)
+    if spec.shard is not None:
+        from .shards import subset
+
+        bench = subset(bench, spec.shard.dialogue_ids)
     records = read_predictions(run_dir / PREDICTIONS_FILE)
     results = score_records(bench, records, provenance=make_provenance(spec), n_bootstrap=n_bootstrap,
                             require_complete=not partial)
     if write and not partial:
         results.write(run_dir / RESULTS_FILE)
+    return results
+
+
+def create_run_adapter(config: RunConfig, device: str | None = None) -> Adapter:
+    """Build ``config.adapter``; ``device`` goes to adapters whose constructor takes one, unless
+    ``adapter_options`` already names a device."""
+    options = dict(config.adapter_options)
+    if device is not None and "device" not in options:
+        import inspect
+
+        try:
+            parameters = inspect.signature(get_adapter_class(config.adapter)).parameters
+        except (TypeError, ValueError):
+            parameters = {}
+        if "device" in parameters:
+            options["device"] = device
+    return create_adapter(config.adapter, **options)
+
+
+def _bench_of_run(spec: RunSpec, images: str | Path | None) -> Bench:
+    location = spec.bench_location or "sample"
+    if location == str(SAMPLE_BENCH):
+        location = "sample"
+    return load_bench(location, images=images)
+
+
+def merge(
+    shard_dirs: list[str | Path],
+    out_dir: str | Path,
+    *,
+    bench: Bench | None = None,
+    images: str | Path | None = None,
+    overwrite: bool = False,
+    n_bootstrap: int | None = None,
+) -> Results:
+    """Merge the run folders of all shards of one run into ``out_dir`` and score the merge.
+
+    The shards must come from the same bench and settings and together answer every dialogue
+    exactly once (:func:`regiondial_bench.shards.check_shards`); the merged folder's ``run.json``
+    has no shard, so ``score``, ``report``, ``plot`` and ``submit`` read it as an unsharded run.
+
+    Args:
+        shard_dirs: the shard folders (a folder holding ``shard-I-of-N`` children stands for them).
+        bench: the bench; defaults to the location recorded in the shards' ``run.json``.
+        n_bootstrap: bootstrap resamples; default: the shards' (from their ``results.json``).
+    """
+    from .shards import ShardError, check_shards, expand_shard_dirs, merged_records, merged_spec, read_shard
+    from .shards import write_merged_folder
+
+    shards = [read_shard(p) for p in expand_shard_dirs(shard_dirs)]
+    if not shards:
+        raise ShardError("no shard folders given")
+    spec = merged_spec(shards)
+    if bench is None:
+        bench = _bench_of_run(spec, images)
+    full = _limited(bench, spec.limit)
+    check_shards(shards, full)
+    records = merged_records(shards, full)
+    shard_results = []
+    for s in shards:
+        try:
+            shard_results.append(Results.read(s.folder / RESULTS_FILE))
+        except (OSError, ValueError):
+            shard_results.append(None)
+    first = next((r for r in shard_results if r is not None), None)
+    boot = (first.provenance.bootstrap if first is not None else {}) or {}
+    resamples = n_bootstrap if n_bootstrap is not None else int(boot.get("resamples", 1000))
+    write_merged_folder(out_dir, spec, records, overwrite=overwrite)
+    provenance = make_provenance(spec, first.provenance.adapter_config if first else None,
+                                 first.provenance.mask_producer_config if first else None)
+    results = score_records(full, records, provenance=provenance, n_bootstrap=resamples,
+                            seed=int(boot.get("seed", 0)))
+    timings = [r.provenance.timings for r in shard_results if r is not None]
+    merged_timings = {"shards": float(len(shards)), "turns": float(full.num_turns)}
+    if timings:
+        merged_timings["run_s"] = max(t.get("run_s", 0.0) for t in timings)
+        for key in ("model_s", "mask_s", "harness_s"):
+            merged_timings[f"{key[:-2]}_sum_s"] = round(sum(t.get(key, 0.0) for t in timings), 3)
+    results = results.model_copy(update={"provenance": results.provenance.model_copy(update={"timings": merged_timings})})
+    from .shards import write_atomic
+
+    write_atomic(Path(out_dir) / RESULTS_FILE, results.model_dump_json(indent=2) + "\n")
     return results

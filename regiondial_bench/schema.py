@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = "1.0"
 BENCH_FILE = "dialogues.jsonl"
@@ -392,6 +392,24 @@ class RunConfig(_Model):
     limit: int | None = Field(default=None, ge=1, description="evaluate only the first N dialogues")
 
 
+class ShardInfo(_Model):
+    """Which share of the bench a sharded run evaluates (``regiondial evaluate --shard I/N``).
+
+    ``dialogue_ids`` are the shard's dialogues in bench order; the run's ``bench_hash`` stays the
+    full bench's, so shards of one bench can be checked against each other and merged.
+    """
+
+    index: int = Field(ge=0)
+    count: int = Field(ge=1)
+    dialogue_ids: list[str]
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> ShardInfo:
+        if self.index >= self.count:
+            raise ValueError(f"shard index {self.index} is not below the shard count {self.count}")
+        return self
+
+
 class RunSpec(RunConfig):
     """A run's configuration plus the bench it ran on; stored as ``run.json`` beside the log."""
 
@@ -399,6 +417,7 @@ class RunSpec(RunConfig):
     bench_name: str
     bench_hash: str
     bench_location: str
+    shard: ShardInfo | None = None  # None: the whole bench (or a merge of all its shards)
 
     def fingerprint(self) -> str:
         """A hash of the settings that must not change across ``--resume``."""
