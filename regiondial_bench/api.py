@@ -6,9 +6,12 @@ The CLI is a thin layer over these functions.
 from __future__ import annotations
 
 import platform
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -31,6 +34,7 @@ from .schema import (
     RunSpec,
 )
 from .segment import MaskProducer, create_mask_producer
+from .shards import Launch
 
 SAMPLE_BENCH = Path(__file__).parent / "data" / "sample"
 _REPORTED_PACKAGES = ("numpy", "pycocotools", "pydantic", "torch", "transformers", "vllm", "datasets", "trl")
@@ -331,3 +335,112 @@ def merge(
 
     write_atomic(Path(out_dir) / RESULTS_FILE, results.model_dump_json(indent=2) + "\n")
     return results
+
+
+@dataclass
+class SweepRun:
+    """One (bench, reference mode) run of a sweep: its folder, and its results once known.
+
+    ``results`` is the merged run's under a launcher when this process merged it, the run's
+    own otherwise; ``shard_dir`` is the folder this process wrote when sharded.
+    """
+
+    bench: Bench
+    bench_location: str
+    reference_mode: str
+    run_dir: Path
+    shard_dir: Path | None = None
+    results: Results | None = None
+    merged: bool = False
+
+
+def sweep_folder_name(bench: Bench, mode: str) -> str:
+    """``<bench name>-<reference mode>``, safe as a folder name."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", bench.name).strip(".-") or "bench"
+    return f"{name}-{mode}"
+
+
+def plan_sweep(benches: Sequence[tuple[Bench, str]], modes: Sequence[str], out_dir: str | Path) -> list[SweepRun]:
+    """One :class:`SweepRun` per (bench, mode); a single run uses ``out_dir`` itself."""
+    out_dir = Path(out_dir)
+    single = len(benches) * len(modes) == 1
+    runs, used = [], set()
+    for bench, location in benches:
+        for mode in modes:
+            name = sweep_folder_name(bench, mode)
+            k = 2
+            while name in used:
+                name = f"{sweep_folder_name(bench, mode)}-{k}"
+                k += 1
+            used.add(name)
+            runs.append(SweepRun(bench, location, mode, out_dir if single else out_dir / name))
+    return runs
+
+
+def evaluate_sweep(
+    runs: Sequence[SweepRun],
+    config: RunConfig,
+    *,
+    shard: tuple[int, int] | None = None,
+    launch: Launch | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    n_bootstrap: int = 1000,
+    log: Callable[[str], None] = lambda message: None,
+) -> list[SweepRun]:
+    """Evaluate every planned run with one adapter and one mask producer instance.
+
+    Args:
+        runs: from :func:`plan_sweep`.
+        config: the run settings; each run overrides ``reference_mode``.
+        shard: ``(I, N)``: every run evaluates that shard, in its own folder.
+        launch: a launched rank (:func:`regiondial_bench.shards.detect_launch`): every run
+            writes ``RUN/shard-I-of-N/`` and is merged into ``RUN`` by rank 0 after a barrier
+            (torchrun) or by the last shard to finish (no process group).
+        log: receives one line per finished shard or merge.
+    """
+    from .shards import ShardError, open_process_group, shard_folder_name, shards_complete
+
+    group = open_process_group(launch)
+    if launch is not None:
+        shard = (launch.index, launch.count)
+    adapter = create_run_adapter(config, launch.device() if launch is not None else None)
+    producer = create_mask_producer(config.mask_producer, **config.mask_producer_options) if config.mask_producer else None
+    try:
+        for run in runs:
+            run.shard_dir = run.run_dir / launch.folder_name if launch is not None else None
+            target = run.shard_dir or run.run_dir
+            run.results = evaluate(run.bench, config.model_copy(update={"reference_mode": run.reference_mode}),
+                                   target, bench_location=run.bench_location, resume=resume, overwrite=overwrite,
+                                   progress=progress, n_bootstrap=n_bootstrap, shard=shard, adapter=adapter,
+                                   mask_producer=producer)
+            if launch is not None:
+                log(f"{launch.describe()} of {run.run_dir} finished -> {target}")
+    finally:
+        adapter.close()
+    if launch is None:
+        return list(runs)
+    if group is not None:
+        group.barrier()  # every shard of every run is written
+    try:
+        for run in runs:
+            if group is not None and group.rank != 0:
+                continue
+            if group is None and not shards_complete(run.run_dir, launch.count):
+                log(f"{run.run_dir}: other shards still running; the last one to finish merges")
+                continue
+            try:
+                folders = [run.run_dir / shard_folder_name(i, launch.count) for i in range(launch.count)]
+                run.results = merge(folders, run.run_dir, bench=run.bench, n_bootstrap=n_bootstrap)
+                run.merged = True
+                log(f"merged {launch.count} shards into {run.run_dir}")
+            except ShardError as exc:
+                if group is not None:
+                    raise
+                log(f"{run.run_dir}: not merged yet ({exc})")
+    finally:
+        if group is not None:
+            group.barrier()  # no rank leaves before rank 0 has merged
+            group.close()
+    return list(runs)

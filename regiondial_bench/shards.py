@@ -242,11 +242,12 @@ class ShardRun:
 
 
 def expand_shard_dirs(paths: Sequence[str | Path]) -> list[Path]:
-    """Each path as given, or, for a folder without ``run.json``, its ``shard-I-of-N`` children."""
+    """Each path as given, or, for a folder holding ``shard-I-of-N`` folders (a launched run's
+    ``--out``), those folders."""
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir() and not (path / RUN_FILE).is_file():
+        if path.is_dir():
             children = sorted((p for p in path.iterdir() if p.is_dir() and _SHARD_FOLDER.match(p.name)),
                               key=lambda p: int(_SHARD_FOLDER.match(p.name).group(1)))
             if children:

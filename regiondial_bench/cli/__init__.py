@@ -15,6 +15,7 @@ from .. import __version__
 COMMAND_MODULES = [
     "evaluate",
     "score",
+    "merge",
     "bench",
     "adapters",
     "report",
