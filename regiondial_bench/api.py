@@ -257,9 +257,9 @@ def score(
 
 def create_run_adapter(config: RunConfig, device: str | None = None) -> Adapter:
     """Build ``config.adapter``; ``device`` goes to adapters whose constructor takes one, unless
-    ``adapter_options`` already names a device."""
+    ``adapter_options`` already names a device (or a ``device_map``)."""
     options = dict(config.adapter_options)
-    if device is not None and "device" not in options:
+    if device is not None and "device" not in options and "device_map" not in options:
         import inspect
 
         try:
@@ -319,7 +319,7 @@ def merge(
     first = next((r for r in shard_results if r is not None), None)
     boot = (first.provenance.bootstrap if first is not None else {}) or {}
     resamples = n_bootstrap if n_bootstrap is not None else int(boot.get("resamples", 1000))
-    write_merged_folder(out_dir, spec, records, overwrite=overwrite)
+    write_merged_folder(out_dir, spec, records, shard_dirs=[s.folder for s in shards], overwrite=overwrite)
     provenance = make_provenance(spec, first.provenance.adapter_config if first else None,
                                  first.provenance.mask_producer_config if first else None)
     results = score_records(full, records, provenance=provenance, n_bootstrap=resamples,

@@ -18,6 +18,7 @@ This module reads and writes run folders only; scoring the merged log is ``api.m
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -371,12 +372,23 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _is_merge_of(out: Path, shard_dirs: Sequence[Path]) -> bool:
+    """Whether ``out`` holds an earlier merge: its shards live inside it, or its results say so."""
+    if shard_dirs and all(Path(d).resolve().parent == out.resolve() for d in shard_dirs):
+        return True
+    try:
+        timings = json.loads((out / RESULTS_FILE).read_bytes())["provenance"]["timings"]
+        return isinstance(timings, dict) and "shards" in timings
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def write_merged_folder(out_dir: str | Path, spec: RunSpec, records: Sequence[PredictionRecord], *,
-                        overwrite: bool = False) -> Path:
+                        shard_dirs: Sequence[Path] = (), overwrite: bool = False) -> Path:
     """Write ``run.json`` and ``predictions.jsonl`` of a merged run into ``out_dir``.
 
-    A folder already holding a run with other settings is refused unless ``overwrite``; one
-    holding an earlier merge of the same settings is replaced (merging is idempotent).
+    A folder already holding a run is refused unless ``overwrite``, or unless it holds an earlier
+    merge with the same settings (merging again is idempotent: a launched run's rerun).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -386,7 +398,8 @@ def write_merged_folder(out_dir: str | Path, spec: RunSpec, records: Sequence[Pr
             previous = RunSpec.model_validate_json(existing.read_bytes())
         except (ValidationError, ValueError):
             previous = None
-        if previous is None or previous.shard is not None or previous.fingerprint() != spec.fingerprint():
+        if (previous is None or previous.shard is not None or previous.fingerprint() != spec.fingerprint()
+                or not _is_merge_of(out, shard_dirs)):
             raise ShardError(f"{out} already holds another run; merge into a new --out folder or pass --overwrite")
     (out / RESULTS_FILE).unlink(missing_ok=True)
     write_atomic(out / PREDICTIONS_FILE, "".join(r.model_dump_json(exclude_defaults=True) + "\n" for r in records))
