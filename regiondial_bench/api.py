@@ -308,7 +308,7 @@ def merge(
     if bench is None:
         bench = _bench_of_run(spec, images)
     full = _limited(bench, spec.limit)
-    check_shards(shards, full)
+    check_shards(shards, full, bench.content_hash)
     records = merged_records(shards, full)
     shard_results = []
     for s in shards:

@@ -281,8 +281,10 @@ def _settings(spec: RunSpec) -> dict:
     return spec.model_dump(mode="json", exclude=_FREE_FIELDS)
 
 
-def check_shards(shards: Sequence[ShardRun], bench: Bench) -> None:
+def check_shards(shards: Sequence[ShardRun], bench: Bench, bench_hash: str | None = None) -> None:
     """Raise :class:`ShardError` unless the shards are one complete, disjoint split of ``bench``.
+
+    ``bench_hash`` is the full bench's hash when ``bench`` is its first ``limit`` dialogues.
 
     Checks: same bench hash and settings (all but the bench location, batch size and shard),
     the same shard count, every index once, every dialogue of ``bench`` in exactly one shard,
@@ -291,9 +293,10 @@ def check_shards(shards: Sequence[ShardRun], bench: Bench) -> None:
     if not shards:
         raise ShardError("no shard folders given")
     first = shards[0]
-    if first.spec.bench_hash != bench.content_hash:
+    bench_hash = bench_hash or bench.content_hash
+    if first.spec.bench_hash != bench_hash:
         raise ShardError(f"{first.folder} was run on bench {first.spec.bench_hash}, but the bench given "
-                         f"is {bench.content_hash}; pass the bench the shards used (--bench)")
+                         f"is {bench_hash}; pass the bench the shards used (--bench)")
     reference = _settings(first.spec)
     for other in shards[1:]:
         if other.spec.bench_hash != first.spec.bench_hash:

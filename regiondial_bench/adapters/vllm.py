@@ -89,7 +89,8 @@ class VLLMAdapter(PresetAdapter):
         if tensor_parallel_size < 1 or data_parallel_size < 1:
             raise AdapterError("tensor_parallel_size and data_parallel_size must be >= 1")
         if data_parallel_size > 1 or "data_parallel_size" in (engine_options or {}):
-            raise AdapterError(DATA_PARALLEL_HELP.format(n=data_parallel_size))
+            raise AdapterError(DATA_PARALLEL_HELP.format(
+                n=(engine_options or {}).get("data_parallel_size", data_parallel_size)))
         vllm = require("vllm", "vllm")
         from .processors import load_vlm_processor
 

@@ -1,0 +1,103 @@
+"""Scale-out with real adapters: shards of the tiny hf model and of the official RefCOCO+ file
+equal the unsharded runs; vllm refuses in-process data parallelism; hf takes ``device_map``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from regiondial_bench import api
+from regiondial_bench.adapters import create_adapter
+from regiondial_bench.adapters.base import AdapterError
+from regiondial_bench.schema import REFERENCE_MODES, RunConfig
+from regiondial_bench.submission import create_submission, default_bench_resolver
+
+from .conftest import first_turn_requests
+from .test_segllm_vllm import _fake_vllm
+
+
+def metrics_json(results) -> str:
+    return results.model_dump_json(exclude={"provenance"})
+
+
+def sharded_equals_full(bench, config, root, location: str = "", n_bootstrap: int = 20):
+    full = api.evaluate(bench, config, root / "full", progress=False, n_bootstrap=n_bootstrap,
+                        bench_location=location)
+    for i in range(2):
+        api.evaluate(bench, config, root / f"s{i}", progress=False, n_bootstrap=n_bootstrap, shard=(i, 2),
+                     bench_location=location)
+    merged = api.merge([root / "s0", root / "s1"], root / "merged", bench=bench)
+    assert metrics_json(merged) == metrics_json(full)
+    return full, merged
+
+
+def test_tiny_hf_shards_equal_one_process(tiny_qwen, sample_bench, tmp_path):
+    config = RunConfig(adapter="hf", batch_size=4, limit=8,
+                       adapter_options={"preset": "qwen2.5-vl-7b", "model": str(tiny_qwen), "max_new_tokens": 12,
+                                        "max_pixels": 56 * 56, "min_pixels": 28 * 28})
+    full, _ = sharded_equals_full(sample_bench, config, tmp_path, location="sample")
+    # every turn was asked and answered alike: same question (references filled alike), same text
+    def turns(folder):
+        rows = [json.loads(line) for line in (tmp_path / folder / "predictions.jsonl").open()]
+        return {(r["dialogue_id"], r["turn"]): (r["question"], r["raw_text"], r.get("references")) for r in rows}
+
+    assert turns("merged") == turns("full") and len(turns("full")) == full.overall.n
+
+
+@pytest.fixture(scope="module")
+def refcocoplus(upstream_file, tmp_path_factory):
+    """The official RefCOCO+ question file with stand-in blank images (sizes only; no pixels are read)."""
+    path = upstream_file("refcocoplus")
+    bench = api.load_bench(path)
+    images = tmp_path_factory.mktemp("blank-images")
+    blank = Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).resize((640, 640))
+    for dialogue in bench:
+        blank.save(images / dialogue.image.file_name)
+    return path, api.load_bench(path, images=images)
+
+
+@pytest.mark.parametrize("adapter", ["oracle", "reference-copy"])
+@pytest.mark.parametrize("mode", REFERENCE_MODES)
+def test_official_refcocoplus_shards_equal_one_process(refcocoplus, tmp_path, adapter, mode):
+    path, bench = refcocoplus
+    config = RunConfig(adapter=adapter, reference_mode=mode, batch_size=64)
+    full, merged = sharded_equals_full(bench, config, tmp_path, location=str(path), n_bootstrap=10)
+    assert merged.overall.n == bench.num_turns
+    report = create_submission(tmp_path / "merged", f"{adapter}-{mode}", root=tmp_path / "subs",
+                               resolve_bench=default_bench_resolver({bench.name: str(path)}))
+    assert report.status == "verified", report.problems
+
+
+def test_vllm_never_gets_data_parallel_size(monkeypatch, tiny_qwen):
+    engines = _fake_vllm(monkeypatch)
+    for options in ({"data_parallel_size": 2}, {"engine_options": {"data_parallel_size": 2}}):
+        with pytest.raises(AdapterError, match=r"vllm serve MODEL --data-parallel-size 2.*max_concurrency") as err:
+            create_adapter("vllm", preset="qwen2.5-vl-7b", model=str(tiny_qwen), **options)
+        assert "torchrun" in str(err.value) and "tensor_parallel_size" in str(err.value)
+    assert engines == []
+    create_adapter("vllm", preset="qwen2.5-vl-7b", model=str(tiny_qwen), tensor_parallel_size=2)
+    assert "data_parallel_size" not in engines[0] and engines[0]["tensor_parallel_size"] == 2
+
+
+def test_hf_device_map_auto_loads_and_answers_like_a_device(tiny_qwen, sample_bench):
+    requests = first_turn_requests(sample_bench, 2)
+    options = {"preset": "qwen2.5-vl-7b", "model": str(tiny_qwen), "max_new_tokens": 8, "max_pixels": 56 * 56}
+    mapped = create_adapter("hf", device_map="auto", **options)
+    assert mapped.config()["device_map"] == "auto" and mapped.device == "cpu"
+    plain = create_adapter("hf", device="cpu", **options)
+    assert [r.raw_text for r in mapped.generate(requests)] == [r.raw_text for r in plain.generate(requests)]
+    with pytest.raises(AdapterError, match="not both"):
+        create_adapter("hf", device="cpu", device_map="auto", **options)
+
+
+def test_a_launcher_device_reaches_adapters_that_take_one(tiny_qwen):
+    config = RunConfig(adapter="hf", adapter_options={"preset": "qwen2.5-vl-7b", "model": str(tiny_qwen)})
+    assert api.create_run_adapter(config, "cpu").device == "cpu"
+    oracle = api.create_run_adapter(RunConfig(adapter="oracle"), "cuda:3")  # takes no device: not passed
+    assert type(oracle).__name__ == "OracleAdapter"
+    mapped = api.create_run_adapter(config.model_copy(update={"adapter_options": {
+        **config.adapter_options, "device_map": "auto"}}), "cuda:3")
+    assert mapped.device == "cpu"  # device_map wins over the launcher's device
