@@ -271,6 +271,23 @@ def create_run_adapter(config: RunConfig, device: str | None = None) -> Adapter:
     return create_adapter(config.adapter, **options)
 
 
+def create_run_mask_producer(config: RunConfig, device: str | None = None) -> MaskProducer | None:
+    """Build ``config.mask_producer`` (None without one); ``device`` as for :func:`create_run_adapter`."""
+    if not config.mask_producer:
+        return None
+    options = dict(config.mask_producer_options)
+    if device is not None and "device" not in options:
+        import inspect
+
+        from .segment import _PRODUCERS, _load_optional
+
+        _load_optional()
+        cls = _PRODUCERS.get(config.mask_producer)
+        if cls is not None and "device" in inspect.signature(cls).parameters:
+            options["device"] = device
+    return create_mask_producer(config.mask_producer, **options)
+
+
 def _bench_of_run(spec: RunSpec, images: str | Path | None) -> Bench:
     location = spec.bench_location or "sample"
     if location == str(SAMPLE_BENCH):
@@ -405,8 +422,9 @@ def evaluate_sweep(
     group = open_process_group(launch)
     if launch is not None:
         shard = (launch.index, launch.count)
-    adapter = create_run_adapter(config, launch.device() if launch is not None else None)
-    producer = create_mask_producer(config.mask_producer, **config.mask_producer_options) if config.mask_producer else None
+    device = launch.device() if launch is not None else None
+    adapter = create_run_adapter(config, device)
+    producer = create_run_mask_producer(config, device)
     try:
         for run in runs:
             run.shard_dir = run.run_dir / launch.folder_name if launch is not None else None

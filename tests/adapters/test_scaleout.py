@@ -93,7 +93,7 @@ def test_hf_device_map_auto_loads_and_answers_like_a_device(tiny_qwen, sample_be
         create_adapter("hf", device="cpu", device_map="auto", **options)
 
 
-def test_a_launcher_device_reaches_adapters_that_take_one(tiny_qwen):
+def test_a_launcher_device_reaches_adapters_that_take_one(tiny_qwen, tiny_sam2):
     config = RunConfig(adapter="hf", adapter_options={"preset": "qwen2.5-vl-7b", "model": str(tiny_qwen)})
     assert api.create_run_adapter(config, "cpu").device == "cpu"
     oracle = api.create_run_adapter(RunConfig(adapter="oracle"), "cuda:3")  # takes no device: not passed
@@ -101,3 +101,8 @@ def test_a_launcher_device_reaches_adapters_that_take_one(tiny_qwen):
     mapped = api.create_run_adapter(config.model_copy(update={"adapter_options": {
         **config.adapter_options, "device_map": "auto"}}), "cuda:3")
     assert mapped.device == "cpu"  # device_map wins over the launcher's device
+    sam2 = RunConfig(adapter="oracle", mask_producer="sam2", mask_producer_options={"model": str(tiny_sam2)})
+    assert api.create_run_mask_producer(sam2, "cpu").device == "cpu"
+    fixed = sam2.model_copy(update={"mask_producer_options": {"model": str(tiny_sam2), "device": "cpu"}})
+    assert api.create_run_mask_producer(fixed, "cuda:5").device == "cpu"  # the options' device wins
+    assert api.create_run_mask_producer(RunConfig(adapter="oracle", mask_producer="box"), "cuda:5").name == "box"
