@@ -452,7 +452,8 @@ def evaluate_sweep(
                 folders = [run.run_dir / shard_folder_name(i, launch.count) for i in range(launch.count)]
                 run.results = merge(folders, run.run_dir, bench=run.bench, n_bootstrap=n_bootstrap)
                 run.merged = True
-                log(f"merged {launch.count} shards into {run.run_dir}")
+                how = "rank 0 after a barrier" if group is not None else "the last shard to finish"
+                log(f"merged {launch.count} shards into {run.run_dir} ({how})")
             except ShardError as exc:
                 if group is not None:
                     raise
