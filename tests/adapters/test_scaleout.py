@@ -98,6 +98,19 @@ def test_a_launcher_device_reaches_adapters_that_take_one(tiny_qwen, tiny_sam2):
     assert api.create_run_adapter(config, "cpu").device == "cpu"
     oracle = api.create_run_adapter(RunConfig(adapter="oracle"), "cuda:3")  # takes no device: not passed
     assert type(oracle).__name__ == "OracleAdapter"
+    from regiondial_bench.adapters import Adapter, get_adapter_class, register_adapter
+
+    try:
+        get_adapter_class("test-device-recorder")
+    except AdapterError:
+        @register_adapter("test-device-recorder")
+        class DeviceRecorder(Adapter):
+            def __init__(self, device: str = "auto") -> None:
+                self.device = device
+
+    assert api.create_run_adapter(RunConfig(adapter="test-device-recorder"), "cuda:3").device == "cuda:3"
+    pinned = RunConfig(adapter="test-device-recorder", adapter_options={"device": "cuda:0"})
+    assert api.create_run_adapter(pinned, "cuda:3").device == "cuda:0"  # the options' device wins
     mapped = api.create_run_adapter(config.model_copy(update={"adapter_options": {
         **config.adapter_options, "device_map": "auto"}}), "cuda:3")
     assert mapped.device == "cpu"  # device_map wins over the launcher's device
@@ -106,3 +119,12 @@ def test_a_launcher_device_reaches_adapters_that_take_one(tiny_qwen, tiny_sam2):
     fixed = sam2.model_copy(update={"mask_producer_options": {"model": str(tiny_sam2), "device": "cpu"}})
     assert api.create_run_mask_producer(fixed, "cuda:5").device == "cpu"  # the options' device wins
     assert api.create_run_mask_producer(RunConfig(adapter="oracle", mask_producer="box"), "cuda:5").name == "box"
+    from regiondial_bench.segment import MaskProducer, register_mask_producer
+
+    @register_mask_producer("test-device-masks")
+    class DeviceMasks(MaskProducer):
+        def __init__(self, device: str = "auto") -> None:
+            self.device = device
+
+    recorded = api.create_run_mask_producer(RunConfig(adapter="oracle", mask_producer="test-device-masks"), "cuda:5")
+    assert recorded.device == "cuda:5"
