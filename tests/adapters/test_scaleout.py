@@ -23,22 +23,33 @@ def metrics_json(results) -> str:
     return results.model_dump_json(exclude={"provenance"})
 
 
-def sharded_equals_full(bench, config, root, location: str = "", n_bootstrap: int = 20):
+def sharded_equals_full(bench, config, root, location: str = "", n_bootstrap: int = 20, adapter=None):
     full = api.evaluate(bench, config, root / "full", progress=False, n_bootstrap=n_bootstrap,
-                        bench_location=location)
+                        bench_location=location, adapter=adapter)
     for i in range(2):
         api.evaluate(bench, config, root / f"s{i}", progress=False, n_bootstrap=n_bootstrap, shard=(i, 2),
-                     bench_location=location)
+                     bench_location=location, adapter=adapter)
     merged = api.merge([root / "s0", root / "s1"], root / "merged", bench=bench)
     assert metrics_json(merged) == metrics_json(full)
     return full, merged
 
 
-def test_tiny_hf_shards_equal_one_process(tiny_qwen, sample_bench, tmp_path):
-    config = RunConfig(adapter="hf", batch_size=4, limit=8,
-                       adapter_options={"preset": "qwen2.5-vl-7b", "model": str(tiny_qwen), "max_new_tokens": 12,
-                                        "max_pixels": 56 * 56, "min_pixels": 28 * 28})
-    full, _ = sharded_equals_full(sample_bench, config, tmp_path, location="sample")
+TINY_HF = {"preset": "qwen2.5-vl-7b", "max_new_tokens": 6, "max_pixels": 56 * 56, "min_pixels": 28 * 28}
+
+
+@pytest.fixture(scope="module")
+def tiny_hf(tiny_qwen):
+    """One tiny hf adapter for all three modes (the runs share it as a sweep does)."""
+    adapter = create_adapter("hf", model=str(tiny_qwen), **TINY_HF)
+    yield adapter
+    adapter.close()
+
+
+@pytest.mark.parametrize("mode", REFERENCE_MODES)
+def test_tiny_hf_shards_equal_one_process(tiny_hf, tiny_qwen, sample_bench, tmp_path, mode):
+    config = RunConfig(adapter="hf", batch_size=8, limit=3, reference_mode=mode,
+                       adapter_options={**TINY_HF, "model": str(tiny_qwen)})
+    full, _ = sharded_equals_full(sample_bench, config, tmp_path, location="sample", adapter=tiny_hf)
     # every turn was asked and answered alike: same question (references filled alike), same text
     def turns(folder):
         rows = [json.loads(line) for line in (tmp_path / folder / "predictions.jsonl").open()]
