@@ -335,12 +335,17 @@ def merge(
             shard_results.append(None)
     first = next((r for r in shard_results if r is not None), None)
     boot = (first.provenance.bootstrap if first is not None else {}) or {}
-    resamples = n_bootstrap if n_bootstrap is not None else int(boot.get("resamples", 1000))
+    resamples = n_bootstrap if n_bootstrap is not None else boot.get("resamples", 1000)
+    seed = boot.get("seed", 0)
+    from .submission import MAX_RESAMPLES
+
+    if not isinstance(resamples, int) or not 0 <= resamples <= MAX_RESAMPLES or not isinstance(seed, int):
+        raise ShardError(f"bootstrap settings in the shards' results.json are invalid (resamples={resamples!r}, "
+                         f"seed={seed!r}); pass --bootstrap N (0..{MAX_RESAMPLES})")
     write_merged_folder(out_dir, spec, records, shard_dirs=[s.folder for s in shards], overwrite=overwrite)
     provenance = make_provenance(spec, first.provenance.adapter_config if first else None,
                                  first.provenance.mask_producer_config if first else None)
-    results = score_records(full, records, provenance=provenance, n_bootstrap=resamples,
-                            seed=int(boot.get("seed", 0)))
+    results = score_records(full, records, provenance=provenance, n_bootstrap=resamples, seed=seed)
     timings = [r.provenance.timings for r in shard_results if r is not None]
     merged_timings = {"shards": float(len(shards)), "turns": float(full.num_turns)}
     if timings:

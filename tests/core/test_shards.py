@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -195,6 +196,11 @@ def test_merge_errors_name_the_problem(tiny, tmp_path):
         api.merge([s0, broken], tmp_path / "m")
     with pytest.raises(ShardError, match="already holds another run"):
         api.merge([s0, s1], whole)
+    results = json.loads((s0 / "results.json").read_text())
+    results["provenance"]["bootstrap"]["resamples"] = 10**12  # hostile: would never finish
+    (s0 / "results.json").write_text(json.dumps(results))
+    with pytest.raises(ShardError, match="bootstrap settings .* invalid"):
+        api.merge([s0, s1], tmp_path / "m")
     assert not (tmp_path / "m").exists()  # nothing written by a refused merge
 
 
@@ -275,7 +281,10 @@ def test_torchrun_two_processes_gloo_equal_one_process(tiny, tmp_path):
     out = tmp_path / "torchrun"
     config = RunConfig(adapter=ORACLE, batch_size=3, reference_mode="predicted")
     full = api.evaluate(tiny, config, tmp_path / "full", progress=False, n_bootstrap=50)
-    cmd = [shutil.which("torchrun"), "--nproc-per-node", "2", "--master-port", str(29500 + os.getpid() % 1000),
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [shutil.which("torchrun"), "--nproc-per-node", "2", "--master-port", str(port),
            *EVALUATE, "--bench", bench, "--out", str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
