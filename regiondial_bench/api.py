@@ -255,6 +255,18 @@ def score(
     return results
 
 
+def _takes_device(config: RunConfig) -> bool:
+    """Whether the adapter is placed by a ``device`` option (or its options place it already)."""
+    if "device" in config.adapter_options or "device_map" in config.adapter_options:
+        return True
+    import inspect
+
+    try:
+        return "device" in inspect.signature(get_adapter_class(config.adapter)).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def create_run_adapter(config: RunConfig, device: str | None = None) -> Adapter:
     """Build ``config.adapter``; ``device`` goes to adapters whose constructor takes one, unless
     ``adapter_options`` already names a device (or a ``device_map``)."""
@@ -428,6 +440,9 @@ def evaluate_sweep(
     if launch is not None:
         shard = (launch.index, launch.count)
     device = launch.device() if launch is not None else None
+    if device is not None and not _takes_device(config):
+        log(f"warning: adapter {config.adapter!r} takes no device, so it uses the GPUs this process sees; "
+            "give each rank its own with CUDA_VISIBLE_DEVICES (docs/adapters.md, 'Scale-out')")
     adapter = create_run_adapter(config, device)
     producer = create_run_mask_producer(config, device)
     try:

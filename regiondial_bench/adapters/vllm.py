@@ -25,11 +25,12 @@ from .registry import require
 
 DATA_PARALLEL_HELP = (
     "data_parallel_size={n} is not supported: vLLM does not run data parallelism inside one "
-    "vllm.LLM (it refuses or hangs). Two ways work: (1) one process per replica, each with "
-    "tensor_parallel_size GPUs, over shards of the bench: `torchrun --nproc-per-node {n} -m "
-    "regiondial_bench.cli evaluate --model vllm ... --out DIR` (or `regiondial evaluate --shard I/{n}` "
-    "per process with its own CUDA_VISIBLE_DEVICES, then `regiondial merge`); (2) a server, "
-    "`vllm serve MODEL --data-parallel-size {n}`, behind the openai adapter with "
+    "vllm.LLM (it refuses or hangs). Two ways work: (1) one process per replica over shards of the "
+    "bench, each seeing only its own tensor_parallel_size GPUs through CUDA_VISIBLE_DEVICES: "
+    "`CUDA_VISIBLE_DEVICES=i regiondial evaluate --model vllm ... --shard i/{n} --out DIR/shard-i-of-{n}` "
+    "for i in 0..{n_minus_1}, then `regiondial merge DIR --out DIR` (or a SLURM array with --gpus-per-task, "
+    "or torchrun --no-python with CUDA_VISIBLE_DEVICES=$LOCAL_RANK per rank, which merges by itself); "
+    "(2) a server, `vllm serve MODEL --data-parallel-size {n}`, behind the openai adapter with "
     "max_concurrency of about {n} x max_num_seqs. See docs/adapters.md, 'Scale-out'."
 )
 
@@ -89,8 +90,8 @@ class VLLMAdapter(PresetAdapter):
         if tensor_parallel_size < 1 or data_parallel_size < 1:
             raise AdapterError("tensor_parallel_size and data_parallel_size must be >= 1")
         if data_parallel_size > 1 or "data_parallel_size" in (engine_options or {}):
-            raise AdapterError(DATA_PARALLEL_HELP.format(
-                n=(engine_options or {}).get("data_parallel_size", data_parallel_size)))
+            n = (engine_options or {}).get("data_parallel_size", data_parallel_size)
+            raise AdapterError(DATA_PARALLEL_HELP.format(n=n, n_minus_1=n - 1 if isinstance(n, int) else "N-1"))
         vllm = require("vllm", "vllm")
         from .processors import load_vlm_processor
 

@@ -87,7 +87,8 @@ def test_vllm_never_gets_data_parallel_size(monkeypatch, tiny_qwen):
     for options in ({"data_parallel_size": 2}, {"engine_options": {"data_parallel_size": 2}}):
         with pytest.raises(AdapterError, match=r"vllm serve MODEL --data-parallel-size 2.*max_concurrency") as err:
             create_adapter("vllm", preset="qwen2.5-vl-7b", model=str(tiny_qwen), **options)
-        assert "torchrun" in str(err.value) and "tensor_parallel_size" in str(err.value)
+        assert "CUDA_VISIBLE_DEVICES" in str(err.value) and "--shard i/2" in str(err.value)
+        assert "for i in 0..1" in str(err.value) and "tensor_parallel_size" in str(err.value)
     assert engines == []
     create_adapter("vllm", preset="qwen2.5-vl-7b", model=str(tiny_qwen), tensor_parallel_size=2)
     assert "data_parallel_size" not in engines[0] and engines[0]["tensor_parallel_size"] == 2
