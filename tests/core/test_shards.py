@@ -351,3 +351,16 @@ def test_sweep_loads_the_adapter_once_for_two_benches_and_two_modes(tmp_path, mo
     plots = runner.invoke(main, ["plot", str(out), "--out", str(tmp_path / "plots")])
     assert plots.exit_code == 0, plots.output
     assert (tmp_path / "plots" / "error_accumulation.png").is_file()
+
+
+def test_a_launched_adapter_without_a_device_gets_a_warning(tiny, tmp_path, monkeypatch):
+    from regiondial_bench.shards import Launch
+
+    monkeypatch.setattr(Launch, "device", lambda self: "cuda:1")  # as on a node with GPUs
+    messages: list[str] = []
+    launch = Launch(index=0, count=1, local_rank=1, source="test")
+    runs = api.plan_sweep([(tiny, "")], ["gold"], tmp_path / "out")
+    api.evaluate_sweep(runs, RunConfig(adapter="oracle"), launch=launch, progress=False, n_bootstrap=0,
+                       log=messages.append)
+    assert any("takes no device" in m and "CUDA_VISIBLE_DEVICES" in m for m in messages)
+    assert runs[0].merged and (tmp_path / "out" / "shard-0-of-1" / "run.json").is_file()
