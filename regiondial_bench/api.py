@@ -327,8 +327,15 @@ def merge(
         bench: the bench; defaults to the location recorded in the shards' ``run.json``.
         n_bootstrap: bootstrap resamples; default: the shards' (from their ``results.json``).
     """
-    from .shards import ShardError, check_shards, expand_shard_dirs, merged_records, merged_spec, read_shard
-    from .shards import write_merged_folder
+    from .shards import (
+        ShardError,
+        check_shards,
+        expand_shard_dirs,
+        merged_records,
+        merged_spec,
+        read_shard,
+        write_merged_folder,
+    )
 
     shards = [read_shard(p) for p in expand_shard_dirs(shard_dirs)]
     if not shards:

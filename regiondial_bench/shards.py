@@ -18,6 +18,7 @@ This module reads and writes run folders only; scoring the merged log is ``api.m
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import re
@@ -72,8 +73,6 @@ def split_dialogues(bench: Bench, count: int) -> list[list[str]]:
     dialogues = list(bench)
     order = sorted(range(len(dialogues)), key=lambda i: (-len(dialogues[i].turns), i))
     load = [(0, 0, k) for k in range(count)]  # (turns, dialogues, shard index): a heap
-    import heapq
-
     members: list[list[int]] = [[] for _ in range(count)]
     for i in order:
         turns, n, k = heapq.heappop(load)

@@ -22,7 +22,6 @@ from .base import AdapterError, RoundRequest, RoundResponse
 from .presets import Preset, PresetAdapter, get_preset
 from .registry import require
 
-
 DATA_PARALLEL_HELP = (
     "data_parallel_size={n} is not supported: vLLM does not run data parallelism inside one "
     "vllm.LLM (it refuses or hangs). Two ways work: (1) one process per replica over shards of the "

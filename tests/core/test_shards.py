@@ -16,7 +16,16 @@ from click.testing import CliRunner
 from regiondial_bench import api
 from regiondial_bench.cli import main
 from regiondial_bench.runner import RunFolderError
-from regiondial_bench.schema import REFERENCE_MODES, Bench, Dialogue, ImageRef, Reference, RunConfig, RunSpec, Turn
+from regiondial_bench.schema import (
+    REFERENCE_MODES,
+    Bench,
+    Dialogue,
+    ImageRef,
+    Reference,
+    RunConfig,
+    RunSpec,
+    Turn,
+)
 from regiondial_bench.shards import ShardError, detect_launch, parse_shard, split_dialogues
 from regiondial_bench.submission import create_submission, default_bench_resolver
 
