@@ -468,21 +468,24 @@ def evaluate_sweep(
         return list(runs)
     if group is not None:
         group.barrier()  # every shard of every run is written
+    # the group holds every shard under torchrun alone; with torchrun inside SLURM array tasks it
+    # holds one task's shards, and the other tasks' are merged by whichever task finishes last
+    whole_job = group is not None and launch.source == "torchrun"
     try:
         for run in runs:
             if group is not None and group.rank != 0:
                 continue
-            if group is None and not shards_complete(run.run_dir, launch.count):
+            if not whole_job and not shards_complete(run.run_dir, launch.count):
                 log(f"{run.run_dir}: other shards still running; the last one to finish merges")
                 continue
             try:
                 folders = [run.run_dir / shard_folder_name(i, launch.count) for i in range(launch.count)]
                 run.results = merge(folders, run.run_dir, bench=run.bench, n_bootstrap=n_bootstrap)
                 run.merged = True
-                how = "rank 0 after a barrier" if group is not None else "the last shard to finish"
+                how = "rank 0 after a barrier" if whole_job else "the last shard to finish"
                 log(f"merged {launch.count} shards into {run.run_dir} ({how})")
             except ShardError as exc:
-                if group is not None:
+                if whole_job:
                     raise
                 log(f"{run.run_dir}: not merged yet ({exc})")
     finally:

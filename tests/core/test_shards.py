@@ -373,3 +373,35 @@ def test_a_launched_adapter_without_a_device_gets_a_warning(tiny, tmp_path, monk
                        log=messages.append)
     assert any("takes no device" in m and "CUDA_VISIBLE_DEVICES" in m for m in messages)
     assert runs[0].merged and (tmp_path / "out" / "shard-0-of-1" / "run.json").is_file()
+
+
+def test_torchrun_inside_slurm_array_tasks_merges_when_the_last_task_ends(tiny, tmp_path, monkeypatch):
+    """Each array task's process group covers only its own ranks: its rank 0 must not merge early."""
+    import regiondial_bench.shards as shards_module
+    from regiondial_bench.shards import Launch
+
+    class OneRankGroup:  # this process is rank 0 of its task's group; the other rank is simulated
+        rank = 0
+
+        def barrier(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(shards_module, "open_process_group", lambda launch: OneRankGroup())
+    config = RunConfig(adapter=ORACLE, batch_size=3, adapter_options={"delay": 0.0})
+    full = api.evaluate(tiny, config, tmp_path / "full", progress=False, n_bootstrap=20)
+    out = tmp_path / "out"
+    source = "slurm array x torchrun"
+    for task in (1, 0):  # task 1 (shards 2, 3) finishes first
+        messages: list[str] = []
+        for rank in (1, 0):
+            launch = Launch(index=task * 2 + rank, count=4, local_rank=rank, source=source, distributed=True)
+            runs = api.evaluate_sweep(api.plan_sweep([(tiny, str(tmp_path / "bench"))], ["predicted"], out),
+                                      config, launch=launch, progress=False, n_bootstrap=20, log=messages.append)
+        if task == 1:
+            assert not runs[0].merged and not (out / "results.json").exists()
+            assert any("the last one to finish merges" in m for m in messages)
+    assert runs[0].merged and any("merged 4 shards" in m for m in messages)
+    assert metrics_json(api.Results.read(out / "results.json")) == metrics_json(full)
