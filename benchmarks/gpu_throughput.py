@@ -12,6 +12,16 @@ CPU check (tiny models, a minute)::
     python benchmarks/gpu_throughput.py --shape tiny --sam2-shape tiny --device cpu \
         --baseline-rounds 4 --batch-sizes 8 --new-tokens 8 --image-size 224 --dialogues 6
 
+Multi-process mode (``--processes N``): after the single-process rows, the runner path runs again
+as N launched ranks (RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR set as torchrun does; rank r on
+``cuda:r`` modulo the visible GPUs, so several ranks share one GPU when fewer are visible), each
+building the model itself, evaluating its shard (first ``--batch-sizes`` value) and rank 0 merging
+after a gloo barrier. The figure is the slowest rank's evaluation time (model build excluded, as for
+the single-process rows) and whether the merged metrics equal the single process's::
+
+    python benchmarks/gpu_throughput.py --shape 7b --sam2-shape none --device cuda --repeat 4 \
+        --baseline-rounds 4 --batch-sizes 32 --new-tokens 64 --image-size 448 --processes 2
+
 GPU run (H100, as recorded in benchmarks/RESULTS.md)::
 
     python benchmarks/gpu_throughput.py --shape 7b --sam2-shape large --device cuda \
@@ -79,6 +89,7 @@ def build_vlm(shape: str, device: str, work: Path):
         vision_end_token_id=tiny_config.vision_end_token_id,
     )
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    torch.manual_seed(0)  # the same random weights in every process (multi-process mode)
     with torch.device(device):
         model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype)
     return model.eval(), processor
@@ -159,7 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sam2-batch", type=int, default=16)
     parser.add_argument("--results", type=Path, default=None, help="write a Markdown table here")
     parser.add_argument("--json", type=Path, default=None, help="write the raw figures here")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="also run the runner path as this many launched shard processes")
+    parser.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)  # one launched rank
     args = parser.parse_args(argv)
+    if args.worker is not None:
+        return worker(args)
 
     import torch
     from tqdm import tqdm
@@ -219,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         PREBUILT.clear()
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
+        if args.processes > 1:
+            figures["multi_process"] = multi_process(args, argv, work, figures["runner"][0])
 
         if args.sam2_shape != "none":
             from regiondial_bench.schema import Region
@@ -247,6 +265,77 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def worker(args) -> int:
+    """One launched rank of the multi-process mode: build the model, evaluate the shard, merge."""
+    from regiondial_bench.adapters.hf import resolve_device
+    from regiondial_bench.api import evaluate_sweep, load_bench, plan_sweep
+    from regiondial_bench.schema import RunConfig
+    from regiondial_bench.shards import detect_launch
+
+    launch = detect_launch()
+    device = launch.device() or resolve_device(args.device)
+    out = args.worker
+    model, processor = build_vlm(args.shape, device, out / f"build-{launch.index}")
+    PREBUILT.update(model=model, processor=processor)
+    register_prebuilt_adapter()
+    options = {"preset": "regionreasoner-7b", "squash_size": args.image_size,
+               "max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens}
+    config = RunConfig(adapter="bench-hf", adapter_options=options, batch_size=args.batch_sizes[0],
+                       limit=args.dialogues)
+    runs = plan_sweep([(repeated(load_bench("sample"), args.repeat), "sample")], ["predicted"], out / "run")
+    import torch
+
+    from regiondial_bench.shards import open_process_group
+
+    group = open_process_group(launch)  # evaluate_sweep reuses it
+    group.barrier()  # every rank has built its model: the clocks start together
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    evaluate_sweep(runs, config, launch=launch, overwrite=True, progress=False, n_bootstrap=10)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    group.close()
+    (out / f"worker-{launch.index}.json").write_text(json.dumps(
+        {"rank": launch.index, "device": device, "seconds": round(time.perf_counter() - start, 3)}))
+    return 0
+
+
+def multi_process(args, argv: list[str] | None, work: Path, single: dict) -> dict:
+    """Run ``--processes`` ranks of :func:`worker` and compare with the single-process runner row."""
+    import os
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = work / "multi"
+    out.mkdir()
+    cmd = [sys.executable, str(Path(__file__).resolve()), *(sys.argv[1:] if argv is None else argv),
+           "--worker", str(out)]
+    procs = []
+    start = time.perf_counter()
+    for rank in range(args.processes):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(args.processes), "LOCAL_RANK": str(rank),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        procs.append(subprocess.Popen(cmd, env=env))
+    codes = [p.wait() for p in procs]
+    wall = time.perf_counter() - start
+    if any(codes):
+        raise SystemExit(f"multi-process workers failed: exit codes {codes}")
+    workers = [json.loads((out / f"worker-{r}.json").read_text()) for r in range(args.processes)]
+    slowest = max(w["seconds"] for w in workers)
+    merged = json.loads((out / "run" / "results.json").read_text())
+    one = json.loads((work / f"run-{single['batch_size']}" / "results.json").read_text())
+    equal = all(merged[k] == one[k] for k in ("rounds", "buckets", "overall"))
+    rounds = single["rounds"]
+    return {"processes": args.processes, "batch_size": single["batch_size"], "rounds": rounds,
+            "workers": workers, "slowest_seconds": slowest, "wall_with_model_build_s": round(wall, 3),
+            "rounds_per_s": round(rounds / slowest, 4),
+            "speedup_vs_one_process": round(single["seconds"] / slowest, 2), "metrics_equal_one_process": equal}
+
+
 def markdown(f: dict, command: str) -> str:
     """The RESULTS.md table for one run."""
     lines = [
@@ -269,6 +358,13 @@ def markdown(f: dict, command: str) -> str:
         s = f["sam2"]
         lines += ["", f"SAM2 (`{s['shape']}` shape, random weights): {s['masks']} masks in {s['seconds']} s = "
                   f"**{s['masks_per_s']} masks/s** (image batch {s['batch_size']}, one box + one point each)."]
+    if "multi_process" in f:
+        m = f["multi_process"]
+        lines += ["", f"Multi-process ({m['processes']} launched ranks, batch {m['batch_size']}, devices "
+                  f"{', '.join(w['device'] for w in m['workers'])}): {m['rounds']} rounds, slowest rank "
+                  f"{m['slowest_seconds']} s = **{m['rounds_per_s']} rounds/s**, {m['speedup_vs_one_process']}x "
+                  f"the one-process runner at that batch; merged metrics equal to one process: "
+                  f"{m['metrics_equal_one_process']}."]
     lines += ["", "The runner's rounds/s include the harness: scheduling, reference propagation, the "
               "prediction log and scoring. Its batches are smaller than the batch size when fewer rounds are "
               "ready (later rounds wait for the rounds they reference).", ""]

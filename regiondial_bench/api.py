@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -18,7 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from . import __version__
-from .adapters import create_adapter
+from .adapters import Adapter, create_adapter, get_adapter_class
 from .metrics import score_records
 from .runner import Runner, load_run_spec, read_predictions
 from .schema import (
@@ -30,7 +33,8 @@ from .schema import (
     RunConfig,
     RunSpec,
 )
-from .segment import create_mask_producer
+from .segment import MaskProducer, create_mask_producer
+from .shards import Launch
 
 SAMPLE_BENCH = Path(__file__).parent / "data" / "sample"
 _REPORTED_PACKAGES = ("numpy", "pycocotools", "pydantic", "torch", "transformers", "vllm", "datasets", "trl")
@@ -181,24 +185,48 @@ def evaluate(
     overwrite: bool = False,
     progress: bool = True,
     n_bootstrap: int = 1000,
+    shard: tuple[int, int] | None = None,
+    device: str | None = None,
+    adapter: Adapter | None = None,
+    mask_producer: MaskProducer | None = None,
 ) -> Results:
     """Run ``config.adapter`` on ``bench`` and write ``run.json``, ``predictions.jsonl``, ``results.json``.
 
     The run's spec records the *full* bench's hash; ``config.limit`` evaluates the first N
     dialogues only (the results then cover those).
+
+    Args:
+        shard: ``(I, N)``: evaluate shard I of N of the (limited) bench (see
+            :func:`regiondial_bench.shards.split_dialogues`); ``run.json`` records it.
+        device: a device for adapters that take one (``cuda:LOCAL_RANK`` under a launcher),
+            unless the adapter options name one; not part of the run's settings.
+        adapter: an adapter already built (a sweep shares one); it is not closed here.
+        mask_producer: a mask producer already built (shared like ``adapter``).
     """
     start = time.perf_counter()
-    spec = RunSpec(**config.model_dump(), bench_name=bench.name, bench_hash=bench.content_hash,
-                   bench_location=bench_location or str(bench.root or ""),
-                   working_dir=_recorded_working_dir(out_dir) if resume else os.getcwd())
     run_bench = _limited(bench, config.limit)
-    adapter = create_adapter(config.adapter, **config.adapter_options)
-    producer = create_mask_producer(config.mask_producer, **config.mask_producer_options) if config.mask_producer else None
+    shard_info = None
+    if shard is not None:
+        from .shards import shard_info as make_shard_info
+        from .shards import subset
+
+        shard_info = make_shard_info(run_bench, *shard)
+        run_bench = subset(run_bench, shard_info.dialogue_ids)
+    spec = RunSpec(**config.model_dump(), bench_name=bench.name, bench_hash=bench.content_hash,
+                   bench_location=bench_location or str(bench.root or ""), shard=shard_info,
+                   working_dir=_recorded_working_dir(out_dir) if resume else os.getcwd())
+    owned = adapter is None
+    if adapter is None:
+        adapter = create_run_adapter(config, device)
+    producer = mask_producer
+    if producer is None and config.mask_producer:
+        producer = create_mask_producer(config.mask_producer, **config.mask_producer_options)
     runner = Runner(run_bench, adapter, spec, out_dir, mask_producer=producer, progress=progress)
     try:
         records = runner.run(resume=resume, overwrite=overwrite)
     finally:
-        adapter.close()
+        if owned:
+            adapter.close()
     wall = time.perf_counter() - start
     score_start = time.perf_counter()
     provenance = make_provenance(spec, adapter.config() or config.adapter_options,
@@ -247,9 +275,253 @@ def score(
             "(and the --images/--annotations it was loaded with)"
         )
     bench = _limited(bench, spec.limit)
+    if spec.shard is not None:
+        from .shards import subset
+
+        bench = subset(bench, spec.shard.dialogue_ids)
     records = read_predictions(run_dir / PREDICTIONS_FILE)
     results = score_records(bench, records, provenance=make_provenance(spec), n_bootstrap=n_bootstrap,
                             require_complete=not partial)
     if write and not partial:
         results.write(run_dir / RESULTS_FILE)
     return results
+
+
+def _takes_device(config: RunConfig) -> bool:
+    """Whether the adapter is placed by a ``device`` option (or its options place it already)."""
+    if "device" in config.adapter_options or "device_map" in config.adapter_options:
+        return True
+    import inspect
+
+    try:
+        return "device" in inspect.signature(get_adapter_class(config.adapter)).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def create_run_adapter(config: RunConfig, device: str | None = None) -> Adapter:
+    """Build ``config.adapter``; ``device`` goes to adapters whose constructor takes one, unless
+    ``adapter_options`` already names a device (or a ``device_map``)."""
+    options = dict(config.adapter_options)
+    if device is not None and "device" not in options and "device_map" not in options:
+        import inspect
+
+        try:
+            parameters = inspect.signature(get_adapter_class(config.adapter)).parameters
+        except (TypeError, ValueError):
+            parameters = {}
+        if "device" in parameters:
+            options["device"] = device
+    return create_adapter(config.adapter, **options)
+
+
+def create_run_mask_producer(config: RunConfig, device: str | None = None) -> MaskProducer | None:
+    """Build ``config.mask_producer`` (None without one); ``device`` as for :func:`create_run_adapter`."""
+    if not config.mask_producer:
+        return None
+    options = dict(config.mask_producer_options)
+    if device is not None and "device" not in options:
+        import inspect
+
+        from .segment import _PRODUCERS, _load_optional
+
+        _load_optional()
+        cls = _PRODUCERS.get(config.mask_producer)
+        if cls is not None and "device" in inspect.signature(cls).parameters:
+            options["device"] = device
+    return create_mask_producer(config.mask_producer, **options)
+
+
+def _bench_of_run(spec: RunSpec, images: str | Path | None) -> Bench:
+    location = spec.bench_location or "sample"
+    if location == str(SAMPLE_BENCH):
+        location = "sample"
+    return load_bench(location, images=images)
+
+
+def merge(
+    shard_dirs: list[str | Path],
+    out_dir: str | Path,
+    *,
+    bench: Bench | None = None,
+    images: str | Path | None = None,
+    overwrite: bool = False,
+    n_bootstrap: int | None = None,
+) -> Results:
+    """Merge the run folders of all shards of one run into ``out_dir`` and score the merge.
+
+    The shards must come from the same bench and settings and together answer every dialogue
+    exactly once (:func:`regiondial_bench.shards.check_shards`); the merged folder's ``run.json``
+    has no shard, so ``score``, ``report``, ``plot`` and ``submit`` read it as an unsharded run.
+
+    Args:
+        shard_dirs: the shard folders (a folder holding ``shard-I-of-N`` children stands for them).
+        bench: the bench; defaults to the location recorded in the shards' ``run.json``.
+        n_bootstrap: bootstrap resamples; default: the shards' (from their ``results.json``).
+    """
+    from .shards import (
+        ShardError,
+        check_shards,
+        expand_shard_dirs,
+        merged_records,
+        merged_spec,
+        read_shard,
+        write_merged_folder,
+    )
+
+    shards = [read_shard(p) for p in expand_shard_dirs(shard_dirs)]
+    if not shards:
+        raise ShardError("no shard folders given")
+    spec = merged_spec(shards)
+    if bench is None:
+        bench = _bench_of_run(spec, images)
+    full = _limited(bench, spec.limit)
+    check_shards(shards, full, bench.content_hash)
+    records = merged_records(shards, full)
+    shard_results = []
+    for s in shards:
+        try:
+            shard_results.append(Results.read(s.folder / RESULTS_FILE))
+        except (OSError, ValueError):
+            shard_results.append(None)
+    first = next((r for r in shard_results if r is not None), None)
+    boot = (first.provenance.bootstrap if first is not None else {}) or {}
+    resamples = n_bootstrap if n_bootstrap is not None else boot.get("resamples", 1000)
+    seed = boot.get("seed", 0)
+    from .submission import MAX_RESAMPLES
+
+    if not isinstance(resamples, int) or not 0 <= resamples <= MAX_RESAMPLES or not isinstance(seed, int):
+        raise ShardError(f"bootstrap settings in the shards' results.json are invalid (resamples={resamples!r}, "
+                         f"seed={seed!r}); pass --bootstrap N (0..{MAX_RESAMPLES})")
+    write_merged_folder(out_dir, spec, records, shard_dirs=[s.folder for s in shards], overwrite=overwrite)
+    provenance = make_provenance(spec, first.provenance.adapter_config if first else None,
+                                 first.provenance.mask_producer_config if first else None)
+    results = score_records(full, records, provenance=provenance, n_bootstrap=resamples, seed=seed)
+    timings = [r.provenance.timings for r in shard_results if r is not None]
+    merged_timings = {"shards": float(len(shards)), "turns": float(full.num_turns)}
+    if timings:
+        merged_timings["run_s"] = max(t.get("run_s", 0.0) for t in timings)
+        for key in ("model_s", "mask_s", "harness_s"):
+            merged_timings[f"{key[:-2]}_sum_s"] = round(sum(t.get(key, 0.0) for t in timings), 3)
+    results = results.model_copy(update={"provenance": results.provenance.model_copy(update={"timings": merged_timings})})
+    from .shards import write_atomic
+
+    write_atomic(Path(out_dir) / RESULTS_FILE, results.model_dump_json(indent=2) + "\n")
+    return results
+
+
+@dataclass
+class SweepRun:
+    """One (bench, reference mode) run of a sweep: its folder, and its results once known.
+
+    ``results`` is the merged run's under a launcher when this process merged it, the run's
+    own otherwise; ``shard_dir`` is the folder this process wrote when sharded.
+    """
+
+    bench: Bench
+    bench_location: str
+    reference_mode: str
+    run_dir: Path
+    shard_dir: Path | None = None
+    results: Results | None = None
+    merged: bool = False
+
+
+def sweep_folder_name(bench: Bench, mode: str) -> str:
+    """``<bench name>-<reference mode>``, safe as a folder name."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", bench.name).strip(".-") or "bench"
+    return f"{name}-{mode}"
+
+
+def plan_sweep(benches: Sequence[tuple[Bench, str]], modes: Sequence[str], out_dir: str | Path) -> list[SweepRun]:
+    """One :class:`SweepRun` per (bench, mode); a single run uses ``out_dir`` itself."""
+    out_dir = Path(out_dir)
+    single = len(benches) * len(modes) == 1
+    runs, used = [], set()
+    for bench, location in benches:
+        for mode in modes:
+            name = sweep_folder_name(bench, mode)
+            k = 2
+            while name in used:
+                name = f"{sweep_folder_name(bench, mode)}-{k}"
+                k += 1
+            used.add(name)
+            runs.append(SweepRun(bench, location, mode, out_dir if single else out_dir / name))
+    return runs
+
+
+def evaluate_sweep(
+    runs: Sequence[SweepRun],
+    config: RunConfig,
+    *,
+    shard: tuple[int, int] | None = None,
+    launch: Launch | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    n_bootstrap: int = 1000,
+    log: Callable[[str], None] = lambda message: None,
+) -> list[SweepRun]:
+    """Evaluate every planned run with one adapter and one mask producer instance.
+
+    Args:
+        runs: from :func:`plan_sweep`.
+        config: the run settings; each run overrides ``reference_mode``.
+        shard: ``(I, N)``: every run evaluates that shard, in its own folder.
+        launch: a launched rank (:func:`regiondial_bench.shards.detect_launch`): every run
+            writes ``RUN/shard-I-of-N/`` and is merged into ``RUN`` by rank 0 after a barrier
+            (torchrun) or by the last shard to finish (no process group).
+        log: receives one line per finished shard or merge.
+    """
+    from .shards import ShardError, open_process_group, shard_folder_name, shards_complete
+
+    group = open_process_group(launch)
+    if launch is not None:
+        shard = (launch.index, launch.count)
+    device = launch.device() if launch is not None else None
+    if device is not None and not _takes_device(config):
+        log(f"warning: adapter {config.adapter!r} takes no device, so it uses the GPUs this process sees; "
+            "give each rank its own with CUDA_VISIBLE_DEVICES (docs/adapters.md, 'Scale-out')")
+    adapter = create_run_adapter(config, device)
+    producer = create_run_mask_producer(config, device)
+    try:
+        for run in runs:
+            run.shard_dir = run.run_dir / launch.folder_name if launch is not None else None
+            target = run.shard_dir or run.run_dir
+            run.results = evaluate(run.bench, config.model_copy(update={"reference_mode": run.reference_mode}),
+                                   target, bench_location=run.bench_location, resume=resume, overwrite=overwrite,
+                                   progress=progress, n_bootstrap=n_bootstrap, shard=shard, adapter=adapter,
+                                   mask_producer=producer)
+            if launch is not None:
+                log(f"{launch.describe()} of {run.run_dir} finished -> {target}")
+    finally:
+        adapter.close()
+    if launch is None:
+        return list(runs)
+    if group is not None:
+        group.barrier()  # every shard of every run is written
+    # the group holds every shard under torchrun alone; with torchrun inside SLURM array tasks it
+    # holds one task's shards, and the other tasks' are merged by whichever task finishes last
+    whole_job = group is not None and launch.source == "torchrun"
+    try:
+        for run in runs:
+            if group is not None and group.rank != 0:
+                continue
+            if not whole_job and not shards_complete(run.run_dir, launch.count):
+                log(f"{run.run_dir}: other shards still running; the last one to finish merges")
+                continue
+            try:
+                folders = [run.run_dir / shard_folder_name(i, launch.count) for i in range(launch.count)]
+                run.results = merge(folders, run.run_dir, bench=run.bench, n_bootstrap=n_bootstrap)
+                run.merged = True
+                how = "rank 0 after a barrier" if whole_job else "the last shard to finish"
+                log(f"merged {launch.count} shards into {run.run_dir} ({how})")
+            except ShardError as exc:
+                if whole_job:
+                    raise
+                log(f"{run.run_dir}: not merged yet ({exc})")
+    finally:
+        if group is not None:
+            group.barrier()  # no rank leaves before rank 0 has merged
+            group.close()
+    return list(runs)

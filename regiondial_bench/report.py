@@ -169,8 +169,27 @@ def load_run(path: str | Path, label: str | None = None) -> RunResults:
     return RunResults(label or default_label(results, folder), results, folder, spec)
 
 
+def expand_run_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Each path as given, or, for a folder without ``results.json`` whose sub-folders are runs (a
+    sweep's ``--out``), those sub-folders in name order."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir() and not (path / RESULTS_FILE).is_file():
+            children = sorted(p for p in path.iterdir() if p.is_dir() and (p / RESULTS_FILE).is_file())
+            if children:
+                out.extend(children)
+                continue
+        out.append(path)
+    return out
+
+
 def load_runs(paths: Sequence[str | Path], labels: Sequence[str] = ()) -> list[RunResults]:
-    """Load several runs; labels that collide get the folder name appended."""
+    """Load several runs; labels that collide get the folder name appended.
+
+    A sweep's parent folder stands for the run folders in it (:func:`expand_run_paths`).
+    """
+    paths = expand_run_paths(paths)
     if labels and len(labels) != len(paths):
         raise ValueError(f"got {len(labels)} labels for {len(paths)} runs; give one label per run")
     runs = [load_run(p, labels[i] if labels else None) for i, p in enumerate(paths)]

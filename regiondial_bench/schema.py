@@ -409,6 +409,24 @@ class RunConfig(_Model):
         return "upstream" if self.reference_mode == "upstream" else "tolerant"
 
 
+class ShardInfo(_Model):
+    """Which share of the bench a sharded run evaluates (``regiondial evaluate --shard I/N``).
+
+    ``dialogue_ids`` are the shard's dialogues in bench order; the run's ``bench_hash`` stays the
+    full bench's, so shards of one bench can be checked against each other and merged.
+    """
+
+    index: int = Field(ge=0)
+    count: int = Field(ge=1)
+    dialogue_ids: list[str]
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> ShardInfo:
+        if self.index >= self.count:
+            raise ValueError(f"shard index {self.index} is not below the shard count {self.count}")
+        return self
+
+
 class RunSpec(RunConfig):
     """A run's configuration plus the bench it ran on; stored as ``run.json`` beside the log."""
 
@@ -425,6 +443,7 @@ class RunSpec(RunConfig):
         if isinstance(data, dict) and data.get("parser") is None:
             data = {**data, "parser": "upstream" if data.get("reference_mode") == "upstream" else "tolerant"}
         return data
+    shard: ShardInfo | None = None  # None: the whole bench (or a merge of all its shards)
 
     def fingerprint(self) -> str:
         """A hash of the settings that must not change across ``--resume``."""

@@ -63,6 +63,8 @@ class HFAdapter(PresetAdapter):
         dtype: ``bfloat16``, ``float16``, ``float32`` or ``auto`` (default: preset dtype on GPU,
             float32 on CPU).
         device: ``auto`` (CUDA if available), ``cuda``, ``cuda:1``, ``cpu``.
+        device_map: ``auto`` (or a transformers device map) to spread a model that does not fit
+            one GPU over all visible ones (accelerate's big-model loading); replaces ``device``.
         attn_implementation: e.g. ``flash_attention_2``, ``sdpa``, ``eager`` (default: transformers').
         batch_size: Most requests per ``generate`` call (default: the runner's batch as given).
         max_new_tokens: Overrides the preset's budget.
@@ -98,6 +100,7 @@ class HFAdapter(PresetAdapter):
         prompt_template: str | None = None,
         trust_remote_code: bool = False,
         min_new_tokens: int | None = None,
+        device_map: str | dict[str, Any] | None = None,
         _components: tuple[Any, Any] | None = None,
     ) -> None:
         require("transformers", "hf")
@@ -117,6 +120,9 @@ class HFAdapter(PresetAdapter):
             prompt_template=prompt_template,
         )
         self.batch_size = batch_size
+        if device_map is not None and device not in (None, "auto"):
+            raise AdapterError(f"give device ({device!r}) or device_map ({device_map!r}), not both")
+        self.device_map = device_map
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device, self.preset)
         self.attn_implementation = attn_implementation
@@ -153,10 +159,15 @@ class HFAdapter(PresetAdapter):
             kwargs: dict[str, Any] = {"dtype": self.dtype, "trust_remote_code": self.trust_remote_code}
             if self.attn_implementation:
                 kwargs["attn_implementation"] = self.attn_implementation
+            if self.device_map is not None:
+                kwargs["device_map"] = self.device_map
             self.model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
         except OSError as exc:
             raise AdapterError(f"cannot load model {path!r}: {exc}") from exc
-        self.model.to(self.device)
+        if self.device_map is None:
+            self.model.to(self.device)
+        else:  # inputs go where the embeddings live; accelerate's hooks move activations on
+            self.device = str(self.model.device)
 
     def _setup_generation(self) -> None:
         from transformers import GenerationConfig
@@ -228,6 +239,7 @@ class HFAdapter(PresetAdapter):
         return {
             "preset": self.preset.describe(),
             "device": self.device,
+            **({"device_map": self.device_map} if self.device_map is not None else {}),
             "dtype": str(self.dtype),
             "attn_implementation": self.attn_implementation,
             "batch_size": self.batch_size,

@@ -22,6 +22,17 @@ from .base import AdapterError, RoundRequest, RoundResponse
 from .presets import Preset, PresetAdapter, get_preset
 from .registry import require
 
+DATA_PARALLEL_HELP = (
+    "data_parallel_size={n} is not supported: vLLM does not run data parallelism inside one "
+    "vllm.LLM (it refuses or hangs). Two ways work: (1) one process per replica over shards of the "
+    "bench, each seeing only its own tensor_parallel_size GPUs through CUDA_VISIBLE_DEVICES: "
+    "`CUDA_VISIBLE_DEVICES=i regiondial evaluate --model vllm ... --shard i/{n} --out DIR/shard-i-of-{n}` "
+    "for i in 0..{n_minus_1}, then `regiondial merge DIR --out DIR` (or a SLURM array with --gpus-per-task, "
+    "or torchrun --no-python with CUDA_VISIBLE_DEVICES=$LOCAL_RANK per rank, which merges by itself); "
+    "(2) a server, `vllm serve MODEL --data-parallel-size {n}`, behind the openai adapter with "
+    "max_concurrency of about {n} x max_num_seqs. See docs/adapters.md, 'Scale-out'."
+)
+
 
 class VLLMAdapter(PresetAdapter):
     """Greedy generation through ``vllm.LLM``.
@@ -31,7 +42,8 @@ class VLLMAdapter(PresetAdapter):
         model: Hub id or local folder (default: the preset's checkpoint).
         dtype: ``bfloat16``, ``float16`` or ``auto`` (default: the preset's).
         tensor_parallel_size: GPUs per model replica.
-        data_parallel_size: Model replicas (vLLM's ``data_parallel_size`` engine argument).
+        data_parallel_size: Refused above 1: vLLM does not run data parallelism inside one
+            ``vllm.LLM`` (see :data:`DATA_PARALLEL_HELP` for the two ways that work).
         gpu_memory_utilization: Share of GPU memory vLLM may take.
         max_model_len: Context length (prompt + answer); default: the preset's budget plus 4096.
         max_num_seqs: Sequences decoded at once.
@@ -76,6 +88,9 @@ class VLLMAdapter(PresetAdapter):
         )
         if tensor_parallel_size < 1 or data_parallel_size < 1:
             raise AdapterError("tensor_parallel_size and data_parallel_size must be >= 1")
+        if data_parallel_size > 1 or "data_parallel_size" in (engine_options or {}):
+            n = (engine_options or {}).get("data_parallel_size", data_parallel_size)
+            raise AdapterError(DATA_PARALLEL_HELP.format(n=n, n_minus_1=n - 1 if isinstance(n, int) else "N-1"))
         vllm = require("vllm", "vllm")
         from .processors import load_vlm_processor
 
@@ -93,8 +108,6 @@ class VLLMAdapter(PresetAdapter):
             "mm_processor_kwargs": {"min_pixels": min_px, "max_pixels": max_px},
             **(engine_options or {}),
         }
-        if data_parallel_size > 1:
-            options["data_parallel_size"] = data_parallel_size
         self.engine_options = {k: v for k, v in options.items() if k != "model"}
         self.llm = vllm.LLM(**options)
         self.sampling = vllm.SamplingParams(

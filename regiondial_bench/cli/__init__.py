@@ -15,6 +15,7 @@ from .. import __version__
 COMMAND_MODULES = [
     "evaluate",
     "score",
+    "merge",
     "bench",
     "adapters",
     "report",
@@ -32,6 +33,7 @@ COMMAND_MODULES = [
 # module (and numpy, pydantic, rich behind them). A command missing here is imported for its help.
 SHORT_HELP = {
     "evaluate": "Evaluate a model round by round, its own answers filling later references.",
+    "merge": "Merge the shard folders of `evaluate --shard I/N` (all N of them) into --out and score it.",
     "score": "Re-score RUN (a run folder or its predictions.jsonl) and rewrite its results.json.",
     "bench": "Inspect benches: 'sample', a bench folder, an exported Hub folder or an official question .json.",
     "adapters": "List adapter names (built-in, backends, plugins) and mask producers.",
@@ -54,7 +56,7 @@ EXTRAS = {
     "transformers": "hf",
     "accelerate": "hf",
     "safetensors": "hf",
-    "httpx": "openai",
+    "aiohttp": "openai",
     "vllm": "vllm",
     "trl": "train",
     "peft": "train",

@@ -1,4 +1,4 @@
-"""``python -m regiondial_bench.cli``: the same as the ``regiondial`` command."""
+"""``python -m regiondial_bench.cli``: the ``regiondial`` command (e.g. ``torchrun -m regiondial_bench.cli``)."""
 
 from . import main
 

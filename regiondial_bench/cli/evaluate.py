@@ -18,10 +18,11 @@ from ._display import print_results
 
 
 @click.command("evaluate")
-@click.option("--bench", "bench_spec",
+@click.option("--bench", "bench_specs", multiple=True,
               help="'sample' (the default), a bench or build folder, an exported Hub folder, hf:org/name, "
                    "hf:lmsdss/regionreasoner_test_data:refcocoplus, or an official question .json; "
-                   "folders and hf: take :config[:split] [with --resume: the bench recorded in run.json]")
+                   "folders and hf: take :config[:split]; repeat for a sweep (one model load, one run folder "
+                   "per bench and mode under --out) [with --resume: the bench recorded in run.json]")
 @click.option("--images", type=click.Path(file_okay=False, path_type=Path),
               help="image folder for an official question file (upstream or COCO train2014 layout)")
 @click.option("--annotations", type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -35,7 +36,8 @@ from ._display import print_results
               help="adapter option, repeatable (VALUE is read as a YAML scalar: 8, 0.5, true, null, text); "
                    "e.g. -o squash_size=448 -o dtype=float16")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), help="generation budget (sets adapter_options.max_new_tokens)")
-@click.option("--reference-mode", type=click.Choice(REFERENCE_MODES), help="what fills reference placeholders")
+@click.option("--reference-mode", "reference_modes", multiple=True, type=click.Choice(REFERENCE_MODES),
+              help="what fills reference placeholders; repeat for a sweep")
 @click.option("--masks", "mask_producer", help="mask producer: sam2, or box (box-as-mask, named so in results)")
 @click.option("--batch-size", type=int, help="turns per adapter call")
 @click.option("--limit", type=int, help="evaluate only the first N dialogues")
@@ -45,9 +47,13 @@ from ._display import print_results
 @click.option("--overwrite", is_flag=True, help="discard an earlier run in --out")
 @click.option("--bootstrap", "n_bootstrap", default=1000, show_default=True, help="bootstrap resamples for CIs")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
-def command(bench_spec, images, config_file, adapter, preset, model_path, option_pairs, max_new_tokens, reference_mode,
-            mask_producer, batch_size, limit, out_dir, resume, overwrite, n_bootstrap, no_progress,
-            annotations=None) -> None:
+@click.option("--shard", "shard_text", default="auto", show_default=True,
+              help="I/N: evaluate shard I of N (merge the folders with `regiondial merge`); auto: the shard "
+                   "of a torchrun/accelerate rank or SLURM array task, written to OUT/shard-I-of-N and merged "
+                   "into OUT; none: the whole bench even under a launcher")
+def command(bench_specs, images, config_file, adapter, preset, model_path, option_pairs, max_new_tokens,
+            reference_modes, mask_producer, batch_size, limit, out_dir, resume, overwrite, n_bootstrap, no_progress,
+            shard_text, annotations=None) -> None:
     """Evaluate a model round by round, its own answers filling later references.
 
     \b
@@ -57,6 +63,10 @@ def command(bench_spec, images, config_file, adapter, preset, model_path, option
       regiondial evaluate --model oracle --bench refcocoplus.json --reference-mode upstream
       regiondial evaluate --model noisy-oracle -o error_rate=0.3 -o seed=2
       regiondial evaluate --out runs/my-run --resume        # adapter, options and bench from run.json
+      regiondial evaluate --model oracle --shard 0/2 --out runs/s0   # then: regiondial merge runs/s0 runs/s1 --out runs/all
+      torchrun --nproc-per-node 8 -m regiondial_bench.cli evaluate --config c.yaml --out runs/x
+      regiondial evaluate --config c.yaml --bench a.json --bench b.json \\
+          --reference-mode predicted --reference-mode gold --out runs/sweep
     """
     from .. import api
 
@@ -68,16 +78,17 @@ def command(bench_spec, images, config_file, adapter, preset, model_path, option
         recorded = _recorded_run(out_dir)
         if recorded is not None:
             data = recorded.model_dump(include=set(RunConfig.model_fields))
-            bench_spec = bench_spec or recorded.bench_location or "sample"
+            bench_specs = bench_specs or (recorded.bench_location or "sample",)
             click.echo(f"resuming {out_dir}: {recorded.adapter} ({recorded.reference_mode} references) on "
-                       f"{bench_spec}, settings from run.json", err=True)
-    bench_spec = bench_spec or "sample"
+                       f"{', '.join(bench_specs)}, settings from run.json", err=True)
+    bench_specs = bench_specs or ("sample",)
     if config_file is not None:
         try:
             data = api.load_run_config(config_file).model_dump(exclude_unset=True)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
-    overrides = {"adapter": adapter, "reference_mode": reference_mode, "mask_producer": mask_producer,
+    overrides = {"adapter": adapter, "reference_mode": reference_modes[0] if reference_modes else None,
+                 "mask_producer": mask_producer,
                  "batch_size": batch_size, "limit": limit}
     config_adapter = data.get("adapter")
     data.update({k: v for k, v in overrides.items() if v is not None})
@@ -97,25 +108,50 @@ def command(bench_spec, images, config_file, adapter, preset, model_path, option
     except ValidationError as exc:
         raise click.UsageError(f"invalid run configuration: {one_line(exc)}") from exc
     _check_names_early(config)
-    _check_hub(config, bench_spec)
+    for spec in bench_specs:
+        _check_hub(config, spec)
+    modes = list(dict.fromkeys(reference_modes)) or [config.reference_mode]
+    sweep = len(set(bench_specs)) * len(modes) > 1
+    shard, launch = _shard_choice(shard_text)
     if out_dir is None:
         if resume:
             raise click.UsageError("--resume needs --out: the folder of the run to continue")
+        if launch is not None:
+            raise click.UsageError(f"under a launcher ({launch.describe()}) every rank needs the same --out folder")
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        out_dir = Path("runs") / f"{config.adapter}-{config.reference_mode}-{stamp}"
+        out_dir = Path("runs") / (f"sweep-{config.adapter}-{stamp}" if sweep else
+                                  f"{config.adapter}-{config.reference_mode}-{stamp}")
+    if launch is not None:
+        click.echo(f"{launch.describe()}: writing {out_dir}/{launch.folder_name}", err=True)
     try:
-        bench = api.load_bench(bench_spec, images=images, annotations=annotations,
-                               notice=lambda text: click.echo(text, err=True))
-        results = api.evaluate(bench, config, out_dir, bench_location=str(bench_spec), resume=resume,
-                               overwrite=overwrite, progress=not no_progress, n_bootstrap=n_bootstrap)
+        benches = [(api.load_bench(spec, images=images, annotations=annotations,
+                                   notice=lambda text: click.echo(text, err=True)), str(spec))
+                   for spec in dict.fromkeys(bench_specs)]
+        runs = api.plan_sweep(benches, modes, out_dir)
+        runs = api.evaluate_sweep(runs, config, shard=shard, launch=launch, resume=resume, overwrite=overwrite,
+                                  progress=not no_progress, n_bootstrap=n_bootstrap,
+                                  log=lambda message: click.echo(message, err=True))
     except KeyboardInterrupt:
+        if sweep or launch is not None:
+            click.echo(f"\ninterrupted: finished turns are saved under {out_dir}; run the same command "
+                       "again with --resume to continue", err=True)
+            raise SystemExit(130) from None
         _interrupted(out_dir, images)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
-    print_results(results)
-    t = results.provenance.timings
-    click.echo(f"{int(t['turns'])} turns in {t['run_s']:.2f}s (model {t['model_s']:.2f}s, "
-               f"harness {t['harness_s']:.2f}s, scoring {t['score_s']:.2f}s) -> {out_dir}")
+    for run in runs:
+        if launch is not None and not run.merged:
+            continue
+        if sweep:
+            click.echo(f"\n{run.bench.name} ({run.reference_mode}) -> {run.run_dir}")
+        print_results(run.results)
+        t = run.results.provenance.timings
+        if run.merged:
+            click.echo(f"{int(t['turns'])} turns from {int(t['shards'])} shards (slowest shard "
+                       f"{t.get('run_s', 0.0):.2f}s) -> {run.run_dir}")
+        else:
+            click.echo(f"{int(t['turns'])} turns in {t['run_s']:.2f}s (model {t['model_s']:.2f}s, "
+                       f"harness {t['harness_s']:.2f}s, scoring {t['score_s']:.2f}s) -> {run.run_dir}")
 
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -214,7 +250,7 @@ def _check_hub(config: RunConfig, bench_spec: str) -> None:
         if isinstance(sam, str):
             ids.append((sam, "model", "SAM2 checkpoint"))
     if bench_spec.startswith("hf:"):
-        ids.append((":".join(bench_spec[3:].split(":")[:1]), "dataset", "bench"))
+        ids.append((bench_spec[3:].split(":")[0].split("@")[0], "dataset", "bench"))
     try:
         check_hub_ids(ids)
     except HubUnavailableError as exc:
@@ -237,3 +273,17 @@ def _interrupted(out_dir: Path, images: Path | None) -> None:
         command += ["--images", str(images)]
     click.echo(f"\ninterrupted: {saved} turns are saved in {log}. Continue with:\n  {shlex.join(command)}", err=True)
     raise SystemExit(130)
+
+
+def _shard_choice(text: str):  # noqa: ANN202
+    """``--shard``: ``(I, N)`` and no launch, or no shard and the launcher's rank (auto), or neither."""
+    from ..shards import ShardError, detect_launch, parse_shard
+
+    try:
+        if text == "none":
+            return None, None
+        if text == "auto":
+            return None, detect_launch()
+        return parse_shard(text), None
+    except ShardError as exc:
+        raise click.UsageError(str(exc)) from exc
