@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from . import __version__
 from .adapters import create_adapter
 from .metrics import score_records
-from .runner import Runner, load_run_spec, read_predictions
+from .runner import AllInfraFailedError, Runner, RunLock, load_run_spec, read_predictions
 from .schema import (
     MANIFEST_FILE,
     PREDICTIONS_FILE,
@@ -29,6 +29,7 @@ from .schema import (
     Results,
     RunConfig,
     RunSpec,
+    read_prediction_log,
 )
 from .segment import create_mask_producer
 
@@ -149,23 +150,46 @@ def evaluate(
     overwrite: bool = False,
     progress: bool = True,
     n_bootstrap: int = 1000,
+    retry_infra: bool = False,
 ) -> Results:
     """Run ``config.adapter`` on ``bench`` and write ``run.json``, ``predictions.jsonl``, ``results.json``.
 
     The run's spec records the *full* bench's hash; ``config.limit`` evaluates the first N
-    dialogues only (the results then cover those).
+    dialogues only (the results then cover those). The run folder is locked for the whole call.
+
+    Raises:
+        ValueError: the bench has no turns.
+        RunFolderError: ``out_dir`` holds another run, or another process is using it.
+        AllInfraFailedError: every turn failed for infrastructure reasons (no ``results.json``
+            is written; fix the server and pass ``resume=True, retry_infra=True``).
     """
     start = time.perf_counter()
     spec = RunSpec(**config.model_dump(), bench_name=bench.name, bench_hash=bench.content_hash,
                    bench_location=bench_location or str(bench.root or ""))
     run_bench = _limited(bench, config.limit)
+    if run_bench.num_turns == 0:
+        raise ValueError(f"bench {bench.name!r} ({bench_location or bench.root or 'in memory'}) has no turns to "
+                         f"evaluate ({len(bench.issues)} import issues; see `regiondial bench validate`)")
+    with RunLock(out_dir):
+        return _evaluate_locked(run_bench, config, spec, out_dir, start, resume=resume, overwrite=overwrite,
+                                progress=progress, n_bootstrap=n_bootstrap, retry_infra=retry_infra)
+
+
+def _evaluate_locked(run_bench: Bench, config: RunConfig, spec: RunSpec, out_dir: str | Path, start: float, *,
+                     resume: bool, overwrite: bool, progress: bool, n_bootstrap: int, retry_infra: bool) -> Results:
     adapter = create_adapter(config.adapter, **config.adapter_options)
     producer = create_mask_producer(config.mask_producer, **config.mask_producer_options) if config.mask_producer else None
     runner = Runner(run_bench, adapter, spec, out_dir, mask_producer=producer, progress=progress)
     try:
-        records = runner.run(resume=resume, overwrite=overwrite)
+        records = runner.run(resume=resume, overwrite=overwrite, retry_infra=retry_infra)
     finally:
         adapter.close()
+    infra = [r for r in records if r.failure_kind == "infra"]
+    if records and len(infra) == len(records):
+        raise AllInfraFailedError(
+            f"all {len(records)} turns failed for infrastructure reasons (first: {infra[0].error}); nothing was "
+            f"scored. Fix the server or backend, then run the same command with --resume --retry-infra --out {out_dir}"
+        )
     wall = time.perf_counter() - start
     score_start = time.perf_counter()
     provenance = make_provenance(spec, adapter.config() or config.adapter_options,
@@ -215,9 +239,16 @@ def score(
             f"but the run was made on {spec.bench_hash}; pass the bench the run used"
         )
     bench = _limited(bench, spec.limit)
-    records = read_predictions(run_dir / PREDICTIONS_FILE)
+    log = run_dir / PREDICTIONS_FILE
+    if partial:
+        records = read_predictions(log)  # an unfinished run: a torn last line is expected (reported)
+    else:
+        if not log.is_file():
+            raise FileNotFoundError(f"{run_dir} has no {PREDICTIONS_FILE}: the run answered no turn yet")
+        records = read_prediction_log(log, strict=True)  # every unreadable line is an error naming its line
     results = score_records(bench, records, provenance=make_provenance(spec), n_bootstrap=n_bootstrap,
                             require_complete=not partial)
     if write and not partial:
-        results.write(run_dir / RESULTS_FILE)
+        with RunLock(run_dir):  # not while a run is still writing this folder
+            results.write(run_dir / RESULTS_FILE)
     return results

@@ -74,8 +74,11 @@ class ImageInput:
         if self.available:
             from PIL import Image
 
-            with Image.open(io.BytesIO(self.data) if self.data is not None else self.path) as img:
-                return img.size
+            try:
+                with Image.open(io.BytesIO(self.data) if self.data is not None else self.path) as img:
+                    return img.size
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                raise AdapterError(f"cannot read the image {self._where}: {exc}") from exc
         raise AdapterError(
             "the image size is unknown and the bench has no image file for this dialogue; "
             "pass --images DIR with the images"
@@ -85,13 +88,23 @@ class ImageInput:
         from PIL import Image
 
         if self.data is not None:
-            return Image.open(io.BytesIO(self.data)).convert("RGB")
+            try:
+                return Image.open(io.BytesIO(self.data)).convert("RGB")
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                raise AdapterError(f"cannot decode the image {self._where}: {exc}") from exc
         if self.path is None:
             raise AdapterError("this bench has no image for the dialogue (layout-only bench); "
                                "pass --images DIR with the COCO train2014 images")
         if not self.path.is_file():
             raise AdapterError(f"image not found: {self.path}; pass --images DIR pointing at the images")
-        return Image.open(self.path).convert("RGB")
+        try:
+            return Image.open(self.path).convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise AdapterError(f"cannot decode the image {self._where}: {exc}") from exc
+
+    @property
+    def _where(self) -> str:
+        return str(self.path) if self.path is not None else f"({len(self.data or b'')} bytes in memory)"
 
 
 @dataclass(frozen=True)
@@ -141,7 +154,10 @@ class RoundResponse:
     Give ``raw_text`` always. Text-generating adapters leave ``regions`` as None: the runner
     parses ``raw_text`` with the project's parser, reading coordinates in ``frame`` (None =
     original pixels), at most ``max_regions`` objects. Adapters with structured outputs set ``regions`` (original pixels).
-    ``error`` marks a failed request (scored as a miss with this reason).
+    ``error`` marks a failed request (scored as a miss with this reason); with it,
+    ``failure_kind="infra"`` says the infrastructure failed (connection, timeout, 5xx after
+    retries), so ``evaluate --resume --retry-infra`` asks the turn again. Any other failure is
+    the answer's (``"answer"``, also when left None).
     """
 
     raw_text: str
@@ -152,6 +168,7 @@ class RoundResponse:
     require_answer_tag: bool = False
     max_regions: int | None = None  # read at most this many objects from raw_text
     extra: dict[str, Any] = field(default_factory=dict)
+    failure_kind: str | None = None  # "infra" or "answer"/None; only read when error is set
 
 
 class Adapter:

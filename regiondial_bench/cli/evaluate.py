@@ -30,10 +30,12 @@ from ._display import print_results
               help="run folder [default: runs/<adapter>-<reference mode>-<timestamp>]")
 @click.option("--resume", is_flag=True, help="continue a killed run: finished turns are skipped")
 @click.option("--overwrite", is_flag=True, help="discard an earlier run in --out")
+@click.option("--retry-infra", is_flag=True,
+              help="with --resume: ask again the turns that failed for infrastructure reasons (and their dependents)")
 @click.option("--bootstrap", "n_bootstrap", default=1000, show_default=True, help="bootstrap resamples for CIs")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 def command(bench_spec, images, config_file, adapter, preset, model_path, reference_mode, mask_producer,
-            batch_size, limit, out_dir, resume, overwrite, n_bootstrap, no_progress) -> None:
+            batch_size, limit, out_dir, resume, overwrite, n_bootstrap, no_progress, retry_infra=False) -> None:
     """Evaluate a model round by round, its own answers filling later references.
 
     \b
@@ -65,6 +67,8 @@ def command(bench_spec, images, config_file, adapter, preset, model_path, refere
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise click.UsageError(f"invalid run configuration:\n{exc}") from exc
+    if retry_infra and not resume:
+        raise click.UsageError("--retry-infra continues a run: pass it with --resume --out DIR")
     if out_dir is None:
         if resume:
             raise click.UsageError("--resume needs --out: the folder of the run to continue")
@@ -73,10 +77,15 @@ def command(bench_spec, images, config_file, adapter, preset, model_path, refere
     try:
         bench = api.load_bench(bench_spec, images=images)
         results = api.evaluate(bench, config, out_dir, bench_location=str(bench_spec), resume=resume,
-                               overwrite=overwrite, progress=not no_progress, n_bootstrap=n_bootstrap)
+                               overwrite=overwrite, progress=not no_progress, n_bootstrap=n_bootstrap,
+                               retry_infra=retry_infra)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     print_results(results)
+    infra = results.failure_kinds.get("infra", 0)
+    if infra:
+        click.echo(f"warning: {infra} turns failed for infrastructure reasons; once the server is healthy, "
+                   f"`regiondial evaluate ... --resume --retry-infra --out {out_dir}` asks them again", err=True)
     t = results.provenance.timings
     click.echo(f"{int(t['turns'])} turns in {t['run_s']:.2f}s (model {t['model_s']:.2f}s, "
                f"harness {t['harness_s']:.2f}s, scoring {t['score_s']:.2f}s) -> {out_dir}")
