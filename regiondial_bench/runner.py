@@ -712,7 +712,7 @@ def _read_run_file(path: Path, log_file: Path) -> RunSpec:
 
 
 def clean_text(text: str) -> str:
-    """``text`` as valid unicode: lone surrogates (and anything else UTF-8 cannot hold) become U+FFFD.
+    """``text`` as valid unicode: each lone surrogate becomes U+FFFD (a split pair is rejoined).
 
     >>> clean_text("ok \\ud800!")
     'ok \\ufffd!'
@@ -720,7 +720,7 @@ def clean_text(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     return text
 
 

@@ -268,12 +268,14 @@ class Bench:
         return manifest
 
     @classmethod
-    def load(cls, folder: str | Path, *, verify: bool = True) -> Bench:
+    def load(cls, folder: str | Path, *, verify: bool = True, lenient: bool = False) -> Bench:
         """Read a bench folder; with ``verify`` the manifest's content hash must match.
 
         Every defect of the files (not UTF-8, not JSON, too deeply nested, wrong types,
         non-finite numbers) is a ``ValueError`` naming the file and line; an empty bench loads
-        (``bench validate`` reports it and ``evaluate`` refuses it).
+        (``bench validate`` reports it and ``evaluate`` refuses it). With ``lenient`` (for
+        ``bench validate``), unreadable lines, duplicate ids and a hash mismatch become error
+        issues of the returned bench instead, so that every one of them is reported.
         """
         folder = Path(folder)
         manifest_path = folder / MANIFEST_FILE
@@ -292,13 +294,26 @@ class Bench:
         if not bench_path.is_file():
             raise FileNotFoundError(f"{folder} is not a bench folder: {BENCH_FILE} is missing")
         dialogues = []
+        problems: list[ValidationIssue] = []
+        seen: set[str] = set()
         with open(bench_path, "rb") as f:
             for line_no, line in enumerate(f, 1):
                 if line.strip():
                     try:
-                        dialogues.append(Dialogue.model_validate_json(line))
+                        dialogue = Dialogue.model_validate_json(line)
                     except (ValueError, RecursionError) as exc:
-                        raise ValueError(f"{bench_path}:{line_no}: not a dialogue: {_short(exc)}") from exc
+                        message = f"{bench_path}:{line_no}: not a dialogue: {_short(exc)}"
+                        if not lenient:
+                            raise ValueError(message) from exc
+                        problems.append(ValidationIssue(code="bad_line", message=message, severity="error"))
+                        continue
+                    if lenient and dialogue.dialogue_id in seen:
+                        problems.append(ValidationIssue(code="duplicate_dialogue", severity="error",
+                                                        dialogue_id=dialogue.dialogue_id,
+                                                        message=f"{bench_path}:{line_no}: duplicate dialogue id"))
+                        continue
+                    seen.add(dialogue.dialogue_id)
+                    dialogues.append(dialogue)
         try:
             bench = cls(
                 dialogues,
@@ -306,11 +321,16 @@ class Bench:
                 version=manifest.version,
                 root=folder,
                 source=manifest.source,
-                issues=manifest.issues,
+                issues=[*manifest.issues, *problems],
             )
         except ValueError as exc:
             raise ValueError(f"{bench_path}: {exc}") from exc
         if verify and bench.content_hash != manifest.content_hash:
+            if lenient:
+                bench.issues.append(ValidationIssue(
+                    code="hash_mismatch", severity="error",
+                    message=f"content hash {bench.content_hash} does not match the manifest's {manifest.content_hash}"))
+                return bench
             raise ValueError(
                 f"{folder}: content hash {bench.content_hash} does not match the manifest's "
                 f"{manifest.content_hash}; the dialogues were edited after the bench was built"
