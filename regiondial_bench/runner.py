@@ -522,7 +522,7 @@ class Runner:
     def _loggable(self, request: RoundRequest, record: PredictionRecord) -> tuple[PredictionRecord, str]:
         """The record and its log line, checked to read back as the same record."""
         try:
-            line = record.model_dump_json(exclude_defaults=True)
+            line = record.model_dump_json(exclude_defaults=True, warnings="error")
             PredictionRecord.model_validate_json(line)
             return record, line
         except Exception as exc:  # noqa: BLE001 - e.g. an adapter's mask or region of the wrong type

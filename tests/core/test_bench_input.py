@@ -86,6 +86,14 @@ def test_an_empty_bench_is_not_evaluated(tmp_path):
     assert "empty_bench" in {i.code for i in check_bench(import_upstream(path))}
     with pytest.raises(ValueError, match="no turns to evaluate"):
         api.evaluate(import_upstream(path), RunConfig(adapter="oracle"), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()  # refused before the adapter is built or the folder claimed
+    from regiondial_bench.runner import Runner
+
+    from .test_records import Hostile, spec_for
+
+    empty = Bench([], name="empty")
+    with pytest.raises(ValueError, match="no turns to evaluate"):
+        Runner(empty, Hostile(lambda r: None), spec_for(empty), tmp_path / "direct", progress=False).run()
     result = CliRunner().invoke(main, ["evaluate", "--model", "oracle", "--bench", str(path), "--out",
                                        str(tmp_path / "cli"), "--no-progress"])
     assert result.exit_code != 0 and "no turns to evaluate" in result.output

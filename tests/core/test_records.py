@@ -241,3 +241,22 @@ def test_fsync_is_batched_but_every_line_reaches_the_os(tmp_path, monkeypatch):
     timed.flush()
     assert len(syncs) == 5  # the time bound alone also syncs
     timed.close()
+
+
+def test_a_mask_that_cannot_be_serialized_fails_its_turn_only(tmp_path):
+    # the last guard: a record is checked to read back before it is logged (a mask producer's
+    # output is attached without validation)
+    from regiondial_bench.segment import MaskProducer
+
+    class Garbage(MaskProducer):
+        def masks(self, items):
+            return [{"size": "x"} if i == 1 else None for i in range(len(items))]
+
+    bench = make_bench(tmp_path / "bench", n_dialogues=3, turns=2)
+    runner = Runner(bench, Hostile(lambda r: None), spec_for(bench, batch_size=3), tmp_path / "run",
+                    mask_producer=Garbage(), progress=False)
+    records = runner.run()
+    logged = reread(tmp_path)
+    assert len(logged) == len(records) == bench.num_turns
+    failed = [k for k, r in logged.items() if r.error]
+    assert failed == [("d1", 0), ("d1", 1)] and all("could not be recorded" in logged[k].error for k in failed)
