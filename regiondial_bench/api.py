@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from . import __version__
 from .adapters import create_adapter
 from .metrics import score_records
-from .runner import AllInfraFailedError, Runner, RunLock, load_run_spec, read_predictions
+from .runner import AllInfraFailedError, RunLock, Runner, load_run_spec, read_predictions
 from .schema import (
     MANIFEST_FILE,
     PREDICTIONS_FILE,

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import gc
 import heapq
-import json
 import logging
 import math
 import os

@@ -16,7 +16,16 @@ import reprlib
 from pathlib import Path
 from typing import Any
 
-from ..schema import UPSTREAM_PLACEHOLDER, Bench, Dialogue, ImageRef, Reference, Turn, ValidationIssue, path_inside
+from ..schema import (
+    UPSTREAM_PLACEHOLDER,
+    Bench,
+    Dialogue,
+    ImageRef,
+    Reference,
+    Turn,
+    ValidationIssue,
+    path_inside,
+)
 
 SECOND_PLACEHOLDER = "<box>{context_bbox_2}</box>"
 _BROKEN_PLACEHOLDER = re.compile(r"<box>(?!\{context_bbox(?:_\d+)?\}</box>)")

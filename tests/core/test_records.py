@@ -13,7 +13,14 @@ import pytest
 from regiondial_bench import api
 from regiondial_bench.adapters import Adapter, RoundResponse
 from regiondial_bench.geometry import CoordinateFrame
-from regiondial_bench.runner import AllInfraFailedError, PredictionLog, Runner, RunFolderError, answer_text, clean_text
+from regiondial_bench.runner import (
+    AllInfraFailedError,
+    PredictionLog,
+    RunFolderError,
+    Runner,
+    answer_text,
+    clean_text,
+)
 from regiondial_bench.schema import PredictionRecord, Region, RunConfig, RunSpec, read_prediction_log
 
 from .helpers import answer_json, make_bench
@@ -148,7 +155,7 @@ class HalfDown(Infra):
 
     def generate(self, requests):
         responses = super().generate(requests)
-        return [RoundResponse(raw_text="garbage") if r.key == ("d1", 1) else x for r, x in zip(requests, responses)]
+        return [RoundResponse(raw_text="garbage") if r.key == ("d1", 1) else x for r, x in zip(requests, responses, strict=True)]
 
 
 class Down(Infra):
