@@ -294,7 +294,16 @@ class _Schedule:
 
 
 class Runner:
-    """Runs one adapter over one bench and writes ``run.json`` + ``predictions.jsonl`` into ``out_dir``."""
+    """Runs one adapter over one bench and writes ``run.json`` + ``predictions.jsonl`` into ``out_dir``.
+
+    ``fsync_every``/``fsync_s`` bound what a machine crash can lose (see the module docstring);
+    ``freeze_gc`` moves everything alive when the loop starts (bench, prepared adapter, resumed
+    records) out of the collector's sight for the run, so full collections stay cheap on big benches.
+    """
+
+    fsync_every: int = FSYNC_EVERY_RECORDS
+    fsync_s: float = FSYNC_EVERY_S
+    freeze_gc: bool = True
 
     def __init__(
         self,
@@ -616,11 +625,11 @@ class Runner:
             self._open_folder(resume, overwrite, retry_infra)
             self.adapter.prepare(self.bench)
             schedule = _Schedule(self.bench, self.dependencies, set(self.answers))
-            log = PredictionLog(self.out_dir / PREDICTIONS_FILE)
+            log = PredictionLog(self.out_dir / PREDICTIONS_FILE, fsync_every=self.fsync_every, fsync_s=self.fsync_s)
             bar = _progress(self.bench.num_turns, len(self.answers), self.progress)
             # the bench, the adapter's prepared state and the resumed records live for the whole run:
             # keep the collector from rescanning them on every full collection
-            frozen = gc.isenabled()
+            frozen = self.freeze_gc and gc.isenabled()
             if frozen:
                 gc.freeze()
             try:
@@ -665,7 +674,13 @@ class Runner:
                 requests, records = [], []
                 for future in finished:
                     request, started = in_flight.pop(future)
-                    response = future.result()  # adapter infrastructure errors propagate; the log is durable
+                    try:
+                        response = future.result()
+                    except AdapterError:
+                        raise  # the adapter cannot run as configured: stop (the log is durable)
+                    except Exception as exc:  # noqa: BLE001 - one request's crash must not end the run
+                        response = RoundResponse(raw_text="", failure_kind="infra",
+                                                 error=f"the adapter raised {type(exc).__name__}: {str(exc)[:500]}")
                     latency = time.perf_counter() - started
                     self.model_seconds += latency / workers
                     requests.append(request)

@@ -11,7 +11,7 @@ import math
 import pytest
 
 from regiondial_bench import api
-from regiondial_bench.adapters import Adapter, RoundResponse
+from regiondial_bench.adapters import Adapter, AdapterError, RoundResponse
 from regiondial_bench.geometry import CoordinateFrame
 from regiondial_bench.runner import (
     AllInfraFailedError,
@@ -267,3 +267,35 @@ def test_a_mask_that_cannot_be_serialized_fails_its_turn_only(tmp_path):
     assert len(logged) == len(records) == bench.num_turns
     failed = [k for k, r in logged.items() if r.error]
     assert failed == [("d1", 0), ("d1", 1)] and all("could not be recorded" in logged[k].error for k in failed)
+
+
+def test_a_streaming_request_that_raises_is_an_infra_failure_of_its_turn(tmp_path):
+    class Streaming(Hostile):
+        streaming = True
+        max_concurrency = 4
+
+        def generate_one(self, request):
+            if request.key == ("d2", 0) and self.crash:
+                raise ConnectionResetError("peer went away")
+            return self.generate([request])[0]
+
+    bench = make_bench(tmp_path / "bench", n_dialogues=3, turns=2)
+    adapter = Streaming(lambda r: None)
+    adapter.crash = True
+    Runner(bench, adapter, spec_for(bench), tmp_path / "run", progress=False).run()
+    logged = reread(tmp_path)
+    assert len(logged) == bench.num_turns
+    assert logged[("d2", 0)].failure_kind == "infra" and "ConnectionResetError" in logged[("d2", 0)].error
+    assert sum(r.error is not None for r in logged.values()) == 1
+    adapter.crash = False
+    adapter.asked.clear()
+    Runner(bench, adapter, spec_for(bench), tmp_path / "run", progress=False).run(resume=True, retry_infra=True)
+    assert sorted(adapter.asked) == [("d2", 0), ("d2", 1)]
+    assert all(r.error is None for r in reread(tmp_path).values())
+
+    class Misconfigured(Streaming):
+        def generate_one(self, request):
+            raise AdapterError("no pixels")
+
+    with pytest.raises(AdapterError, match="no pixels"):
+        Runner(bench, Misconfigured(lambda r: None), spec_for(bench), tmp_path / "other", progress=False).run()
