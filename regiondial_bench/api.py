@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from . import __version__
 from .adapters import create_adapter
 from .metrics import score_records
-from .runner import AllInfraFailedError, RunLock, Runner, load_run_spec, read_predictions
+from .runner import AllInfraFailedError, RunLock, Runner, frozen_gc, load_run_spec, read_predictions
 from .schema import (
     MANIFEST_FILE,
     PREDICTIONS_FILE,
@@ -170,7 +170,7 @@ def evaluate(
     if run_bench.num_turns == 0:
         raise ValueError(f"bench {bench.name!r} ({bench_location or bench.root or 'in memory'}) has no turns to "
                          f"evaluate ({len(bench.issues)} import issues; see `regiondial bench validate`)")
-    with RunLock(out_dir):
+    with RunLock(out_dir), frozen_gc():
         return _evaluate_locked(run_bench, config, spec, out_dir, start, resume=resume, overwrite=overwrite,
                                 progress=progress, n_bootstrap=n_bootstrap, retry_infra=retry_infra)
 
@@ -246,8 +246,9 @@ def score(
         if not log.is_file():
             raise FileNotFoundError(f"{run_dir} has no {PREDICTIONS_FILE}: the run answered no turn yet")
         records = read_prediction_log(log, strict=True)  # every unreadable line is an error naming its line
-    results = score_records(bench, records, provenance=make_provenance(spec), n_bootstrap=n_bootstrap,
-                            require_complete=not partial)
+    with frozen_gc():  # the bench and the records stay alive while they are scored
+        results = score_records(bench, records, provenance=make_provenance(spec), n_bootstrap=n_bootstrap,
+                                require_complete=not partial)
     if write and not partial:
         with RunLock(run_dir):  # not while a run is still writing this folder
             results.write(run_dir / RESULTS_FILE)
