@@ -11,7 +11,11 @@ question file replicated ``--scale`` times, once per setting:
     python benchmarks/runloop_overhead.py --scale 20 --batch-size 64
 
 Prints wall and process-CPU milliseconds per turn of the run loop (import and scoring are not
-included) and the number of fsync calls; it asserts nothing.
+included) and the number of fsync calls. With ``--evaluate``, it also times the whole
+``api.evaluate`` (run + scoring with 1000 bootstrap resamples) with and without GC freezing.
+It asserts nothing.
+
+    python benchmarks/runloop_overhead.py --scale 50 --batch-size 64 --evaluate
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from regiondial_bench import api
+from regiondial_bench import runner as runner_module
 from regiondial_bench.adapters import create_adapter
 from regiondial_bench.runner import Runner
 from regiondial_bench.schema import Bench, RunConfig, RunSpec
@@ -64,6 +70,7 @@ def main() -> None:
     parser.add_argument("--questions", type=Path, default=DEFAULT)
     parser.add_argument("--scale", type=int, default=1, help="replicate the question file this many times")
     parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--evaluate", action="store_true", help="also time api.evaluate with/without GC freezing")
     args = parser.parse_args()
 
     bench = replicated(import_upstream(args.questions), args.scale)
@@ -79,6 +86,18 @@ def main() -> None:
         wall, cpu, syncs = measure(bench, args.batch_size, **options)
         print(f"{name:16s} wall {1000 * wall / turns:7.3f} ms/turn  cpu {1000 * cpu / turns:7.3f} ms/turn  "
               f"({wall:6.2f} s, {syncs} fsyncs)")
+    if not args.evaluate:
+        return
+    for freeze in (True, False):
+        runner_module.FREEZE_GC = freeze
+        with tempfile.TemporaryDirectory(dir=Path.cwd()) as out:
+            wall, cpu = time.perf_counter(), time.process_time()
+            results = api.evaluate(bench, RunConfig(adapter="oracle", batch_size=args.batch_size), out, progress=False)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        t = results.provenance.timings
+        print(f"evaluate, gc freeze {'on ' if freeze else 'off'}  wall {wall:6.2f} s  cpu {cpu:6.2f} s  "
+              f"(run {t['run_s']:.2f} s, scoring {t['score_s']:.2f} s)")
+    runner_module.FREEZE_GC = True
 
 
 if __name__ == "__main__":

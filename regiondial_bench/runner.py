@@ -153,6 +153,8 @@ class RunLock:
 
 
 _freeze_depth = 0
+FREEZE_GC = True
+"""Whether :class:`frozen_gc` blocks freeze (a switch for benchmarks comparing both)."""
 
 
 class frozen_gc:  # noqa: N801 - used like contextlib's lowercase managers
@@ -165,8 +167,8 @@ class frozen_gc:  # noqa: N801 - used like contextlib's lowercase managers
     collector is disabled.
     """
 
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled
+    def __init__(self, enabled: bool | None = None) -> None:
+        self.enabled = FREEZE_GC if enabled is None else enabled
         self._active = False
 
     def __enter__(self) -> frozen_gc:
@@ -578,7 +580,7 @@ class Runner:
         raw_text, content_error = answer_text(response.raw_text)
         kind = None
         if response.error is not None:
-            regions, error = [], clean_text(str(response.error))
+            regions, error = [], clean_text(str(response.error))[:10_000]
             kind = "infra" if response.failure_kind == "infra" else "answer"
         elif content_error is not None:
             regions, error = [], content_error
@@ -666,7 +668,7 @@ class Runner:
             bar = _progress(self.bench.num_turns, len(self.answers), self.progress)
             # the bench, the adapter's prepared state and the resumed records live for the whole run:
             # keep the collector from rescanning them on every full collection
-            frozen = frozen_gc(self.freeze_gc).__enter__()
+            frozen = frozen_gc(self.freeze_gc and FREEZE_GC).__enter__()
             try:
                 steps = self._stream(schedule) if self.adapter.streaming else self._batches(schedule)
                 for pairs in steps:
