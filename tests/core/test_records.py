@@ -299,3 +299,40 @@ def test_a_streaming_request_that_raises_is_an_infra_failure_of_its_turn(tmp_pat
 
     with pytest.raises(AdapterError, match="no pixels"):
         Runner(bench, Misconfigured(lambda r: None), spec_for(bench), tmp_path / "other", progress=False).run()
+
+
+def test_any_response_becomes_a_record_that_reads_back(tmp_path):
+    """Whatever an adapter hands back (text with surrogates, parts, non-finite regions, wrong types),
+    the record boundary yields one record that survives the log's round trip."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from regiondial_bench.adapters import ImageInput, RoundRequest
+
+    bench = make_bench(tmp_path / "bench", n_dialogues=1, turns=1)
+    runner = Runner(bench, Hostile(lambda r: None), spec_for(bench), tmp_path / "run", progress=False)
+    request = RoundRequest(dialogue_id="d0", turn=0, image=ImageInput(width=64, height=48), question="q\ud800",
+                           question_template="q")
+    floats = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**400, 10**400)
+    text = st.text(alphabet=st.characters(codec=None, blacklist_categories=()), max_size=200)
+    content = (text | st.binary(max_size=50) | st.none() | st.integers()
+               | st.lists(st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url"]),
+                                                 "text": text | st.integers()}), max_size=3)
+               | st.builds(lambda b: f"<answer>[{{\"bbox_2d\": {b}}}]</answer>", st.lists(floats, min_size=4, max_size=4)))
+    regions = st.none() | st.lists(st.builds(lambda b: Region.model_construct(box=tuple(b), point=None, extra_points=(),
+                                                                             label=None),
+                                             st.lists(floats, min_size=4, max_size=4)), max_size=2)
+    frames = st.sampled_from([None, CoordinateFrame.normalized(1), CoordinateFrame.normalized(1000)])
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(content=content, regions=regions, frame=frames, error=st.none() | text,
+           kind=st.sampled_from([None, "infra", "answer", "bogus"]))
+    def check(content, regions, frame, error, kind):
+        response = RoundResponse(raw_text=content, regions=regions, frame=frame, error=error, failure_kind=kind)
+        record, line = runner._loggable(request, runner.to_record(request, response, 0.01))
+        back = PredictionRecord.model_validate_json(line)
+        assert back == record and back.key == ("d0", 0)
+        assert (back.error is None) == (back.failure_kind is None)
+        assert all(math.isfinite(v) for r in back.regions for v in r.box)
+
+    check()
