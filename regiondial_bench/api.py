@@ -6,6 +6,7 @@ The CLI is a thin layer over these functions.
 from __future__ import annotations
 
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -69,10 +70,46 @@ def load_bench(spec: str | Path | None = "sample", *, images: str | Path | None 
     )
 
 
+MAX_CONFIG_BYTES = 1_000_000
+MAX_CONFIG_DEPTH = 100  # PyYAML's time grows with the square of the bracket depth
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest ``[``/``{`` nesting of ``text`` (quotes ignored: an upper bound, in linear time)."""
+    depth = deepest = 0
+    for char in re.sub(r"[^\[\]{}]+", "", text):
+        depth = depth + 1 if char in "[{" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` without aliases: ``*name`` references let a few lines expand into a
+    structure whose validation takes exponential time (a "billion laughs" config)."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"aliases (*{event.anchor}) are not allowed in a run config "
+                                 f"(line {event.start_mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
 def load_run_config(path: str | Path) -> RunConfig:
     """Read a run config YAML (``adapter``, ``adapter_options``, ``reference_mode``, ...)."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        text = Path(path).read_bytes()
+        if len(text) > MAX_CONFIG_BYTES:
+            raise ValueError(f"{path}: a run config is at most {MAX_CONFIG_BYTES} bytes, this one has {len(text)}")
+        source = text.decode("utf-8")
+        if _flow_depth(source) > MAX_CONFIG_DEPTH:
+            raise ValueError(f"{path}: the YAML is nested too deeply to be a run config "
+                             f"(more than {MAX_CONFIG_DEPTH} brackets)")
+        data = yaml.load(source, Loader=_ConfigLoader) or {}  # noqa: S506 (a SafeLoader)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text: {exc}") from exc
+    except RecursionError as exc:
+        raise ValueError(f"{path}: the YAML is nested too deeply to be a run config") from exc
     except yaml.YAMLError as exc:
         raise ValueError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

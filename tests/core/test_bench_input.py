@@ -181,3 +181,35 @@ def test_bench_validate_reports_every_bad_line(tmp_path):
         Bench.load(folder)
     broken = CliRunner().invoke(main, ["bench", "validate", str(folder)])
     assert broken.exit_code == 1 and "manifest.json" in broken.output and "Traceback" not in broken.output
+
+
+def test_hostile_run_configs_are_clear_errors(tmp_path):
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(5))  # 9 * 4**5 leaves from 6 lines (20 lines would never finish expanding)
+    cases = {
+        "laughs.yaml": ("adapter: oracle\nadapter_options:\n  " + laughs.replace("\n", "\n  "), "aliases"),
+        "deep.yaml": ("adapter: oracle\nadapter_options: {x: " + "[" * 50_000 + "]" * 50_000 + "}\n",
+                      "nested too deeply|not valid YAML"),
+        "binary.yaml": (b"adapter: \xff\xfe\n", "not UTF-8"),
+        "list.yaml": ("- adapter\n", "a YAML mapping"),
+        "types.yaml": ("adapter: [1]\nbatch_size: .inf\n", "invalid run config"),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        with pytest.raises(ValueError, match=message) as info:
+            api.load_run_config(path)
+        assert str(path) in str(info.value), name
+        result = CliRunner().invoke(main, ["evaluate", "--config", str(path), "--out", str(tmp_path / "r")])
+        assert result.exit_code == 2 and "Traceback" not in result.output, (name, result.output)
+
+
+def test_score_of_a_broken_run_folder_is_a_clear_error(tmp_path):
+    bench = make_bench(tmp_path / "bench", n_dialogues=1, turns=1)
+    api.evaluate(bench, RunConfig(adapter="oracle"), tmp_path / "run", progress=False, n_bootstrap=0)
+    (tmp_path / "run" / "run.json").write_text("{")
+    result = CliRunner().invoke(main, ["score", str(tmp_path / "run")])
+    assert result.exit_code == 1 and str(tmp_path / "run" / "run.json") in result.output
+    assert "--resume" in result.output  # the way out that keeps the predictions
+    assert isinstance(result.exception, SystemExit)  # a clean CLI error, not an escaped exception
