@@ -567,11 +567,14 @@ class Runner:
         )
 
     def _loggable(self, request: RoundRequest, record: PredictionRecord) -> tuple[PredictionRecord, str]:
-        """The record and its log line, checked to read back as the same record."""
+        """The record as it reads back from its log line, and the line; a record that does not read
+        back (or reads back with a non-finite coordinate) becomes a failure of its turn."""
         try:
             line = record.model_dump_json(exclude_defaults=True, warnings="error")
-            PredictionRecord.model_validate_json(line)
-            return record, line
+            back = PredictionRecord.model_validate_json(line)
+            if not all(_finite_region(r) for r in back.regions):  # e.g. an int beyond float range
+                raise ValueError("a coordinate is not a finite number once written")
+            return back, line  # what is kept in memory is exactly what the log holds
         except Exception as exc:  # noqa: BLE001 - e.g. an adapter's mask or region of the wrong type
             failed = self._failed_record(request, record.raw_text, record.latency_s, exc)
             return failed, failed.model_dump_json(exclude_defaults=True)

@@ -336,3 +336,17 @@ def test_any_response_becomes_a_record_that_reads_back(tmp_path):
         assert all(math.isfinite(v) for r in back.regions for v in r.box)
 
     check()
+
+
+def test_what_the_runner_keeps_is_what_the_log_holds(tmp_path):
+    # found by the property test: an unvalidated region holding a large exact int (3 * 10**306 + 1)
+    # was kept in memory as the int but logged as digits that read back as a different float;
+    # 10**400 does not even fit a float
+    exact = Region.model_construct(box=(0, 0, 10, 3 * 10**306 + 1), point=None, extra_points=(), label=None)
+    big = Region.model_construct(box=(0, 0, 10**400, 5), point=None, extra_points=(), label=None)
+    answers = {("d0", 0): exact, ("d1", 0): big}
+    _, _, records = run(tmp_path, lambda r: RoundResponse(raw_text="x", regions=[answers[r.key]])
+                        if r.key in answers else None)
+    logged = reread(tmp_path)
+    assert {r.key: r for r in records} == logged
+    assert logged[("d1", 0)].regions == [] and logged[("d1", 0)].error
