@@ -17,9 +17,10 @@ Reference modes (what fills a ``<box>{context_bbox}</box>`` placeholder):
 The prediction log is append-only JSONL. Every batch is written through to the operating system
 before the next one is asked, so a killed process (SIGKILL, OOM) loses no answered turn and a
 resumed run (``resume=True``) ends with the same predictions. ``fsync`` (durability against a
-power loss or kernel crash) runs at most every :data:`FSYNC_EVERY_RECORDS` records or
-:data:`FSYNC_EVERY_S` seconds, and when the run ends: a machine crash loses at most that much,
-which the next ``--resume`` asks again.
+power loss or kernel crash) runs after the batch that reaches :data:`FSYNC_EVERY_RECORDS`
+unsynced records or :data:`FSYNC_EVERY_S` seconds since the last sync, and when the run ends: a
+machine crash loses fewer than that many records plus one batch, which the next ``--resume`` asks
+again.
 
 A run folder is held with an exclusive OS lock (``run.lock``, ``fcntl.flock``) for the whole
 run, so a second process on the same folder is refused at once instead of duplicating turns.
