@@ -350,3 +350,23 @@ def test_what_the_runner_keeps_is_what_the_log_holds(tmp_path):
     logged = reread(tmp_path)
     assert {r.key: r for r in records} == logged
     assert logged[("d1", 0)].regions == [] and logged[("d1", 0)].error
+
+
+def test_a_parser_exception_fails_its_turn_and_the_run_goes_on(tmp_path, monkeypatch):
+    # observed: an exception escaping the parser (a >4300-digit integer) aborted the run, and
+    # every --resume aborted again on the same turn; the record boundary now contains it
+    import regiondial_bench.runner as runner_module
+
+    real = runner_module.parse_answer
+
+    def parse(text, **kwargs):
+        if "BOOM" in text:
+            raise ValueError("Exceeds the limit (4300 digits) for integer string conversion")
+        return real(text, **kwargs)
+
+    monkeypatch.setattr(runner_module, "parse_answer", parse)
+    bench, _, records = run(tmp_path, lambda r: RoundResponse(raw_text="BOOM") if r.key == ("d2", 1) else None)
+    logged = reread(tmp_path)
+    assert len(logged) == bench.num_turns
+    assert "4300 digits" in logged[("d2", 1)].error and logged[("d2", 1)].failure_kind == "answer"
+    assert sum(r.error is not None for r in logged.values()) == 1
