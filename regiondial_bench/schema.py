@@ -437,7 +437,9 @@ def read_prediction_log(
                     record = PredictionRecord.model_validate_json(line)
                 except (ValueError, RecursionError) as exc:
                     if strict:
-                        raise ValueError(f"{path}:{line_no}: not a prediction record: {_short(exc, 300)}") from exc
+                        torn = "" if line.endswith(b"\n") else (
+                            " (a torn last line: the run was killed while writing it; `evaluate --resume` repairs it)")
+                        raise ValueError(f"{path}:{line_no}: not a prediction record{torn}: {_short(exc, 300)}") from exc
                     if skipped is not None:
                         skipped.append((line_no, _short(exc, 300)))
                     continue

@@ -193,3 +193,14 @@ def test_a_broken_run_json_names_itself_and_keeps_the_predictions(tmp_path):
     resumed = api.evaluate(bench, RunConfig(adapter="test-slow-flaky-oracle"), tmp_path / "run", resume=True,
                            progress=False, n_bootstrap=0)
     assert resumed.overall == first.overall  # the oracle's records were kept, not re-asked from the flaky one
+
+
+def test_score_of_a_killed_run_points_at_the_torn_line_and_the_fix(tmp_path):
+    bench = make_bench(tmp_path / "bench", n_dialogues=2, turns=2)
+    api.evaluate(bench, RunConfig(adapter="oracle"), tmp_path / "run", progress=False, n_bootstrap=0)
+    log = tmp_path / "run" / "predictions.jsonl"
+    log.write_text(log.read_text()[:-30])
+    with pytest.raises(ValueError, match=r"predictions.jsonl:4: not a prediction record \(a torn last line.*--resume"):
+        api.score(tmp_path / "run")
+    partial = api.score(tmp_path / "run", partial=True, n_bootstrap=0)
+    assert partial.overall.n == 3
