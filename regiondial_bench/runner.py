@@ -757,9 +757,14 @@ def _read_run_file(path: Path, log_file: Path) -> RunSpec:
     try:
         return RunSpec.model_validate_json(path.read_bytes())
     except (OSError, ValueError, RecursionError) as exc:
-        reason = str(exc).splitlines()
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):
+            reason = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}" for e in exc.errors()[:3])
+        else:
+            reason = str(exc) or type(exc).__name__
         raise RunFolderError(
-            f"{path} is unreadable ({' '.join(reason[:3])[:300]}). The predictions in {log_file} are not "
+            f"{path} is unreadable ({reason[:300]}). The predictions in {log_file} are not "
             f"affected: to keep them, move {path.name} aside (e.g. `mv {path} {path}.broken`) and run the "
             "same evaluate command with --resume; the run is then recorded with that command's settings"
         ) from exc
