@@ -57,6 +57,7 @@ from .schema import (
     RunSpec,
     Turn,
     UsedReference,
+    is_file,
     path_inside,
     read_prediction_log,
 )
@@ -483,7 +484,7 @@ class Runner:
         if image is None:
             path = self.bench.image_path(dialogue)
             size = dialogue.image.size
-            if size is None and path is not None and path.is_file():
+            if size is None and path is not None and is_file(path):
                 from PIL import Image
 
                 try:

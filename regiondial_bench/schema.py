@@ -344,6 +344,14 @@ def _short(exc: BaseException, limit: int = 600) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
+def is_file(path: str | Path) -> bool:
+    """``Path.is_file`` that answers False instead of raising for a hostile name (too long, NUL)."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def path_inside(path: str | Path, root: str | Path) -> bool:
     """Whether ``path`` (relative paths: under ``root``) stays inside ``root``, compared lexically.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from .schema import Bench, ValidationIssue, path_inside, turns_per_round
+from .schema import Bench, ValidationIssue, is_file, path_inside, turns_per_round
 
 
 def check_bench(bench: Bench, *, check_images: bool = True) -> list[ValidationIssue]:
@@ -59,7 +59,7 @@ def check_bench(bench: Bench, *, check_images: bool = True) -> list[ValidationIs
                 f"{bench.root}; evaluate refuses it", dialogue.dialogue_id, None, "error")
         elif check_images:
             path = bench.image_path(dialogue)
-            if path is not None and not path.is_file():
+            if path is not None and not is_file(path):
                 missing_images += 1
                 add("image_missing", f"image file not found: {path}", dialogue.dialogue_id)
             elif path is not None:
@@ -90,7 +90,7 @@ def bench_stats(bench: Bench) -> dict[str, Any]:
     lengths: Counter[int] = Counter()
     for dialogue in bench:
         lengths[len(dialogue.turns)] += 1
-        if bench.image_path(dialogue) is not None and bench.image_path(dialogue).is_file():
+        if bench.image_path(dialogue) is not None and is_file(bench.image_path(dialogue)):
             images += 1
         for turn in dialogue.turns:
             masks += turn.gold_mask is not None

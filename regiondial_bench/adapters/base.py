@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ..geometry import CoordinateFrame
 from ..protocol import default_reference_text
-from ..schema import RLE, Box, Region, UsedReference
+from ..schema import RLE, Box, Region, UsedReference, is_file
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -65,7 +65,7 @@ class ImageInput:
 
     @property
     def available(self) -> bool:
-        return self.data is not None or (self.path is not None and self.path.is_file())
+        return self.data is not None or (self.path is not None and is_file(self.path))
 
     def require_size(self) -> tuple[int, int]:
         """``(width, height)``: from the bench, else from the image file's header."""
@@ -95,7 +95,7 @@ class ImageInput:
         if self.path is None:
             raise AdapterError("this bench has no image for the dialogue (layout-only bench); "
                                "pass --images DIR with the COCO train2014 images")
-        if not self.path.is_file():
+        if not is_file(self.path):
             raise AdapterError(f"image not found: {self.path}; pass --images DIR pointing at the images")
         try:
             return Image.open(self.path).convert("RGB")

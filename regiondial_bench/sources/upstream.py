@@ -24,6 +24,7 @@ from ..schema import (
     Reference,
     Turn,
     ValidationIssue,
+    is_file,
     path_inside,
 )
 
@@ -53,7 +54,7 @@ def _image_file(images: Path | None, record: dict[str, Any], image_id: int) -> P
         candidates += [images / rel, images / rel.name]
     coco = _COCO_NAME.format(image_id)
     candidates += [images / f"{image_id}.jpg", images / "train2014" / coco, images / coco]
-    return next((c for c in candidates if c.is_file()), None)
+    return next((c for c in candidates if is_file(c)), None)
 
 
 def import_upstream(

@@ -213,3 +213,20 @@ def test_score_of_a_broken_run_folder_is_a_clear_error(tmp_path):
     assert result.exit_code == 1 and str(tmp_path / "run" / "run.json") in result.output
     assert "--resume" in result.output  # the way out that keeps the predictions
     assert isinstance(result.exception, SystemExit)  # a clean CLI error, not an escaped exception
+
+
+def test_hostile_image_names_are_missing_images_not_crashes(tmp_path):
+    # a 5000-character or NUL-holding image_path made Path.is_file raise (File name too long)
+    images = tmp_path / "images"
+    images.mkdir()
+    entries = [dict(GOOD, image_path="a" * 5000), dict(GOOD, image_id=2, image_path="x\u0000.jpg")]
+    bench = import_upstream(write_questions(tmp_path, entries), images=images)
+    assert sorted(i.dialogue_id for i in bench.issues if i.code == "image_missing") == ["q-1", "q-2"]
+    folder = tmp_path / "bench"
+    make_bench(folder, n_dialogues=1, turns=1)
+    text = (folder / BENCH_FILE).read_text().replace('"path":"images/0.png"', '"path":"' + "b/" * 3000 + 'x.png"')
+    (folder / BENCH_FILE).write_text(text.replace('"width":64', '"width":null').replace('"height":48', '"height":null'))
+    loaded = Bench.load(folder, verify=False)
+    assert "image_missing" in {i.code for i in check_bench(loaded)}
+    with pytest.raises(AdapterError, match="have no image file"):
+        api.evaluate(loaded, RunConfig(adapter="whole-image"), tmp_path / "run", progress=False)
