@@ -6,29 +6,48 @@ propagation, score the prediction log.
 
 __version__ = "0.1.0"
 
-from .adapters import (
-    Adapter,
-    AdapterError,
-    RoundRequest,
-    RoundResponse,
-    available_adapters,
-    create_adapter,
-    register_adapter,
-)
-from .geometry import CoordinateFrame, box_iou
-from .protocol import ParsedAnswer, parse_answer, render_question
-from .schema import (
-    Bench,
-    Dialogue,
-    ImageRef,
-    PredictionRecord,
-    Reference,
-    Region,
-    Results,
-    RoundRow,
-    Turn,
-    ValidationIssue,
-)
+# The public names are imported on first use (PEP 562), so that `import regiondial_bench` (and
+# `regiondial --help`, `report`, ...) does not pay for numpy and pydantic until something needs them.
+_EXPORTS = {
+    "Adapter": "adapters",
+    "AdapterError": "adapters",
+    "RoundRequest": "adapters",
+    "RoundResponse": "adapters",
+    "available_adapters": "adapters",
+    "create_adapter": "adapters",
+    "register_adapter": "adapters",
+    "CoordinateFrame": "geometry",
+    "box_iou": "geometry",
+    "ParsedAnswer": "protocol",
+    "parse_answer": "protocol",
+    "render_question": "protocol",
+    "Bench": "schema",
+    "Dialogue": "schema",
+    "ImageRef": "schema",
+    "PredictionRecord": "schema",
+    "Reference": "schema",
+    "Region": "schema",
+    "Results": "schema",
+    "RoundRow": "schema",
+    "Turn": "schema",
+    "ValidationIssue": "schema",
+}
+
+
+def __getattr__(name: str):  # noqa: ANN202
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'regiondial_bench' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 __all__ = [
     "Adapter",

@@ -5,6 +5,7 @@ The CLI is a thin layer over these functions.
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import subprocess
@@ -22,7 +23,6 @@ from .adapters import create_adapter
 from .metrics import score_records
 from .runner import AllInfraFailedError, RunLock, Runner, frozen_gc, load_run_spec, read_predictions
 from .schema import (
-    MANIFEST_FILE,
     PREDICTIONS_FILE,
     RESULTS_FILE,
     Bench,
@@ -38,36 +38,31 @@ SAMPLE_BENCH = Path(__file__).parent / "data" / "sample"
 _REPORTED_PACKAGES = ("numpy", "pycocotools", "pydantic", "torch", "transformers", "vllm", "datasets", "trl")
 
 
-def load_bench(spec: str | Path | None = "sample", *, images: str | Path | None = None) -> Bench:
-    """Load a bench from ``spec``.
+def load_bench(
+    spec: str | Path | None = "sample",
+    *,
+    images: str | Path | None = None,
+    annotations: str | Path | None = None,
+    notice=None,
+) -> Bench:
+    """Load a bench from ``spec``: the one loader every command (and sweep) calls.
 
     Args:
-        spec: ``"sample"`` (the bundled sample), a bench folder (``manifest.json``), an exported
-            Hub folder or ``"hf:org/name[:config]"``, or an official question file (``.json``).
+        spec: ``"sample"`` (the bundled sample); a bench folder (``manifest.json``); a build
+            folder (``build.json`` + split folders) as ``PATH[:split]``; an exported Hub folder
+            or ``"hf:org/name"`` as ``...[:config[:split]]``; a folder of the released
+            ``*_multi_turn.json`` files as ``PATH[:config]``; the released test data on the Hub
+            as ``"hf:lmsdss/regionreasoner_test_data[@revision]:refcocoplus"``; or an official
+            question file / released ``*_multi_turn.json`` file (``.json``).
         images: image folder for an official question file (upstream or COCO layout).
+        annotations: COCO instances JSON that gives a question file's turns their gold masks.
+        notice: ``callable(str)`` told about choices made for the caller (e.g. the default split).
     """
     if spec is None or str(spec) == "sample":
         return Bench.load(SAMPLE_BENCH)
-    text = str(spec)
-    if text.startswith("hf:"):
-        from .hub import load_hub_bench
+    from .hub import resolve_bench_spec
 
-        return load_hub_bench(text)
-    path = Path(text)
-    if path.is_dir():
-        if (path / MANIFEST_FILE).is_file():
-            return Bench.load(path)
-        from .hub import load_hub_bench
-
-        return load_hub_bench(str(path))
-    if path.is_file() and path.suffix == ".json":
-        from .sources.upstream import import_upstream
-
-        return import_upstream(path, images=images)
-    raise FileNotFoundError(
-        f"no bench at {text!r}: expected 'sample', a bench folder with {MANIFEST_FILE}, "
-        "an exported Hub folder, 'hf:org/name', or an official question .json file"
-    )
+    return resolve_bench_spec(str(spec), images=images, annotations=annotations, notice=notice)
 
 
 MAX_CONFIG_BYTES = 1_000_000
@@ -156,6 +151,7 @@ def make_provenance(spec: RunSpec, adapter_config: dict | None = None, mask_conf
         adapter=spec.adapter,
         adapter_config=adapter_config if adapter_config is not None else spec.adapter_options,
         reference_mode=spec.reference_mode,
+        parser=spec.parser,
         mask_producer=spec.mask_producer,
         mask_producer_config=mask_config if mask_config is not None else spec.mask_producer_options,
         batch_size=spec.batch_size,
@@ -168,6 +164,42 @@ def make_provenance(spec: RunSpec, adapter_config: dict | None = None, mask_conf
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         timings=timings or {},
     )
+
+
+def _recorded_working_dir(out_dir: str | Path) -> str:
+    """A resumed run keeps the working directory recorded in its run.json (empty for runs made
+    before it was recorded, so that their settings still match)."""
+    try:
+        return load_run_spec(Path(out_dir)).working_dir
+    except (OSError, ValueError):
+        return os.getcwd()
+
+
+def resolve_recorded_bench(spec: RunSpec, run_dir: Path) -> str:
+    """The bench spec recorded in ``run.json``, a relative path resolved against the run's
+    recorded working directory (not the current one).
+
+    Raises:
+        FileNotFoundError: The recorded bench is not there any more (the message says how to
+            pass ``--bench``).
+    """
+    from .hub import split_bench_spec
+
+    location = spec.bench_location or "sample"
+    if location == str(SAMPLE_BENCH) or location == "sample" or location.startswith("hf:"):
+        return "sample" if location == str(SAMPLE_BENCH) else location
+    text, selectors = split_bench_spec(location)
+    path = Path(text)
+    if not path.is_absolute() and spec.working_dir:
+        path = Path(spec.working_dir) / path
+    if not path.exists():
+        where = f" (relative to the run's working directory {spec.working_dir})" if spec.working_dir and \
+            not Path(text).is_absolute() else ""
+        raise FileNotFoundError(
+            f"the bench the run used, {location!r}{where}, is not there any more; pass it with "
+            f"'regiondial score {run_dir} --bench PATH' (bench {spec.bench_name}, hash {spec.bench_hash})"
+        )
+    return ":".join([str(path), *selectors])
 
 
 def _limited(bench: Bench, limit: int | None) -> Bench:
@@ -202,7 +234,8 @@ def evaluate(
     """
     start = time.perf_counter()
     spec = RunSpec(**config.model_dump(), bench_name=bench.name, bench_hash=bench.content_hash,
-                   bench_location=bench_location or str(bench.root or ""))
+                   bench_location=bench_location or str(bench.root or ""),
+                   working_dir=_recorded_working_dir(out_dir) if resume else os.getcwd())
     run_bench = _limited(bench, config.limit)
     if run_bench.num_turns == 0:
         raise ValueError(f"bench {bench.name!r} ({bench_location or bench.root or 'in memory'}) has no turns to "
@@ -253,6 +286,7 @@ def score(
     partial: bool = False,
     n_bootstrap: int = 1000,
     write: bool = True,
+    annotations: str | Path | None = None,
 ) -> Results:
     """Re-score a run folder's prediction log without calling a model.
 
@@ -266,14 +300,12 @@ def score(
         run_dir = run_dir.parent
     spec = load_run_spec(run_dir)
     if bench is None:
-        location = spec.bench_location or "sample"
-        if location == str(SAMPLE_BENCH):
-            location = "sample"
-        bench = load_bench(location, images=images)
+        bench = load_bench(resolve_recorded_bench(spec, run_dir), images=images, annotations=annotations)
     if bench.content_hash != spec.bench_hash:
         raise ValueError(
             f"the bench at {spec.bench_location or 'the given path'} has hash {bench.content_hash}, "
-            f"but the run was made on {spec.bench_hash}; pass the bench the run used"
+            f"but the run was made on {spec.bench_hash}; pass the bench the run used with --bench "
+            "(and the --images/--annotations it was loaded with)"
         )
     bench = _limited(bench, spec.limit)
     log = run_dir / PREDICTIONS_FILE

@@ -211,7 +211,10 @@ def box_to_rle(box: Sequence[float], height: int, width: int) -> RLE:
     """The mask of an xyxy box (pixels whose area the box covers, via pycocotools)."""
     mu = _mask_utils()
     x1, y1, x2, y2 = box
-    encoded = mu.frPyObjects(np.array([[x1, y1, x2 - x1, y2 - y1]], dtype=np.float64), height, width)[0]
+    # an inverted box (kept as upstream keeps it, e.g. by the strict parser) covers nothing;
+    # pycocotools would otherwise paint a negative-width box as a positive area
+    w, h = max(0.0, x2 - x1), max(0.0, y2 - y1)
+    encoded = mu.frPyObjects(np.array([[x1, y1, w, h]], dtype=np.float64), height, width)[0]
     return RLE(size=(height, width), counts=encoded["counts"].decode("ascii"))
 
 
@@ -232,9 +235,9 @@ def rle_intersection_union(pred: RLE | None, gold: RLE) -> tuple[int, int]:
     if tuple(pred.size) != tuple(gold.size):
         pred = resize_rle(pred, gold.size)
     pred_c = _coco(pred)
+    areas = mu.area([pred_c, gold_c])
     inter = int(mu.area(mu.merge([pred_c, gold_c], intersect=True)))
-    union = int(mu.area(mu.merge([pred_c, gold_c], intersect=False)))
-    return inter, union
+    return inter, int(areas[0]) + int(areas[1]) - inter  # |P u G| = |P| + |G| - |P n G|: one merge
 
 
 def resize_rle(rle: RLE, size: Sequence[int]) -> RLE:

@@ -32,6 +32,10 @@ class StaleLeaderboardError(RuntimeError):
     """The committed leaderboard differs from a fresh build."""
 
 
+class UnavailableBenchError(RuntimeError):
+    """Entries could not be re-scored because their bench cannot be found here."""
+
+
 @dataclass(frozen=True)
 class Entry:
     """One leaderboard row: a submission's scores on one task."""
@@ -375,17 +379,34 @@ def build_leaderboard(
 ) -> tuple[list[SubmissionReport], list[Path]]:
     """Validate every submission and write (or, with ``check``, compare) the leaderboard files.
 
+    Benches are resolved through ``resolve_bench``, by default the registry ``<out_dir>/benches.yaml``
+    (:mod:`regiondial_bench.bench_registry`) when there is one.
+
     Returns:
         The validation reports and the files written (or found stale, with ``check``).
 
     Raises:
         ValueError: when a submission is rejected (the message lists every problem).
+        UnavailableBenchError: when an entry's bench cannot be found (the message says how to
+            provide it); nothing is written, as the page would silently lose verified entries.
         StaleLeaderboardError: with ``check``, when a committed file differs from a fresh build.
     """
+    if resolve_bench is None:
+        from .submission import default_bench_resolver
+
+        registry = Path(out_dir) / "benches.yaml"
+        resolve_bench = default_bench_resolver(registry=registry if registry.is_file() else None)
     reports = validate_all(submissions, resolve_bench)
+    if hasattr(resolve_bench, "resolve_local"):
+        resolve_bench.resolve_local()  # every registered bench found here gets its hash checked
     rejected = [r for r in reports if r.status == "rejected"]
     if rejected:
         raise ValueError("rejected submissions:\n" + "\n".join(r.summary() for r in rejected))
+    unavailable = [r for r in reports if r.status == "unavailable"]
+    if unavailable:
+        raise UnavailableBenchError(
+            "cannot re-score these entries here:\n" + "\n".join(r.summary() for r in unavailable)
+        )
     files = render_leaderboard(reports)
     out = Path(out_dir)
     if check:

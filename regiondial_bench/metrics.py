@@ -22,11 +22,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import box_iou_matrix, rle_intersection_union
+from .geometry import box_iou, box_iou_matrix, rle_intersection_union
 from .schema import Bench, ConfidenceInterval, PredictionRecord, Provenance, Results, RoundRow
 
 HIT_THRESHOLD = 0.5
 BUCKET_FROM = 8  # rounds >= 8 are pooled into "8+" (the paper's tables stop at R7)
+SCALAR_IOU_PAIRS = 16  # up to this many (predicted, gold) pairs, IoU is computed without numpy
+BOOTSTRAP_CHUNK = 64  # resamples drawn at once: memory is O(chunk x dialogues + turns), not resamples x dialogues
+BOOTSTRAP_CHUNK_CELLS = 1 << 18  # ... and fewer when the bench has many dialogues
+BOOTSTRAP_SAMPLES_PER_GROUP = 1 << 22  # resample scores held at once (selections x resamples)
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,10 @@ def score_turn(gold_boxes: Sequence[Sequence[float]], predicted_boxes: Sequence[
     """
     if len(predicted_boxes) == 0:
         return 0.0, False, False
+    if len(predicted_boxes) * len(gold_boxes) <= SCALAR_IOU_PAIRS:  # the usual 1 x 1: no array round trip
+        ious_list = [max(box_iou(p, g) for g in gold_boxes) for p in predicted_boxes]
+        hit = any(v > HIT_THRESHOLD for v in ious_list)
+        return float(ious_list[0]), hit, bool(ious_list[0] > HIT_THRESHOLD)
     ious = box_iou_matrix(np.asarray(predicted_boxes), np.asarray(gold_boxes)).max(axis=1)
     return float(ious[0]), bool((ious > HIT_THRESHOLD).any()), bool(ious[0] > HIT_THRESHOLD)
 
@@ -188,21 +196,57 @@ def _pct(num: float, den: float) -> float | None:
     return round(100.0 * num / den, 4) if den > 0 else None
 
 
-def _row(name: str, c: _Columns, select: np.ndarray, cis: dict[str, tuple[float, float]] | None) -> RoundRow:
-    n = int(select.sum())
-    masked = select & ~np.isnan(c.mask_iou)
-    n_mask = int(masked.sum())
+def _sums(c: _Columns, select: np.ndarray) -> tuple:
+    """``(n, hits, top-1 hits, IoU sum, turns with masks, mask IoU sum, ΣI, ΣU, failures)`` of ``select``."""
+    masked = select[~np.isnan(c.mask_iou[select])]
+    return (len(select), c.hit[select].sum(), c.hit_top1[select].sum(), c.iou[select].sum(), len(masked),
+            c.mask_iou[masked].sum(), c.inter[masked].sum(), c.union[masked].sum(), int(c.failed[select].sum()))
+
+
+SMALL_SELECTION = 8  # below this many turns numpy sums sequentially, exactly as bincount does
+
+
+def _small_sums(c: _Columns, selects: list[np.ndarray]) -> list[tuple]:
+    """:func:`_sums` of many small selections at once (one bincount per column, not one call per round).
+
+    For fewer than :data:`SMALL_SELECTION` turns numpy's sum adds in order, as bincount does,
+    so the sums (and the rounded scores) are the same bits as :func:`_sums` gives.
+    """
+    if not selects:
+        return []
+    sizes = [len(t) for t in selects]
+    which = np.repeat(np.arange(len(selects)), sizes)
+    turns = np.concatenate(selects)
+    valid = ~np.isnan(c.mask_iou[turns])
+    k = len(selects)
+
+    def total(values: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+        if keep is None:
+            return np.bincount(which, weights=values[turns], minlength=k)
+        return np.bincount(which[keep], weights=values[turns][keep], minlength=k)
+
+    hit, top1, iou = total(c.hit), total(c.hit_top1), total(c.iou)
+    n_mask = np.bincount(which[valid], minlength=k)
+    giou, inter, union = total(c.mask_iou, valid), total(c.inter, valid), total(c.union, valid)
+    failures = np.bincount(which, weights=c.failed[turns], minlength=k)
+    return [(sizes[i], hit[i], top1[i], iou[i], int(n_mask[i]), giou[i], inter[i], union[i], int(failures[i]))
+            for i in range(k)]
+
+
+def _row(name: str, sums: tuple, cis: dict[str, tuple[float, float]] | None) -> RoundRow:
+    """The row of one selection from its :func:`_sums`."""
+    n, hit, top1, iou, n_mask, giou, inter, union, failures = sums
     row = RoundRow(
         round=name,
         n=n,
-        ap50=_pct(c.hit[select].sum(), n),
-        ap50_top1=_pct(c.hit_top1[select].sum(), n),
-        mean_iou=_pct(c.iou[select].sum(), n),
-        giou=_pct(c.mask_iou[masked].sum(), n_mask) if n_mask else None,
-        ciou=_pct(c.inter[masked].sum(), c.union[masked].sum()) if n_mask else None,
+        ap50=_pct(hit, n),
+        ap50_top1=_pct(top1, n),
+        mean_iou=_pct(iou, n),
+        giou=_pct(giou, n_mask) if n_mask else None,
+        ciou=_pct(inter, union) if n_mask else None,
         ap50_ci=ConfidenceInterval(low=cis["ap50"][0], high=cis["ap50"][1]) if cis and "ap50" in cis else None,
         giou_ci=ConfidenceInterval(low=cis["giou"][0], high=cis["giou"][1]) if cis and "giou" in cis else None,
-        failures=int(c.failed[select].sum()),
+        failures=failures,
     )
     return row
 
@@ -213,34 +257,81 @@ def _bootstrap(
     """95% percentile intervals of AP50 and gIoU per selection, resampling whole dialogues.
 
     One resample draws D dialogues with replacement; a dialogue's weight is how often it was
-    drawn, so every selection's score is a ratio of weighted per-dialogue sums (one matrix
-    product per statistic instead of a Python loop over resamples).
+    drawn, so every selection's score is a ratio of weighted per-dialogue sums. Resamples are
+    drawn :data:`BOOTSTRAP_CHUNK` at a time (the same random stream as drawing all at once), and
+    each selection keeps only the dialogues it holds, so memory is O(chunk x D + turns + scores
+    kept) instead of O(resamples x D); ``selections`` maps names to index arrays of turns.
     """
     if n_bootstrap <= 0 or len(c.dialogue) == 0:
         return {}
     n_dialogues = int(c.dialogue.max()) + 1
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_dialogues, size=(n_bootstrap, n_dialogues))
-    weights = np.zeros((n_bootstrap, n_dialogues), dtype=np.float64)
-    np.add.at(weights, (np.repeat(np.arange(n_bootstrap), n_dialogues), draws.ravel()), 1.0)
-
-    def per_dialogue(values: np.ndarray, select: np.ndarray) -> np.ndarray:
-        return np.bincount(c.dialogue[select], weights=values[select], minlength=n_dialogues)
-
-    out: dict[str, dict[str, tuple[float, float]]] = {}
+    mask_values = np.nan_to_num(c.mask_iou)
+    # every (selection, statistic) as the turns it sums over and the numerator's values
+    names: list[tuple[str, str]] = []
+    parts: list[tuple[np.ndarray, np.ndarray]] = []
     for name, select in selections.items():
-        counts = weights @ per_dialogue(np.ones_like(c.hit), select)
-        intervals: dict[str, tuple[float, float]] = {}
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ap = weights @ per_dialogue(c.hit, select) / counts
-            intervals["ap50"] = _interval(ap)
-            masked = select & ~np.isnan(c.mask_iou)
-            if masked.any():
-                mask_counts = weights @ per_dialogue(np.ones_like(c.hit), masked)
-                giou = weights @ per_dialogue(np.nan_to_num(c.mask_iou), masked) / mask_counts
-                intervals["giou"] = _interval(giou)
-        out[name] = intervals
+        names.append((name, "ap50"))
+        parts.append((select, c.hit))
+        masked = select[~np.isnan(c.mask_iou[select])]
+        if len(masked):
+            names.append((name, "giou"))
+            parts.append((masked, mask_values))
+    # per-dialogue sums of all of them at once: one unique over (statistic, dialogue) keys; within
+    # a key the turns are summed in selection order, exactly as one bincount per selection did
+    turns = np.concatenate([t for t, _ in parts])
+    values = np.concatenate([v[t] for t, v in parts])
+    stat_of_turn = np.repeat(np.arange(len(parts), dtype=np.int64), [len(t) for t, _ in parts])
+    present, inverse = np.unique(stat_of_turn * n_dialogues + c.dialogue[turns], return_inverse=True)
+    num = np.bincount(inverse, weights=values, minlength=len(present))
+    den = np.bincount(inverse, minlength=len(present)).astype(np.float64)
+    dialogue_at = present % n_dialogues
+    starts = np.searchsorted(present // n_dialogues, np.arange(len(parts) + 1))
+    # sums of integers (counts, hits) and single products are exact in any order; a gIoU
+    # numerator over several dialogues is a BLAS dot, as before, so the intervals are unchanged
+    dotted = [i for i, (_, statistic) in enumerate(names) if statistic == "giou" and starts[i + 1] - starts[i] > 1]
+
+    out: dict[str, dict[str, tuple[float, float]]] = {name: {} for name in selections}
+    group = max(1, BOOTSTRAP_SAMPLES_PER_GROUP // n_bootstrap)
+    for first in range(0, len(parts), group):  # more groups only for benches with very many rounds
+        last = min(first + group, len(parts))
+        a, b = int(starts[first]), int(starts[last])
+        segments = starts[first:last] - a
+        at, num_g, den_g = dialogue_at[a:b], num[a:b], den[a:b]
+        dotted_g = [i for i in dotted if first <= i < last]
+        samples = np.empty((last - first, n_bootstrap), dtype=np.float64)
+        rng = np.random.default_rng(seed)  # every group sees the same resamples
+        chunk = max(1, min(BOOTSTRAP_CHUNK, BOOTSTRAP_CHUNK_CELLS // n_dialogues, BOOTSTRAP_CHUNK_CELLS // (b - a)))
+        for lo in range(0, n_bootstrap, chunk):
+            k = min(chunk, n_bootstrap - lo)
+            draws = rng.integers(0, n_dialogues, size=(k, n_dialogues))
+            cells = (draws + (np.arange(k) * n_dialogues)[:, None]).ravel()
+            weights = np.bincount(cells, minlength=k * n_dialogues).reshape(k, n_dialogues).astype(np.float64)
+            gathered = weights[:, at]
+            numerators = np.add.reduceat(gathered * num_g, segments, axis=1)
+            denominators = np.add.reduceat(gathered * den_g, segments, axis=1)
+            for i in dotted_g:
+                lo_i, hi_i = int(starts[i]) - a, int(starts[i + 1]) - a
+                numerators[:, i - first] = gathered[:, lo_i:hi_i] @ num_g[lo_i:hi_i]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                samples[:, lo:lo + k] = (numerators / denominators).T
+        bounds = _percentiles(samples)
+        for i in range(first, last):
+            name, statistic = names[i]
+            out[name][statistic] = (round(float(bounds[0, i - first]), 4), round(float(bounds[1, i - first]), 4))
     return out
+
+
+def _percentiles(samples: np.ndarray) -> np.ndarray:
+    """The 2.5th and 97.5th percentiles of each row (x 100), NaNs ignored, as ``_interval`` per row."""
+    bounds = np.full((2, len(samples)), np.nan, dtype=np.float64)
+    ordered = np.sort(samples, axis=1)  # NaNs last; percentiles do not depend on the order
+    valid = (~np.isnan(ordered)).sum(axis=1)
+    for m in np.unique(valid):  # rows with the same number of valid resamples together
+        if m == 0:
+            continue  # an all-NaN row gives NaN, as nanpercentile does
+        rows = np.flatnonzero(valid == m)
+        bounds[:, rows] = np.percentile(ordered[rows, :m], [2.5, 97.5], axis=1)
+    return bounds * 100.0
 
 
 def _interval(samples: np.ndarray) -> tuple[float, float]:
@@ -257,13 +348,21 @@ def aggregate(
 ) -> Results:
     """Per-round rows (every round index), the ``8+`` bucket and the all-turn ``Avg`` row."""
     c = _Columns.of(scores)
-    rounds = sorted(set(c.round.tolist()))
-    selections = {str(r): c.round == r for r in rounds}
+    # turns grouped by round once (index arrays): memory linear in the turns, not rounds x turns
+    order = np.argsort(c.round, kind="stable")
+    rounds_sorted = c.round[order]
+    rounds, starts = np.unique(rounds_sorted, return_index=True)
+    rounds = rounds.tolist()
+    bounds = [*starts.tolist(), len(order)]
+    selections = {str(r): order[bounds[i]:bounds[i + 1]] for i, r in enumerate(rounds)}
     if any(r >= BUCKET_FROM for r in rounds):
-        selections[f"{BUCKET_FROM}+"] = c.round >= BUCKET_FROM
-    selections["all"] = np.ones(len(c.round), dtype=bool)
+        selections[f"{BUCKET_FROM}+"] = np.flatnonzero(c.round >= BUCKET_FROM)
+    selections["all"] = np.arange(len(c.round))
     cis = _bootstrap(c, selections, n_bootstrap, seed)
-    rows = {name: _row(name, c, select, cis.get(name)) for name, select in selections.items()}
+    small = [name for name, select in selections.items() if len(select) < SMALL_SELECTION]
+    sums = dict(zip(small, _small_sums(c, [selections[name] for name in small]), strict=True))
+    rows = {name: _row(name, sums[name] if name in sums else _sums(c, select), cis.get(name))
+            for name, select in selections.items()}
     reasons = Counter(failure_kind(s.error) for s in scores if s.error)
     provenance = provenance.model_copy(update={"bootstrap": {"resamples": n_bootstrap, "seed": seed, "unit": "dialogue"}})
     return Results(

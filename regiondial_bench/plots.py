@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .report import METRICS, RunResults, cell_value
+from .report import METRICS, RunResults, bench_label, cell_value
 from .schema import read_prediction_log
 
 FIGSIZE = (3.4, 2.4)
@@ -76,12 +76,68 @@ def save_figure(fig: Any, out_dir: str | Path, stem: str) -> list[Path]:
     return paths
 
 
-def _legend(ax: Any, n: int, loc: str) -> None:
-    # Beyond three entries the legend would cover the curves: put it beside the axes.
+MAX_RUNS_PER_FIGURE = 16
+"""More curves than this in one 3.4-inch figure are unreadable: the plot refuses and says so."""
+LEGEND_LABEL_CHARS = 28
+LEGEND_ROW_IN = 0.13  # height of one legend row at 6.5 pt
+
+
+def run_style(i: int) -> tuple[str, str]:
+    """``(colour, marker)`` of the i-th curve: distinct pairs for the first 64 curves.
+
+    >>> len({run_style(i) for i in range(MAX_RUNS_PER_FIGURE)}) == MAX_RUNS_PER_FIGURE
+    True
+    """
+    return _COLORS[i % len(_COLORS)], _MARKERS[(i + i // len(_COLORS)) % len(_MARKERS)]
+
+
+def _check_count(n: int, what: str) -> None:
+    if n > MAX_RUNS_PER_FIGURE:
+        raise ValueError(f"{n} {what} in one figure are unreadable; plot at most {MAX_RUNS_PER_FIGURE} "
+                         "at a time (pass fewer RUN folders)")
+
+
+def _short(label: str) -> str:
+    """A label cut in the middle (its end often tells runs apart: "[folder]").
+
+    >>> _short("noisy-oracle (predicted) [s10-predicted]")
+    'noisy-oracle …s10-predicted]'
+    """
+    if len(label) <= LEGEND_LABEL_CHARS:
+        return label
+    head = (LEGEND_LABEL_CHARS - 1) // 2
+    return label[:head] + "…" + label[-(LEGEND_LABEL_CHARS - 1 - head):]
+
+
+def _figure(plt: Any) -> tuple[Any, Any]:
+    # constrained layout keeps every artist, the legend included, inside the documented size
+    return plt.subplots(figsize=FIGSIZE, layout="constrained")
+
+
+def _bench_labels(labels: Sequence[str], results: Sequence[Any]) -> tuple[list[str], str | None]:
+    """Legend labels and title that name the bench: one bench goes in the legend's title, several
+    go after each run's label (so runs of different benches are never mistaken for comparable)."""
+    benches = [bench_label(r) for r in results]
+    if len(set(benches)) == 1:
+        return [_short(label) for label in labels], f"bench: {benches[0]}"
+    return [f"{_short(label)} [{bench}]" for label, bench in zip(labels, benches, strict=True)], None
+
+
+def _legend(ax: Any, n: int, loc: str, title: str | None = None) -> None:
+    # Up to three entries fit in the axes; beyond that the legend goes under the axes, in as many
+    # columns as the figure's width holds, and the axes shrink instead of the figure growing.
+    handles, labels = ax.get_legend_handles_labels()  # already short (_bench_labels)
     if n > 3:
-        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        widest = max((len(label) for label in labels), default=1)
+        entry_pt = 6.5 * 0.5 * widest + 24  # text at 6.5 pt plus the handle
+        ncols = max(1, min(n, int(FIGSIZE[0] * 72 // entry_pt)))
+        rows = -(-len(labels) // ncols)
+        # the width stays the documented one; the figure grows by the legend's rows only
+        ax.figure.set_size_inches(FIGSIZE[0], FIGSIZE[1] + LEGEND_ROW_IN * rows)
+        ax.figure.legend(handles, labels, frameon=False, loc="outside lower center", ncols=ncols,
+                         handlelength=1.5, columnspacing=1.0, title=title, title_fontsize=6.5)
     else:
-        ax.legend(frameon=False, loc=loc)
+        ax.legend(handles, labels, frameon=False, loc=loc, title=title, title_fontsize=6.5)
 
 
 def _round_axis(ax: Any, columns: Sequence[str]) -> None:
@@ -114,9 +170,11 @@ def plot_round_curves(runs: Sequence[RunResults], out_dir: str | Path, metric: s
     """
     if not any(r.cell(metric, "R1") is not None for r in runs):
         raise ValueError(f"no run has {METRICS[metric]} scores (gIoU needs a run with masks)")
+    _check_count(len(runs), "runs")
     plt = _pyplot()
     cols = _columns_present(runs)
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+    fig, ax = _figure(plt)
+    labels, title = _bench_labels([run.label for run in runs], [run.results for run in runs])
     for i, run in enumerate(runs):
         xs, ys, lows, highs = [], [], [], []
         for x, col in enumerate(cols, 1):
@@ -130,13 +188,13 @@ def plot_round_curves(runs: Sequence[RunResults], out_dir: str | Path, metric: s
             highs.append(ci[1])
         if not xs:
             continue
-        color = _COLORS[i % len(_COLORS)]
+        color, marker = run_style(i)
         ax.fill_between(xs, lows, highs, color=color, alpha=0.15, linewidth=0)
-        ax.plot(xs, ys, color=color, marker=_MARKERS[i % len(_MARKERS)], label=run.label)
+        ax.plot(xs, ys, color=color, marker=marker, label=labels[i])
     _round_axis(ax, cols)
     ax.set_ylabel(f"{METRICS[metric]} (%)")
     ax.set_ylim(0, 102)
-    _legend(ax, len(runs), loc="lower left")
+    _legend(ax, len(runs), loc="lower left", title=title)
     ax.set_title(f"{METRICS[metric]} by round (bands: 95% bootstrap CI)")
     return save_figure(fig, out_dir, f"{metric}_by_round")
 
@@ -177,22 +235,25 @@ def plot_error_accumulation(
             "error accumulation needs the same adapter run twice: --reference-mode predicted and "
             "--reference-mode gold (none of the given runs form such a pair)"
         )
+    _check_count(len(pairs), "run pairs")
     plt = _pyplot()
     cols = _columns_present([r for _, p, g in pairs for r in (p, g)])
-    fig, ax = plt.subplots(figsize=FIGSIZE)
-    for i, (label, predicted, gold) in enumerate(pairs):
+    fig, ax = _figure(plt)
+    labels, title = _bench_labels([label for label, _, _ in pairs], [p.results for _, p, _ in pairs])
+    for i, (_, predicted, gold) in enumerate(pairs):
         xs, gaps = [], []
         for x, col in enumerate(cols, 1):
             a, b = gold.cell(metric, col), predicted.cell(metric, col)
             if a is not None and b is not None:
                 xs.append(x)
                 gaps.append(a - b)
-        ax.plot(xs, gaps, color=_COLORS[i % len(_COLORS)], marker=_MARKERS[i % len(_MARKERS)], label=label)
+        color, marker = run_style(i)
+        ax.plot(xs, gaps, color=color, marker=marker, label=labels[i])
     ax.axhline(0, color="black", linewidth=0.6)
     _round_axis(ax, cols)
     ax.set_ylabel(f"{METRICS[metric]} gap (points)")
     ax.set_title("Error accumulation: gold minus predicted references")
-    _legend(ax, len(pairs), loc="upper left")
+    _legend(ax, len(pairs), loc="upper left", title=title)
     return save_figure(fig, out_dir, "error_accumulation")
 
 
@@ -231,7 +292,7 @@ def plot_conditional_accuracy(run: RunResults, scores: Sequence[Any], out_dir: s
     if not table:
         raise ValueError(f"{run.label}: no turn refers to an earlier turn; nothing to condition on")
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+    fig, ax = _figure(plt)
     cols = list(table)
     from matplotlib.patches import Patch
 
@@ -245,19 +306,22 @@ def plot_conditional_accuracy(run: RunResults, scores: Sequence[Any], out_dir: s
                 ys.append(100.0 * hits / n)
                 ns.append(n)
         bars = ax.bar(xs, ys, width=0.38, color=color)
-        ax.bar_label(bars, labels=[f"n={n}" for n in ns], fontsize=5, padding=1)
+        # side by side, "n=123" labels of more than 4 columns would overlap: stand them upright
+        upright = len(cols) > 4
+        ax.bar_label(bars, labels=[f"{n}" if upright else f"n={n}" for n in ns], fontsize=5, padding=1,
+                     rotation=90 if upright else 0)
         # An explicit handle: an empty group (a run that is never wrong) would otherwise get a
         # legend entry in matplotlib's default colour.
         handles.append(Patch(color=color, label=f"referenced turn {group.split()[1]}"))
     ax.set_xticks(range(1, len(cols) + 1))
     ax.set_xticklabels([c[1:] if c != "Avg" else "all" for c in cols])
-    ax.set_xlabel("round")
+    ax.set_xlabel("round (bar labels: turns)" if len(cols) > 4 else "round")
     ax.set_ylabel("AP50 (%)")
     ax.set_ylim(0, 122)
     ax.set_yticks(range(0, 101, 20))
     ax.grid(axis="y", linewidth=0.4, alpha=0.5)
     ax.legend(handles=handles, frameon=False, loc="upper center", ncols=2)
-    ax.set_title(f"{run.label}: accuracy given the referenced turn")
+    ax.set_title(f"{_short(run.label)}\naccuracy given the referenced turn")
     return save_figure(fig, out_dir, f"conditional_{slug(run.label)}")
 
 
@@ -268,7 +332,7 @@ def plot_population(runs: Sequence[RunResults], out_dir: str | Path) -> list[Pat
     for run in runs:
         benches.setdefault(run.results.provenance.bench_hash, run)
     rounds = sorted({int(r.round) for run in benches.values() for r in run.results.rounds})
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+    fig, ax = _figure(plt)
     width = 0.8 / len(benches)
     for i, run in enumerate(benches.values()):
         xs = [r + (i - (len(benches) - 1) / 2) * width for r in rounds]
@@ -276,8 +340,13 @@ def plot_population(runs: Sequence[RunResults], out_dir: str | Path) -> list[Pat
         bars = ax.bar(
             xs, ns, width=width, color=_COLORS[i % len(_COLORS)], label=run.results.provenance.bench_name
         )
-        ax.bar_label(bars, fontsize=5, padding=1)
+        # more than 8 labels side by side in 3.4 inches overlap: stand them upright; bars narrower
+        # than an upright label's line (about 6 pt) get none (the y axis still reads the count)
+        bar_pt = FIGSIZE[0] * 0.85 * 72 / (max(rounds) - min(rounds) + 2) * width
+        if bar_pt >= 6:
+            ax.bar_label(bars, fontsize=5, padding=1, rotation=90 if len(rounds) * len(benches) > 8 else 0)
     ax.set_xticks(rounds)
+    ax.margins(y=0.15)
     ax.set_xlabel("round")
     ax.set_ylabel("turns")
     ax.grid(axis="y", linewidth=0.4, alpha=0.5)

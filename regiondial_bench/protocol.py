@@ -1,12 +1,16 @@
 """Render a round's question (reference substitution) and parse model text into regions.
 
 There is one parser for the whole project: evaluation, baselines and training rewards all call
-:func:`parse_answer`. It never raises on model text; every failure comes back as a reason.
+:func:`parse_answer`. It never raises on model text, never returns a non-finite coordinate, and
+takes time linear in the text (no regex backtracking; the tolerant reader is capped by
+:data:`MAX_SCAN_TOKENS` and :data:`MAX_DEPTH`). Every failure comes back as a reason.
+
+Two readings: ``tolerant`` (the default) accepts the common variants of an answer; ``upstream``
+(:func:`parse_answer_upstream`) reads exactly as the upstream evaluator does, for parity runs.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import re
@@ -15,7 +19,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .geometry import CoordinateFrame, box_validity_error, round_half_up
-from .schema import Box, Dialogue, PredictionRecord, Reference, ReferenceSource, Region, Turn, UsedReference
+from .schema import (
+    Box,
+    Dialogue,
+    ParserName,
+    PredictionRecord,
+    Reference,
+    ReferenceSource,
+    Region,
+    Turn,
+    UsedReference,
+)
 
 NO_REGION_TEXT = "[no region]"
 """Rendered in place of a reference whose turn produced no box (``predicted`` mode)."""
@@ -125,23 +139,89 @@ class ParsedAnswer:
         return self.error is None
 
 
-_TAG_RE = {tag: re.compile(rf"<{tag}>\s*(.*?)\s*</{tag}>", re.DOTALL | re.IGNORECASE) for tag in TAGS}
-_OPEN_ANSWER_RE = re.compile(r"<answer>\s*(.*)\Z", re.DOTALL | re.IGNORECASE)
-_FENCE_RE = re.compile(r"```[ \t]*(?:json|python|JSON)?[ \t]*\n?(.*?)```", re.DOTALL)
+PARSERS: tuple[str, ...] = ("tolerant", "upstream")
+UPSTREAM_STYLES: tuple[str, ...] = ("regionreasoner", "seg-zero", "qwen")
+"""The upstream evaluator reads each baseline with that model's own reader (UPSTREAM.md 3.1-3.4)."""
+PRESET_UPSTREAM_STYLE = {"seg-zero-7b": "seg-zero", "qwen2.5-vl-7b": "qwen"}
+
+
+def upstream_style_for(preset: Any) -> str:
+    """The upstream reader of a model preset (``regionreasoner`` unless the preset has its own).
+
+    >>> upstream_style_for("seg-zero-7b"), upstream_style_for("regionreasoner-7b"), upstream_style_for(None)
+    ('seg-zero', 'regionreasoner', 'regionreasoner')
+    """
+    return PRESET_UPSTREAM_STYLE.get(preset, "regionreasoner") if isinstance(preset, str) else "regionreasoner"
+
+
+MAX_SCAN_TOKENS = 10_000
+"""How many tokens the tolerant reader reads per answer, over all candidate texts together.
+
+Strict JSON is tried first on a whole candidate (C speed, linear, no cap); only text that is not
+strict JSON is read token by token (Python literals, JSON inside prose), and that reading stops
+after this many tokens (a valid answer of 100 regions is about 2,200 tokens); an answer whose
+reading stops there is a failure, never scored on the part that was read.
+"""
+
+MAX_DEPTH = 32
+"""Deepest bracket nesting the tolerant reader follows (an answer needs 3)."""
+
+MAX_FENCES = 8
+"""How many fenced code blocks of one answer are tried."""
+
+_OPEN_TAG = {tag: re.compile(re.escape(f"<{tag}>"), re.IGNORECASE) for tag in TAGS}
+_CLOSE_TAG = {tag: re.compile(re.escape(f"</{tag}>"), re.IGNORECASE) for tag in TAGS}
+# the fence head after ```: optional language name, then an optional newline (unambiguous: linear)
+_FENCE_HEAD = re.compile(r"[ \t]*(?:json|python|JSON)?[ \t]*\n?")
+_START = re.compile(r"[\[{]")
+_TRAILING_SPACE = re.compile(r"\s*\Z")
+MAX_STRING_RETRIES = 16  # starts tried inside unclosed quotes before the rest of their line is skipped
+# one token of JSON / Python-literal text; every alternative starts with a distinct character
+# class and has one way to match, so a failed match costs at most one pass over its characters
+_TOKEN = re.compile(
+    r"""[ \t\n\r\f\v]*(?:"""
+    r"""(?P<punct>[\[\]{}(),:])"""
+    r"""|(?P<string>"(?:[^"\\\n]|\\.)*(?P<dq>")?|'(?:[^'\\\n]|\\.)*(?P<sq>')?)"""
+    r"""|(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"""
+    r"""|(?P<word>-?[A-Za-z_]\w*))"""
+)
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|.)", re.DOTALL)
+_SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\", '"': '"', "'": "'"}
+_WORDS: dict[str, Any] = {
+    "true": True, "True": True, "false": False, "False": False, "null": None, "None": None,
+    "NaN": math.nan, "nan": math.nan, "Infinity": math.inf, "-Infinity": -math.inf,
+}
 _BOX_KEYS = ("bbox_2d", "bbox", "box_2d", "box")
 _POINT_KEYS = ("point_2d", "point", "points_1", "points")
+
+
+def _tag_span(text: str, tag: str) -> tuple[int, int | None] | None:
+    """``(content start, content end)`` of the first ``<tag>``; end None when it is never closed.
+
+    Two literal searches, so linear: the first ``<tag>`` followed by a ``</tag>`` is the first
+    ``<tag>`` at all (a later one cannot have a closing tag the first one lacks).
+    """
+    opened = _OPEN_TAG[tag].search(text)
+    if opened is None:
+        return None
+    closed = _CLOSE_TAG[tag].search(text, opened.end())
+    return opened.end(), (closed.start() if closed else None)
 
 
 def extract_tags(text: str) -> dict[str, str | None]:
     """The stripped content of the first ``<scene>``, ``<focus>``, ``<think>``, ``<answer>`` blocks.
 
+    Tags match case-insensitively; an unclosed tag gives None. Linear in the text.
+
     >>> extract_tags("<think> a </think><answer>[]</answer>")["think"]
     'a'
+    >>> extract_tags("<think>never closed")["think"] is None
+    True
     """
     found: dict[str, str | None] = {}
-    for tag, pattern in _TAG_RE.items():
-        match = pattern.search(text)
-        found[tag] = match.group(1) if match else None
+    for tag in TAGS:
+        span = _tag_span(text, tag)
+        found[tag] = text[span[0]:span[1]].strip() if span is not None and span[1] is not None else None
     return found
 
 
@@ -152,14 +232,22 @@ def parse_answer(
     image_size: tuple[int, int] | None = None,
     require_answer_tag: bool = False,
     max_regions: int = 100,
+    parser: ParserName = "tolerant",
+    upstream_style: str = "regionreasoner",
 ) -> ParsedAnswer:
-    """Read regions from model text; never raises.
+    """Read regions from model text; never raises, never returns a non-finite coordinate.
 
-    Accepts an ``<answer>`` JSON list of ``{"bbox_2d": [...], "point_2d": [...]}`` objects and the
-    common variants: code fences, a single object, ``bbox``/``points_1`` keys, a bare
-    ``[x1, y1, x2, y2]`` list, Python-literal quoting. Coordinates are read in ``frame`` and
-    returned in original pixels of an image of ``image_size`` = ``(width, height)``; without a
-    frame they are taken as original pixels already.
+    ``parser="tolerant"`` (default) accepts an ``<answer>`` JSON list of
+    ``{"bbox_2d": [...], "point_2d": [...]}`` objects and the common variants: code fences, a
+    single object, ``bbox``/``points_1`` keys, a bare ``[x1, y1, x2, y2]`` list, Python-literal
+    quoting, JSON inside prose; unusable items are dropped with a note. ``parser="upstream"``
+    reads as the upstream evaluator does (:func:`parse_answer_upstream`, in ``upstream_style``).
+
+    Coordinates are read in ``frame`` and returned in original pixels of an image of
+    ``image_size`` = ``(width, height)``; without a frame they are taken as original pixels
+    already. The time is linear in ``len(text)``: tags are found by literal search, strict JSON
+    is decoded in C, and anything else is read by a bounded tokenizer (:data:`MAX_SCAN_TOKENS`,
+    :data:`MAX_DEPTH`, :data:`MAX_FENCES`).
 
     >>> p = parse_answer('<think>t</think><answer>[{"bbox_2d": [10, 20, 30, 40], "point_2d": [15, 25]}]</answer>')
     >>> p.regions[0].box, p.regions[0].point
@@ -172,12 +260,17 @@ def parse_answer(
     """
     if not isinstance(text, str):
         return ParsedAnswer(error=f"model output is {type(text).__name__}, not text")
+    if parser == "upstream":
+        return parse_answer_upstream(text, frame=frame, image_size=image_size, max_regions=max_regions,
+                                     style=upstream_style)
+    if parser != "tolerant":
+        return ParsedAnswer(error=f"unknown parser {_short(parser)}; choose one of {PARSERS}")
     tags = extract_tags(text)
     body = tags["answer"]
     if body is None:
-        open_answer = _OPEN_ANSWER_RE.search(text)
-        if open_answer:
-            body = open_answer.group(1)
+        span = _tag_span(text, "answer")
+        if span is not None:
+            body = text[span[0]:]  # an unclosed <answer>: the rest of the text
         elif require_answer_tag:
             return ParsedAnswer(error="no <answer> tag", tags=tags)
         else:
@@ -205,79 +298,433 @@ def parse_answer(
     return ParsedAnswer(regions=regions, notes=notes, tags=tags)
 
 
+# --------------------------------------------------------------------------------------------
+# The upstream evaluator's reading (exact parity)
+# --------------------------------------------------------------------------------------------
+
+
+def parse_answer_upstream(
+    text: str | None,
+    *,
+    frame: CoordinateFrame | None = None,
+    image_size: tuple[int, int] | None = None,
+    max_regions: int | None = None,
+    style: str = "regionreasoner",
+) -> ParsedAnswer:
+    """Read an answer exactly as the upstream RegionReasoner evaluator does (UPSTREAM.md 1, 3.1).
+
+    ``style="seg-zero"`` and ``style="qwen"`` read as upstream's Seg-Zero and Qwen2.5-VL model
+    classes do (UPSTREAM.md 3.3, 3.4; :func:`_upstream_seg_zero`, :func:`_upstream_qwen`).
+    The RegionReasoner / VisionReasoner reading:
+
+    * the content of the first ``<answer>`` ... ``</answer>`` (case-sensitive) is decoded with
+      strict ``json.loads``: no fences, no prose, no single quotes; it must be a list;
+    * every item must be an object with ``bbox_2d`` holding at least 4 numbers (the first 4 are
+      read), or **the whole answer** gives no boxes;
+    * each coordinate is rescaled to original pixels and rounded half up as upstream does,
+      ``int(v * factor + 0.5)``; a value that cannot be (NaN, infinite, too large) loses the
+      whole answer;
+    * boxes are kept whatever their validity (degenerate, outside the image): the first one is
+      what upstream propagates as the next round's reference;
+    * points (``point_2d``, first 2 numbers) are read the same way, all or nothing: one item
+      without a usable point gives no points at all, while its boxes are kept.
+
+    >>> parse_answer_upstream('<answer>[{"bbox_2d": [9, 9, 2, 2]}, {"bbox_2d": [1, 2, 3, 4]}]</answer>').regions[0].box
+    (9.0, 9.0, 2.0, 2.0)
+    >>> parse_answer_upstream("<answer>[{'bbox_2d': [1, 2, 3, 4]}]</answer>").error
+    'upstream parser: the answer is not strict JSON'
+    """
+    if not isinstance(text, str):
+        return ParsedAnswer(error=f"model output is {type(text).__name__}, not text")
+    if style not in UPSTREAM_STYLES:
+        return ParsedAnswer(error=f"unknown upstream style {_short(style)}; choose one of {UPSTREAM_STYLES}")
+    tags = extract_tags(text)
+    fx = fy = 1.0
+    if frame is not None and image_size is not None:
+        fx, fy = image_size[0] / frame.width, image_size[1] / frame.height
+    if style == "seg-zero":
+        return _upstream_seg_zero(text, fx, fy, tags)
+    if style == "qwen":
+        return _upstream_qwen(text, fx, fy, tags, max_regions)
+    start = text.find("<answer>")
+    end = text.find("</answer>", start + 8) if start >= 0 else -1
+    if start < 0 or end < 0:
+        return ParsedAnswer(error="upstream parser: no <answer>...</answer> block", tags=tags)
+    try:
+        data = json.loads(text[start + 8:end])
+    except (ValueError, RecursionError):  # also integers beyond the int string-conversion limit
+        return ParsedAnswer(error="upstream parser: the answer is not strict JSON", tags=tags)
+    if not isinstance(data, list):
+        return ParsedAnswer(error=f"upstream parser: the answer is a {_type_name(data)}, not a list", tags=tags)
+    if not data:
+        return ParsedAnswer(error="answer is an empty list", tags=tags)
+    boxes, problem = _upstream_coordinates(data, "bbox_2d", 4, fx, fy)
+    if problem is not None:
+        return ParsedAnswer(error=f"upstream parser: {problem}; the whole answer is lost", tags=tags)
+    points, point_problem = _upstream_coordinates(data, "point_2d", 2, fx, fy)
+    notes = [] if point_problem is None else [f"upstream parser: no points ({point_problem})"]
+    if max_regions is not None and len(boxes) > max_regions:  # every item was checked; fewer are kept
+        notes.append(f"{len(boxes) - max_regions} items beyond the first {max_regions} ignored")
+        boxes = boxes[:max_regions]
+    regions = [
+        Region(box=tuple(box), point=tuple(points[i]) if points is not None else None)
+        for i, box in enumerate(boxes)
+    ]
+    return ParsedAnswer(regions=regions, notes=notes, tags=tags)
+
+
+def _upstream_seg_zero(text: str, fx: float, fy: float, tags: dict[str, str | None]) -> ParsedAnswer:
+    """Seg-Zero's reader: the first ``{...}`` by strict ``json.loads``, exactly one object.
+
+    The first key containing ``bbox`` gives the box and the first two keys containing
+    ``points`` the points; each coordinate is made an int, then scaled and rounded half up. The
+    span is the first ``{`` to the first ``}`` after it (the answer is a flat object). A missing
+    or malformed points key drops the points, not the box.
+    """
+    start = text.find("{")
+    end = text.find("}", start) if start >= 0 else -1
+    if start < 0 or end < 0:
+        return ParsedAnswer(error="upstream parser: no {...} object in the answer", tags=tags)
+    try:
+        data = json.loads(text[start:end + 1])
+    except (ValueError, RecursionError):
+        return ParsedAnswer(error="upstream parser: the answer is not strict JSON", tags=tags)
+    box_key = next((k for k in data if "bbox" in k), None)
+    point_keys = [k for k in data if "points" in k][:2]
+    if box_key is None:
+        return ParsedAnswer(error="upstream parser: the object has no bbox key", tags=tags)
+    boxes, problem = _upstream_coordinates([data], box_key, 4, fx, fy, truncate_first=True)
+    if problem is not None:
+        return ParsedAnswer(error=f"upstream parser: {problem}; the whole answer is lost", tags=tags)
+    points = [_upstream_coordinates([data], k, 2, fx, fy, truncate_first=True)[0] for k in point_keys]
+    notes = []
+    if len(point_keys) < 2 or any(p is None for p in points):
+        notes.append("upstream parser: no points (Seg-Zero needs two usable points keys)")
+        points = []
+    region = Region(box=tuple(boxes[0]), point=tuple(points[0][0]) if points else None,
+                    extra_points=(tuple(points[1][0]),) if points else ())
+    return ParsedAnswer(regions=[region], notes=notes, tags=tags)
+
+
+def _upstream_qwen(
+    text: str, fx: float, fy: float, tags: dict[str, str | None], max_regions: int | None
+) -> ParsedAnswer:
+    """Qwen2.5-VL's reader: the first fenced ``json`` block, else the first ``[...]``, else the
+    first ``{...}``, by strict ``json.loads``; keys ``bbox_2d``/``bbox`` and ``point_2d``/``point``.
+
+    A ``[...]`` or ``{...}`` span runs from the first opening bracket to the last closing one.
+    Items without a box key are skipped; a malformed box loses the whole answer.
+    """
+    fence = text.find("```json")
+    body = None
+    if fence >= 0:
+        close = text.find("```", fence + 7)
+        if close >= 0:
+            body = text[fence + 7:close]
+    if body is None:
+        for opening, closing in (("[", "]"), ("{", "}")):
+            start, end = text.find(opening), text.rfind(closing)
+            if 0 <= start < end:
+                body = text[start:end + 1]
+                break
+    if body is None:
+        return ParsedAnswer(error="upstream parser: no JSON block in the answer", tags=tags)
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return ParsedAnswer(error="upstream parser: the answer is not strict JSON", tags=tags)
+    items = [data] if isinstance(data, dict) else data if isinstance(data, list) else []
+    regions: list[Region] = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        box_key = "bbox_2d" if "bbox_2d" in item else "bbox" if "bbox" in item else None
+        if box_key is None:
+            continue
+        boxes, problem = _upstream_coordinates([item], box_key, 4, fx, fy)
+        if problem is not None:
+            return ParsedAnswer(error=f"upstream parser: {problem}; the whole answer is lost", tags=tags)
+        point_key = "point_2d" if "point_2d" in item else "point" if "point" in item else None
+        point = _upstream_coordinates([item], point_key, 2, fx, fy)[0] if point_key else None
+        regions.append(Region(box=tuple(boxes[0]), point=tuple(point[0]) if point else None))
+        if max_regions is not None and len(regions) >= max_regions:
+            break
+    if not regions:
+        return ParsedAnswer(error="upstream parser: the answer holds no box", tags=tags)
+    return ParsedAnswer(regions=regions, tags=tags)
+
+
+def _upstream_coordinates(
+    items: list[Any], key: str, count: int, fx: float, fy: float, truncate_first: bool = False
+) -> tuple[list[list[float]] | None, str | None]:
+    """All items' ``key`` values, rescaled and rounded as upstream; None with the first problem."""
+    out = []
+    for position, item in enumerate(items):
+        if not isinstance(item, dict) or key not in item:
+            return None, f"item {position} has no {key!r}"
+        values = item[key]
+        if not isinstance(values, list) or len(values) < count:
+            return None, f"item {position}: {key!r} is not a list of {count} numbers"
+        head = values[:count]
+        for v in head:
+            if not isinstance(v, int | float):  # bool is an int, as in Python arithmetic
+                return None, f"item {position}: non-numeric {key!r} value {_short(v)}"
+        try:  # int() truncates, exactly as upstream: int(v * factor + 0.5) (Seg-Zero: int(v) first)
+            if truncate_first:
+                head = [int(v) for v in head]
+            coords = [float(int(float(v) * (fy if axis & 1 else fx) + 0.5)) for axis, v in enumerate(head)]
+        except (OverflowError, ValueError):
+            return None, f"item {position}: a {key!r} value cannot be rounded (non-finite)"
+        out.append(coords)
+    return out, None
+
+
+# --------------------------------------------------------------------------------------------
+# The tolerant reader
+# --------------------------------------------------------------------------------------------
+
+
 def _load_json(body: str) -> tuple[Any, str | None]:
-    """Find the first JSON (or Python-literal) list/object in ``body``."""
-    candidates = [m.group(1) for m in _FENCE_RE.finditer(body)] + [body]
-    for candidate in candidates:
+    """Find the first JSON (or Python-literal) list/object in ``body``, in linear time."""
+    budget = _Budget(MAX_SCAN_TOKENS)
+    for candidate in [*_fenced_blocks(body), body]:
         candidate = candidate.strip()
         if not candidate:
             continue
-        value = _decode(candidate)
+        try:
+            return json.loads(candidate), None
+        except (ValueError, RecursionError):
+            pass
+        value = _read_lenient(candidate, budget)
         if value is not _FAIL:
             return value, None
-        # scan for the first decodable list/object inside surrounding prose; each try costs
-        # O(len), so the number of failed starts is capped (degenerate "[[[[..." output would
-        # otherwise take quadratic time: tens of seconds for one 2048-token answer)
-        failed_starts = 0
-        for start, char in enumerate(candidate):
-            if char in "[{":
-                value = _decode_prefix(candidate[start:])
-                if value is not _FAIL:
-                    return value, None
-                failed_starts += 1
-                if failed_starts >= MAX_FAILED_STARTS:
-                    break
+        if budget.left <= 0:
+            return None, f"answer is not valid JSON (reading stopped after {MAX_SCAN_TOKENS} tokens)"
     if "[" in body or "{" in body:
         return None, "answer is not valid JSON"
     return None, "no JSON found in the text"
 
 
-MAX_FAILED_STARTS = 64
-"""How many ``[``/``{`` positions of one candidate text may fail to decode before giving up."""
+def _fenced_blocks(body: str) -> list[str]:
+    """The contents of the first :data:`MAX_FENCES` ````` ```lang ... ``` ````` blocks."""
+    blocks: list[str] = []
+    pos = 0
+    while len(blocks) < MAX_FENCES:
+        opened = body.find("```", pos)
+        if opened < 0:
+            break
+        head = _FENCE_HEAD.match(body, opened + 3)
+        content = head.end() if head else opened + 3
+        closed = body.find("```", content)
+        if closed < 0:
+            break
+        blocks.append(body[content:closed])
+        pos = closed + 3
+    return blocks
+
 
 _FAIL = object()
-_DECODER = json.JSONDecoder()
 
 
-def _decode(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        pass
-    if len(text) <= 20000:  # literal_eval on huge garbage is slow; JSON already failed
+class _Budget:
+    def __init__(self, tokens: int) -> None:
+        self.left = tokens
+
+
+class _Stop(Exception):
+    """The reader cannot go on: ``pos`` is where it failed (``exhausted``: out of tokens)."""
+
+    def __init__(self, pos: int, exhausted: bool = False, unterminated_end: int | None = None) -> None:
+        self.pos = pos
+        self.exhausted = exhausted
+        self.unterminated_end = unterminated_end
+
+
+def _read_lenient(text: str, budget: _Budget) -> Any:
+    """The whole ``text`` as one Python-literal value, else the first list/object found in it.
+
+    Tries each ``[``/``{`` in order, as a scan for the first decodable value would. A try that
+    fails at position p cannot be bettered by a start before p: a container that closed before p
+    is itself decodable (the earliest such one is taken), and one still open at p fails at p too.
+    So the scan resumes at p and every character is read at most once.
+    """
+    reader = _Reader(text, budget)
+    if text[0] not in "[{":
         try:
-            return ast.literal_eval(text)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            pass
-    return _FAIL
-
-
-def _decode_prefix(text: str) -> Any:
-    try:
-        return _DECODER.raw_decode(text)[0]
-    except (ValueError, RecursionError):
-        pass
-    closing = "]" if text[0] == "[" else "}"
-    end = text.find(closing)
-    depth_end = _matching_close(text)
-    for stop in {end, depth_end}:
-        if stop > 0:
-            value = _decode(text[: stop + 1])
-            if value is not _FAIL:
+            value = reader.value(0, 0)
+            if reader.at_end():
                 return value
+        except _Stop as stop:
+            if stop.exhausted:
+                return _FAIL
+    pos = 0
+    retries_in_strings = 0
+    while budget.left > 0:
+        found = _START.search(text, pos)
+        if found is None:
+            return _FAIL
+        reader = _Reader(text, budget)
+        try:
+            return reader.value(found.start(), 0)
+        except _Stop as stop:
+            if stop.exhausted:
+                return _FAIL
+            if reader.best is not None:
+                return reader.best[1]
+            if stop.unterminated_end is not None:
+                # brackets after an unclosed quote are tried a few times, then its line is skipped
+                retries_in_strings += 1
+                resume = stop.pos + 1 if retries_in_strings <= MAX_STRING_RETRIES else stop.unterminated_end
+            else:
+                resume = stop.pos
+            pos = max(resume, found.start() + 1)
     return _FAIL
 
 
-def _matching_close(text: str) -> int:
-    depth = 0
-    for i, char in enumerate(text):
-        if char in "[{":
-            depth += 1
-        elif char in "]}":
-            depth -= 1
-            if depth == 0:
-                return i
-    return -1
+class _Reader:
+    """Recursive descent over :data:`_TOKEN` tokens: JSON plus Python literals, depth-bounded."""
+
+    def __init__(self, text: str, budget: _Budget) -> None:
+        self.text = text
+        self.budget = budget
+        self.pos = 0
+        self.best: tuple[int, Any] | None = None  # the earliest-starting list/object that closed
+
+    def at_end(self) -> bool:
+        return _TRAILING_SPACE.match(self.text, self.pos) is not None
+
+    def _token(self) -> re.Match:
+        if self.budget.left <= 0:
+            raise _Stop(self.pos, exhausted=True)
+        self.budget.left -= 1
+        match = _TOKEN.match(self.text, self.pos)
+        if match is None:
+            raise _Stop(self.pos)
+        self.pos = match.end()
+        return match
+
+    def _peek_close(self, closing: str) -> bool:
+        """Consume ``closing`` if it is the next token."""
+        saved = self.pos
+        match = self._token()
+        if match.group("punct") == closing:
+            return True
+        self.pos = saved  # a look-ahead read still counts against the budget
+        return False
+
+    def value(self, pos: int, depth: int) -> Any:
+        self.pos = pos
+        return self._value(depth)
+
+    def _value(self, depth: int) -> Any:
+        match = self._token()
+        kind = _kind(match)
+        start = match.start(kind)
+        token = match.group(kind)
+        if kind == "number":
+            return float(token)  # no int conversion: no digit limit, huge values become inf
+        if kind == "string":
+            if match.group("dq") is None and match.group("sq") is None:
+                raise _Stop(start, unterminated_end=match.end())  # no closing quote on this line
+            return _unquote(token)
+        if kind == "word":
+            if token in _WORDS:
+                return _WORDS[token]
+            raise _Stop(start)
+        if token not in "[({":
+            raise _Stop(start)
+        if depth >= MAX_DEPTH:
+            raise _Stop(start)
+        closing = {"[": "]", "(": ")", "{": "}"}[token]
+        if token == "{":
+            value: Any = self._mapping(depth)
+        else:
+            items, commas = self._sequence(closing, depth)
+            value = items if token == "[" else (tuple(items) if commas or len(items) != 1 else items[0])
+        if token != "(" and (self.best is None or start < self.best[0]):
+            self.best = (start, value)
+        return value
+
+    def _sequence(self, closing: str, depth: int) -> tuple[list[Any], bool]:
+        items: list[Any] = []
+        commas = False
+        while True:
+            if self._peek_close(closing):
+                return items, commas
+            items.append(self._value(depth + 1))
+            match = self._token()
+            punct = match.group("punct")
+            if punct == closing:
+                return items, commas
+            if punct != ",":
+                raise _Stop(match.start(_kind(match)))
+            commas = True
+
+    def _mapping(self, depth: int) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        while True:
+            if self._peek_close("}"):
+                return out
+            key_pos = self.pos
+            key = self._value(depth + 1)
+            if isinstance(key, list | dict):
+                raise _Stop(key_pos)
+            match = self._token()
+            if match.group("punct") != ":":
+                raise _Stop(match.start(_kind(match)))
+            out[key] = self._value(depth + 1)
+            match = self._token()
+            punct = match.group("punct")
+            if punct == "}":
+                return out
+            if punct != ",":
+                raise _Stop(match.start(_kind(match)))
+
+
+def _kind(match: re.Match) -> str:
+    for kind in ("punct", "string", "number", "word"):
+        if match.group(kind) is not None:
+            return kind
+    raise AssertionError("every token alternative is a named group")
+
+
+def _unquote(token: str) -> str:
+    content = token[1:-1]
+    if "\\" in content:
+        content = _ESCAPE.sub(_unescape, content)
+    return _clean_text(content)
+
+
+def _unescape(match: re.Match) -> str:
+    code = match.group(1)
+    if code[0] in "ux" and len(code) > 1:
+        return chr(int(code[1:], 16))
+    return _SIMPLE_ESCAPES.get(code, "\\" + code)
+
+
+def _clean_text(value: str) -> str:
+    """``value`` with surrogate pairs joined and lone surrogates replaced (always UTF-8 encodable)."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "dict", list: "list", str: "str", bool: "bool", int: "int", float: "float"}.get(
+        type(value), type(value).__name__)
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """A bounded, printable, encodable description of a value from outside (for reasons)."""
+    if isinstance(value, list | tuple | dict):
+        return f"a {_type_name(value)} of {len(value)} items"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**40:
+        return "a huge integer"
+    text = repr(value[: limit + 1] if isinstance(value, str) else value)
+    text = _clean_text(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _is_number(value: Any) -> bool:
@@ -293,7 +740,7 @@ def _as_items(data: Any) -> tuple[list[Any], str | None]:
         if len(data) == 4 and all(_is_number(v) for v in data):
             return [list(data)], None  # a bare [x1, y1, x2, y2]
         return list(data), None
-    return [], f"answer JSON is a {type(data).__name__}, expected a list of objects"
+    return [], f"answer JSON is a {_type_name(data)}, expected a list of objects"
 
 
 def _numbers(value: Any, count: int) -> tuple[list[float] | None, str | None]:
@@ -302,18 +749,18 @@ def _numbers(value: Any, count: int) -> tuple[list[float] | None, str | None]:
     ):
         value = [c for pair in value for c in pair]  # [[x1, y1], [x2, y2]]
     if not isinstance(value, list | tuple):
-        return None, f"expected {count} numbers, got {type(value).__name__}"
+        return None, f"expected {count} numbers, got {_type_name(value)}"
     if len(value) != count:
         return None, f"expected {count} numbers, got {len(value)}"
     out = []
     for v in value:
         if isinstance(v, str):
             try:
-                v = float(v)
+                v = float(v) if len(v) <= 100 else math.nan
             except ValueError:
-                return None, f"non-numeric coordinate {v!r}"
+                return None, f"non-numeric coordinate {_short(v)}"
         if not _is_number(v):
-            return None, f"non-numeric coordinate {v!r}"
+            return None, f"non-numeric coordinate {_short(v)}"
         try:
             v = float(v)
         except OverflowError:  # an int beyond the float range (its repr may be too long to print)
@@ -322,6 +769,10 @@ def _numbers(value: Any, count: int) -> tuple[list[float] | None, str | None]:
             return None, f"non-finite coordinate {v!r}"
         out.append(v)
     return out, None
+
+
+def _finite(values: Sequence[float]) -> bool:
+    return all(math.isfinite(v) for v in values)
 
 
 def _find_key(item: dict, preferred: Sequence[str], fragment: str) -> str | None:
@@ -343,28 +794,34 @@ def _read_item(
     if isinstance(item, dict):
         box_key = _find_key(item, _BOX_KEYS, "bbox")
         if box_key is None:
-            return None, f"object without a box key (keys: {sorted(map(str, item))[:6]})"
+            keys = ", ".join(_short(k, 20) for k in list(item)[:6])
+            return None, f"object without a box key (keys: {keys})"
         box_raw = item[box_key]
         point_key = _find_key(item, _POINT_KEYS, "point")
         point_raw = item.get(point_key) if point_key else None
         extra_raw = [item[k] for k in item if isinstance(k, str) and k != point_key and "point" in k.lower()]
-        label = item.get("label") if isinstance(item.get("label"), str) else None
+        label = _clean_text(item["label"][:200]) if isinstance(item.get("label"), str) else None
     elif isinstance(item, list | tuple):
         box_raw = item
     else:
-        return None, f"item is a {type(item).__name__}, expected an object"
+        return None, f"item is a {_type_name(item)}, expected an object"
     box, problem = _numbers(box_raw, 4)
     if problem is not None:
         return None, f"bad box: {problem}"
     point = None
     if point_raw is not None:
         point, _ = _numbers(point_raw, 2)  # a malformed point drops the point, not the box
-    extra = [p for p in (_numbers(raw, 2)[0] for raw in extra_raw) if p is not None]
+    extra = [p for p in (_numbers(raw, 2)[0] for raw in extra_raw[:8]) if p is not None]
     if frame is not None and image_size is not None:
         box = list(frame.box_to_original(box, image_size))
+        if not _finite(box):  # finite in the model's frame, beyond the float range once mapped
+            return None, "box is not finite after mapping to image pixels"
         if point is not None:
             point = list(frame.point_to_original(point, image_size))
         extra = [list(frame.point_to_original(p, image_size)) for p in extra]
+    if point is not None and not _finite(point):
+        point = None  # a point that overflows when mapped is dropped like a malformed one
+    extra = [p for p in extra if _finite(p)]
     problem = box_validity_error(box, image_size)
     if problem is not None:
         return None, problem

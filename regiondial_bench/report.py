@@ -198,6 +198,7 @@ class TableRow:
     values: list[float | None]
     kind: RowKind = "run"
     cis: list[tuple[float, float] | None] = field(default_factory=list)
+    bench: str = ""  # the bench's name and short hash (see bench_label); shown when any row has one
 
 
 @dataclass
@@ -209,6 +210,51 @@ class Table:
     rows: list[TableRow]
     notes: list[str] = field(default_factory=list)
     label_header: str = "model"
+    warnings: list[str] = field(default_factory=list)  # also in notes; the CLI prints them to stderr
+
+    @property
+    def show_bench(self) -> bool:
+        return any(row.bench for row in self.rows)
+
+
+def short_hash(bench_hash: str) -> str:
+    """The first 8 hex digits of a ``sha256:`` content hash.
+
+    >>> short_hash("sha256:36018ca12b6e9ec6")
+    '36018ca1'
+    """
+    return bench_hash.removeprefix("sha256:")[:8]
+
+
+def bench_label(results: Results) -> str:
+    """``<bench name> <short hash>``: how tables, CSV rows and plot legends name a run's bench."""
+    prov = results.provenance
+    return f"{prov.bench_name} {short_hash(prov.bench_hash)}"
+
+
+def mixed_bench_warning(runs: Sequence[RunResults]) -> str | None:
+    """A warning when the runs were scored on different benches (name or content hash), else None."""
+    benches = sorted({bench_label(run.results) for run in runs})
+    if len(benches) < 2:
+        return None
+    return (f"warning: these runs are on {len(benches)} different benches ({', '.join(benches)}); "
+            "their scores are not comparable")
+
+
+def paper_bench_warnings(runs: Sequence[RunResults]) -> list[str]:
+    """Warnings for runs that are not on the official RefCOCO+ bench the paper's tables use."""
+    from .bench_registry import official_bench
+
+    out = []
+    for run in runs:
+        official = official_bench(run.results.provenance.bench_hash)
+        if official == "refcocoplus":
+            continue
+        where = ("the official RefCOCOg bench, but the paper's 7-round tables are RefCOCO+" if official
+                 else "not the official RefCOCO+ bench (recognised by content hash)")
+        out.append(f"warning: {run.label} is on {bench_label(run.results)}, {where}; "
+                   "its rows and differences do not compare like with like")
+    return out
 
 
 def _ci(results: Results, metric: str, column: str) -> tuple[float, float] | None:
@@ -239,6 +285,7 @@ def round_table(
             [run.cell(metric, c) for c in cols],
             "run",
             [_ci(run.results, metric, c) for c in cols],
+            bench=bench_label(run.results),
         )
         for run in runs
     ]
@@ -246,7 +293,9 @@ def round_table(
     modes = sorted({run.reference_mode for run in runs})
     if modes:
         notes.append("reference modes: " + ", ".join(modes))
-    return Table(f"{METRICS[metric]} by round (%)", cols, rows, notes)
+    mixed = mixed_bench_warning(runs)
+    warnings = [mixed] if mixed else []
+    return Table(f"{METRICS[metric]} by round (%)", cols, rows, notes + warnings, warnings=warnings)
 
 
 def summary_table(results: Results, title: str | None = None) -> Table:
@@ -315,14 +364,17 @@ def paper_table(runs: Sequence[RunResults], task: str = "detection", compare_to:
         )
     metric = TASK_METRIC[task]
     cols = list(PAPER_COLUMNS)
-    rows = [TableRow(f"{name} (paper)", list(values), "paper") for name, values in reported.items()]
+    paper_bench = "RefCOCO+ multi-turn (paper)"
+    rows = [TableRow(f"{name} (paper)", list(values), "paper", bench=paper_bench)
+            for name, values in reported.items()]
     base = reported[compare_to]
     diffs = []
     for run in runs:
         values = [run.cell(metric, c) for c in cols]
-        rows.append(TableRow(run.label, values, "run", [_ci(run.results, metric, c) for c in cols]))
+        label = bench_label(run.results)
+        rows.append(TableRow(run.label, values, "run", [_ci(run.results, metric, c) for c in cols], bench=label))
         diff = [None if v is None else round(v - b, 1) for v, b in zip(values, base, strict=True)]
-        diffs.append(TableRow(f"Δ {run.label}", diff, "diff"))
+        diffs.append(TableRow(f"Δ {run.label}", diff, "diff", bench=label))
     rows.extend(diffs)
     notes = [
         f"{spec['title']}; paper rows copied from the paper.",
@@ -332,7 +384,8 @@ def paper_table(runs: Sequence[RunResults], task: str = "detection", compare_to:
         notes.append(f"Δ rows: the run minus {compare_to} (paper), in points.")
     if any(run.cell(metric, "R1") is None for run in runs):
         notes.append(f"'–': the run has no {METRICS[metric]} (no masks) or no such round.")
-    return Table(f"Paper table: {spec['title']}", cols, rows, notes)
+    warnings = paper_bench_warnings(runs)
+    return Table(f"Paper table: {spec['title']}", cols, rows, notes + warnings, warnings=warnings)
 
 
 # --------------------------------------------------------------------------------------------
@@ -378,14 +431,16 @@ def escape_markdown(text: str) -> str:
 def render_markdown(table: Table, with_ci: bool = False) -> str:
     """A GitHub-flavoured Markdown table with the title above and notes below."""
     lines = [f"**{escape_markdown(table.title)}**", ""]
-    lines.append("| " + " | ".join([table.label_header, *table.columns]) + " |")
-    lines.append("|---" + "|---:" * len(table.columns) + "|")
+    bench_col = ["bench"] if table.show_bench else []
+    lines.append("| " + " | ".join([table.label_header, *bench_col, *table.columns]) + " |")
+    lines.append("|---" + "|---" * len(bench_col) + "|---:" * len(table.columns) + "|")
     for row in table.rows:
         label = escape_markdown(row.label)
         if row.kind == "paper":
             label = f"*{label}*"
         cells = [_cell(row, i, with_ci) for i in range(len(table.columns))]
-        lines.append("| " + " | ".join([label, *cells]) + " |")
+        bench = [escape_markdown(row.bench) or "–"] if table.show_bench else []
+        lines.append("| " + " | ".join([label, *bench, *cells]) + " |")
     if table.notes:
         lines.append("")
         lines.extend(escape_markdown(n) for n in table.notes)
@@ -401,12 +456,14 @@ def render_csv(table: Table) -> str:
     """CSV with columns ``table, kind, <label header>, <columns...>``; missing values are empty."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["table", "kind", table.label_header, *table.columns])
+    bench_col = ["bench"] if table.show_bench else []
+    writer.writerow(["table", "kind", table.label_header, *bench_col, *table.columns])
     for row in table.rows:
         cells = [
             "" if v is None else str(int(v)) if float(v).is_integer() else f"{v:.2f}" for v in row.values
         ]
-        writer.writerow([table.title, row.kind, _csv_safe(row.label), *cells])
+        bench = [_csv_safe(row.bench)] if table.show_bench else []
+        writer.writerow([table.title, row.kind, _csv_safe(row.label), *bench, *cells])
     return buf.getvalue()
 
 
@@ -450,9 +507,10 @@ def render_latex(table: Table, with_ci: bool = False) -> str:
         r"\centering",
         r"\small",
         f"\\caption{{{escape_latex(table.title)}}}",
-        r"\begin{tabular}{l" + "r" * n + "}",
+        r"\begin{tabular}{l" + "l" * table.show_bench + "r" * n + "}",
         r"\toprule",
-        " & ".join([escape_latex(table.label_header.capitalize()), *map(escape_latex, table.columns)])
+        " & ".join([escape_latex(table.label_header.capitalize()), *(["Bench"] if table.show_bench else []),
+                    *map(escape_latex, table.columns)])
         + r" \\",
         r"\midrule",
     ]
@@ -467,7 +525,8 @@ def render_latex(table: Table, with_ci: bool = False) -> str:
             if row.kind != "diff" and row.values[i] is not None and row.values[i] == best[i]:
                 text = f"\\textbf{{{text}}}"
             cells.append(text)
-        lines.append(" & ".join([escape_latex(row.label), *cells]) + r" \\")
+        bench = [escape_latex(row.bench) or "--"] if table.show_bench else []
+        lines.append(" & ".join([escape_latex(row.label), *bench, *cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
@@ -520,6 +579,8 @@ def _rich_table(table: Table, with_ci: bool, compact: bool) -> Any:
     # Only the labels may wrap (at spaces); the minimum widths keep every number whole.
     words = [w for row in table.rows for w in row.label.split()] + [table.label_header]
     rich_table.add_column(Text(table.label_header), overflow="fold", min_width=min(max(map(len, words)), 30))
+    if table.show_bench:
+        rich_table.add_column(Text("bench"), overflow="fold")
     for i, column in enumerate(table.columns):
         widest = max([len(column)] + [len(line) for row in cells for line in row[i].splitlines()])
         rich_table.add_column(Text(column), justify="right", no_wrap=True, min_width=widest)
@@ -529,7 +590,8 @@ def _rich_table(table: Table, with_ci: bool, compact: bool) -> Any:
             rich_table.add_section()
         previous = row.kind
         style = {"paper": "dim", "run": "bold", "diff": "italic", "count": ""}[row.kind]
-        rich_table.add_row(Text(row.label), *map(Text, row_cells), style=style)
+        bench = [Text(row.bench or "–")] if table.show_bench else []
+        rich_table.add_row(Text(row.label), *bench, *map(Text, row_cells), style=style)
     return rich_table
 
 

@@ -2,8 +2,8 @@
 
 Scheduling is dependency-aware: a turn is *ready* once every turn it references is answered,
 and ready turns from all dialogues go to the adapter together, in batches. Streaming adapters
-(servers) instead get requests one by one from a thread pool, so a dialogue's next round is sent
-as soon as its reference is answered.
+(servers) instead get requests one by one (the adapter's ``submit``, else a thread pool), so a
+dialogue's next round is sent as soon as its reference is answered, longest remaining chain first.
 
 Reference modes (what fills a ``<box>{context_bbox}</box>`` placeholder):
 
@@ -39,14 +39,15 @@ import heapq
 import logging
 import math
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from .adapters.base import Adapter, AdapterError, HistoryItem, ImageInput, RoundRequest, RoundResponse
-from .protocol import parse_answer, render_question, resolve_reference
+from .protocol import parse_answer, render_question, resolve_reference, upstream_style_for
 from .schema import (
     PREDICTIONS_FILE,
     RESULTS_FILE,
@@ -293,13 +294,16 @@ class _Schedule:
     """Which turns are ready: a counter of unmet dependencies per turn and a priority heap.
 
     Ready turns leave in (turn index, dialogue position) order, so early rounds of all dialogues
-    go first and batches fill up with comparable prompts.
+    go first and batches fill up with comparable prompts. The streaming path first calls
+    :meth:`prioritize_longest_chain`, so that turns with the longest chain of turns still waiting on
+    them leave first and the last wave is not a straggler.
     """
 
     def __init__(self, bench: Bench, dependencies: Callable[[Dialogue, Turn], set[int]], done: set[Key]) -> None:
         self._unmet: dict[Key, int] = {}
         self._dependents: dict[Key, list[Key]] = {}
-        self._heap: list[tuple[int, int, str]] = []
+        self._heap: list[tuple[int, int, int, str]] = []
+        self._chain: dict[Key, int] | None = None
         self.pending = 0
         for position, dialogue in enumerate(bench):
             for turn in dialogue.turns:
@@ -312,13 +316,32 @@ class _Schedule:
                 for d in unmet:
                     self._dependents.setdefault((dialogue.dialogue_id, d), []).append(key)
                 if not unmet:
-                    heapq.heappush(self._heap, (turn.index, position, dialogue.dialogue_id))
+                    heapq.heappush(self._heap, (0, turn.index, position, dialogue.dialogue_id))
         self._position = {d.dialogue_id: i for i, d in enumerate(bench)}
+
+    def prioritize_longest_chain(self) -> None:
+        """Order ready turns by the longest chain of pending turns that waits on them (longest first).
+
+        A turn's chain is 1 + the longest chain among the turns that depend on it; ties keep the
+        (turn index, dialogue position) order. With C requests in flight and latency L, a run
+        cannot end before max(ceil(N/C), longest chain)·L; starting the long chains first keeps
+        the schedule close to that bound instead of leaving a few deep dialogues for the end.
+        """
+        chain: dict[Key, int] = {}
+        for key in sorted(self._unmet, key=lambda k: -k[1]):  # dependents always have a later turn index
+            chain[key] = 1 + max((chain[d] for d in self._dependents.get(key, ())), default=0)
+        self._chain = chain
+        self._heap = [(-chain[(d, i)], i, p, d) for _, i, p, d in self._heap]
+        heapq.heapify(self._heap)
+
+    def chain(self, key: Key) -> int:
+        """The longest chain of pending turns from ``key`` (1: nothing waits on it); needs :meth:`prioritize_longest_chain`."""
+        return self._chain[key] if self._chain is not None else 1
 
     def take(self, n: int) -> list[Key]:
         out = []
         while self._heap and len(out) < n:
-            index, _, dialogue_id = heapq.heappop(self._heap)
+            _, index, _, dialogue_id = heapq.heappop(self._heap)
             out.append((dialogue_id, index))
         return out
 
@@ -327,7 +350,8 @@ class _Schedule:
         for dependent in self._dependents.pop(key, ()):
             self._unmet[dependent] -= 1
             if self._unmet[dependent] == 0:
-                heapq.heappush(self._heap, (dependent[1], self._position[dependent[0]], dependent[0]))
+                rank = -self._chain[dependent] if self._chain is not None else 0
+                heapq.heappush(self._heap, (rank, dependent[1], self._position[dependent[0]], dependent[0]))
 
     @property
     def ready(self) -> int:
@@ -600,6 +624,8 @@ class Runner:
                 image_size=request.image.size,
                 require_answer_tag=response.require_answer_tag,
                 **({"max_regions": response.max_regions} if response.max_regions else {}),
+                parser=self.spec.parser or "tolerant",
+                upstream_style=upstream_style_for(self.spec.adapter_options.get("preset")),
             )
             regions, error = parsed.regions, parsed.error
         if error is None and not all(_finite_region(r) for r in regions):
@@ -701,19 +727,40 @@ class Runner:
             yield self._answer_batch([self.make_request(k) for k in keys])
 
     def _stream(self, schedule: _Schedule) -> Iterator[list[tuple[RoundRequest, PredictionRecord]]]:
-        """Keep ``max_concurrency`` requests in flight; release dependents as answers arrive."""
+        """Keep ``max_concurrency`` requests in flight; release dependents as answers arrive.
+
+        Ready turns leave longest remaining reference chain first. An adapter with a ``submit``
+        method (a future per request, e.g. the ``openai`` adapter's event loop) is used directly;
+        any other streaming adapter gets a thread per request in flight.
+        """
+        schedule.prioritize_longest_chain()
         workers = max(1, int(self.adapter.max_concurrency))
+        submit = getattr(self.adapter, "submit", None)
+        pool = None if callable(submit) else ThreadPoolExecutor(max_workers=workers, thread_name_prefix="regiondial")
         in_flight: dict[Future, tuple[RoundRequest, float]] = {}
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="regiondial") as pool:
+        answered: queue.SimpleQueue[tuple[Future, float]] = queue.SimpleQueue()
+
+        def on_done(future: Future) -> None:
+            answered.put((future, time.perf_counter()))
+
+        try:
             while True:
                 for key in schedule.take(workers - len(in_flight)):
                     request = self.make_request(key)
-                    in_flight[pool.submit(self.adapter.generate_one, request)] = (request, time.perf_counter())
+                    started = time.perf_counter()
+                    future = pool.submit(self.adapter.generate_one, request) if pool is not None else submit(request)
+                    in_flight[future] = (request, started)
+                    future.add_done_callback(on_done)
                 if not in_flight:
                     return
-                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                finished = [answered.get()]
+                while True:
+                    try:
+                        finished.append(answered.get_nowait())
+                    except queue.Empty:
+                        break
                 requests, records = [], []
-                for future in finished:
+                for future, ended in finished:
                     request, started = in_flight.pop(future)
                     try:
                         response = future.result()
@@ -722,12 +769,15 @@ class Runner:
                     except Exception as exc:  # noqa: BLE001 - one request's crash must not end the run
                         response = RoundResponse(raw_text="", failure_kind="infra",
                                                  error=f"the adapter raised {type(exc).__name__}: {str(exc)[:500]}")
-                    latency = time.perf_counter() - started
+                    latency = ended - started
                     self.model_seconds += latency / workers
                     requests.append(request)
                     records.append(self.to_record(request, response, latency))
                 self._batch += 1
                 yield list(zip(requests, self._add_masks(requests, records), strict=True))
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
 
 
 class _NoBar:
@@ -743,7 +793,39 @@ def _progress(total: int, done: int, enabled: bool):
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=done, unit="turn", desc="evaluating", dynamic_ncols=True, smoothing=0.1)
+    bar = tqdm(total=total, initial=done, unit="turn", desc="evaluating", dynamic_ncols=True, smoothing=0.1)
+    return _TickingBar(bar)
+
+
+class _TickingBar:
+    """A progress bar that keeps moving inside a slow batch: after two seconds without an answer
+    it shows how long the model has been working on the current batch."""
+
+    def __init__(self, bar, interval_s: float = 1.0) -> None:  # noqa: ANN001
+        import threading
+
+        self.bar = bar
+        self.interval_s = interval_s
+        self._last = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, name="regiondial-progress", daemon=True)
+        self._thread.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            waited = time.monotonic() - self._last
+            if waited >= 2.0:
+                self.bar.set_postfix_str(f"waiting on the model {waited:.0f}s", refresh=True)
+
+    def update(self, n: int) -> None:
+        self._last = time.monotonic()
+        self.bar.set_postfix_str("", refresh=False)
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.bar.close()
 
 
 def load_run_spec(run_dir: str | Path) -> RunSpec:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = "1.0"
 BENCH_FILE = "dialogues.jsonl"
@@ -34,6 +34,7 @@ Point = tuple[float, float]
 
 ReferenceMode = Literal["predicted", "gold", "upstream"]
 REFERENCE_MODES: tuple[str, ...] = ("predicted", "gold", "upstream")
+ParserName = Literal["tolerant", "upstream"]  # how model text is read (protocol.parse_answer)
 
 UPSTREAM_PLACEHOLDER = "<box>{context_bbox}</box>"
 """The literal placeholder of the official question files; filled with the reference box."""
@@ -479,6 +480,22 @@ class RunConfig(_Model):
     batch_size: int = Field(default=16, ge=1)
     with_history: bool = False
     limit: int | None = Field(default=None, ge=1, description="evaluate only the first N dialogues")
+    parser: ParserName | None = Field(
+        default=None,
+        description="answer parser: 'tolerant', or 'upstream' (exact upstream parity); "
+        "None derives it from reference_mode (upstream -> upstream, else tolerant)",
+    )
+
+    @property
+    def answer_parser(self) -> ParserName:
+        """The parser this run uses: ``parser``, else derived from the reference mode.
+
+        >>> RunConfig(adapter="oracle", reference_mode="upstream").answer_parser
+        'upstream'
+        """
+        if self.parser is not None:
+            return self.parser
+        return "upstream" if self.reference_mode == "upstream" else "tolerant"
 
 
 class RunSpec(RunConfig):
@@ -488,10 +505,19 @@ class RunSpec(RunConfig):
     bench_name: str
     bench_hash: str
     bench_location: str
+    working_dir: str = ""  # where the run was started: a relative bench_location resolves against it
+
+    @model_validator(mode="before")
+    @classmethod
+    def _record_parser(cls, data: Any) -> Any:
+        """run.json always names the parser (older run.json files get the derived one)."""
+        if isinstance(data, dict) and data.get("parser") is None:
+            data = {**data, "parser": "upstream" if data.get("reference_mode") == "upstream" else "tolerant"}
+        return data
 
     def fingerprint(self) -> str:
         """A hash of the settings that must not change across ``--resume``."""
-        payload = self.model_dump(mode="json", exclude={"bench_location", "batch_size"})
+        payload = self.model_dump(mode="json", exclude={"bench_location", "batch_size", "working_dir"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -530,6 +556,7 @@ class Provenance(_Model):
     adapter: str
     adapter_config: dict[str, Any] = Field(default_factory=dict)
     reference_mode: str
+    parser: str | None = None
     mask_producer: str | None = None
     mask_producer_config: dict[str, Any] = Field(default_factory=dict)
     batch_size: int | None = None

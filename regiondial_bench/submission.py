@@ -26,6 +26,7 @@ import gzip
 import math
 import re
 import shutil
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,13 +63,21 @@ MAX_RESAMPLES = 10_000
 """Most bootstrap resamples a submission may ask the validator to recompute."""
 TOLERANCE = 0.01
 """Largest difference (percentage points) between a claimed and a recomputed score."""
+MAX_LOG_BYTES = 128 * 1024 * 1024
+"""Largest ``predictions.jsonl.gz`` accepted (compressed); a full 7B run on RefCOCOg is ~10 MB."""
+MAX_LOG_UNCOMPRESSED_BYTES = 512 * 1024 * 1024
+"""Largest decompressed log; counted while streaming, so a gzip bomb stops here."""
+MAX_RESULTS_BYTES = 16 * 1024 * 1024
+"""Largest ``results.json`` accepted."""
+MAX_SEED = 2**63 - 1
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" would allow a final newline
 FOLDER_PATTERN = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})_([A-Za-z0-9][A-Za-z0-9._-]{0,63})\Z")
 HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 LEADERBOARD_COLUMNS: tuple[str, ...] = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8+", "Avg")
 
-Status = Literal["verified", "reported", "rejected"]
+Status = Literal["verified", "reported", "rejected", "unavailable"]
+"""``unavailable``: the entry's bench cannot be found here, so it could not be re-scored."""
 
 
 class SubmissionError(ValueError):
@@ -185,36 +194,90 @@ class SubmissionReport:
 BenchResolver = Callable[[str], Bench]
 
 
-def default_bench_resolver(benches: Mapping[str, str] | None = None) -> BenchResolver:
-    """Resolve a submission's ``benchmark`` name to a bench.
+class RegistryResolver:
+    """Resolves bench names through the leaderboard's bench registry (``leaderboard/benches.yaml``).
+
+    Callable as a :data:`BenchResolver`; :meth:`entry` gives the bench's policies
+    (``redact_questions``, ``forbid_gold``). Benches are loaded once per resolver.
+    """
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+        self._cache: dict[str, Bench] = {}
+        self._failed: dict[str, Exception] = {}
+
+    def entry(self, name: str) -> Any:
+        return self.registry.get(name)
+
+    def __call__(self, name: str) -> Bench:
+        if name in self._failed:
+            raise self._failed[name]
+        if name not in self._cache:
+            from .bench_registry import BenchUnavailable
+
+            try:
+                self._cache[name] = self.registry.resolve(name)
+            except (BenchUnavailable, ValueError) as exc:
+                self._failed[name] = exc
+                raise
+        return self._cache[name]
+
+    def resolve_local(self) -> None:
+        """Resolve every registered bench that can be found without the network (a flag, an
+        environment variable or a location), so a build checks each one's hash; failures are kept
+        for :meth:`status`, not raised."""
+        for name in self.registry.benches:
+            local = [c for c in self.registry.candidates(name) if c[0] != "the Hub"]
+            if name in self._cache or name in self._failed or not local:
+                continue
+            try:
+                self(name)
+            except Exception:  # noqa: BLE001 - recorded in self._failed and shown by status()
+                continue
+
+    def status(self) -> dict[str, str]:
+        """``{registered bench: resolved | unavailable: why | on the Hub | not found here}`` after a build."""
+        out = {}
+        for name in self.registry.benches:
+            entry = self.registry.get(name)
+            if name in self._cache:
+                out[name] = f"resolved ({self._cache[name].content_hash[:19]})"
+            elif name in self._failed:
+                from .bench_registry import BenchUnavailable
+
+                kind = "unavailable" if isinstance(self._failed[name], BenchUnavailable) else "refused"
+                out[name] = f"{kind}: {self._failed[name]}"
+            elif entry is not None and entry.hub:
+                out[name] = f"not fetched (no entry uses it; {entry.hub_spec()})"
+            else:
+                out[name] = f"not found here (no entry uses it; {entry.how_to_provide() if entry else ''})"
+        return out
+
+
+def default_bench_resolver(
+    benches: Mapping[str, str] | None = None, registry: str | Path | None = None
+) -> RegistryResolver:
+    """Resolve a submission's ``benchmark`` name to a bench through the bench registry.
 
     Args:
         benches: ``{bench name: spec}`` overrides (a bench folder or question file, as
-            ``regiondial evaluate --bench`` takes). Without an override, the bundled sample bench
-            is found by its manifest name.
+            ``regiondial evaluate --bench`` takes); they win over the registry's locations.
+        registry: the registry file (default ``leaderboard/benches.yaml`` in the working
+            directory; without one the bundled sample is the only bench).
     """
-    overrides = dict(benches or {})
-    cache: dict[str, Bench] = {}
+    from .bench_registry import load_registry
 
-    def resolve(name: str) -> Bench:
-        if name in cache:
-            return cache[name]
-        from .api import load_bench
+    return RegistryResolver(load_registry(registry, overrides=benches))
 
-        if name in overrides:
-            bench = load_bench(overrides[name])
-        else:
-            sample = load_bench("sample")
-            if sample.name != name:
-                raise SubmissionError(
-                    f"unknown benchmark {name!r}: pass its bench folder with --bench {name}=PATH "
-                    f"(the bundled sample is {sample.name!r})"
-                )
-            bench = sample
-        cache[name] = bench
-        return bench
 
-    return resolve
+def _bench_policy(resolve_bench: Any, name: str, bench_hash: str | None) -> tuple[bool, bool]:
+    """``(redact_questions, forbid_gold)`` for a bench: the registry's, and always both for the
+    official question files (recognised by hash), whatever resolver is used."""
+    from .bench_registry import official_bench
+
+    entry = getattr(resolve_bench, "entry", lambda _: None)(name)
+    official = official_bench(bench_hash) is not None
+    return (bool(entry and entry.redact_questions) or official, bool(entry and entry.forbid_gold) or official)
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,9 +467,14 @@ def validate_submission(folder: str | Path, resolve_bench: BenchResolver | None 
             report.status = "reported"
         return report
 
+    results_file = folder / RESULTS_FILE
+    if results_file.is_file() and results_file.stat().st_size > MAX_RESULTS_BYTES:
+        report.problems.append(f"{RESULTS_FILE} is {results_file.stat().st_size} bytes; the limit is "
+                               f"{MAX_RESULTS_BYTES}")
+        return report
     try:
-        claimed = read_results(folder / RESULTS_FILE)
-    except (OSError, ValueError) as exc:
+        claimed = read_results(results_file)
+    except (OSError, ValueError, RecursionError) as exc:
         report.problems.append(f"{RESULTS_FILE}: {exc}".replace(f"{folder / RESULTS_FILE}: ", ""))
         return report
     report.results = claimed
@@ -426,11 +494,20 @@ def validate_submission(folder: str | Path, resolve_bench: BenchResolver | None 
             f"benchmark: submission.yaml says {meta.benchmark!r}, results.json {prov.bench_name!r}"
         )
 
+    from .bench_registry import BenchUnavailable
+
+    resolve_bench = resolve_bench or default_bench_resolver()
     try:
-        bench = (resolve_bench or default_bench_resolver())(meta.benchmark)
+        bench = resolve_bench(meta.benchmark)
+    except BenchUnavailable as exc:
+        report.problems.append(f"bench: {exc}")
+        if len(report.problems) == 1:
+            report.status = "unavailable"
+        return report
     except (SubmissionError, OSError, ValueError) as exc:
         report.problems.append(f"bench: {exc}")
         return report
+    redact, forbid_gold = _bench_policy(resolve_bench, meta.benchmark, bench.content_hash)
     if prov.bench_hash != bench.content_hash:
         report.problems.append(
             f"bench hash mismatch: results.json was scored on {prov.bench_hash}, "
@@ -448,12 +525,20 @@ def validate_submission(folder: str | Path, resolve_bench: BenchResolver | None 
             "(or mark the entry status: reported)"
         )
         return report
+    size_problem = log_size_problem(log)
+    if size_problem:
+        report.problems.append(size_problem)
+        return report
     try:
         records = read_prediction_log(log)
     except ValueError as exc:
         report.problems.append(str(exc).replace(str(folder) + "/", ""))
         return report
     report.problems += reference_problems(bench, records, meta.reference_mode)
+    if redact:
+        report.problems += redaction_problems(bench, records, meta.reference_mode)
+    if forbid_gold:
+        report.problems += gold_problems(bench, records, prov.adapter, meta.reference_mode)
     completeness = completeness_problems(bench, [r.key for r in records])
     report.problems += completeness
     if completeness or any("bench hash" in p for p in report.problems):
@@ -461,18 +546,17 @@ def validate_submission(folder: str | Path, resolve_bench: BenchResolver | None 
 
     from .metrics import score_records
 
-    boot = prov.bootstrap or {}
-    resamples = boot.get("resamples", 1000)
-    if not isinstance(resamples, int) or not 0 <= resamples <= MAX_RESAMPLES:
-        report.problems.append(f"provenance.bootstrap.resamples must be an integer in 0..{MAX_RESAMPLES}, "
-                               f"got {resamples!r}")
+    settings = bootstrap_settings(prov.bootstrap)
+    if isinstance(settings, str):
+        report.problems.append(settings)
         return report
+    resamples, seed = settings
     recomputed = score_records(
         bench,
         records,
         provenance=prov,
         n_bootstrap=resamples,
-        seed=int(boot.get("seed", 0)),
+        seed=seed,
     )
     diffs = compare_results(claimed, recomputed)
     if diffs:
@@ -481,6 +565,45 @@ def validate_submission(folder: str | Path, resolve_bench: BenchResolver | None 
     if not report.problems:
         report.status = "verified"
     return report
+
+
+def bootstrap_settings(boot: Any) -> tuple[int, int] | str:
+    """``(resamples, seed)`` from ``provenance.bootstrap``, or the problem with them.
+
+    >>> bootstrap_settings({"resamples": 100, "seed": 3})
+    (100, 3)
+    >>> bootstrap_settings({"seed": "x"})
+    "provenance.bootstrap.seed must be an integer in 0..9223372036854775807, got 'x'"
+    """
+    if boot is None:
+        boot = {}
+    if not isinstance(boot, dict):
+        return f"provenance.bootstrap must be a mapping, got {type(boot).__name__}"
+    resamples, seed = boot.get("resamples", 1000), boot.get("seed", 0)
+    for key, value, top in (("resamples", resamples, MAX_RESAMPLES), ("seed", seed, MAX_SEED)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            return f"provenance.bootstrap.{key} must be an integer in 0..{top}, got {shown}"
+    return resamples, seed
+
+
+def log_size_problem(log: Path) -> str | None:
+    """Whether a gzipped log is too big, compressed or decompressed (streamed: a bomb stops at
+    the limit), or not gzip at all; None when it is fine."""
+    size = log.stat().st_size
+    if size > MAX_LOG_BYTES:
+        return f"{COMPRESSED_LOG} is {size} bytes; the limit is {MAX_LOG_BYTES}"
+    total = 0
+    try:
+        with gzip.open(log, "rb") as f:
+            while chunk := f.read(1 << 20):
+                total += len(chunk)
+                if total > MAX_LOG_UNCOMPRESSED_BYTES:
+                    return (f"{COMPRESSED_LOG} decompresses to more than {MAX_LOG_UNCOMPRESSED_BYTES} bytes; "
+                            "refusing to read it")
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        return f"{COMPRESSED_LOG} is not a readable gzip file ({exc})"
+    return None
 
 
 def reference_problems(bench: Bench, records: list[PredictionRecord], mode: str) -> list[str]:
@@ -513,6 +636,78 @@ def reference_problems(bench: Bench, records: list[PredictionRecord], mode: str)
     return [f"{len(wrong)} turn(s) were not asked with {mode!r} references (first: {wrong[0]})"]
 
 
+def _aligned_references(bench_dialogue: Any, turn: Any, record: PredictionRecord, mode: str) -> list[Any]:
+    """The logged references aligned with ``turn.references`` (None where the mode fills nothing)."""
+    logged = iter(record.references)
+    used = []
+    for ref in turn.references:
+        if mode == "upstream" and not ref.upstream_fill:
+            used.append(None)
+        else:
+            used.append(next(logged, None))
+    return used
+
+
+def redaction_problems(bench: Bench, records: list[PredictionRecord], mode: str) -> list[str]:
+    """A redacted bench's log must hold ``sha256:<hex>`` of each asked question, not its text,
+    and each digest must be the one of the question the bench gives with the logged references."""
+    from .bench_registry import question_digest
+    from .protocol import render_question
+
+    plain = wrong = 0
+    first = ""
+    for record in records:
+        try:
+            dialogue = bench.dialogue(record.dialogue_id)
+            turn = dialogue.turns[record.turn]
+        except (KeyError, IndexError):
+            continue  # reported by the completeness check
+        if not re.match(r"^sha256:[0-9a-f]{64}\Z", record.question):
+            plain += 1
+            first = first or f"{record.dialogue_id}#{record.turn}"
+            continue
+        expected = question_digest(render_question(turn, _aligned_references(dialogue, turn, record, mode)))
+        if record.question != expected:
+            wrong += 1
+            first = first or f"{record.dialogue_id}#{record.turn}"
+    problems = []
+    if plain:
+        problems.append(f"{plain} record(s) hold question text, but this bench's text may not be republished: "
+                        f"store sha256 digests (regiondial submit does; first: {first})")
+    if wrong:
+        problems.append(f"{wrong} question digest(s) do not match the bench's questions (first: {first})")
+    return problems
+
+
+GOLD_COPY_SHARE = 0.5
+"""A log whose first boxes equal the gold box exactly in more than this share of turns republishes
+the gold boxes (an oracle under another name)."""
+
+
+def gold_problems(bench: Bench, records: list[PredictionRecord], adapter: str, mode: str) -> list[str]:
+    """On a bench whose gold data may not be republished: no oracle, no gold references, no log
+    that copies the gold boxes."""
+    problems = []
+    if adapter == "oracle":
+        problems.append("an oracle entry republishes the gold boxes; it is not allowed on this bench")
+    gold_refs = sum(any(u.source in ("gold", "gold-fallback") for u in r.references) for r in records)
+    if gold_refs:
+        problems.append(f"{gold_refs} record(s) carry gold reference boxes ({mode!r} mode); entries on this bench "
+                        "must not republish gold boxes (use reference mode 'predicted')")
+    copies = 0
+    for record in records:
+        try:
+            gold = bench.dialogue(record.dialogue_id).turns[record.turn].gold_boxes
+        except (KeyError, IndexError):
+            continue
+        if record.regions and tuple(record.regions[0].box) in {tuple(b) for b in gold}:
+            copies += 1
+    if records and adapter != "oracle" and copies > GOLD_COPY_SHARE * len(records):
+        problems.append(f"{copies} of {len(records)} answers equal the gold box exactly; the log republishes "
+                        "the gold boxes")
+    return problems
+
+
 def validate_all(root: str | Path, resolve_bench: BenchResolver | None = None) -> list[SubmissionReport]:
     """Validate every folder under ``root`` (sorted), and flag duplicate entries."""
     root = Path(root)
@@ -526,22 +721,77 @@ def validate_all(root: str | Path, resolve_bench: BenchResolver | None = None) -
     for rep in reports:
         if rep.meta is None:
             continue
-        m = rep.meta
-        key = (
-            m.model.casefold(),
-            m.hub_id,
-            m.revision,
-            m.benchmark,
-            m.reference_mode,
-            m.status,
-            m.adapter_preset,
-        )
+        key = duplicate_key(rep.meta)
         if key in seen:
             rep.problems.append(f"duplicate of {seen[key]} (same model, revision, bench and reference mode)")
             rep.status = "rejected"
         else:
             seen[key] = rep.name
     return reports
+
+
+def comparable_name(text: str | None) -> str | None:
+    """A name as duplicates are compared: NFKC, invisible and direction characters removed
+    (Unicode category Cf: zero-width spaces and joiners, bidi marks and overrides, BOM), runs of
+    whitespace collapsed, case folded.
+
+    >>> comparable_name("Ｍｏｄｅｌ\u200b-7B\u202e") == comparable_name("model-7b")
+    True
+    """
+    if text is None:
+        return None
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return " ".join(text.split()).casefold()
+
+
+def duplicate_key(meta: SubmissionMeta) -> tuple[Any, ...]:
+    """What makes two entries the same: model, Hub id and revision, bench, reference mode, status, preset."""
+    return (
+        comparable_name(meta.model),
+        comparable_name(meta.hub_id),
+        comparable_name(meta.revision),
+        meta.benchmark,
+        meta.reference_mode,
+        meta.status,
+        comparable_name(meta.adapter_preset),
+    )
+
+
+def _existing_duplicate(root: Path, meta: SubmissionMeta) -> str | None:
+    if not root.is_dir():
+        return None
+    key = duplicate_key(meta)
+    for folder in sorted(root.iterdir()):
+        file = folder / SUBMISSION_FILE
+        if folder.is_dir() and not folder.is_symlink() and file.is_file():
+            try:
+                other = read_meta(file)
+            except SubmissionError:
+                continue
+            if duplicate_key(other) == key:
+                return folder.name
+    return None
+
+
+def _write_log(src: Path, dst: Path, redact: bool) -> None:
+    """The submission's gzipped log (deterministic bytes); questions as digests when ``redact``."""
+    if not redact:
+        if src.name.endswith(".gz"):
+            shutil.copyfile(src, dst)
+        else:
+            _gzip_deterministic(src, dst)
+        return
+    from .bench_registry import question_digest
+
+    with (
+        open(dst, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as fout,
+    ):
+        for record in read_prediction_log(src):
+            if not re.match(r"^sha256:[0-9a-f]{64}\Z", record.question):
+                record = record.model_copy(update={"question": question_digest(record.question)})
+            fout.write((record.model_dump_json(exclude_defaults=True) + "\n").encode("utf-8"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -615,6 +865,14 @@ def create_submission(
     folder = Path(root) / f"{date.isoformat()}_{name}"
     if folder.exists():
         raise SubmissionError(f"{folder} already exists; choose another --name")
+    duplicate = _existing_duplicate(Path(root), meta)
+    if duplicate is not None:
+        raise SubmissionError(
+            f"duplicate of {duplicate} (same model, revision, bench and reference mode); "
+            "change the model name, revision or preset, or remove the old entry"
+        )
+    resolve_bench = resolve_bench or default_bench_resolver()
+    redact, _ = _bench_policy(resolve_bench, meta.benchmark, meta.bench_hash)
     folder.mkdir(parents=True)
     try:
         import yaml
@@ -627,15 +885,12 @@ def create_submission(
         shutil.copyfile(run_dir / RESULTS_FILE, folder / RESULTS_FILE)
         if (run_dir / RUN_FILE).is_file():
             shutil.copyfile(run_dir / RUN_FILE, folder / RUN_FILE)
-        if log.name.endswith(".gz"):
-            shutil.copyfile(log, folder / COMPRESSED_LOG)
-        else:
-            _gzip_deterministic(log, folder / COMPRESSED_LOG)
+        _write_log(log, folder / COMPRESSED_LOG, redact)
         report = validate_submission(folder, resolve_bench)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    if report.status == "rejected":
+    if report.status in ("rejected", "unavailable"):
         shutil.rmtree(folder, ignore_errors=True)
         raise SubmissionError("the run does not validate:\n" + "\n".join(f"  - {p}" for p in report.problems))
     return report

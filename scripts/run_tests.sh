@@ -19,6 +19,11 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
+# The official question files (no licence: read in place, never copied) for the leaderboard's
+# refcocoplus/refcocog benches (leaderboard/benches.yaml); override to point elsewhere.
+export REGIONDIAL_BENCH_REFCOCOPLUS="${REGIONDIAL_BENCH_REFCOCOPLUS:-$PWD/../shared/upstream_regiondial/refcocoplus.json}"
+export REGIONDIAL_BENCH_REFCOCOG="${REGIONDIAL_BENCH_REFCOCOG:-$PWD/../shared/upstream_regiondial/refcocog.json}"
+
 # The committed leaderboard must be what the submissions re-score to.
 regiondial leaderboard build --check
 

@@ -450,5 +450,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# the trainer's optional dependencies and the extra that installs them (pyproject.toml)
+_EXTRA_OF = {"trl": "train", "peft": "train", "datasets": "train", "spacy": "train", "transformers": "train",
+             "accelerate": "train", "torch": "train"}
+
+
+def _main_naming_missing_extras(argv: list[str] | None = None) -> int:
+    """:func:`main`, with one line naming the extra to install when a dependency is missing."""
+    try:
+        return main(argv)
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").partition(".")[0]
+        if top not in _EXTRA_OF:
+            raise
+        hint = "; torch is installed separately (see the README)" if top == "torch" else ""
+        print(f"error: the trainer needs {top!r}, which is not installed: "
+              f"pip install 'regiondial-bench[{_EXTRA_OF[top]}]'{hint}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main_naming_missing_extras())

@@ -16,6 +16,7 @@ register_lazy_adapter("hf", "regiondial_bench.adapters.hf:HFAdapter")
 register_lazy_adapter("vllm", "regiondial_bench.adapters.vllm:VLLMAdapter")
 register_lazy_adapter("openai", "regiondial_bench.adapters.openai:OpenAIAdapter")
 register_lazy_adapter("segllm", "regiondial_bench.adapters.segllm:SegLLMAdapter")
+register_lazy_adapter("fixed-box", "regiondial_bench.adapters.fixed:FixedBoxAdapter")
 
 __all__ = [
     "ENTRY_POINT_GROUP",

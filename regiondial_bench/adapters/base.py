@@ -165,10 +165,10 @@ class RoundResponse:
     frame: CoordinateFrame | None = None
     mask: RLE | None = None
     error: str | None = None
+    failure_kind: str | None = None
     require_answer_tag: bool = False
     max_regions: int | None = None  # read at most this many objects from raw_text
     extra: dict[str, Any] = field(default_factory=dict)
-    failure_kind: str | None = None  # "infra" or "answer"/None; only read when error is set
 
 
 class Adapter:

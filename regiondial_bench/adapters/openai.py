@@ -3,9 +3,19 @@
 Each round is one ``POST {base_url}/chat/completions`` with the image inline as a base64 data
 URL and the preset's prompt. The adapter is *streaming*: the runner keeps ``max_concurrency``
 requests in flight and sends a dialogue's next round as soon as the round it references is
-answered. Transient failures (HTTP 429/5xx, timeouts, dropped connections) are retried with
-exponential backoff; a request that still fails comes back as a response with ``error`` set, so
-the turn scores as a miss and the run goes on.
+answered. All requests run on one asyncio event loop in a background thread, through one
+``aiohttp`` session (no thread per request, no pool lock shared by hundreds of connections: on a
+loopback server this costs about a quarter of the client CPU per request of httpx's pools, see
+``benchmarks/RESULTS.md``). Each image is encoded once per run and reused by every round of its
+dialogue.
+
+Transient failures (HTTP 408/409/425/429/5xx, timeouts, dropped connections) are retried with
+exponential backoff, or after the server's ``Retry-After`` when it sends one (both capped at
+``max_backoff_s``). ``timeout_s`` bounds a whole attempt (connect, send, headers and body), so a
+server that drips its reply byte by byte cannot hold a request. A request that still fails comes
+back as a response with ``error`` set and ``failure_kind="infra"``, so the turn scores as a miss,
+the run goes on, and ``--retry-infra`` can ask it again. Before the first request the server is
+checked once; when it cannot be reached the run stops at once with a one-line message.
 
 Example config::
 
@@ -20,28 +30,114 @@ Example config::
 
 from __future__ import annotations
 
-import base64
-import io
+import asyncio
+import email.utils
+import json
 import logging
+import math
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
+from datetime import timezone
 from typing import Any
 
 from .base import AdapterError, RoundRequest, RoundResponse
-from .presets import Preset, PresetAdapter, get_preset
+from .presets import QWEN_PATCH_FACTOR, Preset, PresetAdapter, get_preset
+from .processors import ImagePayloads, image_key
 from .registry import require
 
 logger = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+MAX_REPLY_BYTES = 16 << 20
+"""A chat-completions reply larger than this is refused (``max_tokens`` bounds a real one far below)."""
+_SURROGATES = re.compile("[\ud800-\udfff]")
+PROMPT_TOKEN_CHECKS = 8
+"""How many first replies have their ``usage.prompt_tokens`` compared with the preset's image size."""
+
+
+class _Malformed(Exception):
+    """A 200 reply that is not a chat completion."""
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or HTTP-date); None when absent or invalid.
+
+    >>> retry_after_seconds("7")
+    7.0
+    >>> retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0)
+    10.0
+    >>> retry_after_seconds("soon") is None, retry_after_seconds("nan") is None, retry_after_seconds("-3")
+    (True, True, 0.0)
+    """
+    if not value or len(value) > 64:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when is None:
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def message_text(content: Any) -> str:
+    """The text of a reply message's ``content``: a string, None, or a list of parts (text parts joined).
+
+    >>> message_text([{"type": "text", "text": "<answer>"}, {"type": "image_url"}, {"type": "text", "text": "[]</answer>"}])
+    '<answer>[]</answer>'
+    """
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict) and part.get("type", "text") in ("text", "output_text"):
+                text = part.get("text")
+                if not isinstance(text, str):
+                    raise _Malformed(f"a text part of the message content holds {type(text).__name__}, not a string")
+                texts.append(text)
+        return "".join(texts)
+    raise _Malformed(f"message content is {type(content).__name__}, not a string or a list of parts")
+
+
+def _clean_text(text: str) -> str:
+    """Text that can be written as UTF-8 (a lone surrogate from a JSON escape becomes U+FFFD)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATES.sub("\ufffd", text)
+    return text
+
+
+def qwen_image_tokens(input_size: tuple[int, int]) -> int:
+    """Image tokens Qwen2-VL/2.5-VL spends on an input of this size: one per merged 28x28 patch.
+
+    >>> qwen_image_tokens((840, 840))
+    900
+    """
+    return (input_size[0] // QWEN_PATCH_FACTOR) * (input_size[1] // QWEN_PATCH_FACTOR)
 
 
 class OpenAIAdapter(PresetAdapter):
-    """Chat-completions client with bounded concurrency, retries and inline images.
+    """Chat-completions client with bounded concurrency, retries, deadlines and inline images.
 
     Args:
         preset: Preset name or :class:`Preset` (prompt, image resize, coordinate frame).
@@ -49,12 +145,19 @@ class OpenAIAdapter(PresetAdapter):
         base_url: Server URL up to ``/v1`` (default: ``$OPENAI_BASE_URL``, else ``http://127.0.0.1:8000/v1``).
         api_key_env: Environment variable holding the API key (sent as a Bearer token when set).
         max_concurrency: Requests in flight at once.
-        timeout_s: Per-request timeout (connect + read).
+        timeout_s: Deadline of one attempt, from connecting to the last byte of the reply.
         max_retries: Retries after the first attempt for transient failures.
         backoff_s: First backoff; doubles each retry (with jitter), capped at ``max_backoff_s``.
-        max_backoff_s: Longest wait between retries.
+        max_backoff_s: Longest wait between retries, also for a server's ``Retry-After``.
         max_new_tokens: Overrides the preset's budget (sent as ``max_tokens``).
         image_format: ``png`` (lossless, default) or ``jpeg`` for the inline image.
+        jpeg_quality: JPEG quality when ``image_format`` is ``jpeg``.
+        png_compress_level: zlib level of the PNG (lossless at every level; 1 is several times
+            faster to encode than Pillow's default 6, for payloads about a fifth larger).
+        image_cache_mb: Bound on the encoded images kept for later rounds.
+        check_server: Check once, before the first request, that the server answers.
+        check_prompt_tokens: Compare the first replies' ``usage.prompt_tokens`` with the image
+            tokens the preset implies (Qwen2.5-VL) and warn once when the server resized the image.
         reference_frame: ``model`` or ``original`` (upstream parity).
         image_mode: ``squash`` resizes client-side before sending; ``native`` sends the original and
             assumes the server applies Qwen's ``smart_resize`` with the preset's pixel bounds.
@@ -81,6 +184,11 @@ class OpenAIAdapter(PresetAdapter):
         max_backoff_s: float = 30.0,
         max_new_tokens: int | None = None,
         image_format: str = "png",
+        jpeg_quality: int = 90,
+        png_compress_level: int = 1,
+        image_cache_mb: float = 512.0,
+        check_server: bool = True,
+        check_prompt_tokens: bool = True,
         reference_frame: str | None = None,
         image_mode: str | None = None,
         min_pixels: int | None = None,
@@ -89,13 +197,17 @@ class OpenAIAdapter(PresetAdapter):
         coordinate_frame: str | None = None,
         extra_body: dict[str, Any] | None = None,
     ) -> None:
-        httpx = require("httpx", "openai")
+        aiohttp = require("aiohttp", "openai")
         if max_concurrency < 1:
             raise AdapterError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        if max_retries < 0 or timeout_s <= 0 or backoff_s < 0:
-            raise AdapterError("max_retries must be >= 0, timeout_s > 0 and backoff_s >= 0")
+        if max_retries < 0 or not timeout_s > 0 or backoff_s < 0 or max_backoff_s < 0:
+            raise AdapterError("max_retries must be >= 0, timeout_s > 0, backoff_s and max_backoff_s >= 0")
         if image_format not in ("png", "jpeg"):
             raise AdapterError(f"image_format must be 'png' or 'jpeg', got {image_format!r}")
+        if not 1 <= int(jpeg_quality) <= 95 or not 0 <= int(png_compress_level) <= 9 or not image_cache_mb >= 0:
+            raise AdapterError("jpeg_quality must be in 1..95, png_compress_level in 0..9 and image_cache_mb >= 0")
+        if extra_body is not None and not isinstance(extra_body, dict):
+            raise AdapterError(f"extra_body must be a mapping, got {type(extra_body).__name__}")
         self.preset = get_preset(
             preset,
             max_new_tokens=max_new_tokens,
@@ -115,90 +227,258 @@ class OpenAIAdapter(PresetAdapter):
         self.backoff_s = float(backoff_s)
         self.max_backoff_s = float(max_backoff_s)
         self.image_format = image_format
+        self.check_server = bool(check_server)
+        self.check_prompt_tokens = bool(check_prompt_tokens)
         self.extra_body = dict(extra_body or {})
-        headers = {"Content-Type": "application/json"}
+        self._headers = {"Content-Type": "application/json"}
         api_key = os.environ.get(api_key_env) if api_key_env else None
         if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
-        self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(self.timeout_s), limits=limits)
-        self._httpx = httpx
-        self._lock = threading.Lock()
-        self.stats = {"requests": 0, "retries": 0, "failures": 0}
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._aiohttp = aiohttp
+        self.images = ImagePayloads(self.preset.resize_for_model, image_format=image_format,
+                                    jpeg_quality=jpeg_quality, png_compress_level=png_compress_level,
+                                    max_bytes=int(image_cache_mb * (1 << 20)))
+        self._url = f"{self.base_url}/chat/completions"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._session: Any = None
+        self._slots: asyncio.Semaphore | None = None
+        self._start_lock = threading.Lock()
+        self._submit_lock = threading.Lock()
+        self._submitted: list[tuple[RoundRequest, Future]] = []
+        self._wake_pending = False
+        self._checks_left = PROMPT_TOKEN_CHECKS if self.check_prompt_tokens else 0
+        self._checked_server = False
+        self.stats: dict[str, Any] = {"requests": 0, "retries": 0, "failures": 0, "malformed": 0}
+
+    # ------------------------------------------------------------------ event loop
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._start_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def serve() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                self._thread = threading.Thread(target=serve, name="regiondial-openai", daemon=True)
+                self._thread.start()
+                ready.wait()
+                self._loop = loop
+                asyncio.run_coroutine_threadsafe(self._open_clients(), loop).result()
+        return self._loop
+
+    async def _open_clients(self) -> None:
+        aiohttp = self._aiohttp
+        connector = aiohttp.TCPConnector(limit=self.max_concurrency, limit_per_host=self.max_concurrency)
+        # ``total`` is the deadline of one attempt: connecting, sending, headers and the whole body
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        self._session = aiohttp.ClientSession(headers=self._headers, connector=connector, timeout=timeout)
+        self._slots = asyncio.Semaphore(self.max_concurrency)
 
     # ------------------------------------------------------------------ contract
 
+    def prepare(self, bench: Any) -> None:
+        """Check the server once, and learn how many rounds use each image (to free it after its last)."""
+        counts: dict[Any, int] = {}
+        for dialogue in bench:
+            path = bench.image_path(dialogue)
+            if path is not None:
+                counts[path] = counts.get(path, 0) + len(dialogue.turns)
+        self.images.expect(counts)
+        if self.check_server and not self._checked_server:
+            loop = self._ensure_loop()
+            asyncio.run_coroutine_threadsafe(self._probe(), loop).result()
+            self._checked_server = True
+
+    def submit(self, request: RoundRequest) -> Future:
+        """Start answering one request; a :class:`concurrent.futures.Future` of its :class:`RoundResponse`.
+
+        The runner's streaming path uses this instead of a thread per request in flight. Requests
+        submitted in a burst wake the event loop once (waking it costs a system call).
+        """
+        loop = self._ensure_loop()
+        future: Future = Future()
+        with self._submit_lock:
+            self._submitted.append((request, future))
+            wake, self._wake_pending = not self._wake_pending, True
+        if wake:
+            loop.call_soon_threadsafe(self._start_submitted)
+        return future
+
+    def _start_submitted(self) -> None:
+        with self._submit_lock:
+            batch, self._submitted, self._wake_pending = self._submitted, [], False
+        for request, future in batch:
+            if future.set_running_or_notify_cancel():
+                task = self._loop.create_task(self._answer(request))
+                task.add_done_callback(lambda t, f=future: _settle(f, t))
+
     def generate(self, requests: Sequence[RoundRequest]) -> list[RoundResponse]:
-        if len(requests) <= 1:
-            return [self.generate_one(r) for r in requests]
-        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(requests))) as pool:
-            return list(pool.map(self.generate_one, requests))
+        futures = [self.submit(r) for r in requests]
+        return [f.result() for f in futures]
 
     def generate_one(self, request: RoundRequest) -> RoundResponse:
-        image = request.load_image()
-        size = image.size
-        payload = self.payload(request.question, self.preset.resize_for_model(image))
-        url = f"{self.base_url}/chat/completions"
-        attempt, last_error = 0, "no attempt made"
-        while True:
-            with self._lock:
-                self.stats["requests"] += 1
-            try:
-                reply = self._client.post(url, json=payload)
-            except (self._httpx.TimeoutException, self._httpx.TransportError) as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
-            else:
-                if reply.status_code == 200:
-                    return self._response(reply, size)
-                last_error = f"HTTP {reply.status_code}: {reply.text[:200]}"
-                if reply.status_code not in RETRY_STATUS:
-                    break  # 4xx: the request itself is wrong; retrying cannot help
-            if attempt >= self.max_retries:
-                break
-            attempt += 1
-            with self._lock:
-                self.stats["retries"] += 1
-            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
-            time.sleep(delay * (0.5 + random.random() / 2))
-        with self._lock:
-            self.stats["failures"] += 1
-        logger.warning("request %s failed after %d attempt(s): %s", request.key, attempt + 1, last_error)
-        return RoundResponse(raw_text="", error=f"server request failed after {attempt + 1} attempt(s): {last_error}")
+        return self.submit(request).result()
 
-    def _response(self, reply: Any, original_size: tuple[int, int]) -> RoundResponse:
+    # ------------------------------------------------------------------ one request
+
+    async def _probe(self) -> None:
+        """Fail fast, with one line, when nothing answers at ``base_url`` (any HTTP reply is an answer)."""
+        url = f"{self.base_url}/models"
         try:
-            body = reply.json()
-            text = body["choices"][0]["message"]["content"] or ""
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            return RoundResponse(raw_text=reply.text[:2000], error=f"malformed chat-completions reply: {exc!r}")
-        usage = body.get("usage") or {}
-        return self.response(text, original_size, extra={"completion_tokens": usage.get("completion_tokens")})
+            async with self._session.get(url, timeout=self._aiohttp.ClientTimeout(total=min(self.timeout_s, 10.0))) as r:
+                status = r.status
+                data = (await _read_capped(r) or b"") if status == 200 else b""
+        except (asyncio.TimeoutError, self._aiohttp.ClientError, OSError, ValueError) as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise AdapterError(
+                f"cannot reach the OpenAI-compatible server at {self.base_url} ({reason}); start it, or set "
+                "adapter_options.base_url / $OPENAI_BASE_URL to where it listens"
+            ) from None
+        if status in (401, 403):
+            raise AdapterError(f"the server at {self.base_url} refused the API key (HTTP {status}); "
+                               f"set ${self.api_key_env}")
+        if status == 200:
+            try:
+                served = [m.get("id") for m in json.loads(data).get("data", []) if isinstance(m, dict)]
+            except (ValueError, AttributeError, TypeError, RecursionError):
+                served = []
+            if served and self.served_model not in served:
+                logger.warning("the server at %s serves %s, not %r; set adapter_options.model (--model-path)",
+                               self.base_url, served[:5], self.served_model)
+
+    async def _answer(self, request: RoundRequest) -> RoundResponse:
+        try:
+            encoded = self.images.get(request.image)
+            image = encoded.result() if encoded.done() else await asyncio.wrap_future(encoded)
+        except Exception as exc:  # noqa: BLE001  (an unreadable image fails this turn, not the run)
+            return RoundResponse(raw_text="", error=f"cannot read the image {image_key(request.image)!s:.200}: "
+                                 f"{type(exc).__name__}: {exc}")
+        body = json.dumps(self.payload(request.question, image.data_url), ensure_ascii=False).encode("utf-8", "replace")
+        assert self._slots is not None
+        attempt, last_error, infra = 0, "no attempt made", True
+        async with self._slots:
+            while True:
+                self.stats["requests"] += 1
+                retry_after = None
+                try:
+                    status, headers, data = await self._post(body)
+                except asyncio.TimeoutError:  # aiohttp's deadline (also ServerTimeoutError)
+                    last_error = f"Timeout: no complete reply within timeout_s={self.timeout_s:g} (the deadline of one attempt)"
+                except (self._aiohttp.ClientError, OSError, ValueError) as exc:
+                    last_error = f"{type(exc).__name__}: {exc}"
+                else:
+                    if status == 200:
+                        return self._response(data, image, request)
+                    last_error = f"HTTP {status}: {data[:200].decode('utf-8', 'replace')}"
+                    if status not in RETRY_STATUS:
+                        infra = False  # 4xx: the request itself is wrong; retrying cannot help
+                        break
+                    retry_after = retry_after_seconds(headers.get("retry-after"))
+                if attempt >= self.max_retries:
+                    break
+                attempt += 1
+                self.stats["retries"] += 1
+                if retry_after is not None:
+                    delay = min(self.max_backoff_s, retry_after)
+                else:
+                    delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+                await asyncio.sleep(delay)
+        self.stats["failures"] += 1
+        logger.warning("request %s failed after %d attempt(s): %s", request.key, attempt + 1, last_error)
+        return RoundResponse(raw_text="", error=f"server request failed after {attempt + 1} attempt(s): {last_error}",
+                             failure_kind="infra" if infra else None)
+
+    async def _post(self, body: bytes) -> tuple[int, Any, bytes]:
+        """One attempt: status, headers and at most ``MAX_REPLY_BYTES`` of body (more: a marker)."""
+        async with self._session.post(self._url, data=body) as reply:
+            data = await _read_capped(reply)
+            if data is None:
+                return reply.status, reply.headers, b"\0too-large" if reply.status == 200 else b"(reply too large)"
+            return reply.status, reply.headers, data
+
+    def _response(self, data: bytes, image: Any, request: RoundRequest) -> RoundResponse:
+        try:
+            if data == b"\0too-large":
+                raise _Malformed(f"the reply exceeds {MAX_REPLY_BYTES} bytes")
+            body = json.loads(data)
+            if not isinstance(body, dict):
+                raise _Malformed(f"the reply is a JSON {type(body).__name__}, not an object")
+            choices = body.get("choices")
+            if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+                raise _Malformed("the reply has no choices")
+            message = choices[0].get("message")
+            if not isinstance(message, dict):
+                raise _Malformed("the reply's first choice has no message")
+            text = _clean_text(message_text(message.get("content")))
+        except (ValueError, RecursionError, _Malformed) as exc:
+            self.stats["malformed"] += 1
+            self.stats["failures"] += 1
+            reason = str(exc)[:200] if isinstance(exc, _Malformed) else f"not JSON ({type(exc).__name__})"
+            return RoundResponse(raw_text=_clean_text(data[:2000].decode("utf-8", "replace")),
+                                 error=f"malformed chat-completions reply: {reason}", failure_kind="infra")
+        usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+        completion_tokens = usage.get("completion_tokens")
+        if self._checks_left > 0:
+            self._check_prompt_tokens(usage.get("prompt_tokens"), image.input_size, request.question)
+        return self.response(text, image.original_size, image.input_size,
+                             extra={"completion_tokens": completion_tokens if _is_count(completion_tokens) else None})
+
+    def _check_prompt_tokens(self, prompt_tokens: Any, input_size: tuple[int, int], question: str) -> None:
+        """Warn once when ``prompt_tokens`` cannot hold the image tokens of the size the harness sent."""
+        if not _is_count(prompt_tokens):
+            return
+        self._checks_left -= 1
+        expected = qwen_image_tokens(input_size)
+        chars = len(self.preset.user_text(question)) + len(self.preset.system_prompt or "")
+        # Text is 2-8 characters per BPE token for these prompts, plus a few dozen chat-template tokens.
+        text_low, text_high = chars // 8, chars // 2 + 64
+        seen_low, seen_high = prompt_tokens - text_high, prompt_tokens - text_low
+        if seen_low / 1.25 - 16 <= expected <= seen_high * 1.25 + 16:
+            self.stats.setdefault("prompt_tokens_check", "consistent")
+            return
+        self._checks_left = 0
+        low, high = self.preset.processor_pixel_bounds()
+        bounds = json.dumps({"min_pixels": low, "max_pixels": high})
+        message = (
+            f"the server counted {prompt_tokens} prompt tokens, but a {input_size[0]}x{input_size[1]} image is "
+            f"{expected} image tokens for Qwen2.5-VL plus about {text_low}-{text_high} text tokens: the server "
+            f"resized the image with other pixel bounds, so answers come in a frame this preset does not read. "
+            f"Start the server with the preset's bounds, e.g. vllm serve ... --mm-processor-kwargs '{bounds}'"
+        )
+        self.stats["prompt_tokens_check"] = f"mismatch: {prompt_tokens} prompt tokens, expected {expected} image tokens"
+        logger.warning(message)
 
     # ------------------------------------------------------------------ request body
 
     def payload(self, question: str, image: Any) -> dict[str, Any]:
-        """The chat-completions JSON for one round (image first, as the models were trained)."""
-        buffer = io.BytesIO()
-        image.save(buffer, format=self.image_format.upper())
-        data_url = f"data:image/{self.image_format};base64,{base64.b64encode(buffer.getvalue()).decode()}"
+        """The chat-completions JSON for one round (image first, as the models were trained).
+
+        ``image`` is a data URL (as :class:`ImagePayloads` makes) or a PIL image, encoded here.
+        """
+        if not isinstance(image, str):
+            image = self.images._encode(_PilImage(image)).data_url
         messages: list[dict[str, Any]] = []
         if self.preset.system_prompt is not None:
             messages.append({"role": "system", "content": self.preset.system_prompt})
         messages.append({
             "role": "user",
             "content": [
-                {"type": "image_url", "image_url": {"url": data_url}},
+                {"type": "image_url", "image_url": {"url": image}},
                 {"type": "text", "text": self.preset.user_text(question)},
             ],
         })
-        body = {
+        return {
             "model": self.served_model,
             "messages": messages,
             "temperature": 0.0,
             "max_tokens": self.preset.max_new_tokens,
             **self.extra_body,
         }
-        return body
 
     def config(self) -> dict[str, Any]:
         return {
@@ -210,8 +490,65 @@ class OpenAIAdapter(PresetAdapter):
             "max_retries": self.max_retries,
             "image_format": self.image_format,
             "extra_body": self.extra_body,
-            "stats": dict(self.stats),
+            "stats": {**self.stats, **self.images.stats, "image_encode_s": round(self.images.stats["image_encode_s"], 4)},
         }
 
     def close(self) -> None:
-        self._client.close()
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            async def shutdown() -> None:
+                current = asyncio.current_task()
+                pending = [t for t in asyncio.all_tasks() if t is not current]
+                for task in pending:  # requests a failed run left in flight
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                if self._session is not None:
+                    await self._session.close()
+
+            try:
+                asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
+            except Exception:  # noqa: BLE001  (closing must not mask the run's own outcome)
+                logger.debug("closing the HTTP clients failed", exc_info=True)
+            loop.call_soon_threadsafe(loop.stop)
+            if self._thread is not None:
+                self._thread.join(timeout=10)
+            loop.close()
+        self.images.close()
+
+
+def _settle(future: Future, task: asyncio.Task) -> None:
+    """Copy a finished task's outcome into the future handed to the caller."""
+    if task.cancelled():
+        future.set_exception(AdapterError("the request was cancelled (the adapter was closed)"))
+    elif task.exception() is not None:
+        future.set_exception(task.exception())
+    else:
+        future.set_result(task.result())
+
+
+async def _read_capped(reply: Any) -> bytes | None:
+    """A reply's whole body, or None once it passes ``MAX_REPLY_BYTES``."""
+    declared = reply.content_length
+    if declared is not None:
+        return await reply.read() if declared <= MAX_REPLY_BYTES else None
+    chunks, size = [], 0
+    async for chunk in reply.content.iter_any():
+        size += len(chunk)
+        if size > MAX_REPLY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+class _PilImage:
+    """An already-loaded PIL image seen through the ``load()`` of an image input."""
+
+    def __init__(self, image: Any) -> None:
+        self._image = image
+
+    def load(self) -> Any:
+        return self._image

@@ -68,13 +68,62 @@ def get_adapter_class(name: str) -> type[Adapter]:
     return cls
 
 
+def adapter_option_names(cls: type[Adapter]) -> list[str] | None:
+    """The keyword options an adapter class accepts (its constructor's public parameters), or
+    None when it takes ``**kwargs`` (anything goes)."""
+    import inspect
+
+    try:
+        params = inspect.signature(cls.__init__).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params
+            if p.name != "self" and not p.name.startswith("_") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def check_adapter_options(name: str, options: dict[str, Any]) -> None:
+    """Refuse options the adapter ``name`` does not take, naming the ones it does (with "did you mean").
+
+    Raises:
+        AdapterError: for an unknown adapter or an option its constructor does not accept.
+    """
+    accepted = adapter_option_names(get_adapter_class(name))
+    if accepted is None:
+        return
+    unknown = [k for k in options if k not in accepted]
+    if not unknown:
+        return
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), accepted, n=1, cutoff=0.6)
+        hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise AdapterError(
+        f"bad options for adapter {name!r}: no option {', '.join(hints)}; it accepts: "
+        + (", ".join(accepted) if accepted else "no options")
+    )
+
+
+def split_adapter_options(name: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(accepted, dropped)``: the options the adapter ``name`` takes and the ones it does not."""
+    accepted = adapter_option_names(get_adapter_class(name))
+    if accepted is None:
+        return dict(options), {}
+    return ({k: v for k, v in options.items() if k in accepted},
+            {k: v for k, v in options.items() if k not in accepted})
+
+
 def create_adapter(name: str, **options: Any) -> Adapter:
     """Instantiate the adapter ``name`` with keyword options (from a config file or flags)."""
     cls = get_adapter_class(name)
+    check_adapter_options(name, options)
     try:
         return cls(**options)
     except TypeError as exc:
-        raise AdapterError(f"bad options for adapter {name!r}: {exc}") from exc
+        accepted = adapter_option_names(cls)
+        names = f"; it accepts: {', '.join(accepted) or 'no options'}" if accepted is not None else ""
+        raise AdapterError(f"bad options for adapter {name!r}: {exc}{names}") from exc
 
 
 def require(module: str, extra: str) -> Any:

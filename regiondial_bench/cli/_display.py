@@ -19,3 +19,26 @@ def print_results(results: Results, console: Console | None = None) -> None:
     if results.failure_reasons:
         top = ", ".join(f"{k} ×{v}" for k, v in list(results.failure_reasons.items())[:3])
         console.print(f"[yellow]failed turns (scored as misses):[/] {top}", markup=True, highlight=False)
+
+
+def finished_runs(paths: tuple, command: str) -> list:  # noqa: ANN001
+    """The paths that are not unfinished run folders; each unfinished one is skipped with a notice.
+
+    A glob such as ``runs/*`` often catches a run still in progress (``run.json`` but no
+    ``results.json`` yet): reporting the others is more useful than failing on it.
+    """
+    import click
+
+    from ..schema import RESULTS_FILE, RUN_FILE
+
+    kept = []
+    for path in paths:
+        if path.is_dir() and not (path / RESULTS_FILE).is_file() and (path / RUN_FILE).is_file():
+            click.echo(f"skipped {path}: unfinished run (no {RESULTS_FILE}); finish it with "
+                       f"`regiondial evaluate --out {path} --resume` or score what it answered with "
+                       f"`regiondial score {path} --partial`", err=True)
+            continue
+        kept.append(path)
+    if paths and not kept:
+        raise click.UsageError(f"nothing to {command}: every RUN given is unfinished")
+    return kept

@@ -44,9 +44,10 @@ def _parse_splits(values: tuple[str, ...]) -> dict[str, list[str]]:
 @click.option("--style", type=click.Choice(["imperative", "expression"]), help="question style [default: imperative for refcoco+, expression for refcocog]")
 @click.option("--name", help="bench name [default: the benchmark name, e.g. refcocoplus_multiturn]")
 @click.option("--images", "image_mode", type=click.Choice(["copy", "symlink"]), default="copy", show_default=True)
+@click.option("--no-progress", is_flag=True, help="no progress bars")
 def command(source, out, dataset, split_by, refer_root, image_dir, hf_repo, hf_layout, synthetic_images, synthetic_root,
             split_specs, train, paper_size, target_images, target_rounds, seed, min_rounds, max_rounds, reference_rate,
-            style, name, image_mode) -> None:
+            style, name, image_mode, no_progress) -> None:
     """Build a benchmark into OUT/<split>/ (manifest.json, dialogues.jsonl, images/, official_questions.json).
 
     \b
@@ -111,12 +112,12 @@ def command(source, out, dataset, split_by, refer_root, image_dir, hf_repo, hf_l
                 synthetic_root = Path(tmp.name)
             needed = sorted({s for sources in splits.values() for s in sources})
             spec = SyntheticSpec(images_per_split={s: synthetic_images for s in needed}, seed=seed)
-            write_synthetic_refer(synthetic_root, spec, dataset=dataset, split_by=split_by, progress=True)
+            write_synthetic_refer(synthetic_root, spec, dataset=dataset, split_by=split_by, progress=not no_progress)
             reader = partial(read_refer, synthetic_root, dataset, split_by)
             info = {"reader": "synthetic", "dataset": dataset, "split_by": split_by,
                     "synthetic": {"seed": seed, "images_per_split": synthetic_images}}
         result = build_benchmark(reader, out, benchmark=benchmark, splits=splits, configs=configs,
-                                 source_info=info, images=image_mode, progress=True)
+                                 source_info=info, images=image_mode, progress=not no_progress)
     except (SourceLayoutError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

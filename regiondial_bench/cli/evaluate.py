@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import re
+import shlex
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
+import yaml
 from pydantic import ValidationError
 
 from ..schema import REFERENCE_MODES, RunConfig
@@ -13,15 +18,23 @@ from ._display import print_results
 
 
 @click.command("evaluate")
-@click.option("--bench", "bench_spec", default="sample", show_default=True,
-              help="'sample', a bench folder, an exported Hub folder, hf:org/name, or an official question .json")
+@click.option("--bench", "bench_spec",
+              help="'sample' (the default), a bench or build folder, an exported Hub folder, hf:org/name, "
+                   "hf:lmsdss/regionreasoner_test_data:refcocoplus, or an official question .json; "
+                   "folders and hf: take :config[:split] [with --resume: the bench recorded in run.json]")
 @click.option("--images", type=click.Path(file_okay=False, path_type=Path),
               help="image folder for an official question file (upstream or COCO train2014 layout)")
+@click.option("--annotations", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="COCO instances JSON: gold masks for an official question file's turns")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="run config YAML (adapter, adapter_options, mask_producer, reference_mode, batch_size)")
 @click.option("--model", "adapter", help="adapter name (overrides the config's); see `regiondial adapters`")
 @click.option("--preset", help="model preset for the hf/vllm/openai adapters (sets adapter_options.preset)")
 @click.option("--model-path", help="checkpoint or served model name (sets adapter_options.model)")
+@click.option("-o", "--option", "option_pairs", multiple=True, metavar="KEY=VALUE",
+              help="adapter option, repeatable (VALUE is read as a YAML scalar: 8, 0.5, true, null, text); "
+                   "e.g. -o squash_size=448 -o dtype=float16")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), help="generation budget (sets adapter_options.max_new_tokens)")
 @click.option("--reference-mode", type=click.Choice(REFERENCE_MODES), help="what fills reference placeholders")
 @click.option("--masks", "mask_producer", help="mask producer: sam2, or box (box-as-mask, named so in results)")
 @click.option("--batch-size", type=int, help="turns per adapter call")
@@ -34,8 +47,9 @@ from ._display import print_results
               help="with --resume: ask again the turns that failed for infrastructure reasons (and their dependents)")
 @click.option("--bootstrap", "n_bootstrap", default=1000, show_default=True, help="bootstrap resamples for CIs")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
-def command(bench_spec, images, config_file, adapter, preset, model_path, reference_mode, mask_producer,
-            batch_size, limit, out_dir, resume, overwrite, n_bootstrap, no_progress, retry_infra=False) -> None:
+def command(bench_spec, images, config_file, adapter, preset, model_path, option_pairs, max_new_tokens, reference_mode,
+            mask_producer, batch_size, limit, out_dir, resume, overwrite, n_bootstrap, no_progress,
+            annotations=None, retry_infra=False) -> None:
     """Evaluate a model round by round, its own answers filling later references.
 
     \b
@@ -43,10 +57,23 @@ def command(bench_spec, images, config_file, adapter, preset, model_path, refere
       regiondial evaluate --model reference-copy
       regiondial evaluate --config baselines/regionreasoner-7b/config.yaml --bench hf:org/regiondial
       regiondial evaluate --model oracle --bench refcocoplus.json --reference-mode upstream
+      regiondial evaluate --model noisy-oracle -o error_rate=0.3 -o seed=2
+      regiondial evaluate --out runs/my-run --resume        # adapter, options and bench from run.json
     """
     from .. import api
 
     data: dict = {}
+    cli_options = parse_option_pairs(option_pairs)
+    if max_new_tokens is not None:
+        cli_options["max_new_tokens"] = max_new_tokens
+    if resume and out_dir is not None and config_file is None and adapter is None:
+        recorded = _recorded_run(out_dir)
+        if recorded is not None:
+            data = recorded.model_dump(include=set(RunConfig.model_fields))
+            bench_spec = bench_spec or recorded.bench_location or "sample"
+            click.echo(f"resuming {out_dir}: {recorded.adapter} ({recorded.reference_mode} references) on "
+                       f"{bench_spec}, settings from run.json", err=True)
+    bench_spec = bench_spec or "sample"
     if config_file is not None:
         try:
             data = api.load_run_config(config_file).model_dump(exclude_unset=True)
@@ -54,31 +81,40 @@ def command(bench_spec, images, config_file, adapter, preset, model_path, refere
             raise click.UsageError(str(exc)) from exc
     overrides = {"adapter": adapter, "reference_mode": reference_mode, "mask_producer": mask_producer,
                  "batch_size": batch_size, "limit": limit}
+    config_adapter = data.get("adapter")
     data.update({k: v for k, v in overrides.items() if v is not None})
     options = dict(data.get("adapter_options", {}))
+    if adapter and config_adapter and adapter != config_adapter and options:
+        options = _drop_foreign_options(adapter, config_adapter, options)
     if preset:
         options["preset"] = preset
     if model_path:
         options["model"] = model_path
+    options.update(cli_options)
     data["adapter_options"] = options
     if "adapter" not in data:
-        raise click.UsageError("name a model: --model NAME or --config FILE (try --model reference-copy)")
+        raise click.UsageError("name a model: --model NAME or --config FILE (try --model noisy-oracle)")
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise click.UsageError(f"invalid run configuration:\n{exc}") from exc
+        raise click.UsageError(f"invalid run configuration: {one_line(exc)}") from exc
     if retry_infra and not resume:
         raise click.UsageError("--retry-infra continues a run: pass it with --resume --out DIR")
+    _check_names_early(config)
+    _check_hub(config, bench_spec)
     if out_dir is None:
         if resume:
             raise click.UsageError("--resume needs --out: the folder of the run to continue")
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out_dir = Path("runs") / f"{config.adapter}-{config.reference_mode}-{stamp}"
     try:
-        bench = api.load_bench(bench_spec, images=images)
+        bench = api.load_bench(bench_spec, images=images, annotations=annotations,
+                               notice=lambda text: click.echo(text, err=True))
         results = api.evaluate(bench, config, out_dir, bench_location=str(bench_spec), resume=resume,
                                overwrite=overwrite, progress=not no_progress, n_bootstrap=n_bootstrap,
                                retry_infra=retry_infra)
+    except KeyboardInterrupt:
+        _interrupted(out_dir, images)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     print_results(results)
@@ -89,3 +125,124 @@ def command(bench_spec, images, config_file, adapter, preset, model_path, refere
     t = results.provenance.timings
     click.echo(f"{int(t['turns'])} turns in {t['run_s']:.2f}s (model {t['model_s']:.2f}s, "
                f"harness {t['harness_s']:.2f}s, scoring {t['score_s']:.2f}s) -> {out_dir}")
+
+
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_option_pairs(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``-o KEY=VALUE`` pairs as a dict; VALUE is a YAML scalar (``8``, ``0.5``, ``true``, ``null``, text).
+
+    >>> parse_option_pairs(("squash_size=448", "dtype=float16", "trust_remote_code=true", "model="))
+    {'squash_size': 448, 'dtype': 'float16', 'trust_remote_code': True, 'model': ''}
+    """
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not _KEY.fullmatch(key):
+            raise click.BadParameter(f"expected KEY=VALUE with KEY a name like max_new_tokens; got {pair[:80]!r}",
+                                     param_hint="-o")
+        if key in options:
+            raise click.BadParameter(f"option {key!r} is given twice", param_hint="-o")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text  # not YAML: the literal text
+        if isinstance(value, dict | list) or not isinstance(value, str | int | float | bool | type(None)):
+            value = text  # only scalars: "[1, 2]" stays the text it is
+        if isinstance(value, float) and not math.isfinite(value):
+            raise click.BadParameter(f"{key}={text}: not a finite number", param_hint="-o")
+        options[key] = value
+    return options
+
+
+def one_line(exc: ValidationError) -> str:
+    """A pydantic error as one line: ``field: message; field: message``."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+
+
+def _recorded_run(out_dir: Path):  # noqa: ANN202
+    from ..runner import load_run_spec
+    from ..schema import RUN_FILE
+
+    if not (out_dir / RUN_FILE).is_file():
+        return None
+    try:
+        return load_run_spec(out_dir)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(f"cannot resume {out_dir}: its {RUN_FILE} is unreadable ({exc})") from exc
+
+
+def _drop_foreign_options(adapter: str, config_adapter: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The config's options that ``adapter`` takes; the others are dropped with a notice."""
+    from ..adapters import AdapterError
+    from ..adapters.registry import split_adapter_options
+
+    try:
+        kept, dropped = split_adapter_options(adapter, options)
+    except AdapterError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if dropped:
+        click.echo(f"note: --model {adapter} does not take these options of the config's {config_adapter!r} "
+                   f"adapter, dropped: {', '.join(dropped)}", err=True)
+    return kept
+
+
+def _check_names_early(config: RunConfig) -> None:
+    """Unknown adapter, option or preset names fail here, before any heavy import."""
+    from ..adapters import AdapterError
+    from ..adapters.registry import check_adapter_options
+
+    try:
+        check_adapter_options(config.adapter, config.adapter_options)
+        preset = config.adapter_options.get("preset")
+        if isinstance(preset, str):
+            from ..adapters.presets import get_preset
+
+            get_preset(preset)
+    except AdapterError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _check_hub(config: RunConfig, bench_spec: str) -> None:
+    """Hub models and benches that cannot be had fail here in seconds, with one line."""
+    from ..hub_check import HubUnavailableError, check_hub_ids
+
+    ids = []
+    if config.adapter in ("hf", "vllm"):
+        model = config.adapter_options.get("model")
+        if model is None and isinstance(config.adapter_options.get("preset"), str):
+            from ..adapters.presets import get_preset
+
+            model = get_preset(config.adapter_options["preset"]).model
+        if isinstance(model, str):
+            ids.append((model, "model", "model"))
+    if config.mask_producer == "sam2":
+        sam = config.mask_producer_options.get("model", "facebook/sam2-hiera-large")
+        if isinstance(sam, str):
+            ids.append((sam, "model", "SAM2 checkpoint"))
+    if bench_spec.startswith("hf:"):
+        ids.append((":".join(bench_spec[3:].split(":")[:1]), "dataset", "bench"))
+    try:
+        check_hub_ids(ids)
+    except HubUnavailableError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _interrupted(out_dir: Path, images: Path | None) -> None:
+    from ..schema import PREDICTIONS_FILE, RUN_FILE
+
+    if not (out_dir / RUN_FILE).is_file():
+        click.echo("\ninterrupted before the run started; nothing was saved", err=True)
+        raise SystemExit(130)
+    log = out_dir / PREDICTIONS_FILE
+    saved = 0
+    if log.is_file():
+        with open(log, "rb") as f:
+            saved = sum(1 for line in f if line.endswith(b"\n"))
+    command = ["regiondial", "evaluate", "--out", str(out_dir), "--resume"]
+    if images is not None:
+        command += ["--images", str(images)]
+    click.echo(f"\ninterrupted: {saved} turns are saved in {log}. Continue with:\n  {shlex.join(command)}", err=True)
+    raise SystemExit(130)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..report import load_runs
+from ..report import load_runs, mixed_bench_warning
 
 
 @click.command("plot")
@@ -20,10 +20,19 @@ def command(runs: tuple[Path, ...], out_dir: Path, labels: tuple[str, ...]) -> N
     accumulation plot; conditional-accuracy plots need each run's predictions.jsonl.
     """
     from ..plots import plot_all
+    from ._display import finished_runs
 
+    kept = finished_runs(runs, "plot")
+    if labels and len(kept) != len(runs):
+        labels = tuple(label for run, label in zip(runs, labels, strict=False) if run in kept)
     try:
-        loaded = load_runs(runs, labels)
+        loaded = load_runs(kept, labels)
+        mixed = mixed_bench_warning(loaded)
+        if mixed:
+            click.echo(mixed, err=True)
         written, skipped = plot_all(loaded, out_dir)
+    except ImportError as exc:
+        raise click.ClickException(f"{exc}") from exc
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     for path in written:

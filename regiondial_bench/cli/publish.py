@@ -13,7 +13,8 @@ import click
 @click.option("--private", is_flag=True, help="create the repo private")
 @click.option("--token", envvar="HF_TOKEN", help="Hub token [default: $HF_TOKEN or the huggingface-cli login]")
 @click.option("--dry-run", type=click.Path(file_okay=False, path_type=Path), help="write the exact folder that would be pushed here; push nothing")
-def command(bench_dirs, repo, private, token, dry_run) -> None:
+@click.option("--no-progress", is_flag=True, help="no progress bar")
+def command(bench_dirs, repo, private, token, dry_run, no_progress) -> None:
     """Publish BENCH_DIRS (build outputs or bench folders), one Hub config per benchmark.
 
     \b
@@ -24,7 +25,7 @@ def command(bench_dirs, repo, private, token, dry_run) -> None:
     from ..hub import publish
 
     try:
-        folder = publish(bench_dirs, repo, private=private, token=token, dry_run=dry_run, progress=True)
+        folder = publish(bench_dirs, repo, private=private, token=token, dry_run=dry_run, progress=not no_progress)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if dry_run is not None:

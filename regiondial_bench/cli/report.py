@@ -55,6 +55,12 @@ def command(
     """Tabulate per-round scores of RUN folders (or results.json / submission folders) side by side."""
     if not runs and not paper_table:
         raise click.UsageError("give at least one RUN folder (or --paper-table for the paper's rows alone)")
+    from ._display import finished_runs
+
+    kept = tuple(finished_runs(runs, "report"))
+    if labels and len(kept) != len(runs):
+        labels = tuple(label for run, label in zip(runs, labels, strict=False) if run in kept)
+    runs = kept
     try:
         loaded = load_runs(runs, labels)
     except (FileNotFoundError, ValueError) as exc:
@@ -68,6 +74,8 @@ def command(
         )
         columns = all_round_columns(loaded) if all_rounds else None
         tables = [round_table(loaded, m, columns) for m in chosen]
+    for warning in dict.fromkeys(w for table in tables for w in table.warnings):
+        click.echo(warning, err=True)
     if fmt == "terminal" and output is None:
         for table in tables:
             render_terminal(table, with_ci=with_ci)

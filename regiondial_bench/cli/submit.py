@@ -36,7 +36,10 @@ def parse_bench_overrides(values: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--root", type=click.Path(file_okay=False, path_type=Path), default=Path("submissions"), show_default=True
 )
-@click.option("--bench", "benches", multiple=True, help="NAME=PATH of a bench other than the bundled sample.")
+@click.option("--bench", "benches", multiple=True,
+              help="NAME=SPEC: where a registered bench is (wins over leaderboard/benches.yaml's env/hub/location).")
+@click.option("--registry", type=click.Path(dir_okay=False, path_type=Path),
+              help="bench registry [default: leaderboard/benches.yaml]")
 @click.option(
     "--validate-only", is_flag=True, help="RUN is a submission folder: validate it and print the verdict."
 )
@@ -55,17 +58,23 @@ def command(
     root: Path,
     benches: tuple[str, ...],
     validate_only: bool,
+    registry: Path | None = None,
 ) -> None:
     """Create submissions/<date>_<name>/ from a scored RUN folder and validate it.
 
     The entry is verified when its predictions cover every turn of the bench exactly once, the
     bench hash matches and re-scoring reproduces results.json; otherwise nothing is written.
     """
-    resolver = default_bench_resolver(parse_bench_overrides(benches))
+    from ..bench_registry import RegistryError
+
+    try:
+        resolver = default_bench_resolver(parse_bench_overrides(benches), registry)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from exc
     if validate_only:
         report = validate_submission(run, resolver)
         click.echo(report.summary())
-        if report.status == "rejected":
+        if report.status in ("rejected", "unavailable"):
             raise SystemExit(1)
         return
     if not name:

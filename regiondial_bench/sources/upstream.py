@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..schema import (
+    RLE,
     UPSTREAM_PLACEHOLDER,
     Bench,
     Dialogue,
@@ -62,6 +63,7 @@ def import_upstream(
     *,
     images: str | Path | None = None,
     name: str | None = None,
+    annotations: str | Path | None = None,
 ) -> Bench:
     """Read an official question file into a :class:`Bench`, with its defects as issues.
 
@@ -72,11 +74,18 @@ def import_upstream(
             ``train2014/COCO_train2014_<id:012d>.jpg``. Without it the bench is layout-only
             (adapters that look at pixels refuse to run).
         name: bench name; defaults to the file's stem.
+        annotations: COCO ``instances_train2014.json`` (or refer's ``instances.json``): attach
+            each turn's gold mask from its ``ann_id``, else from the annotation its gold box
+            matches (:func:`match_annotation`). Turns left without a mask are reported as
+            ``no_gold_mask`` issues and kept. Turns of a released ``*_multi_turn.json`` file
+            carry their own ``masks`` and need no annotations.
     """
     path = Path(path)
     name = name or path.stem.removesuffix("-checkpoint")
     try:
-        data = json.loads(path.read_bytes())
+        # dense masks are turned into RLE as each turn is decoded, so a released file never holds
+        # all its H x W nested lists in memory at once
+        data = json.loads(path.read_bytes(), object_hook=_compact_turn_masks)
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path} is not UTF-8 text: {exc}") from exc
     except RecursionError as exc:
@@ -159,6 +168,10 @@ def import_upstream(
         issues.append(ValidationIssue(code="empty_bench", severity="error",
                                       message=f"{path}: no usable dialogue ({len(data)} entries)"))
     source = {"format": "upstream-question-json", "file": path.name, "images": str(images_dir) if images_dir else None}
+    if annotations is not None:
+        dialogues, mask_issues = attach_annotation_masks(dialogues, annotations)
+        issues.extend(mask_issues)
+        source["annotations"] = Path(annotations).name
     return Bench(dialogues, name=name, root=path.parent, source=source, issues=issues, image_files=image_files)
 
 
@@ -240,18 +253,16 @@ def _turns(raw_turns: Any, dialogue_id: str) -> tuple[list[Turn], list[Validatio
             issue("broken_placeholder", "a <box> tag without the {context_bbox} placeholder stays literal")
         if _DOUBLED_INITIAL.match(question):
             issue("typo", f"question starts with a doubled letter: {question.split()[0]!r}")
-        ann_ids = raw.get("ann_ids", [])
-        if not isinstance(ann_ids, list) or not all(isinstance(a, int) and not isinstance(a, bool) for a in ann_ids):
-            issue("bad_ann_ids", f"ann_ids {_brief(ann_ids)} is not a list of integers; ignored", "error")
-            ann_ids = []
         boxes = raw.get("bboxes")
         try:
             if not isinstance(boxes, list) or not boxes:
                 raise ValueError("no bboxes")
             if len(boxes) > 1:
                 issue("several_gold_boxes", f"{len(boxes)} gold boxes; a predicted box may match any of them")
+            gold_mask = _turn_mask(raw.get("masks"), issue)
             turns.append(Turn(index=len(turns), question=question, gold_boxes=[_box(b) for b in boxes],
-                              references=references, ann_ids=ann_ids))
+                              references=references, ann_ids=_ann_ids(raw.get("ann_ids"), issue),
+                              gold_mask=gold_mask))
         except (ValueError, TypeError) as exc:
             issue("bad_gold_box", f"unusable gold box {_brief(boxes)} ({str(exc)[:200]})", "error")
     if len(turns) != len(raw_turns):
@@ -261,3 +272,239 @@ def _turns(raw_turns: Any, dialogue_id: str) -> tuple[list[Turn], list[Validatio
                                               "skipped so that no reference points at the wrong turn"))
         return [], issues
     return turns, issues
+
+
+# --------------------------------------------------------------------------------------------
+# Gold masks: the released ``*_multi_turn.json`` files and COCO annotations
+# --------------------------------------------------------------------------------------------
+
+MAX_MASK_SIDE = 10_000
+"""Largest height or width accepted for a dense gold mask (COCO images are at most 640 px)."""
+_MASK_ERROR = "__regiondial_mask_error__"
+
+
+def dense_mask_to_rle(mask: Any) -> RLE:
+    """A dense ``H x W`` 0/1 mask (nested lists or an array, as the released files hold) as RLE.
+
+    Raises:
+        ValueError: When the mask is not a rectangular 2-D grid of 0/1 (or booleans).
+    """
+    import numpy as np
+
+    from ..geometry import mask_to_rle
+
+    if isinstance(mask, dict) and {"size", "counts"} <= set(mask):
+        return _rle_dict(mask)
+    if not isinstance(mask, (list, np.ndarray)) or len(mask) == 0:
+        raise ValueError("a mask is an H x W grid of 0/1 values")
+    height = len(mask)
+    width = len(mask[0]) if isinstance(mask[0], (list, np.ndarray)) else -1
+    if not (0 < height <= MAX_MASK_SIDE and 0 < width <= MAX_MASK_SIDE):
+        raise ValueError(f"a mask is an H x W grid with 1..{MAX_MASK_SIDE} rows and columns")
+    try:
+        array = np.asarray(mask)
+    except ValueError as exc:  # ragged rows
+        raise ValueError(f"the mask rows have different lengths ({exc})") from None
+    if array.shape != (height, width) or array.dtype.kind not in "biu":
+        raise ValueError(f"the mask is not an H x W grid of integers (shape {array.shape}, {array.dtype})")
+    if array.size and (array.min() < 0 or array.max() > 1):
+        raise ValueError("a mask holds only 0 and 1")
+    return mask_to_rle(array.astype(bool))
+
+
+def _rle_dict(data: dict) -> RLE:
+    from ..geometry import _mask_utils
+
+    size = data["size"]
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and 0 < v <= MAX_MASK_SIDE
+                                                               for v in size)):
+        raise ValueError(f"RLE size {size!r} is not [height, width]")
+    counts = data["counts"]
+    if isinstance(counts, list):  # uncompressed RLE
+        if not all(isinstance(v, int) and v >= 0 for v in counts) or sum(counts) != size[0] * size[1]:
+            raise ValueError("uncompressed RLE counts must be non-negative and sum to height x width")
+        counts = _mask_utils().frPyObjects({"size": size, "counts": counts}, *size)["counts"].decode("ascii")
+    if not isinstance(counts, str):
+        raise ValueError("RLE counts must be a string or a list of run lengths")
+    rle = RLE(size=(size[0], size[1]), counts=counts)
+    try:
+        from ..geometry import rle_area
+
+        rle_area(rle)
+    except Exception as exc:  # pycocotools rejects corrupt strings in many ways
+        raise ValueError(f"RLE counts cannot be decoded ({exc})") from None
+    return rle
+
+
+def _compact_turn_masks(obj: dict) -> dict:
+    """``json`` object hook: a turn's dense ``masks`` become RLE (or an error marker) at once."""
+    masks = obj.get("masks")
+    if "question" not in obj or not isinstance(masks, list):
+        return obj
+    out: list[Any] = []
+    for mask in masks:
+        try:
+            out.append(dense_mask_to_rle(mask))
+        except (ValueError, TypeError, KeyError) as exc:
+            out.append({_MASK_ERROR: str(exc)})
+    return {**obj, "masks": out}
+
+
+def _turn_mask(masks: Any, issue: Any) -> RLE | None:
+    """The turn's gold mask from the released ``masks`` field (the first mask, as upstream)."""
+    if masks is None:
+        return None
+    if not isinstance(masks, list) or not masks:
+        issue("bad_gold_mask", f"masks is {type(masks).__name__}, not a non-empty list; no gold mask", "error")
+        return None
+    first = masks[0]
+    if isinstance(first, dict) and _MASK_ERROR in first:
+        issue("bad_gold_mask", f"unusable gold mask ({first[_MASK_ERROR]}); no gold mask", "error")
+        return None
+    if not isinstance(first, RLE):
+        try:
+            first = dense_mask_to_rle(first)
+        except (ValueError, TypeError, KeyError) as exc:
+            issue("bad_gold_mask", f"unusable gold mask ({exc}); no gold mask", "error")
+            return None
+    if len(masks) > 1:
+        issue("several_gold_masks", f"{len(masks)} gold masks; the first is used, as upstream")
+    return first
+
+
+def _ann_ids(value: Any, issue: Any) -> list[int]:
+    if value is None:
+        return []
+    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return list(value)
+    issue("bad_ann_ids", f"ann_ids {str(value)[:60]!r} is not a list of integers; ignored", "error")
+    return []
+
+
+def match_annotation(gold_box: Any, candidates: list[tuple[float, float, float, float]], position: int) -> int | None:
+    """Which candidate box a turn's gold box is matched to: the rule of the released files.
+
+    UPSTREAM.md 2.1 (``test/merge_mask_json.py``): the best-IoU candidate if its IoU > 0.3;
+    else the candidate at the turn's own position if its IoU > 0.1 or the best IoU < 0.1; else
+    the best; else the first. Returns the candidate index, or None when there is no candidate.
+
+    >>> match_annotation((0, 0, 10, 10), [(50, 50, 60, 60), (0, 0, 10, 9)], 0)
+    1
+    >>> match_annotation((0, 0, 10, 10), [(50, 50, 60, 60), (70, 70, 80, 80)], 1)
+    1
+    """
+    from ..geometry import box_iou
+
+    if not candidates:
+        return None
+    ious = [box_iou(gold_box, c) for c in candidates]
+    best = max(range(len(ious)), key=lambda i: (ious[i], -i))
+    if ious[best] > 0.3:
+        return best
+    if position < len(candidates) and (ious[position] > 0.1 or ious[best] < 0.1):
+        return position
+    return best if ious[best] > 0 else 0
+
+
+class _Annotations:
+    """COCO instances indexed by annotation id and by image (only what the masks need)."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"--annotations {path} does not exist") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise ValueError(f"--annotations {path} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("annotations"), list) \
+                or not isinstance(data.get("images"), list):
+            raise ValueError(f"--annotations {path}: expected COCO instances with 'images' and 'annotations' lists")
+        self.sizes: dict[int, tuple[int, int]] = {}
+        for image in data["images"]:
+            if isinstance(image, dict) and all(isinstance(image.get(k), int) for k in ("id", "height", "width")):
+                self.sizes[image["id"]] = (image["height"], image["width"])
+        self.by_id: dict[int, dict] = {}
+        self.by_image: dict[int, list[dict]] = {}
+        for ann in data["annotations"]:
+            if isinstance(ann, dict) and isinstance(ann.get("id"), int) and isinstance(ann.get("image_id"), int):
+                self.by_id[ann["id"]] = ann
+                self.by_image.setdefault(ann["image_id"], []).append(ann)
+        for anns in self.by_image.values():
+            anns.sort(key=lambda a: a["id"])
+
+    def mask(self, ann: dict) -> RLE:
+        from ..geometry import polygons_to_rle
+
+        image_id = ann["image_id"]
+        if image_id not in self.sizes:
+            raise ValueError(f"image {image_id} of annotation {ann['id']} is not in 'images'")
+        height, width = self.sizes[image_id]
+        segmentation = ann.get("segmentation")
+        if isinstance(segmentation, dict):
+            return _rle_dict(segmentation)
+        if isinstance(segmentation, list):
+            polygons = [p for p in segmentation if isinstance(p, list) and len(p) >= 6
+                        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p)]
+            if polygons:
+                return polygons_to_rle(polygons, height, width)
+        raise ValueError(f"annotation {ann['id']} has no usable segmentation")
+
+    @staticmethod
+    def box(ann: dict) -> tuple[float, float, float, float] | None:
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+            return None
+        x, y, w, h = (float(v) for v in bbox)
+        return (x, y, x + w, y + h)
+
+
+def attach_annotation_masks(
+    dialogues: list[Dialogue], annotations: str | Path
+) -> tuple[list[Dialogue], list[ValidationIssue]]:
+    """Give each turn without a gold mask the mask of its COCO annotation.
+
+    The annotation is the turn's ``ann_ids[0]`` when the file has it, else the one of the
+    dialogue's image that :func:`match_annotation` picks for the gold box (candidates: the image's
+    annotations in id order, boxes converted from xywh). The matched id is kept in ``ann_ids``.
+    Turns that get no mask keep their place and are reported (``no_gold_mask``).
+    """
+    index = _Annotations(Path(annotations))
+    issues: list[ValidationIssue] = []
+    out: list[Dialogue] = []
+    by_ann_id = matched = 0
+    for dialogue in dialogues:
+        image_id = dialogue.image.coco_id
+        candidates = [a for a in index.by_image.get(image_id, []) if index.box(a) is not None]
+        turns = []
+        for turn in dialogue.turns:
+            if turn.gold_mask is not None:
+                turns.append(turn)
+                continue
+            ann = next((index.by_id[a] for a in turn.ann_ids if a in index.by_id), None)
+            how = "ann_id"
+            if ann is None:
+                pick = match_annotation(turn.gold_boxes[0], [index.box(a) for a in candidates], turn.index)
+                ann, how = (candidates[pick], "box") if pick is not None else (None, "")
+            if ann is None:
+                why = f"image {image_id} has no annotations" if image_id not in index.by_image else \
+                    "no annotation of the image has a usable box"
+                issues.append(ValidationIssue(code="no_gold_mask", dialogue_id=dialogue.dialogue_id, turn=turn.index,
+                                              message=f"no gold mask: {why}; the turn is kept without one"))
+                turns.append(turn)
+                continue
+            try:
+                rle = index.mask(ann)
+            except (ValueError, TypeError, KeyError) as exc:
+                issues.append(ValidationIssue(code="no_gold_mask", dialogue_id=dialogue.dialogue_id, turn=turn.index,
+                                              message=f"no gold mask: {exc}; the turn is kept without one"))
+                turns.append(turn)
+                continue
+            by_ann_id += how == "ann_id"
+            matched += how == "box"
+            turns.append(turn.model_copy(update={"gold_mask": rle, "ann_ids": [int(ann["id"])]}))
+        out.append(dialogue.model_copy(update={"turns": turns}))
+    missing = sum(i.code == "no_gold_mask" for i in issues)
+    issues.append(ValidationIssue(code="gold_masks_attached",
+                                  message=f"gold masks from {Path(annotations).name}: {by_ann_id} by ann_id, "
+                                          f"{matched} by box match, {missing} turn(s) without a mask"))
+    return out, issues

@@ -22,18 +22,22 @@ from regiondial_bench.adapters import AdapterError, create_adapter
 
 from .conftest import first_turn_requests
 
-pytest.importorskip("httpx")
+pytest.importorskip("aiohttp")
 
 
 class ScriptedServer:
     """A chat-completions endpoint whose behaviour per request is set by ``behave(n, body)``.
 
-    ``behave`` returns ``(status, delay_s)``; status 200 answers with the scripted text.
+    ``behave`` returns ``(status, delay_s)`` or ``(status, delay_s, extra)``; status 200 answers
+    with the scripted text. ``extra`` may hold ``headers`` (sent with the reply), ``content`` (the
+    message content instead of the scripted text), ``usage``, ``raw`` (the whole body, bytes) and
+    ``drip_s`` (send the body one byte at a time, this long apart).
     """
 
     def __init__(self, behave: Callable[[int, dict], tuple[int, float]] | None = None) -> None:
         self.behave = behave or (lambda n, body: (200, 0.0))
         self.bodies: list[dict] = []
+        self.arrivals: list[float] = []
         self.headers: list[dict] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -49,26 +53,37 @@ class ScriptedServer:
                 body = json.loads(self.rfile.read(length))
                 with server.lock:
                     n = len(server.bodies)
+                    server.arrivals.append(time.monotonic())
                     server.bodies.append(body)
                     server.headers.append(dict(self.headers))
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
-                    status, delay = server.behave(n, body)
+                    status, delay, *more = server.behave(n, body)
+                    extra = more[0] if more else {}
                     time.sleep(delay)
                     if self.path != "/v1/chat/completions":
                         status = 404
                     if status == 200:
-                        payload = {"choices": [{"message": {"role": "assistant", "content": scripted_answer(body)}}],
-                                   "usage": {"completion_tokens": 7}}
+                        content = extra["content"] if "content" in extra else scripted_answer(body)
+                        payload = {"choices": [{"message": {"role": "assistant", "content": content}}],
+                                   "usage": extra.get("usage", {"completion_tokens": 7})}
                     else:
                         payload = {"error": {"message": f"scripted {status}"}}
-                    data = json.dumps(payload).encode()
+                    data = extra["raw"] if "raw" in extra else json.dumps(payload).encode()
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
+                    for name, value in extra.get("headers", {}).items():
+                        self.send_header(name, value)
                     self.end_headers()
-                    self.wfile.write(data)
+                    if "drip_s" in extra:
+                        for i in range(len(data)):
+                            self.wfile.write(data[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(extra["drip_s"])
+                    else:
+                        self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout test)
                 finally:
@@ -115,6 +130,7 @@ def test_request_shape_image_inline_and_api_key(sample_bench, monkeypatch):
         adapter.close()
     body = server.bodies[0]
     assert server.headers[0]["Authorization"] == "Bearer sk-test-123"
+    assert server.headers[0]["Content-Type"] == "application/json"  # FastAPI servers (vLLM) insist on it
     assert body["model"] == "tiny" and body["temperature"] == 0.0 and body["max_tokens"] == 2048
     image_part, text_part = body["messages"][0]["content"]
     assert image_part["type"] == "image_url" and text_part["type"] == "text"
@@ -144,6 +160,7 @@ def test_persistent_5xx_becomes_an_error_response(sample_bench):
         adapter = make(server, max_retries=2)
         response = adapter.generate(first_turn_requests(sample_bench, 1))[0]
     assert response.error is not None and "HTTP 500" in response.error and "3 attempt" in response.error
+    assert response.failure_kind == "infra"  # --retry-infra asks it again
     assert len(server.bodies) == 3
 
 
@@ -151,6 +168,7 @@ def test_client_errors_are_not_retried(sample_bench):
     with ScriptedServer(lambda n, body: (400, 0.0)) as server:
         response = make(server).generate(first_turn_requests(sample_bench, 1))[0]
     assert "HTTP 400" in response.error and len(server.bodies) == 1
+    assert response.failure_kind is None  # the request was wrong, not the infrastructure
 
 
 def test_slow_server_times_out_and_retries(sample_bench):
@@ -211,3 +229,251 @@ def test_evaluate_streams_rounds_through_the_runner(sample_bench, tmp_path):
                 # the scripted model copies the reference back, so the box round-trips through the frame
                 assert used.box == pytest.approx(earlier.regions[0].box)
     assert results.provenance.adapter_config["stats"]["retries"] >= 1
+
+
+# ---------------------------------------------------------------------------- hardening (issue 9)
+
+
+def test_retry_after_in_seconds_is_honoured(sample_bench):
+    def behave(n, body):
+        return (429, 0.0, {"headers": {"Retry-After": "1"}}) if n == 0 else (200, 0.0)
+
+    with ScriptedServer(behave) as server:
+        adapter = make(server, backoff_s=0.01, max_concurrency=1)
+        response = adapter.generate(first_turn_requests(sample_bench, 1))[0]
+        adapter.close()
+    assert response.error is None and len(server.arrivals) == 2
+    assert server.arrivals[1] - server.arrivals[0] >= 0.9  # the server's 1 s, not the 10 ms backoff
+
+
+def test_retry_after_as_http_date_is_honoured_and_capped(sample_bench):
+    from email.utils import formatdate
+
+    def behave(n, body):
+        if n == 0:  # two seconds from now, as an HTTP-date (1 s resolution)
+            return (503, 0.0, {"headers": {"Retry-After": formatdate(time.time() + 2.0, usegmt=True)}})
+        if n == 1:  # an hour: capped at max_backoff_s
+            return (503, 0.0, {"headers": {"Retry-After": "3600"}})
+        return (200, 0.0)
+
+    with ScriptedServer(behave) as server:
+        adapter = make(server, backoff_s=0.01, max_backoff_s=1.5, max_concurrency=1)
+        started = time.monotonic()
+        response = adapter.generate(first_turn_requests(sample_bench, 1))[0]
+        elapsed = time.monotonic() - started
+        adapter.close()
+    assert response.error is None and len(server.arrivals) == 3
+    assert server.arrivals[1] - server.arrivals[0] >= 0.9  # waited for the date, not the backoff
+    assert 1.0 <= server.arrivals[2] - server.arrivals[1] < 2.5  # the hour was capped at 1.5 s
+    assert elapsed < 10
+
+
+def test_retry_after_header_forms():
+    from regiondial_bench.adapters.openai import retry_after_seconds
+
+    assert retry_after_seconds("120") == 120.0
+    assert retry_after_seconds("Sun, 06 Nov 1994 08:49:37 GMT", now=784111767.0) == 10.0
+    assert retry_after_seconds("Sun, 06 Nov 1994 08:49:37 GMT", now=784111787.0) == 0.0  # in the past
+    for bad in (None, "", "soon", "inf", "nan", "1e999", "x" * 1000):
+        assert retry_after_seconds(bad) is None
+
+
+def test_a_dripping_server_cannot_hold_a_request_past_its_deadline(sample_bench):
+    """Every byte arrives well within the read timeout, but the whole reply would take ~20 s."""
+    def behave(n, body):
+        return (200, 0.0, {"drip_s": 0.05, "raw": b" " * 400 + b'{"choices": []}'})
+
+    with ScriptedServer(behave) as server:
+        adapter = make(server, timeout_s=1.0, max_retries=0, max_concurrency=1)
+        started = time.monotonic()
+        response = adapter.generate(first_turn_requests(sample_bench, 1))[0]
+        elapsed = time.monotonic() - started
+        adapter.close()
+    assert response.failure_kind == "infra" and "Timeout" in response.error
+    assert elapsed < 4.0
+
+
+def test_content_as_a_list_of_parts_is_joined(sample_bench):
+    parts = [{"type": "text", "text": "<think> a </think>"}, {"type": "image_url", "image_url": {"url": "x"}},
+             {"type": "text", "text": '<answer>[{"bbox_2d": [84, 84, 420, 420], "point_2d": [200, 200]}]</answer>'}]
+
+    with ScriptedServer(lambda n, body: (200, 0.0, {"content": parts})) as server:
+        adapter = make(server)
+        response = adapter.generate(first_turn_requests(sample_bench, 1))[0]
+        stats = adapter.config()["stats"]
+        adapter.close()
+    assert response.error is None and stats["malformed"] == 0
+    assert response.raw_text == parts[0]["text"] + parts[2]["text"]
+
+
+def test_malformed_replies_are_counted_as_failures(sample_bench):
+    bodies = [b"<html>gateway</html>", b'{"choices": []}', b'{"choices": [{"message": {"content": 42}}]}',
+              b"[" * 100_000 + b"]" * 100_000, b'{"choices": [{"message": {"content": "\\ud800 ok"}}]}']
+
+    with ScriptedServer(lambda n, body: (200, 0.0, {"raw": bodies[n]})) as server:
+        adapter = make(server, max_concurrency=1)
+        responses = adapter.generate(first_turn_requests(sample_bench, 5))
+        stats = adapter.config()["stats"]
+        adapter.close()
+    assert [r.failure_kind for r in responses] == ["infra"] * 4 + [None]
+    assert all("malformed chat-completions reply" in r.error for r in responses[:4])
+    assert stats["malformed"] == 4 and stats["failures"] == 4
+    assert responses[4].raw_text == "\ufffd ok"  # a lone surrogate cannot reach the log
+    json.dumps(responses[0].raw_text).encode("utf-8")
+
+
+def test_unreachable_server_fails_fast_before_the_first_request(sample_bench, tmp_path):
+    import socket
+
+    from regiondial_bench.api import evaluate
+    from regiondial_bench.schema import RunConfig
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = RunConfig(adapter="openai", limit=3, adapter_options={
+        "preset": "regionreasoner-7b", "base_url": f"http://127.0.0.1:{port}/v1", "model": "tiny",
+        "max_retries": 4, "backoff_s": 1.0})
+    started = time.monotonic()
+    with pytest.raises(AdapterError) as error:
+        evaluate(sample_bench, config, tmp_path / "run", progress=False)
+    assert time.monotonic() - started < 3.0  # one check, not 4 retries with backoff per turn
+    message = str(error.value)
+    assert "cannot reach" in message and f"127.0.0.1:{port}" in message and "\n" not in message
+    log = tmp_path / "run" / "predictions.jsonl"
+    assert not log.exists() or log.read_text() == ""
+
+
+def test_each_image_is_encoded_once_per_run(sample_bench, tmp_path, monkeypatch):
+    """Through the runner: every round of a dialogue reuses its image's payload."""
+    from collections import Counter
+
+    from regiondial_bench.adapters.base import ImageInput
+    from regiondial_bench.api import evaluate
+    from regiondial_bench.schema import RunConfig
+
+    loads: Counter = Counter()
+    original = ImageInput.load
+
+    def counting_load(self):
+        loads[self.path] += 1
+        return original(self)
+
+    monkeypatch.setattr(ImageInput, "load", counting_load)
+    with ScriptedServer(lambda n, body: (200, 0.0)) as server:
+        config = RunConfig(adapter="openai", limit=8, adapter_options={
+            "preset": "regionreasoner-7b", "base_url": server.url, "model": "tiny", "max_concurrency": 4,
+            "squash_size": 112})
+        results = evaluate(sample_bench, config, tmp_path / "run", progress=False, n_bootstrap=10)
+    dialogues = list(sample_bench)[:8]
+    turns = sum(len(d.turns) for d in dialogues)
+    assert turns > len(dialogues) and len(server.bodies) == turns
+    assert set(loads) == {sample_bench.image_path(d) for d in dialogues} and set(loads.values()) == {1}
+    stats = results.provenance.adapter_config["stats"]
+    assert stats["images_encoded"] == len(loads) and stats["image_cache_hits"] == turns - len(loads)
+    urls = {}
+    for body in server.bodies:  # the same bytes for every round of a dialogue
+        text = body["messages"][-1]["content"][1]["text"]
+        urls.setdefault(body["messages"][-1]["content"][0]["image_url"]["url"], []).append(text)
+    assert len(urls) == len(loads)
+
+
+def test_image_payloads_are_bounded(sample_bench):
+    from regiondial_bench.adapters.presets import get_preset
+    from regiondial_bench.adapters.processors import ImagePayloads
+
+    requests = first_turn_requests(sample_bench, 4)
+    resize = get_preset("regionreasoner-7b", squash_size=56).resize_for_model
+    payloads = ImagePayloads(resize)
+    payloads.expect({requests[0].image.path: 2})
+    first = payloads.get(requests[0].image).result()
+    assert payloads.cached_bytes == len(first.data_url)
+    assert payloads.get(requests[0].image).result() is first  # second use: from the cache, then dropped
+    assert payloads.cached_bytes == 0 and payloads.stats["images_encoded"] == 1
+    payloads.close()
+
+    small = ImagePayloads(resize, max_bytes=1)  # holds only the newest payload
+    for request in requests:
+        small.get(request.image).result()
+    assert small.cached_bytes == len(small.get(requests[-1].image).result().data_url)
+    assert small.stats["images_encoded"] == 4 and small.stats["image_cache_hits"] == 1
+    small.close()
+
+
+def test_jpeg_payloads(sample_bench):
+    from PIL import Image
+
+    with ScriptedServer() as server:
+        adapter = make(server, image_format="jpeg", jpeg_quality=80, squash_size=56)
+        adapter.generate(first_turn_requests(sample_bench, 1))
+        adapter.close()
+    url = server.bodies[0]["messages"][0]["content"][0]["image_url"]["url"]
+    assert url.startswith("data:image/jpeg;base64,")
+    assert Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).format == "JPEG"
+
+
+@pytest.mark.parametrize(("prompt_tokens", "warns"), [(300, True), (1300, False)])
+def test_prompt_tokens_that_cannot_hold_the_image_warn_once(sample_bench, caplog, prompt_tokens, warns):
+    """840x840 is 900 Qwen2.5-VL image tokens; 300 prompt tokens means the server shrank the image."""
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": 7}
+    with ScriptedServer(lambda n, body: (200, 0.0, {"usage": usage})) as server:
+        adapter = make(server, max_concurrency=2)
+        with caplog.at_level("WARNING", logger="regiondial_bench.adapters.openai"):
+            responses = adapter.generate(first_turn_requests(sample_bench, 6))
+        stats = adapter.config()["stats"]
+        adapter.close()
+    assert all(r.error is None for r in responses)
+    warnings = [r.getMessage() for r in caplog.records if "prompt tokens" in r.getMessage()]
+    if warns:
+        assert len(warnings) == 1 and "--mm-processor-kwargs" in warnings[0] and "900 image tokens" in warnings[0]
+        assert stats["prompt_tokens_check"].startswith("mismatch")
+    else:
+        assert warnings == [] and stats["prompt_tokens_check"] == "consistent"
+
+
+def test_streaming_order_favours_the_longest_remaining_chain():
+    """One 4-turn chain behind six single-turn dialogues, two requests in flight, unit latency."""
+    from regiondial_bench.runner import _Schedule
+    from regiondial_bench.schema import Bench, Dialogue, ImageRef, Reference, Turn
+
+    def dialogue(name, n):
+        return Dialogue(dialogue_id=name, image=ImageRef(path=f"{name}.png", width=10, height=10), turns=[
+            Turn(index=t, question="q", gold_boxes=[(0, 0, 5, 5)], references=[Reference(turn=t - 1)] if t else [])
+            for t in range(n)])
+
+    bench = Bench([dialogue(f"s{i}", 1) for i in range(6)] + [dialogue("chain", 4)], name="order")
+
+    def waves(prioritize):
+        schedule = _Schedule(bench, lambda d, t: {r.turn for r in t.references}, set())
+        if prioritize:
+            schedule.prioritize_longest_chain()
+        count = 0
+        while schedule.pending:
+            taken = schedule.take(2)
+            for key in taken:
+                schedule.complete(key)
+            count += 1
+        return count
+
+    assert waves(prioritize=True) == 5  # the bound: max(ceil(10 / 2), chain 4)
+    assert waves(prioritize=False) == 7  # round order leaves the chain for last
+
+    schedule = _Schedule(bench, lambda d, t: {r.turn for r in t.references}, set())
+    schedule.prioritize_longest_chain()
+    assert schedule.take(1) == [("chain", 0)] and schedule.chain(("chain", 1)) == 3
+
+
+def test_an_unreadable_image_fails_its_turn_not_the_run(sample_bench, tmp_path):
+    from regiondial_bench.adapters.base import ImageInput, RoundRequest
+
+    bad = tmp_path / "not-an-image.jpg"
+    bad.write_bytes(b"\x00" * 64)
+    good = first_turn_requests(sample_bench, 1)[0]
+    broken = RoundRequest(dialogue_id="x", turn=0, image=ImageInput(path=bad, width=10, height=10),
+                          question="Find the dog.", question_template="Find the dog.")
+    with ScriptedServer() as server:
+        adapter = make(server)
+        responses = adapter.generate([broken, good])
+        adapter.close()
+    assert "cannot read the image" in responses[0].error and responses[0].failure_kind is None
+    assert responses[1].error is None and len(server.bodies) == 1

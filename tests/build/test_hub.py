@@ -192,3 +192,151 @@ def test_card_describes_the_cli_and_reference_modes_as_they_are(two_builds):
     some_id = next(iter(benches["refcocoplus_multiturn"]["test"])).dialogue_id  # test = testA+testB
     assert some_id.startswith("test-testA-") or some_id.startswith("test-testB-")
     assert "`<split>-<source split>-<image id>`" in card
+
+
+# --------------------------------------------------------------------------------------------
+# The released test data (lmsdss/regionreasoner_test_data), bench specs, build folders
+# --------------------------------------------------------------------------------------------
+
+
+def _released_folder(root, configs=("refcocoplus", "refcocog")):
+    """A folder in the released layout (testdata/<config>_multi_turn.json, dense masks)."""
+    import json
+
+    (root / "testdata").mkdir(parents=True)
+    for k, config in enumerate(configs):
+        turns = [
+            {"question": f"Find the {config} cat.", "bboxes": [[1, 1, 4, 4]], "ann_ids": [10 + k],
+             "masks": [[[0, 0, 0, 0, 0], [0, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0, 0, 0, 0, 0]]]},
+            {"question": "Find the one left of the <box>{context_bbox}</box>.", "bboxes": [[0, 0, 2, 5]],
+             "context_from_turn": 0, "ann_ids": [20 + k], "masks": [[[1, 1, 0, 0, 0]] * 5]},
+        ]
+        (root / "testdata" / f"{config}_multi_turn.json").write_text(
+            json.dumps([{"image_id": 42 + k, "conversational_turns": turns}]))
+    return root
+
+
+class FakeHub:
+    """Stands in for huggingface_hub: serves a local folder as the dataset snapshot and records calls."""
+
+    def __init__(self, folder, online=True, cached=True):
+        self.folder, self.online, self.cached, self.calls = folder, online, cached, []
+
+    def snapshot_download(self, **kwargs):
+        self.calls.append(kwargs)
+        if not kwargs.get("local_files_only") and not self.online:
+            raise ConnectionError("no network")
+        if kwargs.get("local_files_only") and not self.cached:
+            raise FileNotFoundError("not in cache")
+        import fnmatch
+        import shutil
+
+        out = self.folder.parent / f"snapshot-{len(self.calls)}"
+        for file in self.folder.rglob("*"):
+            rel = file.relative_to(self.folder).as_posix()
+            if file.is_file() and any(fnmatch.fnmatch(rel, p) for p in kwargs["allow_patterns"]):
+                (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(file, out / rel)
+        return str(out)
+
+
+def test_hf_spec_fetches_the_released_file_with_masks(tmp_path, monkeypatch):
+    from regiondial_bench import api, hub
+
+    fake = FakeHub(_released_folder(tmp_path / "repo"))
+    monkeypatch.setattr(hub, "HubClient", lambda: fake)
+    bench = api.load_bench("hf:lmsdss/regionreasoner_test_data@abc123:refcocoplus")
+    assert bench.name == "refcocoplus_multi_turn" and bench.num_turns == 2
+    assert all(t.gold_mask is not None for d in bench for t in d.turns)
+    assert bench.dialogues[0].turns[0].ann_ids == [10]
+    call = fake.calls[0]
+    assert call["repo_id"] == hub.RELEASED_TEST_DATA and call["repo_type"] == "dataset"
+    assert call["revision"] == "abc123"  # pinned
+    assert "refcocoplus_multi_turn.json" in call["allow_patterns"]
+    assert not any("refcocog" in p for p in call["allow_patterns"])  # only the named file comes down
+
+
+def test_fetch_falls_back_to_the_cache_offline_and_says_how_when_it_cannot(tmp_path):
+    from regiondial_bench.hub import fetch_released
+
+    folder = _released_folder(tmp_path / "repo")
+    offline = FakeHub(folder, online=False)
+    files = fetch_released(configs=["refcocog"], client=offline)
+    assert set(files) == {"refcocog"}
+    assert offline.calls[-1]["local_files_only"] is True
+    with pytest.raises(FileNotFoundError, match="regiondial bench fetch"):
+        fetch_released(configs=["refcocog"], client=FakeHub(folder, online=False, cached=False))
+    with pytest.raises(FileNotFoundError, match="no refcocoz_multi_turn.json"):
+        fetch_released(configs=["refcocoz"], client=FakeHub(folder))
+
+
+def test_bench_fetch_command_prints_the_files(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from regiondial_bench import hub
+    from regiondial_bench.cli import main
+
+    fake = FakeHub(_released_folder(tmp_path / "repo"))
+    monkeypatch.setattr(hub, "HubClient", lambda: fake)
+    result = CliRunner().invoke(main, ["bench", "fetch", "--revision", "v1.0"])
+    assert result.exit_code == 0, result.output
+    assert "refcocoplus: " in result.stdout and "refcocog: " in result.stdout
+    assert fake.calls[0]["revision"] == "v1.0"
+
+
+def test_a_local_released_folder_takes_a_config(tmp_path):
+    from regiondial_bench import api
+
+    folder = _released_folder(tmp_path / "released")
+    assert api.load_bench(f"{folder}:refcocog").name == "refcocog_multi_turn"
+    with pytest.raises(ValueError, match="name one"):
+        api.load_bench(str(folder))
+    with pytest.raises(ValueError, match="no config 'nope'"):
+        api.load_bench(f"{folder}:nope")
+    single = _released_folder(tmp_path / "one", configs=("refcocoplus",))
+    assert api.load_bench(str(single)).name == "refcocoplus_multi_turn"
+
+
+def test_build_folder_lists_and_chooses_splits(two_builds):
+    import json
+
+    from click.testing import CliRunner
+
+    from regiondial_bench import api
+    from regiondial_bench.cli import main
+
+    plus = two_builds[0]
+    notices = []
+    test = api.load_bench(str(plus), notice=notices.append)
+    assert test.root == plus / "test" and "loading 'test'" in notices[0]
+    assert api.load_bench(f"{plus}:val").root == plus / "val"
+    assert api.load_bench(f"{plus}:refcocoplus_multiturn:val").root == plus / "val"
+    with pytest.raises(ValueError, match="no split 'train'"):
+        api.load_bench(f"{plus}:train")
+    info = CliRunner().invoke(main, ["bench", "info", str(plus)])
+    assert info.exit_code == 0, info.output
+    assert "splits test (" in info.stdout and "val (" in info.stdout
+    as_json = json.loads(CliRunner().invoke(main, ["bench", "info", f"{plus}:val", "--json"]).stdout)
+    assert as_json["content_hash"] == api.load_bench(f"{plus}:val").content_hash
+    run = CliRunner().invoke(main, ["evaluate", "--model", "oracle", "--bench", str(plus), "--out",
+                                    str(plus.parent / "run-plus"), "--no-progress", "--bootstrap", "0"])
+    assert run.exit_code == 0, run.output
+    assert "loading 'test'" in run.stderr
+
+
+def test_an_export_folder_takes_config_and_split(two_builds, tmp_path):
+    from regiondial_bench import api
+
+    folder = publish(two_builds, "me/regiondial", dry_run=tmp_path / "export")
+    val = api.load_bench(f"{folder}:refcocoplus_multiturn:val")
+    assert val.content_hash == Bench.load(two_builds[0] / "val").content_hash
+    g = api.load_bench(f"{folder}:refcocog_multiturn")
+    assert g.content_hash == Bench.load(two_builds[1] / "test").content_hash
+
+
+@pytest.mark.parametrize("spec", ["x" * 5000, "a\x00b", "y" * 300 + ":config", "no/such/dir:cfg:split"])
+def test_a_hostile_bench_spec_is_a_clear_error(spec):
+    from regiondial_bench import api
+
+    with pytest.raises(FileNotFoundError, match="no bench at"):
+        api.load_bench(spec)

@@ -63,3 +63,222 @@ def test_rescoring_a_question_file_run_needs_no_images(tmp_path):
     with_images = runner.invoke(main, ["score", str(out), "--images", str(tmp_path / "imgs"), "--json"])
     assert with_images.exit_code == 0, with_images.output
     assert json.loads(without.output)["rounds"] == json.loads(with_images.output)["rounds"]
+
+
+# ---------------------------------------------------------------- adapter options, resume, fail fast
+
+
+def test_adapter_options_on_the_command_line(tmp_path):
+    runner, out = CliRunner(), tmp_path / "run"
+    ok = runner.invoke(main, ["evaluate", "--model", "noisy-oracle", "-o", "error_rate=0.5", "-o", "seed=3",
+                              "--option", "round_drift=0", "--out", str(out), "--no-progress"])
+    assert ok.exit_code == 0, ok.output
+    spec = json.loads((out / "run.json").read_text())
+    assert spec["adapter_options"] == {"error_rate": 0.5, "seed": 3, "round_drift": 0}
+    typo = runner.invoke(main, ["evaluate", "--model", "noisy-oracle", "-o", "eror_rate=0.5", "--no-progress",
+                                "--out", str(tmp_path / "typo")])
+    assert typo.exit_code == 2 and "did you mean 'error_rate'" in typo.output
+    assert "it accepts: error_rate, wrong_reference_error_rate" in typo.output and "TypeError" not in typo.output
+    assert not (tmp_path / "typo").exists()  # refused before the run folder was made
+    tokens = runner.invoke(main, ["evaluate", "--model", "oracle", "--max-new-tokens", "64", "--no-progress",
+                                  "--out", str(tmp_path / "tok")])
+    assert tokens.exit_code == 2 and "no option 'max_new_tokens'" in tokens.output
+    for bad in ("noequals", "9key=1", "error_rate=.nan"):
+        result = runner.invoke(main, ["evaluate", "--model", "noisy-oracle", "-o", bad, "--no-progress"])
+        assert result.exit_code == 2 and "-o" in result.output, bad
+    preset = runner.invoke(main, ["evaluate", "--model", "hf", "--preset", "regionreasonr", "--no-progress"])
+    assert preset.exit_code == 2 and "Did you mean 'regionreasoner-7b'" in preset.output
+    flags = runner.invoke(main, ["evaluate", "--model", "oracle", "--batch-size", "0", "--no-progress"])
+    assert flags.exit_code == 2 and "batch_size: Input should be greater than or equal to 1" in flags.output
+    assert len([line for line in flags.output.splitlines() if "batch_size" in line]) == 1  # one line
+
+
+def test_option_values_are_yaml_scalars():
+    from regiondial_bench.cli.evaluate import parse_option_pairs
+
+    assert parse_option_pairs(("a=8", "b=0.5", "c=true", "d=null", "e=text", "f=[1, 2]", "g=x=y")) == {
+        "a": 8, "b": 0.5, "c": True, "d": None, "e": "text", "f": "[1, 2]", "g": "x=y"}
+
+
+def test_other_backend_drops_options_it_does_not_take(tmp_path):
+    config = tmp_path / "hf.yaml"
+    config.write_text("adapter: hf\nadapter_options:\n  preset: regionreasoner-7b\n  model: lmsdss/RegionReasoner-7B\n"
+                      "  dtype: bfloat16\n  reference_frame: model\nbatch_size: 8\n")
+    result = CliRunner().invoke(main, ["evaluate", "--config", str(config), "--model", "openai",
+                                       "-o", "base_url=http://127.0.0.1:9/v1", "-o", "max_retries=0", "--limit", "1",
+                                       "--out", str(tmp_path / "run"), "--no-progress"])
+    # nothing listens there: the adapter's server check fails the run fast, after run.json is written
+    assert result.exit_code == 1 and "cannot reach the OpenAI-compatible server" in result.output, result.output
+    assert "dropped: dtype" in result.output
+    options = json.loads((tmp_path / "run" / "run.json").read_text())["adapter_options"]
+    assert options["preset"] == "regionreasoner-7b" and "dtype" not in options
+    assert options["reference_frame"] == "model" and options["base_url"] == "http://127.0.0.1:9/v1"
+
+
+def test_resume_reads_the_run_and_ctrl_c_prints_the_command(tmp_path, monkeypatch):
+    import shlex
+
+    from regiondial_bench.runner import Runner
+
+    runner, out = CliRunner(), tmp_path / "my run"
+    calls = {"n": 0}
+    original = Runner._answer_batch
+
+    def interrupt_on_third(self, requests):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, requests)
+
+    monkeypatch.setattr(Runner, "_answer_batch", interrupt_on_third)
+    args = ["evaluate", "--model", "noisy-oracle", "-o", "seed=4", "--reference-mode", "gold", "--batch-size", "10",
+            "--out", str(out), "--no-progress"]
+    stopped = runner.invoke(main, args)
+    assert stopped.exit_code == 130, stopped.output
+    assert "20 turns are saved" in stopped.output
+    command = stopped.output.strip().splitlines()[-1].strip()
+    assert command == shlex.join(["regiondial", "evaluate", "--out", str(out), "--resume"])
+    monkeypatch.setattr(Runner, "_answer_batch", original)
+    resumed = runner.invoke(main, [*shlex.split(command)[1:], "--no-progress"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "noisy-oracle (gold references)" in resumed.output and "settings from run.json" in resumed.output
+    spec = json.loads((out / "run.json").read_text())
+    assert spec["adapter_options"] == {"seed": 4} and spec["reference_mode"] == "gold"
+    fresh = tmp_path / "fresh"
+    assert runner.invoke(main, [*args[:-3], "--out", str(fresh), "--no-progress"]).exit_code == 0
+    assert json.loads((out / "results.json").read_text())["rounds"] == json.loads(
+        (fresh / "results.json").read_text())["rounds"]
+
+
+def test_unreachable_hub_fails_in_seconds_with_one_line(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:  # a port that was free a moment ago: closed, nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HUB_OFFLINE": "0",
+           "HF_HUB_CACHE": str(tmp_path / "hub-cache")}
+    cases = [
+        ["--model", "hf", "--preset", "qwen2.5-vl-7b", "--model-path", "org/no-such-model"],
+        ["--model", "oracle", "--bench", "hf:org/no-such-bench"],
+        ["--model", "oracle", "--masks", "sam2"],
+    ]
+    for case in cases:
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "regiondial_bench.cli", "evaluate", *case, "--no-progress",
+                               "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=120)
+        elapsed = time.perf_counter() - start
+        assert proc.returncode == 1, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "cannot reach the Hugging Face Hub" in lines[0] and "Traceback" not in proc.stderr
+        assert "pass a local folder" in lines[0]
+        assert elapsed < 60, elapsed  # generous: a hang or library retry loop takes minutes
+    offline = subprocess.run([sys.executable, "-m", "regiondial_bench.cli", "evaluate", *cases[0], "--no-progress"],
+                             capture_output=True, text=True, env={**env, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert offline.returncode == 1 and "not in the local Hugging Face cache" in offline.stderr
+
+
+def test_help_imports_neither_numpy_nor_pydantic():
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom regiondial_bench.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+             "    pass\nprint(sorted(m for m in ('numpy', 'pydantic', 'rich', 'yaml') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe, "--help"], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+    assert "compare" in out.stdout and "view" in out.stdout and "evaluate" in out.stdout
+    report = subprocess.run([sys.executable, "-c", probe, "report", "--help"], capture_output=True, text=True,
+                            timeout=60)
+    assert "numpy" not in report.stdout.strip().splitlines()[-1]
+
+
+def test_missing_extras_name_the_extra_to_install(tmp_path):
+    import subprocess
+    import sys
+
+    from regiondial_bench.api import SAMPLE_BENCH
+
+    run = tmp_path / "run"
+    assert CliRunner().invoke(main, ["evaluate", "--model", "oracle", "--out", str(run), "--no-progress"]).exit_code == 0
+    (tmp_path / "export" / "regiondial").mkdir(parents=True)  # looks like an exported Hub folder
+    (tmp_path / "export" / "README.md").write_text("---\n---\n")
+    (tmp_path / "export" / "regiondial" / "test-00000-of-00001.parquet").write_bytes(b"")
+    cases = {
+        "matplotlib": (["plot", str(run), "--out", str(tmp_path / "plots")], "regiondial-bench[plots]"),
+        "datasets": (["evaluate", "--model", "oracle", "--bench", str(tmp_path / "export"), "--no-progress"],
+                     "regiondial-bench[hub]"),
+        "datasets ": (["publish", str(SAMPLE_BENCH), "--repo", "me/x", "--dry-run", str(tmp_path / "dry"), "--no-progress"],
+                      "regiondial-bench[hub]"),
+    }
+    for module, (args, extra) in cases.items():
+        shim = (f"import sys\nsys.modules[{module.strip()!r}] = None\nfrom regiondial_bench.cli import main\n"
+                f"main({args!r}, prog_name='regiondial')")
+        proc = subprocess.run([sys.executable, "-c", shim], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1, (module, proc.stderr)
+        assert extra in proc.stderr and "Traceback" not in proc.stderr, (module, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_plot_and_report_skip_an_unfinished_run(tmp_path):
+    runner = CliRunner()
+    done, unfinished = tmp_path / "runs" / "done", tmp_path / "runs" / "unfinished"
+    assert runner.invoke(main, ["evaluate", "--model", "noisy-oracle", "--out", str(done), "--no-progress"]).exit_code == 0
+    assert runner.invoke(main, ["evaluate", "--model", "noisy-oracle", "--out", str(unfinished), "--no-progress",
+                                "--reference-mode", "gold"]).exit_code == 0
+    (unfinished / "results.json").unlink()
+    report = runner.invoke(main, ["report", str(done), str(unfinished), "--format", "markdown"])
+    assert report.exit_code == 0, report.output
+    assert f"skipped {unfinished}: unfinished run" in report.output and "--resume" in report.output
+    assert "noisy-oracle (predicted)" in report.output and "noisy-oracle (gold)" not in report.output
+    plot = runner.invoke(main, ["plot", str(done), str(unfinished), "--out", str(tmp_path / "plots")])
+    assert plot.exit_code == 0, plot.output
+    assert "unfinished run" in plot.output and (tmp_path / "plots" / "ap50_by_round.png").is_file()
+    alone = runner.invoke(main, ["report", str(unfinished)])
+    assert alone.exit_code == 2 and "every RUN given is unfinished" in alone.output
+
+
+def test_progress_moves_inside_a_slow_batch(tmp_path, capsys):
+    import time
+
+    from regiondial_bench.adapters import registry
+    from regiondial_bench.api import evaluate
+    from regiondial_bench.schema import RunConfig
+
+    from .helpers import ScriptedAdapter, answer_json, make_bench
+
+    class Slow(ScriptedAdapter):
+        def __init__(self):
+            super().__init__(lambda r: answer_json((2, 2, 20, 18)))
+
+        def generate(self, requests):
+            time.sleep(3.5)  # one batch that takes a while, like 32 turns of a 7B model
+            return super().generate(requests)
+
+    bench = make_bench(tmp_path / "b", n_dialogues=2, turns=1)
+    registry._REGISTRY["test-slow"] = Slow
+    try:
+        evaluate(bench, RunConfig(adapter="test-slow", batch_size=8), tmp_path / "run", progress=True, n_bootstrap=0)
+    finally:
+        registry._REGISTRY.pop("test-slow", None)
+    err = capsys.readouterr().err
+    assert "waiting on the model 2s" in err or "waiting on the model 3s" in err, err[-500:]
+    assert "2/2" in err
+
+
+def test_the_trainer_without_its_extra_names_it(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    shim = ("import runpy, sys\nsys.modules['trl'] = None\n"
+            f"sys.argv = ['grpo', '--config', {str(root / 'train_reference/configs/cpu_smoke.yaml')!r}, "
+            f"'--output-dir', {str(tmp_path / 'out')!r}]\n"
+            f"runpy.run_path({str(root / 'train_reference/grpo_regionreasoner.py')!r}, run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", shim], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'regiondial-bench[train]'" in proc.stderr and "Traceback" not in proc.stderr

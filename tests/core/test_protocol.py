@@ -127,12 +127,12 @@ def test_integer_beyond_float_range_is_a_miss_not_a_crash():
 
 
 @pytest.mark.parametrize("unit", ["[", "[1, ", '{"a": ', "x [ "])
-def test_degenerate_bracket_output_is_not_scanned_quadratically(monkeypatch, unit):
+def test_degenerate_bracket_output_is_read_within_the_token_cap(monkeypatch, unit):
     from regiondial_bench import protocol
 
     calls = []
-    real = protocol._decode_prefix
-    monkeypatch.setattr(protocol, "_decode_prefix", lambda text: calls.append(1) or real(text))
-    parsed = parse_answer("<answer>" + unit * 3000 + "</answer>")
-    assert parsed.error == "answer is not valid JSON"
-    assert len(calls) <= 100  # each try is O(n): a bounded number of tries, not one per bracket
+    real = protocol._Reader._token
+    monkeypatch.setattr(protocol._Reader, "_token", lambda self: calls.append(1) or real(self))
+    parsed = parse_answer("<answer>" + unit * 30000 + "</answer>")
+    assert "not valid JSON" in parsed.error
+    assert len(calls) <= protocol.MAX_SCAN_TOKENS + 1  # one budget for the whole answer, not one per bracket

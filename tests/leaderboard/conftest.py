@@ -52,3 +52,15 @@ def submissions_root(tmp_path_factory):
         "reported_scores:\n  detection: [50, 60, 40, 30, 20, 10, 5, 45]\n"
     )
     return root
+
+
+@pytest.fixture
+def official_benches(monkeypatch):
+    """Point the registry's official benches at ../shared's question files, as run_tests.sh does."""
+    from tests.conftest import UPSTREAM_DIR
+
+    if not (UPSTREAM_DIR / "refcocoplus.json").is_file():
+        pytest.skip("the official question files (../shared/upstream_regiondial) are not present")
+    monkeypatch.setenv("REGIONDIAL_BENCH_REFCOCOPLUS", str(UPSTREAM_DIR / "refcocoplus.json"))
+    monkeypatch.setenv("REGIONDIAL_BENCH_REFCOCOG", str(UPSTREAM_DIR / "refcocog.json"))
+    return UPSTREAM_DIR

@@ -84,10 +84,13 @@ def test_rejected_submission_fails_the_build(submissions_root, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_committed_leaderboard_is_up_to_date():
-    """The repository's leaderboard/ must equal a fresh build of submissions/ (CI's stale check)."""
+def test_committed_leaderboard_is_up_to_date(official_benches):
+    """The repository's leaderboard/ must equal a fresh build of submissions/ (CI's stale check),
+    the official RefCOCO+ entry re-scored on ../shared's question file as run_tests.sh points it."""
     from .conftest import PROJECT
 
     if not (PROJECT / "leaderboard").is_dir():
         pytest.skip("no committed leaderboard/ in this checkout")
-    build_leaderboard(PROJECT / "submissions", PROJECT / "leaderboard", check=True)
+    reports, _ = build_leaderboard(PROJECT / "submissions", PROJECT / "leaderboard", check=True)
+    official = [r for r in reports if r.meta and r.meta.benchmark == "refcocoplus" and r.meta.status == "submitted"]
+    assert official and all(r.status == "verified" for r in official)

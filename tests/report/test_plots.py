@@ -75,3 +75,110 @@ def test_conditional_legend_colours_match_the_bars_when_a_group_is_empty(sample_
     svg = next(p for p in paths if p.suffix == ".svg").read_text().lower()
     assert "#1f77b4" not in svg
     assert _COLORS[1].lower() in svg and _COLORS[2].lower() in svg
+
+
+# ---------------------------------------------------------------- layout at any count of runs
+
+
+@pytest.fixture(scope="module")
+def many_runs(tmp_path_factory, sample_bench):
+    """Twelve noisy-oracle runs (different seeds and error rates) and one gold run."""
+    from regiondial_bench.api import evaluate
+    from regiondial_bench.schema import RunConfig
+
+    root = tmp_path_factory.mktemp("many")
+    paths = []
+    for seed in range(12):
+        out = root / f"seed-{seed}"
+        evaluate(sample_bench, RunConfig(adapter="noisy-oracle", adapter_options={"seed": seed}), out,
+                 bench_location="sample", progress=False, n_bootstrap=20)
+        paths.append(out)
+    return paths
+
+
+def _captured(monkeypatch):
+    """Figures as plot functions hand them to save_figure (before they are closed)."""
+    import regiondial_bench.plots as plots
+
+    figures = []
+    original = plots.save_figure
+
+    def keep(fig, out_dir, stem):
+        fig.canvas.draw()
+        figures.append((stem, fig, fig.get_size_inches().tolist(), fig.canvas.get_renderer()))
+        return original(fig, out_dir, stem)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    return figures
+
+
+def test_many_runs_keep_the_width_and_get_distinct_styles(many_runs, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from regiondial_bench.plots import FIGSIZE, plot_round_curves
+
+    one = plot_round_curves(load_runs(many_runs[:1]), tmp_path / "one")
+    figures = _captured(monkeypatch)
+    twelve = plot_round_curves(load_runs(many_runs), tmp_path / "twelve")
+    (_, fig, size, renderer), = figures
+    assert size[0] == FIGSIZE[0]  # the documented width; only the height grows with legend rows
+    width_one, width_twelve = Image.open(one[0]).size[0], Image.open(twelve[0]).size[0]
+    assert width_twelve <= max(width_one, FIGSIZE[0] * 300) * 1.01
+    styles = {(line.get_color(), line.get_marker()) for line in fig.axes[0].get_lines()}
+    assert len(styles) == 12
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert legend.x0 >= 0 and legend.x1 <= fig.bbox.width  # the legend lies inside the figure
+    axes = fig.axes[0].get_window_extent(renderer)
+    assert legend.y1 <= axes.y0  # and under the axes, covering no curve
+
+
+def test_too_many_runs_are_refused_clearly(many_runs, tmp_path):
+    from regiondial_bench.plots import MAX_RUNS_PER_FIGURE, plot_round_curves
+
+    runs = load_runs(many_runs) * 2
+    assert len(runs) > MAX_RUNS_PER_FIGURE
+    with pytest.raises(ValueError, match=f"plot at most {MAX_RUNS_PER_FIGURE}"):
+        plot_round_curves(runs, tmp_path)
+
+
+def test_value_labels_do_not_overlap(tmp_path, monkeypatch, sample_bench):
+    from regiondial_bench.api import evaluate
+    from regiondial_bench.plots import plot_conditional_accuracy, plot_population, run_turn_scores
+    from regiondial_bench.schema import RunConfig
+
+    from ..core.helpers import make_bench
+
+    bench = make_bench(tmp_path / "long", n_dialogues=30, turns=12, masks=False)
+    runs = []
+    for name, b, loc in (("long", bench, str(tmp_path / "long")), ("sample", sample_bench, "sample")):
+        evaluate(b, RunConfig(adapter="noisy-oracle"), tmp_path / name, bench_location=loc, progress=False,
+                 n_bootstrap=0)
+        runs.append(tmp_path / name)
+    loaded = load_runs(runs)
+    figures = _captured(monkeypatch)
+    plot_population(_big_benches(), tmp_path / "plots")  # 2 x 12 bars with four-digit counts
+    plot_conditional_accuracy(loaded[0], run_turn_scores(loaded[0]), tmp_path / "plots")
+    plot_population([*loaded, *_big_benches()], tmp_path / "dense")  # 4 x 12 bars: too narrow to label
+    for i, (stem, fig, _, renderer) in enumerate(figures):
+        ax = fig.axes[0]
+        labels = [t for t in ax.texts if t.get_text()]
+        assert len(labels) >= 12 or i == 2, stem
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert not a.overlaps(b), (stem, a, b)
+
+
+def _big_benches():
+    """Results of two large 12-round benches (four-digit turn counts), for the population plot."""
+    from regiondial_bench.report import RunResults
+    from regiondial_bench.schema import Provenance, Results, RoundRow
+
+    runs = []
+    for k in range(2):
+        rows = [RoundRow(round=str(r), n=4000 - 300 * r - k, ap50=50.0, ap50_top1=50.0, mean_iou=40.0)
+                for r in range(1, 13)]
+        prov = Provenance(bench_name=f"big{k}", bench_hash=f"sha256:{k}", adapter="x", reference_mode="gold",
+                          package_version="0")
+        runs.append(RunResults(f"big{k}", Results(provenance=prov, rounds=rows, overall=rows[0])))
+    return runs

@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from regiondial_bench.cli import main
@@ -42,12 +45,13 @@ def test_renderers_agree_on_numbers(sample_runs):
     md = render_markdown(table)
     assert "fallible \\| gold" in md  # a pipe in a label cannot split the row
     row = next(line for line in md.splitlines() if line.startswith("| fallible"))
-    assert row.count("|") - row.count("\\|") == 11
+    assert row.count("|") - row.count("\\|") == 12  # label, bench, 9 columns
     rows = list(csv.reader(io.StringIO(render_csv(table))))
-    assert rows[0][:4] == ["table", "kind", "model", "R1"]
-    assert abs(float(rows[1][3]) - table.rows[0].values[0]) < 0.01
+    assert rows[0][:5] == ["table", "kind", "model", "bench", "R1"]
+    assert rows[1][3] == "sample aa8f8a4c"
+    assert abs(float(rows[1][4]) - table.rows[0].values[0]) < 0.01
     tex = render_latex(table)
-    assert "\\begin{tabular}{lrrrrrrrrr}" in tex and "fallible | gold" in tex
+    assert "\\begin{tabular}{llrrrrrrrrr}" in tex and "fallible | gold" in tex
 
 
 def test_paper_table_has_paper_and_new_rows_and_differences(sample_runs):
@@ -75,9 +79,9 @@ def test_cli_paper_table_prints_paper_and_run_rows(sample_runs):
         main, ["report", "--paper-table", "--format", "markdown", str(sample_runs["oracle-predicted"])]
     )
     assert result.exit_code == 0, result.output
-    assert "| *RegionReasoner-7B (paper)* | 89.3 | 83.2" in result.output
-    assert "| oracle (predicted) | 100.0 | 100.0" in result.output
-    assert "| Δ oracle (predicted) | +10.7 | +16.8" in result.output
+    assert "| *RegionReasoner-7B (paper)* | RefCOCO+ multi-turn (paper) | 89.3 | 83.2" in result.output
+    assert "| oracle (predicted) | sample aa8f8a4c | 100.0 | 100.0" in result.output
+    assert "| Δ oracle (predicted) | sample aa8f8a4c | +10.7 | +16.8" in result.output
     assert "7-Round Segmentation" in result.output
 
 
@@ -150,10 +154,119 @@ def test_csv_of_several_tables_is_one_csv(sample_runs):
         main, ["report", "--paper-table", str(sample_runs["oracle-predicted"]), "--format", "csv"]
     )
     assert result.exit_code == 0, result.output
-    rows = list(csv.reader(io.StringIO(result.output)))
-    assert rows[0][:3] == ["table", "kind", "model"]
+    rows = list(csv.reader(io.StringIO(result.stdout)))  # the not-the-official-bench warning is on stderr
+    assert rows[0][:4] == ["table", "kind", "model", "bench"]
     assert all(row and row[0] != "table" for row in rows[1:]), rows
     assert {row[0].split(":")[1].split("(")[0].strip() for row in rows[1:]} == {
         "7-Round Detection",
         "7-Round Segmentation",
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Like with like: benches in tables, CSV, legends, warnings
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def refcocoplus_run(tmp_path_factory):
+    from regiondial_bench.api import evaluate, load_bench
+    from regiondial_bench.schema import RunConfig
+    from tests.conftest import UPSTREAM_DIR
+
+    path = UPSTREAM_DIR / "refcocoplus.json"
+    if not path.is_file():
+        pytest.skip("the official question files (../shared/upstream_regiondial) are not present")
+    out = tmp_path_factory.mktemp("rp") / "fixed-box"
+    evaluate(load_bench(str(path)), RunConfig(adapter="fixed-box"), out, bench_location=str(path),
+             progress=False, n_bootstrap=20)
+    return out
+
+
+def test_report_of_two_benches_shows_both_and_warns(sample_runs, refcocoplus_run):
+    result = CliRunner().invoke(
+        main, ["report", str(sample_runs["oracle-predicted"]), str(refcocoplus_run), "--format", "csv"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0][3] == "bench"
+    assert {row[3] for row in rows[1:]} == {"sample aa8f8a4c", "refcocoplus 36018ca1"}
+    assert "different benches (refcocoplus 36018ca1, sample aa8f8a4c)" in result.stderr
+    md = CliRunner().invoke(main, ["report", str(sample_runs["oracle-predicted"]), str(refcocoplus_run),
+                                   "--format", "markdown"])
+    assert "| oracle (predicted) | sample aa8f8a4c |" in md.stdout
+    assert "not comparable" in md.stdout  # the warning is also a note under the table
+    same = CliRunner().invoke(main, ["report", str(sample_runs["oracle-predicted"]),
+                                     str(sample_runs["oracle-gold"]), "--format", "markdown"])
+    assert "different benches" not in same.output
+
+
+def test_paper_table_warns_unless_the_run_is_on_the_official_bench(sample_runs, refcocoplus_run):
+    off = CliRunner().invoke(main, ["report", "--paper-table", str(sample_runs["oracle-predicted"]),
+                                    "--format", "markdown"])
+    assert "not the official RefCOCO+ bench" in off.stderr
+    on = CliRunner().invoke(main, ["report", "--paper-table", str(refcocoplus_run), "--format", "markdown"])
+    assert on.exit_code == 0, on.output
+    assert "warning" not in on.stderr
+    assert "| fixed-box (predicted) | refcocoplus 36018ca1 |" in on.stdout
+
+
+def test_plot_legends_name_the_bench(sample_runs, refcocoplus_run, tmp_path, monkeypatch):
+    import regiondial_bench.plots as plots
+    from regiondial_bench.plots import plot_round_curves
+
+    runs = load_runs([sample_runs["oracle-predicted"], refcocoplus_run])
+    paths = plot_round_curves(runs, tmp_path, "ap50")
+    svg = next(p for p in paths if p.suffix == ".svg").read_text()
+    assert "oracle (predicted) [sample aa8f8a4c]" in svg
+    assert "fixed-box (predicted) [refcocoplus 36018ca1]" in svg
+    one = plot_round_curves(load_runs([sample_runs["oracle-predicted"]]), tmp_path / "one", "ap50")
+    svg = next(p for p in one if p.suffix == ".svg").read_text()
+    assert "bench: sample aa8f8a4c" in svg  # one bench: named once, in the legend's title
+    monkeypatch.setattr(plots, "plot_all", lambda runs, out: ([], []))  # the CLI's warning only, no drawing
+    result = CliRunner().invoke(main, ["plot", str(sample_runs["oracle-predicted"]), str(refcocoplus_run),
+                                       "--out", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    assert "different benches" in result.stderr
+
+
+def test_score_resolves_a_relative_bench_against_the_runs_working_directory(tmp_path, monkeypatch):
+    from regiondial_bench.api import score
+
+    work = tmp_path / "work"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "regiondial_bench" / "data" / "sample", work / "bench")
+    monkeypatch.chdir(work)
+    run = CliRunner().invoke(main, ["evaluate", "--model", "oracle", "--bench", "bench", "--out", "run",
+                                    "--no-progress", "--bootstrap", "0"])
+    assert run.exit_code == 0, run.output
+    assert json.loads((work / "run" / "run.json").read_text())["working_dir"] == str(work)
+    monkeypatch.chdir(tmp_path)  # "bench" does not exist here
+    assert score(work / "run", n_bootstrap=0).overall.ap50 == 100.0
+    shutil.move(work / "bench", tmp_path / "moved")
+    result = CliRunner().invoke(main, ["score", str(work / "run")])
+    assert result.exit_code != 0
+    assert f"relative to the run's working directory {work}" in result.output
+    assert "--bench PATH" in result.output
+    ok = CliRunner().invoke(main, ["score", str(work / "run"), "--bench", str(tmp_path / "moved")])
+    assert ok.exit_code == 0, ok.output
+
+
+def test_resume_keeps_the_recorded_working_directory(tmp_path, monkeypatch):
+    from regiondial_bench.api import evaluate, load_bench
+    from regiondial_bench.schema import RunConfig
+
+    monkeypatch.chdir(tmp_path)
+    evaluate(load_bench("sample"), RunConfig(adapter="oracle"), tmp_path / "run", bench_location="sample",
+             progress=False, n_bootstrap=0)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    evaluate(load_bench("sample"), RunConfig(adapter="oracle"), tmp_path / "run", bench_location="sample",
+             resume=True, progress=False, n_bootstrap=0)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["working_dir"] == str(tmp_path)
+    # a run.json from before working_dir was recorded still resumes
+    spec = json.loads((tmp_path / "run" / "run.json").read_text())
+    del spec["working_dir"]
+    (tmp_path / "run" / "run.json").write_text(json.dumps(spec))
+    evaluate(load_bench("sample"), RunConfig(adapter="oracle"), tmp_path / "run", bench_location="sample",
+             resume=True, progress=False, n_bootstrap=0)

@@ -206,7 +206,7 @@ def test_unknown_benchmark_needs_bench_option(submission):
     text = (submission / "submission.yaml").read_text()
     (submission / "submission.yaml").write_text(text.replace("benchmark: sample", "benchmark: other"))
     problems = validate_submission(submission).problems
-    assert any("pass its bench folder with --bench other=PATH" in p for p in problems), problems
+    assert any("not registered" in p and "--bench other=PATH" in p for p in problems), problems
 
 
 def test_impossible_yaml_date_is_a_clear_error_not_a_crash(submission):
@@ -275,3 +275,85 @@ def test_revision_cannot_carry_path_tricks(submission, revision):
     report = validate_submission(submission)
     assert report.status == "rejected"
     assert any("is not a revision" in p for p in report.problems), report.problems
+
+
+# --------------------------------------------------------------------------------------------
+# Limits (issue 9): sizes, bootstrap settings, look-alike names, duplicates at submit time
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_gzip_bomb_is_rejected_while_streaming(submission, monkeypatch):
+    import regiondial_bench.submission as sub
+
+    monkeypatch.setattr(sub, "MAX_LOG_UNCOMPRESSED_BYTES", 4 * 1024 * 1024)
+    with gzip.open(submission / COMPRESSED_LOG, "wb", compresslevel=1) as f:
+        for _ in range(64):  # 64 MiB of zeros, about 64 KiB compressed
+            f.write(b"\0" * (1 << 20))
+    assert (submission / COMPRESSED_LOG).stat().st_size < 1024 * 1024
+    report = validate_submission(submission)
+    assert report.status == "rejected"
+    assert any("decompresses to more than 4194304 bytes" in p for p in report.problems), report.problems
+
+
+def test_compressed_log_and_results_sizes_are_capped(submission, monkeypatch):
+    import regiondial_bench.submission as sub
+
+    monkeypatch.setattr(sub, "MAX_LOG_BYTES", 100)
+    problems = validate_submission(submission).problems
+    assert any("the limit is 100" in p and COMPRESSED_LOG in p for p in problems), problems
+    monkeypatch.setattr(sub, "MAX_RESULTS_BYTES", 100)
+    problems = validate_submission(submission).problems
+    assert any("results.json is" in p and "the limit is 100" in p for p in problems), problems
+
+
+def test_a_log_that_is_not_gzip_is_a_problem_not_a_crash(submission):
+    (submission / COMPRESSED_LOG).write_bytes(b"plain text, not gzip\n")
+    report = validate_submission(submission)
+    assert report.status == "rejected"
+    assert any("not a readable gzip file" in p for p in report.problems), report.problems
+
+
+@pytest.mark.parametrize("seed", ["abc", [1], 1.5, True, -1, 2**70, {"a": 1}, "9" * 5000])
+def test_malformed_bootstrap_seed_is_rejected_not_a_crash(submission, seed, tmp_path):
+    from regiondial_bench.leaderboard import build_leaderboard
+
+    _edit_results(submission, lambda d: d["provenance"]["bootstrap"].update(seed=seed))
+    report = validate_submission(submission)
+    assert report.status == "rejected"
+    assert any("bootstrap.seed must be an integer" in p for p in report.problems), report.problems
+    with pytest.raises(ValueError, match="bootstrap.seed must be an integer"):
+        build_leaderboard(submission.parent, tmp_path / "out")
+
+
+def test_bootstrap_must_be_a_mapping(submission):
+    _edit_results(submission, lambda d: d["provenance"].update(bootstrap={"resamples": "many"}))
+    assert any("bootstrap.resamples must be an integer" in p for p in validate_submission(submission).problems)
+
+
+@pytest.mark.parametrize(
+    "lookalike",
+    ["Ｆａｌｌｉｂｌｅ-1B", "Fallible\u200b-1B", "\u202eFallible-1B", "Fall\u00adible-1B", "fallible-1b", "Fallible\ufeff-1B"],
+)
+def test_lookalike_names_are_duplicates(submission, lookalike):
+    import yaml
+
+    copy = submission.parent / "2026-03-01_fallible-lookalike"
+    shutil.copytree(submission, copy)
+    meta = yaml.safe_load((copy / "submission.yaml").read_text())
+    meta["model"] = lookalike
+    (copy / "submission.yaml").write_text(yaml.safe_dump(meta, allow_unicode=True))
+    reports = {r.name: r for r in validate_all(submission.parent)}
+    assert reports[submission.name].status == "verified"
+    assert reports[copy.name].status == "rejected"
+    assert any("duplicate of 2026-03-01_fallible" in p for p in reports[copy.name].problems)
+
+
+def test_submit_itself_refuses_a_duplicate(submission, sample_runs):
+    with pytest.raises(SubmissionError, match="duplicate of 2026-03-01_fallible"):
+        create_submission(sample_runs["test-fallible-predicted"], "fallible-again", root=submission.parent,
+                          date=DATE, model="Ｆａｌｌｉｂｌｅ\u200b-1B", size="1B")
+    assert sorted(p.name for p in submission.parent.iterdir()) == [submission.name]
+    # another model name is not a duplicate
+    other = create_submission(sample_runs["test-fallible-predicted"], "fallible-2", root=submission.parent,
+                              date=DATE, model="Fallible-2B", size="2B")
+    assert other.status == "verified"

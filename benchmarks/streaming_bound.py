@@ -1,0 +1,412 @@
+"""How close ``regiondial evaluate --model openai`` gets to the latency bound of a fast server.
+
+Starts its own OpenAI-compatible server on 127.0.0.1 (a separate process that answers every
+chat-completions request after a fixed latency L, at most ``--max-connections`` connections,
+bodies of at most 64 MiB, and that stops by itself when this script exits or after
+``--server-lifetime`` seconds). It then runs ``regiondial evaluate --model openai`` (a real CLI
+subprocess) on the official RefCOCO+ question file, with one small generated image per image
+id in a temporary ``--images`` folder, for every L and concurrency C, and prints:
+
+* makespan: first request received to last answer sent, as the server saw them;
+* bound: max(ceil(N/C), longest reference chain) * L, which no client can beat;
+* round-sync: sum over rounds r of ceil(N_r/C) * L, a schedule where round r of every dialogue
+  waits for round r-1 of all (what a batch-per-round client gets);
+* bound/makespan (target: >= 0.8 at L=200 ms, >= 0.6 at L=50 ms) and round-sync/makespan;
+* client CPU per request: the evaluate process's CPU time between the first request and the
+  last answer, divided by N (read from /proc).
+
+These runs squash images to ``--squash-size`` (default 28) so image work is negligible. A last
+run uses the preset's default image settings (840x840 squash, PNG) on textured 640x480 images
+and reports the one-time encoding cost per image and how many images were encoded for how
+many requests (each image once per run, not once per round).
+
+    python benchmarks/streaming_bound.py                 # L in {50, 200} ms, C in {8, 32, 128, 256}
+    python benchmarks/streaming_bound.py --quick         # 200 dialogues, L=50 ms, C in {32, 256}
+    python benchmarks/streaming_bound.py --compare-clients 256 --latency-ms 50   # aiohttp vs httpx pools
+
+Prints the figures; it asserts nothing (targets are in the issue tracker, not in tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_QUESTIONS = ROOT.parent / "shared" / "upstream_regiondial" / "refcocoplus.json"
+MAX_BODY = 64 << 20
+MAX_HEADER = 64 << 10
+ANSWER = '<think> fixed </think><answer>[{"bbox_2d": [2, 2, 20, 20], "point_2d": [11, 11]}]</answer>'
+
+
+# ---------------------------------------------------------------------------- the loopback server
+
+
+def serve(port_file: Path, latency_s: float, expected: int, max_connections: int, lifetime_s: float) -> None:
+    """A fixed-latency chat-completions server (HTTP/1.1 keep-alive) on 127.0.0.1, printing events.
+
+    Prints ``first <t>`` at the first chat request and ``done <t0> <t1> <n>`` once ``expected``
+    answers were sent (t0: first request received, t1: last answer sent). Exits when its stdin
+    closes (the parent is gone) or after ``lifetime_s``.
+    """
+    reply = json.dumps({"id": "bound", "object": "chat.completion", "model": "bound",
+                        "choices": [{"index": 0, "finish_reason": "stop",
+                                     "message": {"role": "assistant", "content": ANSWER}}],
+                        "usage": {"completion_tokens": 30}}).encode()
+    models = json.dumps({"object": "list", "data": [{"id": "bound", "object": "model"}]}).encode()
+    state = {"n": 0, "first": None, "connections": 0}
+    loop = asyncio.new_event_loop()
+
+    def response(body: bytes, status: str = "200 OK") -> bytes:
+        return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                f"\r\n").encode() + body
+
+    class Protocol(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+            self.buffer = bytearray()
+            state["connections"] += 1
+            if state["connections"] > max_connections:
+                transport.close()
+
+        def connection_lost(self, exc):
+            state["connections"] -= 1
+
+        def data_received(self, data):
+            self.buffer += data
+            while True:
+                end = self.buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(self.buffer) > MAX_HEADER:
+                        self.transport.close()
+                    return
+                head = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+                length = 0
+                for line in head[1:]:
+                    name, _, value = line.partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value.strip()) if value.strip().isdigit() else -1
+                if length < 0 or length > MAX_BODY:
+                    self.transport.write(response(b"{}", "413 Payload Too Large"))
+                    self.transport.close()
+                    return
+                if len(self.buffer) < end + 4 + length:
+                    return
+                del self.buffer[: end + 4 + length]
+                method, _, rest = head[0].partition(" ")
+                path = rest.split(" ", 1)[0]
+                if method == "POST" and path.endswith("/chat/completions"):
+                    now = time.perf_counter()
+                    if state["first"] is None:
+                        state["first"] = now
+                        print(f"first {time.time():.6f}", flush=True)
+                    loop.call_later(latency_s, self.answer)
+                elif method == "GET" and path.endswith("/models"):
+                    self.transport.write(response(models))
+                else:
+                    self.transport.write(response(b'{"error": "not found"}', "404 Not Found"))
+
+        def answer(self):
+            if self.transport.is_closing():
+                return
+            self.transport.write(response(reply))
+            state["n"] += 1
+            if state["n"] == expected:
+                print(f"done {state['first']:.6f} {time.perf_counter():.6f} {state['n']}", flush=True)
+
+    async def main() -> None:
+        server = await loop.create_server(Protocol, "127.0.0.1", 0, backlog=max_connections)
+        port = server.sockets[0].getsockname()[1]
+        port_file.write_text(str(port))
+        stop = asyncio.Event()
+        threading.Thread(target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)), daemon=True).start()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), lifetime_s)
+        server.close()
+
+    loop.run_until_complete(main())
+
+
+class Server:
+    """The server process, its port, and its event lines read in a thread."""
+
+    def __init__(self, latency_s: float, expected: int, max_connections: int, lifetime_s: float) -> None:
+        self.dir = tempfile.TemporaryDirectory()
+        port_file = Path(self.dir.name) / "port"
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(port_file), str(latency_s), str(expected),
+             str(max_connections), str(lifetime_s)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while not port_file.is_file() or not port_file.read_text():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError("the loopback server did not start")
+            time.sleep(0.02)
+        self.url = f"http://127.0.0.1:{port_file.read_text()}/v1"
+        self.events: dict[str, list[str]] = {}
+        self.on_event = None
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            kind, *values = line.split()
+            self.events[kind] = values
+            if self.on_event is not None:
+                self.on_event(kind)
+
+    def close(self) -> None:
+        try:
+            self.process.stdin.close()
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.dir.cleanup()
+
+
+# ---------------------------------------------------------------------------- the bench and its bounds
+
+
+def bench_shape(questions: Path, limit: int | None) -> tuple[int, int, Counter, list[int]]:
+    """Turns N, the longest reference chain, turns per round, and the image ids (first ``limit`` dialogues)."""
+    from regiondial_bench.sources.upstream import import_upstream
+
+    bench = import_upstream(questions)
+    dialogues = list(bench)[:limit] if limit else list(bench)
+    longest, per_round = 0, Counter()
+    for dialogue in dialogues:
+        depth: dict[int, int] = {}
+        for turn in dialogue.turns:
+            deps = [r.turn for r in turn.references if r.turn < turn.index]
+            depth[turn.index] = 1 + max((depth[d] for d in deps), default=0)
+            per_round[turn.index] += 1
+        longest = max(longest, max(depth.values(), default=0))
+    raw = json.loads(questions.read_text(encoding="utf-8"))
+    ids = sorted({int(r["image_id"]) for r in raw[: len(dialogues)]})
+    return sum(per_round.values()), longest, per_round, ids
+
+
+def make_images(folder: Path, ids: list[int], size: tuple[int, int], textured: bool) -> None:
+    """One JPEG per image id: flat colours (tiny) or a textured photo-like 640x480 image."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for image_id in ids:
+        if textured:
+            w, h = size
+            y, x = np.mgrid[0:h, 0:w]
+            base = np.stack([(x * 255 // w), (y * 255 // h), ((x + y) * 255 // (w + h))], axis=-1)
+            noise = rng.integers(0, 48, size=(h // 8, w // 8, 3)).repeat(8, 0).repeat(8, 1)
+            pixels = (base + noise + image_id % 64).clip(0, 255).astype(np.uint8)
+        else:
+            pixels = np.full((size[1], size[0], 3), image_id % 256, dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{image_id}.jpg", quality=90)
+
+
+def cpu_seconds(pid: int) -> tuple[float, float] | None:
+    """(user, system) CPU seconds of a live process, from /proc (None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------- raw HTTP clients
+
+
+def compare_clients(requests: int, concurrency: int, latency_s: float) -> None:
+    """Client CPU per request of the HTTP stacks the adapter could use, on one event loop.
+
+    The same 2 KB chat-completions body is posted ``requests`` times with ``concurrency`` in
+    flight: aiohttp with one session (what the adapter uses), and httpx.AsyncClient with the
+    connections split over pools of 1, 16 or all ``concurrency`` connections.
+    """
+    body = json.dumps({"model": "bound", "messages": [{"role": "user", "content": "x" * 2000}]}).encode()
+    server = Server(latency_s, 10**9, max_connections=4 * concurrency, lifetime_s=300)
+    url = server.url + "/chat/completions"
+
+    async def drive(post) -> tuple[float, float]:
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with slots:
+                await post()
+
+        await asyncio.gather(*[one() for _ in range(concurrency)])  # open the connections
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(*[one() for _ in range(requests)])
+        return time.process_time() - cpu, time.perf_counter() - wall
+
+    async def with_aiohttp() -> tuple[float, float]:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+        async with aiohttp.ClientSession(connector=connector, headers={"Content-Type": "application/json"}) as session:
+            async def post() -> None:
+                async with session.post(url, data=body) as reply:
+                    await reply.read()
+
+            return await drive(post)
+
+    async def with_httpx(per_pool: int) -> tuple[float, float]:
+        import httpx
+
+        limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
+        clients = [httpx.AsyncClient(limits=limits, timeout=60) for _ in range(-(-concurrency // per_pool))]
+        turn = [0]
+
+        async def post() -> None:
+            turn[0] += 1
+            await clients[turn[0] % len(clients)].post(url, content=body)
+
+        try:
+            return await drive(post)
+        finally:
+            for client in clients:
+                await client.aclose()
+
+    print(f"\nraw clients: {requests} POSTs, C={concurrency}, L={1000 * latency_s:g} ms (one event loop)")
+    print("| client | CPU/request | wall |")
+    print("|---|---|---|")
+    candidates = [("aiohttp, one session (the adapter)", with_aiohttp)]
+    try:
+        import httpx  # noqa: F401
+
+        candidates += [(f"httpx.AsyncClient, pools of {k}", lambda k=k: with_httpx(k))
+                       for k in sorted({1, 16, concurrency})]
+    except ImportError:
+        print("(httpx is not installed: only aiohttp measured)")
+    try:
+        for name, run in candidates:
+            cpu, wall = asyncio.run(run())
+            print(f"| {name} | {1000 * cpu / requests:.3f} ms | {wall:.2f} s |", flush=True)
+    finally:
+        server.close()
+
+
+# ---------------------------------------------------------------------------- one run
+
+
+def run_once(args, images: Path, work: Path, latency_s: float, concurrency: int, expected: int,
+             options: dict, name: str) -> dict:
+    server = Server(latency_s, expected, max_connections=max(1024, 2 * concurrency), lifetime_s=args.server_lifetime)
+    try:
+        config = work / f"{name}.yaml"
+        adapter_options = {"preset": "regionreasoner-7b", "model": "bound", "base_url": server.url,
+                           "max_concurrency": concurrency, "timeout_s": 60, **options}
+        config.write_text(json.dumps({"adapter": "openai", "adapter_options": adapter_options}))
+        out = work / name
+        command = [sys.executable, "-c", "from regiondial_bench.cli import main; main()",  # = `regiondial`
+                   "evaluate", "--config", str(config),
+                   "--bench", str(args.questions), "--images", str(images), "--out", str(out),
+                   "--no-progress", "--bootstrap", "10"]
+        if args.limit:
+            command += ["--limit", str(args.limit)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cpu: dict[str, float | None] = {}
+        server.on_event = lambda kind: cpu.setdefault(kind, cpu_seconds(process.pid))
+        stdout, stderr = process.communicate(timeout=args.run_timeout)
+        wall = time.perf_counter() - started
+        if process.returncode != 0:
+            raise RuntimeError(f"evaluate failed ({process.returncode}):\n{stderr[-2000:]}")
+    finally:
+        server.close()
+    if "done" not in server.events:
+        raise RuntimeError(f"the server saw fewer than {expected} answers: {server.events}")
+    first, last, _ = server.events["done"]
+    results = json.loads((out / "results.json").read_text())
+    stats = results["provenance"]["adapter_config"]["stats"]
+    client_cpu = None
+    if cpu.get("first") is not None and cpu.get("done") is not None:
+        client_cpu = tuple(b - a for a, b in zip(cpu["first"], cpu["done"], strict=True))
+    return {"makespan": float(last) - float(first), "wall": wall, "stats": stats, "client_cpu": client_cpu}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS)
+    parser.add_argument("--latency-ms", type=float, nargs="+", default=[50, 200])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 128, 256])
+    parser.add_argument("--limit", type=int, help="only the first N dialogues")
+    parser.add_argument("--squash-size", type=int, default=28, help="squash side of the bound runs")
+    parser.add_argument("--compare-clients", type=int, metavar="C",
+                        help="only measure raw HTTP clients (aiohttp, httpx pools) at concurrency C")
+    parser.add_argument("--no-default-images", action="store_true", help="skip the run with the preset's image settings")
+    parser.add_argument("--default-image-format", choices=["png", "jpeg"], default="png",
+                        help="image_format of the run with the preset's image settings (png: the preset default)")
+    parser.add_argument("--quick", action="store_true", help="200 dialogues, L=50 ms, C in {32, 256}")
+    parser.add_argument("--run-timeout", type=float, default=600)
+    parser.add_argument("--server-lifetime", type=float, default=900)
+    args = parser.parse_args()
+    if args.quick:
+        args.limit, args.latency_ms, args.concurrency = args.limit or 200, [50], [32, 256]
+    if args.compare_clients:
+        compare_clients(2000, args.compare_clients, args.latency_ms[0] / 1000)
+        return
+    if not args.questions.is_file():
+        parser.error(f"{args.questions} not found (the official RefCOCO+ question file)")
+
+    n, longest, per_round, ids = bench_shape(args.questions, args.limit)
+    print(f"bench {args.questions.name}: {n} turns, {len(ids)} images, longest reference chain {longest}, "
+          f"turns per round {dict(sorted(per_round.items()))}; machine: {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    extra: dict = {}
+    with tempfile.TemporaryDirectory(prefix="regiondial-bound-") as tmp:
+        work = Path(tmp)
+        make_images(work / "tiny", ids, (32, 32), textured=False)
+        header = ("| L | C | makespan | bound | round-sync | bound/makespan | round-sync/makespan "
+                  "| client CPU/request (of it system) | evaluate wall |")
+        print(header)
+        print("|" + "---|" * 9)
+        for latency_ms in args.latency_ms:
+            latency = latency_ms / 1000
+            for c in args.concurrency:
+                bound = max(math.ceil(n / c), longest) * latency
+                round_sync = sum(math.ceil(k / c) for k in per_round.values()) * latency
+                r = run_once(args, work / "tiny", work, latency, c, n, {"squash_size": args.squash_size, **extra},
+                             f"run-{latency_ms:g}-{c}")
+                cpu = "n/a"
+                if r["client_cpu"] is not None:
+                    user, system = r["client_cpu"]
+                    cpu = f"{1000 * (user + system) / n:.2f} ms ({1000 * system / n:.2f} sys)"
+                print(f"| {latency_ms:g} ms | {c} | {r['makespan']:.2f} s | {bound:.2f} s | {round_sync:.2f} s "
+                      f"| **{bound / r['makespan']:.2f}** | {round_sync / r['makespan']:.2f} | {cpu} "
+                      f"| {r['wall']:.1f} s |", flush=True)
+        if not args.no_default_images:
+            make_images(work / "photo", ids, (640, 480), textured=True)
+            latency_ms, c = args.latency_ms[0], args.concurrency[-1]
+            options = {**extra, "image_format": args.default_image_format}
+            r = run_once(args, work / "photo", work, latency_ms / 1000, c, n, options, "run-default-images")
+            s = r["stats"]
+            per_image = 1000 * s["image_encode_s"] / max(s["images_encoded"], 1)
+            print(f"\npreset image settings (840x840 squash, {args.default_image_format.upper()}; textured 640x480 "
+                  f"JPEG inputs), L={latency_ms:g} ms, "
+                  f"C={c}: {s['images_encoded']} images encoded for {s['requests']} requests "
+                  f"({len(ids)} distinct images, {s['image_cache_hits']} cache hits), {per_image:.1f} ms encoding "
+                  f"per image (one-time, on the encoder threads), makespan {r['makespan']:.2f} s, "
+                  f"bound {max(math.ceil(n / c), longest) * latency_ms / 1000:.2f} s")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        serve(Path(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]))
+    else:
+        main()
