@@ -848,8 +848,9 @@ def _read_run_file(path: Path, log_file: Path) -> RunSpec:
             reason = str(exc) or type(exc).__name__
         raise RunFolderError(
             f"{path} is unreadable ({reason[:300]}). The predictions in {log_file} are not "
-            f"affected: to keep them, move {path.name} aside (e.g. `mv {path} {path}.broken`) and run the "
-            "same evaluate command with --resume; the run is then recorded with that command's settings"
+            f"affected: to keep them, move {path.name} aside (e.g. `mv {path} {path}.broken`) and run "
+            "evaluate with --resume and the run's settings (--model or --config, --bench); the run is then "
+            "recorded with those settings"
         ) from exc
 
 

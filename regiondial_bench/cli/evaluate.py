@@ -170,6 +170,8 @@ def _recorded_run(out_dir: Path):  # noqa: ANN202
         return None
     try:
         return load_run_spec(out_dir)
+    except RuntimeError as exc:  # RunFolderError: names the file and the way out that keeps the predictions
+        raise click.ClickException(str(exc)) from exc
     except (ValueError, OSError) as exc:
         raise click.ClickException(f"cannot resume {out_dir}: its {RUN_FILE} is unreadable ({exc})") from exc
 

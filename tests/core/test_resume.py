@@ -206,3 +206,20 @@ def test_score_of_a_killed_run_points_at_the_torn_line_and_the_fix(tmp_path):
         api.score(tmp_path / "run")
     partial = api.score(tmp_path / "run", partial=True, n_bootstrap=0)
     assert partial.overall.n == 3
+
+
+def test_cli_resume_from_a_broken_run_json_names_the_way_out(tmp_path):
+    from click.testing import CliRunner
+
+    from regiondial_bench.cli import main
+
+    out = tmp_path / "run"
+    runner = CliRunner()
+    assert runner.invoke(main, ["evaluate", "--model", "oracle", "--out", str(out), "--no-progress"]).exit_code == 0
+    (out / "run.json").write_text('{"adapter": ')
+    result = runner.invoke(main, ["evaluate", "--out", str(out), "--resume", "--no-progress"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert str(out / "run.json") in result.output and "mv " in result.output
+    (out / "run.json").rename(out / "run.json.broken")
+    again = runner.invoke(main, ["evaluate", "--model", "oracle", "--out", str(out), "--resume", "--no-progress"])
+    assert again.exit_code == 0, again.output
