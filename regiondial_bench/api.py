@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from . import __version__
 from .adapters import Adapter, create_adapter, get_adapter_class
 from .metrics import score_records
-from .runner import Runner, load_run_spec, read_predictions
+from .runner import AllInfraFailedError, RunLock, Runner, frozen_gc, load_run_spec, read_predictions
 from .schema import (
     PREDICTIONS_FILE,
     RESULTS_FILE,
@@ -32,6 +32,7 @@ from .schema import (
     Results,
     RunConfig,
     RunSpec,
+    read_prediction_log,
 )
 from .segment import MaskProducer, create_mask_producer
 from .shards import Launch
@@ -67,10 +68,46 @@ def load_bench(
     return resolve_bench_spec(str(spec), images=images, annotations=annotations, notice=notice)
 
 
+MAX_CONFIG_BYTES = 1_000_000
+MAX_CONFIG_DEPTH = 100  # PyYAML's time grows with the square of the bracket depth
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest ``[``/``{`` nesting of ``text`` (quotes ignored: an upper bound, in linear time)."""
+    depth = deepest = 0
+    for char in re.sub(r"[^\[\]{}]+", "", text):
+        depth = depth + 1 if char in "[{" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` without aliases: ``*name`` references let a few lines expand into a
+    structure whose validation takes exponential time (a "billion laughs" config)."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"aliases (*{event.anchor}) are not allowed in a run config "
+                                 f"(line {event.start_mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
 def load_run_config(path: str | Path) -> RunConfig:
     """Read a run config YAML (``adapter``, ``adapter_options``, ``reference_mode``, ...)."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        text = Path(path).read_bytes()
+        if len(text) > MAX_CONFIG_BYTES:
+            raise ValueError(f"{path}: a run config is at most {MAX_CONFIG_BYTES} bytes, this one has {len(text)}")
+        source = text.decode("utf-8")
+        if _flow_depth(source) > MAX_CONFIG_DEPTH:
+            raise ValueError(f"{path}: the YAML is nested too deeply to be a run config "
+                             f"(more than {MAX_CONFIG_DEPTH} brackets)")
+        data = yaml.load(source, Loader=_ConfigLoader) or {}  # noqa: S506 (a SafeLoader)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text: {exc}") from exc
+    except RecursionError as exc:
+        raise ValueError(f"{path}: the YAML is nested too deeply to be a run config") from exc
     except yaml.YAMLError as exc:
         raise ValueError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -189,11 +226,12 @@ def evaluate(
     device: str | None = None,
     adapter: Adapter | None = None,
     mask_producer: MaskProducer | None = None,
+    retry_infra: bool = False,
 ) -> Results:
     """Run ``config.adapter`` on ``bench`` and write ``run.json``, ``predictions.jsonl``, ``results.json``.
 
     The run's spec records the *full* bench's hash; ``config.limit`` evaluates the first N
-    dialogues only (the results then cover those).
+    dialogues only (the results then cover those). The run folder is locked for the whole call.
 
     Args:
         shard: ``(I, N)``: evaluate shard I of N of the (limited) bench (see
@@ -202,6 +240,13 @@ def evaluate(
             unless the adapter options name one; not part of the run's settings.
         adapter: an adapter already built (a sweep shares one); it is not closed here.
         mask_producer: a mask producer already built (shared like ``adapter``).
+        retry_infra: with ``resume``, ask again the turns that failed for infrastructure reasons.
+
+    Raises:
+        ValueError: the bench has no turns.
+        RunFolderError: ``out_dir`` holds another run, or another process is using it.
+        AllInfraFailedError: every turn failed for infrastructure reasons (no ``results.json``
+            is written; fix the server and pass ``resume=True, retry_infra=True``).
     """
     start = time.perf_counter()
     run_bench = _limited(bench, config.limit)
@@ -215,6 +260,18 @@ def evaluate(
     spec = RunSpec(**config.model_dump(), bench_name=bench.name, bench_hash=bench.content_hash,
                    bench_location=bench_location or str(bench.root or ""), shard=shard_info,
                    working_dir=_recorded_working_dir(out_dir) if resume else os.getcwd())
+    if run_bench.num_turns == 0:
+        raise ValueError(f"bench {bench.name!r} ({bench_location or bench.root or 'in memory'}) has no turns to "
+                         f"evaluate ({len(bench.issues)} import issues; see `regiondial bench validate`)")
+    with RunLock(out_dir), frozen_gc():
+        return _evaluate_locked(run_bench, config, spec, out_dir, start, resume=resume, overwrite=overwrite,
+                                progress=progress, n_bootstrap=n_bootstrap, retry_infra=retry_infra,
+                                device=device, adapter=adapter, mask_producer=mask_producer)
+
+
+def _evaluate_locked(run_bench: Bench, config: RunConfig, spec: RunSpec, out_dir: str | Path, start: float, *,
+                     resume: bool, overwrite: bool, progress: bool, n_bootstrap: int, retry_infra: bool,
+                     device: str | None, adapter: Adapter | None, mask_producer: MaskProducer | None) -> Results:
     owned = adapter is None
     if adapter is None:
         adapter = create_run_adapter(config, device)
@@ -223,10 +280,16 @@ def evaluate(
         producer = create_mask_producer(config.mask_producer, **config.mask_producer_options)
     runner = Runner(run_bench, adapter, spec, out_dir, mask_producer=producer, progress=progress)
     try:
-        records = runner.run(resume=resume, overwrite=overwrite)
+        records = runner.run(resume=resume, overwrite=overwrite, retry_infra=retry_infra)
     finally:
         if owned:
             adapter.close()
+    infra = [r for r in records if r.failure_kind == "infra"]
+    if records and len(infra) == len(records):
+        raise AllInfraFailedError(
+            f"all {len(records)} turns failed for infrastructure reasons (first: {infra[0].error}); nothing was "
+            f"scored. Fix the server or backend, then run the same command with --resume --retry-infra --out {out_dir}"
+        )
     wall = time.perf_counter() - start
     score_start = time.perf_counter()
     provenance = make_provenance(spec, adapter.config() or config.adapter_options,
@@ -279,11 +342,19 @@ def score(
         from .shards import subset
 
         bench = subset(bench, spec.shard.dialogue_ids)
-    records = read_predictions(run_dir / PREDICTIONS_FILE)
-    results = score_records(bench, records, provenance=make_provenance(spec), n_bootstrap=n_bootstrap,
-                            require_complete=not partial)
+    log = run_dir / PREDICTIONS_FILE
+    if partial:
+        records = read_predictions(log)  # an unfinished run: a torn last line is expected (reported)
+    else:
+        if not log.is_file():
+            raise FileNotFoundError(f"{run_dir} has no {PREDICTIONS_FILE}: the run answered no turn yet")
+        records = read_prediction_log(log, strict=True)  # every unreadable line is an error naming its line
+    with frozen_gc():  # the bench and the records stay alive while they are scored
+        results = score_records(bench, records, provenance=make_provenance(spec), n_bootstrap=n_bootstrap,
+                                require_complete=not partial)
     if write and not partial:
-        results.write(run_dir / RESULTS_FILE)
+        with RunLock(run_dir):  # not while a run is still writing this folder
+            results.write(run_dir / RESULTS_FILE)
     return results
 
 
@@ -460,6 +531,7 @@ def evaluate_sweep(
     overwrite: bool = False,
     progress: bool = True,
     n_bootstrap: int = 1000,
+    retry_infra: bool = False,
     log: Callable[[str], None] = lambda message: None,
 ) -> list[SweepRun]:
     """Evaluate every planned run with one adapter and one mask producer instance.
@@ -491,7 +563,7 @@ def evaluate_sweep(
             run.results = evaluate(run.bench, config.model_copy(update={"reference_mode": run.reference_mode}),
                                    target, bench_location=run.bench_location, resume=resume, overwrite=overwrite,
                                    progress=progress, n_bootstrap=n_bootstrap, shard=shard, adapter=adapter,
-                                   mask_producer=producer)
+                                   mask_producer=producer, retry_infra=retry_infra)
             if launch is not None:
                 log(f"{launch.describe()} of {run.run_dir} finished -> {target}")
     finally:

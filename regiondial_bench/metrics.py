@@ -51,6 +51,7 @@ class TurnScore:
     mask_union: int | None
     error: str | None
     reference_turns: tuple[int, ...]
+    failure_kind: str | None = None  # "answer" or "infra" when the turn failed
 
     @property
     def mask_iou(self) -> float | None:
@@ -134,6 +135,7 @@ def turn_scores(
                     mask_union=union,
                     error=record.error,
                     reference_turns=tuple(ref.turn for ref in turn.references),
+                    failure_kind=(record.failure_kind or "answer") if record.error is not None else None,
                 )
             )
     if seen != len(by_key):
@@ -369,6 +371,7 @@ def aggregate(
         buckets=[rows[k] for k in rows if k.endswith("+")],
         overall=rows["all"],
         failure_reasons=dict(reasons.most_common()),
+        failure_kinds=dict(sorted(Counter(s.failure_kind for s in scores if s.failure_kind).items())),
     )
 
 

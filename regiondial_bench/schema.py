@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -86,9 +88,18 @@ class Turn(_Model):
     @classmethod
     def _boxes_ordered(cls, boxes: list[Box]) -> list[Box]:
         for box in boxes:
+            if not all(math.isfinite(v) for v in box):
+                raise ValueError(f"gold box {list(box)} holds a non-finite number")
             if not (box[2] > box[0] and box[3] > box[1]):
                 raise ValueError(f"gold box {list(box)} is not xyxy with x2>x1, y2>y1")
         return boxes
+
+    @field_validator("gold_point")
+    @classmethod
+    def _point_finite(cls, point: Point | None) -> Point | None:
+        if point is not None and not all(math.isfinite(v) for v in point):
+            raise ValueError(f"gold point {list(point)} holds a non-finite number")
+        return point
 
 
 class ImageRef(_Model):
@@ -258,8 +269,15 @@ class Bench:
         return manifest
 
     @classmethod
-    def load(cls, folder: str | Path, *, verify: bool = True) -> Bench:
-        """Read a bench folder; with ``verify`` the manifest's content hash must match."""
+    def load(cls, folder: str | Path, *, verify: bool = True, lenient: bool = False) -> Bench:
+        """Read a bench folder; with ``verify`` the manifest's content hash must match.
+
+        Every defect of the files (not UTF-8, not JSON, too deeply nested, wrong types,
+        non-finite numbers) is a ``ValueError`` naming the file and line; an empty bench loads
+        (``bench validate`` reports it and ``evaluate`` refuses it). With ``lenient`` (for
+        ``bench validate``), unreadable lines, duplicate ids and a hash mismatch become error
+        issues of the returned bench instead, so that every one of them is reported.
+        """
         folder = Path(folder)
         manifest_path = folder / MANIFEST_FILE
         if not manifest_path.is_file():
@@ -267,29 +285,83 @@ class Bench:
                 f"{folder} is not a bench folder: {MANIFEST_FILE} is missing "
                 f"(expected {MANIFEST_FILE} + {BENCH_FILE})"
             )
-        manifest = Manifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
+        try:
+            manifest = Manifest.model_validate_json(manifest_path.read_bytes())
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"{manifest_path}: not a valid bench manifest: {_short(exc)}") from exc
+        except OSError as exc:
+            raise ValueError(f"{manifest_path}: cannot read the manifest ({exc})") from exc
+        bench_path = folder / BENCH_FILE
+        if not bench_path.is_file():
+            raise FileNotFoundError(f"{folder} is not a bench folder: {BENCH_FILE} is missing")
         dialogues = []
-        with open(folder / BENCH_FILE, encoding="utf-8") as f:
+        problems: list[ValidationIssue] = []
+        seen: set[str] = set()
+        with open(bench_path, "rb") as f:
             for line_no, line in enumerate(f, 1):
                 if line.strip():
                     try:
-                        dialogues.append(Dialogue.model_validate_json(line))
-                    except ValueError as exc:
-                        raise ValueError(f"{folder / BENCH_FILE}:{line_no}: {exc}") from exc
-        bench = cls(
-            dialogues,
-            name=manifest.name,
-            version=manifest.version,
-            root=folder,
-            source=manifest.source,
-            issues=manifest.issues,
-        )
+                        dialogue = Dialogue.model_validate_json(line)
+                    except (ValueError, RecursionError) as exc:
+                        message = f"{bench_path}:{line_no}: not a dialogue: {_short(exc)}"
+                        if not lenient:
+                            raise ValueError(message) from exc
+                        problems.append(ValidationIssue(code="bad_line", message=message, severity="error"))
+                        continue
+                    if lenient and dialogue.dialogue_id in seen:
+                        problems.append(ValidationIssue(code="duplicate_dialogue", severity="error",
+                                                        dialogue_id=dialogue.dialogue_id,
+                                                        message=f"{bench_path}:{line_no}: duplicate dialogue id"))
+                        continue
+                    seen.add(dialogue.dialogue_id)
+                    dialogues.append(dialogue)
+        try:
+            bench = cls(
+                dialogues,
+                name=manifest.name,
+                version=manifest.version,
+                root=folder,
+                source=manifest.source,
+                issues=[*manifest.issues, *problems],
+            )
+        except ValueError as exc:
+            raise ValueError(f"{bench_path}: {exc}") from exc
         if verify and bench.content_hash != manifest.content_hash:
+            if lenient:
+                bench.issues.append(ValidationIssue(
+                    code="hash_mismatch", severity="error",
+                    message=f"content hash {bench.content_hash} does not match the manifest's {manifest.content_hash}"))
+                return bench
             raise ValueError(
                 f"{folder}: content hash {bench.content_hash} does not match the manifest's "
                 f"{manifest.content_hash}; the dialogues were edited after the bench was built"
             )
         return bench
+
+
+def _short(exc: BaseException, limit: int = 600) -> str:
+    """An exception's message cut to ``limit`` characters (a hostile file can make it huge)."""
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def is_file(path: str | Path) -> bool:
+    """``Path.is_file`` that answers False instead of raising for a hostile name (too long, NUL)."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def path_inside(path: str | Path, root: str | Path) -> bool:
+    """Whether ``path`` (relative paths: under ``root``) stays inside ``root``, compared lexically.
+
+    ``..`` steps and absolute paths elsewhere leave the root; symlinks inside it are allowed
+    (an images folder may well be a link to a COCO copy).
+    """
+    root_text = os.path.normpath(os.path.abspath(root))
+    full = os.path.normpath(os.path.join(root_text, os.fspath(path)))
+    return full == root_text or full.startswith(root_text.rstrip(os.sep) + os.sep)
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,6 +379,7 @@ class Region(_Model):
 
 
 ReferenceSource = Literal["predicted", "gold", "gold-fallback", "no-region"]
+FailureKind = Literal["answer", "infra"]
 
 
 class UsedReference(_Model):
@@ -332,18 +405,28 @@ class PredictionRecord(_Model):
     error: str | None = None
     latency_s: float = 0.0
     batch: int = 0
+    # why the turn failed (None when it did not): "answer" = the model's answer was unusable,
+    # "infra" = the server/backend failed (connection, timeout, 5xx after retries)
+    failure_kind: FailureKind | None = None
 
     @property
     def key(self) -> tuple[str, int]:
         return (self.dialogue_id, self.turn)
 
 
-def read_prediction_log(path: str | Path, *, strict: bool = True) -> list[PredictionRecord]:
+def read_prediction_log(
+    path: str | Path,
+    *,
+    strict: bool = True,
+    skipped: list[tuple[int, str]] | None = None,
+) -> list[PredictionRecord]:
     """Read a prediction log (``.jsonl`` or ``.jsonl.gz``), in file order.
 
     ``strict`` (validation, scoring): every line must be a record, duplicates are kept for the
     caller to reject, and errors name the file and line. Not strict (resuming a killed run):
-    reading stops at a torn or malformed tail, and a later record for a turn replaces an earlier one.
+    every unreadable line (a torn tail, a corrupted line anywhere) is skipped and reported in
+    ``skipped`` as ``(line number, reason)``; every valid record around it is kept, and a later
+    record for a turn replaces an earlier one.
     """
     import gzip
 
@@ -351,19 +434,24 @@ def read_prediction_log(path: str | Path, *, strict: bool = True) -> list[Predic
     opener = gzip.open if path.name.endswith(".gz") else open
     records: list[PredictionRecord] = []
     latest: dict[tuple[str, int], int] = {}
+    line_no = 0
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
+        with opener(path, "rb") as f:
             for line_no, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 try:
-                    if not strict and not line.endswith("\n"):
-                        break  # the process died mid-line
+                    if not line.endswith(b"\n") and not strict:
+                        raise ValueError("the last line is torn (the run was killed while writing it)")
                     record = PredictionRecord.model_validate_json(line)
-                except ValueError as exc:
-                    if not strict:
-                        break
-                    raise ValueError(f"{path}:{line_no}: not a prediction record: {exc}") from exc
+                except (ValueError, RecursionError) as exc:
+                    if strict:
+                        torn = "" if line.endswith(b"\n") else (
+                            " (a torn last line: the run was killed while writing it; `evaluate --resume` repairs it)")
+                        raise ValueError(f"{path}:{line_no}: not a prediction record{torn}: {_short(exc, 300)}") from exc
+                    if skipped is not None:
+                        skipped.append((line_no, _short(exc, 300)))
+                    continue
                 if strict:
                     records.append(record)
                 elif record.key in latest:
@@ -371,8 +459,9 @@ def read_prediction_log(path: str | Path, *, strict: bool = True) -> list[Predic
                 else:
                     latest[record.key] = len(records)
                     records.append(record)
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read the prediction log ({exc})") from exc
+    except (OSError, EOFError) as exc:
+        where = f"{path}:{line_no + 1}" if line_no else str(path)
+        raise ValueError(f"{where}: cannot read the prediction log ({exc})") from exc
     return records
 
 
@@ -510,6 +599,8 @@ class Results(_Model):
     buckets: list[RoundRow] = Field(default_factory=list)
     overall: RoundRow
     failure_reasons: dict[str, int] = Field(default_factory=dict)
+    # failed turns by kind: {"answer": n, "infra": m} (see PredictionRecord.failure_kind)
+    failure_kinds: dict[str, int] = Field(default_factory=dict)
 
     def row(self, name: str) -> RoundRow | None:
         """The row named ``"1"``..``"12"``, ``"8+"`` or ``"all"``."""

@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from .schema import Bench, ValidationIssue, turns_per_round
+from .schema import Bench, ValidationIssue, is_file, path_inside, turns_per_round
 
 
 def check_bench(bench: Bench, *, check_images: bool = True) -> list[ValidationIssue]:
     """The bench's recorded import issues plus structural checks; never raises on bad data.
 
-    Checks: references point to an existing earlier turn; each placeholder appears in its
-    question; gold boxes lie inside a known image size; gold masks match the image size; image
-    files exist.
+    Checks: the bench has turns; references point to an existing earlier turn; each placeholder
+    appears in its question; gold boxes lie inside a known image size; gold masks match the image
+    size; image paths stay inside the bench folder; image files exist and can be opened as images.
     """
     issues = list(bench.issues)
+    if bench.num_turns == 0 and not any(i.code == "empty_bench" for i in issues):
+        issues.append(ValidationIssue(code="empty_bench", severity="error",
+                                      message=f"bench {bench.name!r} has no dialogue to evaluate"))
     seen = {(i.code, i.dialogue_id, i.turn) for i in issues}
 
     def add(code: str, message: str, dialogue_id: str, turn: int | None = None, severity: str = "warning") -> None:
@@ -50,12 +53,35 @@ def check_bench(bench: Bench, *, check_images: bool = True) -> list[ValidationIs
                 if turn.gold_mask is not None and tuple(turn.gold_mask.size) != (h, w):
                     add("gold_mask_size", f"gold mask is {turn.gold_mask.size}, image is {h}x{w}",
                         dialogue.dialogue_id, turn.index, "error")
-        if check_images:
+        if (dialogue.dialogue_id not in bench.image_files and dialogue.image.path is not None
+                and bench.root is not None and not path_inside(dialogue.image.path, bench.root)):
+            add("image_outside_root", f"image path {dialogue.image.path[:200]!r} leads outside the bench folder "
+                f"{bench.root}; evaluate refuses it", dialogue.dialogue_id, None, "error")
+        elif check_images:
             path = bench.image_path(dialogue)
-            if path is not None and not path.is_file():
+            if path is not None and not is_file(path):
                 missing_images += 1
                 add("image_missing", f"image file not found: {path}", dialogue.dialogue_id)
+            elif path is not None:
+                problem = _unreadable_image(path)
+                if problem:
+                    add("image_unreadable", f"{path} cannot be opened as an image ({problem})",
+                        dialogue.dialogue_id, None, "error")
     return issues
+
+
+def _unreadable_image(path) -> str | None:
+    """Why ``path`` cannot be opened as an image (its header is read, not its pixels), or None."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        return str(exc)[:200] or type(exc).__name__
+    if width <= 0 or height <= 0:
+        return f"size {width}x{height}"
+    return None
 
 
 def bench_stats(bench: Bench) -> dict[str, Any]:
@@ -64,7 +90,7 @@ def bench_stats(bench: Bench) -> dict[str, Any]:
     lengths: Counter[int] = Counter()
     for dialogue in bench:
         lengths[len(dialogue.turns)] += 1
-        if bench.image_path(dialogue) is not None and bench.image_path(dialogue).is_file():
+        if bench.image_path(dialogue) is not None and is_file(bench.image_path(dialogue)):
             images += 1
         for turn in dialogue.turns:
             masks += turn.gold_mask is not None

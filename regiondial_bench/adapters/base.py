@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ..geometry import CoordinateFrame
 from ..protocol import default_reference_text
-from ..schema import RLE, Box, Region, UsedReference
+from ..schema import RLE, Box, Region, UsedReference, is_file
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -65,7 +65,7 @@ class ImageInput:
 
     @property
     def available(self) -> bool:
-        return self.data is not None or (self.path is not None and self.path.is_file())
+        return self.data is not None or (self.path is not None and is_file(self.path))
 
     def require_size(self) -> tuple[int, int]:
         """``(width, height)``: from the bench, else from the image file's header."""
@@ -74,8 +74,11 @@ class ImageInput:
         if self.available:
             from PIL import Image
 
-            with Image.open(io.BytesIO(self.data) if self.data is not None else self.path) as img:
-                return img.size
+            try:
+                with Image.open(io.BytesIO(self.data) if self.data is not None else self.path) as img:
+                    return img.size
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                raise AdapterError(f"cannot read the image {self._where}: {exc}") from exc
         raise AdapterError(
             "the image size is unknown and the bench has no image file for this dialogue; "
             "pass --images DIR with the images"
@@ -85,13 +88,23 @@ class ImageInput:
         from PIL import Image
 
         if self.data is not None:
-            return Image.open(io.BytesIO(self.data)).convert("RGB")
+            try:
+                return Image.open(io.BytesIO(self.data)).convert("RGB")
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                raise AdapterError(f"cannot decode the image {self._where}: {exc}") from exc
         if self.path is None:
             raise AdapterError("this bench has no image for the dialogue (layout-only bench); "
                                "pass --images DIR with the COCO train2014 images")
-        if not self.path.is_file():
+        if not is_file(self.path):
             raise AdapterError(f"image not found: {self.path}; pass --images DIR pointing at the images")
-        return Image.open(self.path).convert("RGB")
+        try:
+            return Image.open(self.path).convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise AdapterError(f"cannot decode the image {self._where}: {exc}") from exc
+
+    @property
+    def _where(self) -> str:
+        return str(self.path) if self.path is not None else f"({len(self.data or b'')} bytes in memory)"
 
 
 @dataclass(frozen=True)
@@ -141,7 +154,10 @@ class RoundResponse:
     Give ``raw_text`` always. Text-generating adapters leave ``regions`` as None: the runner
     parses ``raw_text`` with the project's parser, reading coordinates in ``frame`` (None =
     original pixels), at most ``max_regions`` objects. Adapters with structured outputs set ``regions`` (original pixels).
-    ``error`` marks a failed request (scored as a miss with this reason).
+    ``error`` marks a failed request (scored as a miss with this reason); with it,
+    ``failure_kind="infra"`` says the infrastructure failed (connection, timeout, 5xx after
+    retries), so ``evaluate --resume --retry-infra`` asks the turn again. Any other failure is
+    the answer's (``"answer"``, also when left None).
     """
 
     raw_text: str

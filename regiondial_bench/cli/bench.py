@@ -11,10 +11,13 @@ from rich.console import Console
 from rich.table import Table
 
 
-def _load(path: str, images: Path | None, annotations: Path | None = None):
+def _load(path: str, images: Path | None, annotations: Path | None = None, *, lenient: bool = False):
     from ..api import load_bench
+    from ..schema import MANIFEST_FILE, Bench
 
     try:
+        if lenient and (Path(path) / MANIFEST_FILE).is_file():
+            return Bench.load(path, lenient=True)  # every bad line becomes an issue, not the first an error
         return load_bench(path, images=images, annotations=annotations,
                           notice=lambda text: click.echo(text, err=True))
     except (FileNotFoundError, ValueError) as exc:
@@ -95,7 +98,7 @@ def validate(path: str, images: Path | None, annotations: Path | None, as_json: 
     """Report the data defects of the bench at PATH; exit 1 when any is an error."""
     from ..validation import check_bench
 
-    issues = check_bench(_load(path, images, annotations))
+    issues = check_bench(_load(path, images, annotations, lenient=True))
     errors = sum(i.severity == "error" for i in issues)
     if as_json:
         click.echo(json.dumps([i.model_dump(mode="json") for i in issues], indent=2))

@@ -45,6 +45,8 @@ from ._display import print_results
               help="run folder [default: runs/<adapter>-<reference mode>-<timestamp>]")
 @click.option("--resume", is_flag=True, help="continue a killed run: finished turns are skipped")
 @click.option("--overwrite", is_flag=True, help="discard an earlier run in --out")
+@click.option("--retry-infra", is_flag=True,
+              help="with --resume: ask again the turns that failed for infrastructure reasons (and their dependents)")
 @click.option("--bootstrap", "n_bootstrap", default=1000, show_default=True, help="bootstrap resamples for CIs")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 @click.option("--shard", "shard_text", default="auto", show_default=True,
@@ -53,7 +55,7 @@ from ._display import print_results
                    "into OUT; none: the whole bench even under a launcher")
 def command(bench_specs, images, config_file, adapter, preset, model_path, option_pairs, max_new_tokens,
             reference_modes, mask_producer, batch_size, limit, out_dir, resume, overwrite, n_bootstrap, no_progress,
-            shard_text, annotations=None) -> None:
+            shard_text, annotations=None, retry_infra=False) -> None:
     """Evaluate a model round by round, its own answers filling later references.
 
     \b
@@ -107,6 +109,8 @@ def command(bench_specs, images, config_file, adapter, preset, model_path, optio
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise click.UsageError(f"invalid run configuration: {one_line(exc)}") from exc
+    if retry_infra and not resume:
+        raise click.UsageError("--retry-infra continues a run: pass it with --resume --out DIR")
     _check_names_early(config)
     for spec in bench_specs:
         _check_hub(config, spec)
@@ -129,6 +133,7 @@ def command(bench_specs, images, config_file, adapter, preset, model_path, optio
                    for spec in dict.fromkeys(bench_specs)]
         runs = api.plan_sweep(benches, modes, out_dir)
         runs = api.evaluate_sweep(runs, config, shard=shard, launch=launch, resume=resume, overwrite=overwrite,
+                                  retry_infra=retry_infra,
                                   progress=not no_progress, n_bootstrap=n_bootstrap,
                                   log=lambda message: click.echo(message, err=True))
     except KeyboardInterrupt:
@@ -152,6 +157,10 @@ def command(bench_specs, images, config_file, adapter, preset, model_path, optio
         else:
             click.echo(f"{int(t['turns'])} turns in {t['run_s']:.2f}s (model {t['model_s']:.2f}s, "
                        f"harness {t['harness_s']:.2f}s, scoring {t['score_s']:.2f}s) -> {run.run_dir}")
+    infra = sum(run.results.failure_kinds.get("infra", 0) for run in runs if run.results is not None)
+    if infra:
+        click.echo(f"warning: {infra} turns failed for infrastructure reasons; once the server is healthy, "
+                   f"run the same command with --resume --retry-infra (--out {out_dir}) to ask them again", err=True)
 
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -197,6 +206,8 @@ def _recorded_run(out_dir: Path):  # noqa: ANN202
         return None
     try:
         return load_run_spec(out_dir)
+    except RuntimeError as exc:  # RunFolderError: names the file and the way out that keeps the predictions
+        raise click.ClickException(str(exc)) from exc
     except (ValueError, OSError) as exc:
         raise click.ClickException(f"cannot resume {out_dir}: its {RUN_FILE} is unreadable ({exc})") from exc
 

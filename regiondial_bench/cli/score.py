@@ -24,7 +24,7 @@ def command(run, bench_spec, images, partial, as_json, annotations=None) -> None
     try:
         bench = api.load_bench(bench_spec, images=images, annotations=annotations) if bench_spec else None
         results = api.score(run, bench=bench, images=images, partial=partial, annotations=annotations)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:  # RuntimeError: a broken or busy run folder
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(results.model_dump_json(indent=2))

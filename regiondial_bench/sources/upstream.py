@@ -10,30 +10,52 @@ renders exactly what the official evaluator renders.
 from __future__ import annotations
 
 import json
+import math
 import re
+import reprlib
 from pathlib import Path
 from typing import Any
 
-from ..schema import RLE, UPSTREAM_PLACEHOLDER, Bench, Dialogue, ImageRef, Reference, Turn, ValidationIssue
+from ..schema import (
+    RLE,
+    UPSTREAM_PLACEHOLDER,
+    Bench,
+    Dialogue,
+    ImageRef,
+    Reference,
+    Turn,
+    ValidationIssue,
+    is_file,
+    path_inside,
+)
 
 SECOND_PLACEHOLDER = "<box>{context_bbox_2}</box>"
 _BROKEN_PLACEHOLDER = re.compile(r"<box>(?!\{context_bbox(?:_\d+)?\}</box>)")
 _DOUBLED_INITIAL = re.compile(r"^([A-Z])\1[a-z]")
 _KNOWN_TURN_KEYS = {"question", "bboxes", "context_from_turn", "context_from_turn_2", "ann_ids", "masks"}
 _COCO_NAME = "COCO_train2014_{:012d}.jpg"
+_repr = reprlib.Repr()
+_repr.maxlevel, _repr.maxlist, _repr.maxdict, _repr.maxstring, _repr.maxother = 3, 6, 4, 60, 60
+_brief = _repr.repr  # a bounded repr for messages: hostile values can be huge or deeply nested
 
 
 def _image_file(images: Path | None, record: dict[str, Any], image_id: int) -> Path | None:
-    """Find the image under ``images`` in the upstream layout or COCO's ``train2014`` layout."""
+    """Find the image under ``images`` in the upstream layout or COCO's ``train2014`` layout.
+
+    Raises:
+        ValueError: the record's ``image_path`` leads outside ``images`` (``..`` or absolute).
+    """
     if images is None:
         return None
     candidates = []
     if isinstance(record.get("image_path"), str):
         rel = Path(record["image_path"])
+        if not path_inside(rel, images):
+            raise ValueError(f"image_path {record['image_path'][:200]!r} leads outside the --images folder {images}")
         candidates += [images / rel, images / rel.name]
     coco = _COCO_NAME.format(image_id)
     candidates += [images / f"{image_id}.jpg", images / "train2014" / coco, images / coco]
-    return next((c for c in candidates if c.is_file()), None)
+    return next((c for c in candidates if is_file(c)), None)
 
 
 def import_upstream(
@@ -63,9 +85,15 @@ def import_upstream(
     try:
         # dense masks are turned into RLE as each turn is decoded, so a released file never holds
         # all its H x W nested lists in memory at once
-        data = json.loads(path.read_text(encoding="utf-8"), object_hook=_compact_turn_masks)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+        data = json.loads(path.read_bytes(), object_hook=_compact_turn_masks)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text: {exc}") from exc
+    except RecursionError as exc:
+        raise ValueError(f"{path}: the JSON is nested too deeply to be a question file") from exc
+    except ValueError as exc:  # JSONDecodeError, or an integer beyond Python's digit limit
+        raise ValueError(f"{path} is not valid JSON: {str(exc)[:300]}") from exc
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the question file ({exc})") from exc
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list of dialogues (upstream layout), got {type(data).__name__}")
     images_dir = Path(images) if images is not None else None
@@ -82,7 +110,12 @@ def import_upstream(
             issues.append(ValidationIssue(code="malformed_dialogue", severity="error",
                                           message=f"entry {position} lacks image_id or conversational_turns; skipped"))
             continue
-        image_id = int(record["image_id"])
+        image_id = _image_id(record["image_id"])
+        if image_id is None:
+            issues.append(ValidationIssue(code="bad_image_id", severity="error",
+                                          message=f"entry {position}: image_id {_brief(record['image_id'])} is not "
+                                                  "a non-negative integer; skipped"))
+            continue
         dialogue_id = f"{name}-{image_id}"
         if dialogue_id in seen_ids:
             seen_ids[dialogue_id] += 1
@@ -100,10 +133,15 @@ def import_upstream(
                 issues.append(ValidationIssue(code="empty_dialogue", dialogue_id=dialogue_id, severity="error",
                                               message="no usable turn; dialogue skipped"))
             continue
-        image_file = _image_file(images_dir, record, image_id)
+        try:
+            image_file = _image_file(images_dir, record, image_id)
+        except ValueError as exc:
+            issues.append(ValidationIssue(code="image_outside_root", dialogue_id=dialogue_id, severity="error",
+                                          message=str(exc)))
+            image_file = None
         if image_file is not None:
             image_files[dialogue_id] = image_file.resolve()
-        elif images_dir is not None:
+        elif images_dir is not None and not (issues and issues[-1].code == "image_outside_root"):
             missing_images += 1
             issues.append(ValidationIssue(code="image_missing", dialogue_id=dialogue_id,
                                           message=f"no image for COCO id {image_id} under {images_dir}"))
@@ -126,12 +164,40 @@ def import_upstream(
     if images_dir is None:
         issues.append(ValidationIssue(code="layout_only",
                                       message="no --images folder: the bench has no pixels"))
+    if not dialogues:
+        issues.append(ValidationIssue(code="empty_bench", severity="error",
+                                      message=f"{path}: no usable dialogue ({len(data)} entries)"))
     source = {"format": "upstream-question-json", "file": path.name, "images": str(images_dir) if images_dir else None}
     if annotations is not None:
         dialogues, mask_issues = attach_annotation_masks(dialogues, annotations)
         issues.extend(mask_issues)
         source["annotations"] = Path(annotations).name
     return Bench(dialogues, name=name, root=path.parent, source=source, issues=issues, image_files=image_files)
+
+
+def _box(value: Any) -> tuple[float, float, float, float]:
+    """A gold box from JSON: a list of four finite numbers."""
+    if not isinstance(value, list) or len(value) != 4:
+        raise ValueError("a box is a list of 4 numbers")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise ValueError("a box holds a value that is not a number")
+    box = tuple(float(v) for v in value)
+    if not all(math.isfinite(v) for v in box):
+        raise ValueError("a box holds a non-finite number")
+    return box  # type: ignore[return-value]
+
+
+def _image_id(value: Any) -> int | None:
+    """A COCO image id from JSON: an integer (or a string of digits), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float) and value.is_integer() and 0 <= value < 2**63:
+        return int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+        return int(value)
+    return None
 
 
 def _turns(raw_turns: Any, dialogue_id: str) -> tuple[list[Turn], list[ValidationIssue]]:
@@ -147,7 +213,7 @@ def _turns(raw_turns: Any, dialogue_id: str) -> tuple[list[Turn], list[Validatio
 
         if not isinstance(raw, dict) or not isinstance(raw.get("question"), str):
             issue("malformed_turn", "turn has no question text; replaced by an empty question", "error")
-            raw = {"question": "", **(raw if isinstance(raw, dict) else {})}
+            raw = {**(raw if isinstance(raw, dict) else {}), "question": ""}
         question: str = raw["question"]
         for key in sorted(set(raw) - _KNOWN_TURN_KEYS):
             issue("unknown_key", f"unknown turn key {key!r} ignored")
@@ -159,9 +225,11 @@ def _turns(raw_turns: Any, dialogue_id: str) -> tuple[list[Turn], list[Validatio
             if key not in raw:
                 continue
             try:
+                if isinstance(raw[key], bool):
+                    raise TypeError("a boolean")
                 target = int(raw[key])
-            except (TypeError, ValueError):
-                issue("bad_reference", f"{key}={raw[key]!r} is not a turn index; ignored", "error")
+            except (TypeError, ValueError, OverflowError):
+                issue("bad_reference", f"{key}={_brief(raw[key])} is not a turn index; ignored", "error")
                 continue
             if key == "context_from_turn_2":
                 issue("second_reference", f"second reference {key}={target}; the official evaluator never fills "
@@ -192,11 +260,11 @@ def _turns(raw_turns: Any, dialogue_id: str) -> tuple[list[Turn], list[Validatio
             if len(boxes) > 1:
                 issue("several_gold_boxes", f"{len(boxes)} gold boxes; a predicted box may match any of them")
             gold_mask = _turn_mask(raw.get("masks"), issue)
-            turns.append(Turn(index=len(turns), question=question, gold_boxes=[tuple(map(float, b)) for b in boxes],
+            turns.append(Turn(index=len(turns), question=question, gold_boxes=[_box(b) for b in boxes],
                               references=references, ann_ids=_ann_ids(raw.get("ann_ids"), issue),
                               gold_mask=gold_mask))
         except (ValueError, TypeError) as exc:
-            issue("bad_gold_box", f"unusable gold box {boxes!r} ({exc})", "error")
+            issue("bad_gold_box", f"unusable gold box {_brief(boxes)} ({str(exc)[:200]})", "error")
     if len(turns) != len(raw_turns):
         # Dropping a turn would renumber the later ones and silently retarget their references.
         issues.append(ValidationIssue(code="dialogue_skipped", dialogue_id=dialogue_id, severity="error",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,9 +71,14 @@ class SlowFlakyOracle(Adapter):
     needs_pixels = False
     needs_image_size = False
 
-    def __init__(self, delay: float = 0.05):
+    def __init__(self, delay: float = 0.05, journal: str | None = None, gate: str | None = None):
         self.delay = delay
+        self.gate = gate  # while this file exists, every batch after the first waits (concurrency tests)
         self.gold = {}
+        # the keys of each batch, written when the *next* batch is asked: by then the runner has
+        # logged and flushed them, so every key in the journal must survive a SIGKILL
+        self.journal = journal
+        self._previous: list = []
 
     def prepare(self, bench):
         self.gold = {(d.dialogue_id, t.index): t.gold_boxes[0] for d in bench for t in d.turns}
@@ -80,6 +86,12 @@ class SlowFlakyOracle(Adapter):
     def generate(self, requests):
         import time
 
+        if self.journal and self._previous:
+            with open(self.journal, "a", encoding="utf-8") as f:
+                f.writelines(f"{d}#{t}\n" for d, t in self._previous)
+        while self.gate and self._previous and os.path.exists(self.gate):
+            time.sleep(0.01)
+        self._previous = [r.key for r in requests]
         time.sleep(self.delay)
         out = []
         for r in requests:
