@@ -58,6 +58,7 @@ class ScriptedServer:
                     server.headers.append(dict(self.headers))
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                counted = True
                 try:
                     status, delay, *more = server.behave(n, body)
                     extra = more[0] if more else {}
@@ -83,12 +84,18 @@ class ScriptedServer:
                             self.wfile.flush()
                             time.sleep(extra["drip_s"])
                     else:
+                        # the request stops counting as in flight before its last byte leaves: the
+                        # client may send its next request the moment it has read this one
+                        with server.lock:
+                            server.in_flight -= 1
+                            counted = False
                         self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout test)
                 finally:
-                    with server.lock:
-                        server.in_flight -= 1
+                    if counted:
+                        with server.lock:
+                            server.in_flight -= 1
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
