@@ -250,77 +250,139 @@ def _greedy(trainer: Any):
             setattr(obj, name, value)
 
 
-def make_multi_round_rollout(dataset: Any, template: str) -> Any:
-    """A TRL ``rollout_func`` where the policy's own earlier answer fills the reference.
+# Every use of a private GRPOTrainer method is in this block (reference answers and the hook that
+# rewrites the batch); tests/train/test_grpo_smoke.py checks them against the installed TRL.
+TRL_PRIVATE_API = {
+    "_generate_and_score_completions": ("self", "inputs"),
+    "_tokenize_prompts": ("self", "prompts"),
+    "_generate_single_turn": ("self", "prompt_ids", "images", "multimodal_fields", "num_generations"),
+}
 
-    Rows are recognised by their user text (which holds the gold reference), looked up in
-    ``dataset`` (columns ``problem``, ``reference_problem``, ``reference_text``). Every process
-    makes exactly two generation calls of equal size per step (reference, then the group), which
-    keeps vLLM's collective calls aligned across ranks.
+
+def check_trl_private_api(trainer_cls: Any = None) -> None:
+    """Fail clearly when the installed TRL lacks the private methods multi-round rollouts rely on.
+
+    Raises:
+        RuntimeError: A method is missing or its leading parameters changed (names the TRL version).
+    """
+    import inspect
+
+    import trl
+
+    if trainer_cls is None:
+        trainer_cls = trl.GRPOTrainer
+    for name, expected in TRL_PRIVATE_API.items():
+        method = getattr(trainer_cls, name, None)
+        params = tuple(inspect.signature(method).parameters)[: len(expected)] if callable(method) else ()
+        if params != expected:
+            raise RuntimeError(
+                f"multi_round needs GRPOTrainer.{name}{expected} (TRL >= 1.8); TRL {trl.__version__} has "
+                f"{name}{params or ' (missing)'}; install a TRL this trainer supports or set "
+                "multi_round.enabled: false"
+            )
+
+
+def policy_answers(trainer: Any, prompts: list[list[dict[str, Any]]], num_generations: int) -> list[str]:
+    """Decoded answers of the policy to multimodal conversational ``prompts``, via TRL's backend."""
+    ids, images, fields_ = trainer._tokenize_prompts(prompts)
+    completion_ids, _ = trainer._generate_single_turn(ids, images, fields_, num_generations)
+    return trainer.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
+
+
+def substitute_references(
+    inputs: list[dict[str, Any]], answers: list[str], template: str
+) -> list[dict[str, Any]]:
+    """Rows whose gold reference is replaced by the first box of the policy's earlier answer.
+
+    ``answers[i]`` answers row ``i``'s referenced turn (``reference_problem``); all rows of one
+    sample (same ``id``) take the first of their answers, so a group always sees one reference.
+    The row's ``problem`` and ``prompt`` are both rewritten, so TRL tokenises, logs and rewards
+    the question actually asked. ``reference_source`` says what happened: ``predicted``,
+    ``gold-fallback`` (no box in the answer: upstream's fallback) or ``none`` (no reference).
     """
     from regiondial_bench.protocol import format_box, parse_answer
     from regiondial_bench.training_data import user_text
 
-    rows: dict[str, dict[str, str]] = {}
-    for problem, ref_problem, ref_text in zip(
-        dataset["problem"], dataset["reference_problem"], dataset["reference_text"], strict=True
-    ):
-        key = user_text(problem, template)
-        entry = {"problem": problem, "reference_problem": ref_problem, "reference_text": ref_text}
-        if key in rows and rows[key] != entry:
-            # the same text with different earlier turns (rare): fall back to the gold reference
-            rows[key] = {"problem": problem, "reference_problem": "", "reference_text": ""}
-        else:
-            rows[key] = entry
+    first: dict[str, str] = {}
+    out = []
+    for row, answer in zip(inputs, answers, strict=True):
+        row = dict(row)
+        source, predicted = "none", ""
+        if row.get("reference_problem") and row.get("reference_text") and row["reference_text"] in row["problem"]:
+            answer = first.setdefault(str(row.get("id")), answer)
+            parsed = parse_answer(answer, require_answer_tag=True)
+            if parsed.regions:
+                predicted = "bbox=" + format_box(parsed.regions[0].box)
+                row["problem"] = row["problem"].replace(row["reference_text"], predicted)
+                row["prompt"] = _with_user_text(row["prompt"], user_text(row["problem"], template))
+                source = "predicted"
+            else:
+                source = "gold-fallback"
+        row["reference_source"] = source
+        row["reference_predicted"] = predicted
+        out.append(row)
+    return out
 
-    def rollout(prompts: list, trainer: Any) -> dict[str, Any]:
-        num_generations = trainer.num_generations if trainer.model.training else trainer.num_generations_eval
-        infos = [rows.get(_user_message_text(p)) for p in prompts]
-        reference_prompts = [
-            _with_user_text(p, user_text(info["reference_problem"], template))
-            if info and info["reference_problem"]
-            else p
-            for p, info in zip(prompts, infos, strict=True)
-        ]
-        with _greedy(trainer):
-            ids, images, fields_ = trainer._tokenize_prompts(reference_prompts)
-            reference_ids, _ = trainer._generate_single_turn(ids, images, fields_, num_generations)
-        reference_answers = trainer.processing_class.batch_decode(reference_ids, skip_special_tokens=True)
 
-        problems, sources, final_prompts = [], [], []
-        for prompt, info, answer in zip(prompts, infos, reference_answers, strict=True):
-            if not info:
-                problems.append(None)
-                sources.append("unknown-row")
-                final_prompts.append(prompt)
-                continue
-            problem = info["problem"]
-            source = "none"
-            if info["reference_problem"]:
-                parsed = parse_answer(answer, require_answer_tag=True)
-                if parsed.regions:
-                    predicted = "bbox=" + format_box(parsed.regions[0].box)
-                    problem = problem.replace(info["reference_text"], predicted)
-                    source = "predicted"
-                else:
-                    source = "gold-fallback"
-            problems.append(problem)
-            sources.append(source)
-            final_prompts.append(_with_user_text(prompt, user_text(problem, template)))
+def multi_round_trainer_class() -> type:
+    """``trl.GRPOTrainer`` plus one step before each generation: the earlier turns are answered.
 
-        ids, images, fields_ = trainer._tokenize_prompts(final_prompts)
-        completion_ids, logprobs = trainer._generate_single_turn(ids, images, fields_, num_generations)
-        out: dict[str, Any] = {
-            "prompt_ids": ids,
-            "completion_ids": completion_ids,
-            "logprobs": logprobs,
-            "reference_source": sources,
-        }
-        if all(p is not None for p in problems):
-            out["problem"] = problems  # the rewards score the question actually asked
-        return out
+    Before TRL builds a batch's prompts, the policy answers every referenced earlier turn
+    (greedy, through the trainer's own generation backend, vLLM included) and
+    :func:`substitute_references` rewrites the rows; everything after that (tokenisation, image
+    bookkeeping, sampling, logging, rewards) is TRL's unchanged code seeing the rewritten rows.
+    Every process makes one extra generation call of the same size per batch (vLLM's collective
+    calls stay aligned). Each batch's outcome is appended to ``<output_dir>/multi_round_references.jsonl``.
+    """
+    from trl import GRPOTrainer
 
-    return rollout
+    from regiondial_bench.training_data import TRAINING_TEMPLATE, conversation
+
+    class MultiRoundGRPOTrainer(GRPOTrainer):
+        template = TRAINING_TEMPLATE
+
+        def reference_answers(self, inputs: list[dict[str, Any]]) -> list[str]:
+            """The policy's greedy answers to each row's referenced turn (its own question when none)."""
+            from trl.data_utils import prepare_multimodal_messages
+
+            prompts = []
+            for row in inputs:
+                prompt = conversation(row["reference_problem"], self.template) if row.get("reference_problem") else row["prompt"]
+                image = row.get("image")
+                prompts.append(prepare_multimodal_messages(prompt, images=[image] if image is not None else None))
+            num_generations = self.num_generations if self.model.training else self.num_generations_eval
+            with _greedy(self):
+                return policy_answers(self, prompts, num_generations)
+
+        def _generate_and_score_completions(self, inputs):
+            rows = substitute_references(inputs, self.reference_answers(inputs), self.template)
+            self._record_references(rows)
+            return super()._generate_and_score_completions(rows)
+
+        def _record_references(self, rows: list[dict[str, Any]]) -> None:
+            from accelerate.utils import gather_object
+
+            records = [
+                {
+                    "step": self.state.global_step,
+                    "id": row.get("id"),
+                    "source": row["reference_source"],
+                    "predicted": row["reference_predicted"],
+                    "gold": row.get("reference_text", ""),
+                    "problem": row["problem"],
+                }
+                for row in rows
+            ]
+            records = gather_object(records)
+            if self.accelerator.is_main_process:
+                path = Path(self.args.output_dir) / "multi_round_references.jsonl"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with path.open("a", encoding="utf-8") as handle:
+                    handle.writelines(json.dumps(r) + "\n" for r in records)
+                counts = {k: sum(r["source"] == k for r in records) for k in ("predicted", "gold-fallback")}
+                logger.info("step %d references: %s", self.state.global_step, counts)
+
+    return MultiRoundGRPOTrainer
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,16 +437,45 @@ def build_trainer(settings: TrainSettings, *, callbacks: list | None = None) -> 
         limit=data.get("limit"),
     )
     args = GRPOConfig(**settings.grpo, reward_weights=profile.weights())
-    rollout = make_multi_round_rollout(dataset, TRAINING_TEMPLATE) if settings.multi_round else None
-    return GRPOTrainer(
+    trainer_cls = GRPOTrainer
+    if settings.multi_round:
+        check_trl_private_api()
+        trainer_cls = multi_round_trainer_class()
+        trainer_cls.template = TRAINING_TEMPLATE
+    return trainer_cls(
         model=model,
         reward_funcs=reward_functions(profile),
         args=args,
         train_dataset=dataset,
         processing_class=processor,
         callbacks=callbacks,
-        rollout_func=rollout,
     )
+
+
+def resolve_checkpoint(value: str | bool | None, output_dir: str | Path) -> str | None:
+    """``grpo.resume_from_checkpoint`` as a checkpoint folder: ``latest`` (or ``true``) means the
+    newest ``checkpoint-<step>`` in ``output_dir``; a path must be a checkpoint folder.
+
+    Raises:
+        ConfigError: ``latest`` without any checkpoint, or a path that is not a checkpoint folder.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if value in (None, False, "", "none", "false", "False"):
+        return None
+    if value is True or str(value).lower() in ("latest", "last", "true"):
+        folder = Path(output_dir)
+        last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+        if last is None:
+            raise ConfigError(
+                f"--resume-from-checkpoint latest: no checkpoint-<step> folder in {folder}; "
+                "train without it first, or give a checkpoint path"
+            )
+        return last
+    path = Path(str(value))
+    if not (path / "trainer_state.json").is_file():
+        raise ConfigError(f"--resume-from-checkpoint {path}: not a checkpoint folder (no trainer_state.json)")
+    return str(path)
 
 
 def _save_processor(processor: Any, out: Path) -> None:

@@ -73,49 +73,48 @@ def test_cpu_smoke_multi_round_rollout_runs(grpo, tmp_path):
     assert any("rewards/reference/mean" in entry for entry in logs)
 
 
-def test_multi_round_rollout_substitutes_the_policy_box(grpo):
-    """The rollout rewrites the reference with the policy's first box, and falls back to gold."""
-    from regiondial_bench.training_data import TRAINING_TEMPLATE, conversation, user_text
+def test_substitute_references_uses_the_policy_box_and_falls_back_to_gold(grpo):
+    from regiondial_bench.training_data import TRAINING_TEMPLATE, conversation
 
-    rows = {
-        "problem": ["Find the cat.", "Find the dog left of bbox=[10, 10, 50, 50]."],
-        "reference_problem": ["", "Find the cat."],
-        "reference_text": ["", "bbox=[10, 10, 50, 50]"],
-    }
-    rollout = grpo.make_multi_round_rollout(rows, TRAINING_TEMPLATE)
+    def row(id_, problem, ref_problem="", ref_text=""):
+        return {"id": id_, "problem": problem, "prompt": conversation(problem), "reference_problem": ref_problem,
+                "reference_text": ref_text}
 
-    class FakeModel:
-        training = True
+    rows = [
+        row("a-1", "Find the dog left of bbox=[10, 10, 50, 50].", "Find the cat.", "bbox=[10, 10, 50, 50]"),
+        row("a-1", "Find the dog left of bbox=[10, 10, 50, 50].", "Find the cat.", "bbox=[10, 10, 50, 50]"),
+        row("a-0", "Find the cat."),
+        row("b-1", "Find the cup on bbox=[1, 2, 3, 4].", "Find the table.", "bbox=[1, 2, 3, 4]"),
+    ]
+    answers = [
+        '<answer>[{"bbox_2d": [100, 110, 150, 160]}]</answer>',
+        '<answer>[{"bbox_2d": [9, 9, 9, 9]}]</answer>',  # same sample: the group keeps the first answer
+        "ignored",
+        "<answer>none</answer>",  # no box: gold fallback
+    ]
+    out = grpo.substitute_references(rows, answers, TRAINING_TEMPLATE)
+    assert [r["reference_source"] for r in out] == ["predicted", "predicted", "none", "gold-fallback"]
+    assert out[0]["problem"] == out[1]["problem"] == "Find the dog left of bbox=[100, 110, 150, 160]."
+    assert "bbox=[100, 110, 150, 160]" in out[0]["prompt"][-1]["content"]
+    assert out[3]["problem"] == rows[3]["problem"] and out[3]["prompt"] == rows[3]["prompt"]
+    assert rows[0]["problem"].endswith("bbox=[10, 10, 50, 50].")  # the inputs are not mutated
 
-    class FakeProcessor:
-        def batch_decode(self, ids, skip_special_tokens=True):
-            return [text for text in ids]
 
-    class FakeTrainer:
-        num_generations = 2
-        model = FakeModel()
-        processing_class = FakeProcessor()
-        generation_config = None
-        calls: list = []
+def test_trl_private_api_matches_the_installed_trl(grpo):
+    grpo.check_trl_private_api()  # the installed TRL has what multi-round rollouts call
+
+    class Renamed:
+        def _generate_and_score_completions(self, inputs):
+            pass
 
         def _tokenize_prompts(self, prompts):
-            texts = [grpo._user_message_text(p) for p in prompts]
-            self.calls.append(texts)
-            return texts, None, {}
+            pass
 
-        def _generate_single_turn(self, ids, images, fields, n):
-            answers = {
-                user_text(
-                    "Find the cat.", TRAINING_TEMPLATE
-                ): '<answer>[{"bbox_2d": [100, 110, 150, 160]}]</answer>'
-            }
-            return [answers.get(t, "<answer>none</answer>") for t in ids], None
+        def _generate_single_turn(self, prompt_ids, images, fields, num_generations):
+            pass
 
-    prompts = [conversation(rows["problem"][1])] * 2 + [conversation(rows["problem"][0])] * 2
-    out = rollout(prompts, FakeTrainer())
-    assert out["problem"][:2] == ["Find the dog left of bbox=[100, 110, 150, 160]."] * 2
-    assert out["reference_source"] == ["predicted", "predicted", "none", "none"]
-    assert len(FakeTrainer.calls) == 2 and all(len(c) == 4 for c in FakeTrainer.calls)
+    with pytest.raises(RuntimeError, match="_generate_single_turn"):
+        grpo.check_trl_private_api(Renamed)
 
 
 def test_seven_b_recipe_matches_the_released_settings(grpo, monkeypatch):
