@@ -45,7 +45,7 @@ from typing import Any
 
 logger = logging.getLogger("grpo_regionreasoner")
 
-SECTIONS = ("model", "data", "rewards", "multi_round", "grpo")
+SECTIONS = ("model", "data", "rewards", "multi_round", "lora", "grpo")
 MODEL_KEYS = ("name_or_path", "tiny", "tiny_seed", "dtype", "attn_implementation", "min_pixels", "max_pixels")
 DATA_KEYS = ("source", "frame", "image_root", "cache_dir", "limit")
 REWARD_KEYS = ("profile", "alpha", "beta", "citation_tolerance", "hallucination_penalty")
@@ -67,6 +67,7 @@ class TrainSettings:
     multi_round: bool
     grpo: dict[str, Any]
     source_file: str | None = None
+    lora: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -115,6 +116,17 @@ def parse_settings(
     _check_keys("multi_round", multi, MULTI_ROUND_KEYS)
     grpo_fields = {f.name for f in fields(GRPOConfig)}
     _check_keys("grpo", grpo, tuple(sorted(grpo_fields)))
+    lora = dict(raw.get("lora") or {})
+    if lora:
+        try:
+            from peft import LoraConfig
+        except ImportError as exc:
+            raise ConfigError("the lora section needs peft: pip install 'regiondial-bench[train]'") from exc
+        _check_keys("lora", lora, tuple(sorted(f.name for f in fields(LoraConfig) if f.init)))
+        try:
+            LoraConfig(**lora)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"lora: peft.LoraConfig rejected the settings: {exc}") from exc
 
     if bool(model.get("tiny")) == bool(model.get("name_or_path")):
         raise ConfigError("set exactly one of model.name_or_path (Hub id or folder) and model.tiny: true")
@@ -163,6 +175,11 @@ def parse_settings(
             f"{world} processes x {steps} steps) is not a multiple of num_generations={num_generations}; "
             "change per_device_train_batch_size or gradient_accumulation_steps so it divides evenly"
         )
+    if grpo.get("resume_from_checkpoint") and grpo.get("save_only_model"):
+        raise ConfigError(
+            "grpo.resume_from_checkpoint is set but grpo.save_only_model is true: such checkpoints hold no "
+            "optimizer or scheduler state; set grpo.save_only_model: false"
+        )
     if check_runtime:
         try:
             GRPOConfig(**{**grpo, "report_to": "none", "output_dir": grpo["output_dir"]})
@@ -175,6 +192,7 @@ def parse_settings(
         multi_round=bool(multi.get("enabled", False)),
         grpo=grpo,
         source_file=source_file,
+        lora=lora,
     )
 
 
@@ -183,21 +201,58 @@ def load_settings(
     *,
     output_dir: str | None = None,
     max_steps: int | None = None,
+    overrides: dict[str, Any] | None = None,
     check_runtime: bool = True,
 ) -> TrainSettings:
-    """Read and validate a YAML config; ``output_dir``/``max_steps`` override ``grpo`` fields."""
+    """Read and validate a YAML config; ``overrides`` (and ``output_dir``/``max_steps``) replace
+    ``grpo`` fields (see :func:`grpo_overrides`)."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    raw.setdefault("grpo", {})
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError("the training config must be a mapping with sections " + ", ".join(SECTIONS))
+    if not isinstance(raw.setdefault("grpo", {}), dict):
+        raise ConfigError("the grpo section must be a mapping of trl.GRPOConfig fields")
+    raw["grpo"].update(overrides or {})
     if output_dir is not None:
         raw["grpo"]["output_dir"] = output_dir
     if max_steps is not None:
         raw["grpo"]["max_steps"] = max_steps
     return parse_settings(raw, source_file=str(path), check_runtime=check_runtime)
+
+
+def grpo_overrides(args: list[str]) -> dict[str, Any]:
+    """``trl.GRPOConfig`` fields given on the command line, typed by transformers'
+    ``HfArgumentParser`` (the parser TRL's ``TrlParser`` builds on): ``--learning_rate 2e-6``,
+    ``--learning-rate 2e-6``, ``--bf16 false``, ``--vllm_mode server``. Only the fields actually
+    given are returned; they replace the config's ``grpo`` values.
+
+    Raises:
+        ConfigError: An option that is no GRPOConfig field, or a value of the wrong type.
+    """
+    from transformers import HfArgumentParser
+    from trl import GRPOConfig
+
+    parser = HfArgumentParser(GRPOConfig, add_help=False, exit_on_error=False)
+    for action in parser._actions:  # report only what was given, not GRPOConfig's defaults
+        action.default = argparse.SUPPRESS
+        action.required = False
+    try:
+        namespace, unknown = parser.parse_known_args(args)
+    except (argparse.ArgumentError, ValueError) as exc:
+        raise ConfigError(f"command line: {exc}") from exc
+    if unknown:
+        names = sorted({a.lstrip("-").split("=")[0].replace("-", "_") for a in unknown if a.startswith("--")})
+        close = [difflib.get_close_matches(n, [f.name for f in dataclasses.fields(GRPOConfig)], n=1) for n in names]
+        hints = "".join(f"; --{n}: did you mean --{c[0]}?" for n, c in zip(names, close, strict=True) if c)
+        raise ConfigError(f"command line: {' '.join(unknown)} is not a trl.GRPOConfig field{hints}")
+    return vars(namespace)
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,6 +478,9 @@ def build_trainer(settings: TrainSettings, *, callbacks: list | None = None) -> 
     processor_options = {k: settings.model[k] for k in ("min_pixels", "max_pixels") if k in settings.model}
     processor = load_vlm_processor(model_path, **processor_options)
     processor.tokenizer.padding_side = "left"
+    if getattr(processor, "video_processor", None) is None:
+        # an image-only processor (no torchvision) cannot save itself; checkpoints save it by parts
+        processor.save_pretrained = lambda folder, *args, **kwargs: _save_processor(processor, Path(folder))
     model_kwargs: dict[str, Any] = {"dtype": _torch_dtype(settings.model.get("dtype", "auto"))}
     if settings.model.get("attn_implementation"):
         model_kwargs["attn_implementation"] = settings.model["attn_implementation"]
@@ -436,6 +494,11 @@ def build_trainer(settings: TrainSettings, *, callbacks: list | None = None) -> 
         cache_dir=data.get("cache_dir") or settings.output_dir / "train_images_840",
         limit=data.get("limit"),
     )
+    peft_config = None
+    if settings.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(**{"task_type": "CAUSAL_LM", **settings.lora})
     args = GRPOConfig(**settings.grpo, reward_weights=profile.weights())
     trainer_cls = GRPOTrainer
     if settings.multi_round:
@@ -449,6 +512,7 @@ def build_trainer(settings: TrainSettings, *, callbacks: list | None = None) -> 
         train_dataset=dataset,
         processing_class=processor,
         callbacks=callbacks,
+        peft_config=peft_config,
     )
 
 
@@ -471,11 +535,40 @@ def resolve_checkpoint(value: str | bool | None, output_dir: str | Path) -> str 
                 f"--resume-from-checkpoint latest: no checkpoint-<step> folder in {folder}; "
                 "train without it first, or give a checkpoint path"
             )
-        return last
-    path = Path(str(value))
+    else:
+        last = str(value)
+    path = Path(last)
     if not (path / "trainer_state.json").is_file():
         raise ConfigError(f"--resume-from-checkpoint {path}: not a checkpoint folder (no trainer_state.json)")
+    if not (path / "optimizer.pt").is_file() and not any(path.glob("global_step*")):
+        raise ConfigError(
+            f"--resume-from-checkpoint {path}: the checkpoint holds no optimizer state (saved with "
+            "grpo.save_only_model: true); resuming would restart AdamW from zero"
+        )
     return str(path)
+
+
+def train(trainer: Any, resume: str | None = None) -> Any:
+    """``trainer.train()``, resuming from the checkpoint folder ``resume`` when given.
+
+    The Trainer restores optimizer, scheduler, RNG state and the data position itself. Its weight
+    loading does not map the key layout Qwen2.5-VL checkpoints are saved in (``visual.*`` and
+    ``model.*`` on disk, ``model.visual.*`` / ``model.language_model.*`` in memory; transformers
+    5.x loads nothing and says so only at INFO level), so outside DeepSpeed (whose engine restores
+    its own shards) the weights are loaded here first, through ``from_pretrained``'s own mapping,
+    and checked key for key.
+    """
+    if resume and not trainer.is_deepspeed_enabled and not hasattr(trainer.model, "peft_config"):
+        from transformers import AutoModelForImageTextToText
+
+        saved = AutoModelForImageTextToText.from_pretrained(resume, dtype=trainer.model.dtype)
+        missing, unexpected = trainer.model.load_state_dict(saved.state_dict(), strict=False)
+        if missing or unexpected:
+            raise RuntimeError(
+                f"checkpoint {resume} does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}"
+            )
+        del saved
+    return trainer.train(resume_from_checkpoint=resume)
 
 
 def _save_processor(processor: Any, out: Path) -> None:
@@ -483,6 +576,7 @@ def _save_processor(processor: Any, out: Path) -> None:
     if getattr(processor, "video_processor", None) is not None:
         processor.save_pretrained(str(out))
         return
+    out.mkdir(parents=True, exist_ok=True)
     processor.tokenizer.save_pretrained(str(out))
     processor.image_processor.save_pretrained(str(out))
     if processor.chat_template:
@@ -498,11 +592,24 @@ def save_policy(trainer: Any, settings: TrainSettings) -> Path:
 
     out = settings.output_dir
     processor = trainer.processing_class
-    trainer.processing_class = None  # saved by _save_processor (image-only processors cannot save themselves)
-    try:
-        trainer.save_model(str(out))
-    finally:
-        trainer.processing_class = processor
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    zero3 = getattr(trainer.accelerator.state, "deepspeed_plugin", None) is not None and (
+        trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
+    )
+    if settings.lora and hasattr(model, "merge_and_unload") and not zero3:
+        # LoRA: the adapter in lora_adapter/, the merged weights as the model folder the hf adapter loads
+        if trainer.accelerator.is_main_process:
+            model.save_pretrained(str(out / "lora_adapter"))
+            model.merge_and_unload().save_pretrained(str(out))
+        trainer.accelerator.wait_for_everyone()
+    else:
+        if settings.lora:
+            logger.warning("LoRA under ZeRO-3: %s holds the adapter only; merge it with peft offline", out)
+        trainer.processing_class = None  # saved by _save_processor (image-only processors cannot save themselves)
+        try:
+            trainer.save_model(str(out))
+        finally:
+            trainer.processing_class = processor
     if trainer.accelerator.is_main_process:
         _save_processor(processor, out)
         provenance = {
@@ -513,6 +620,7 @@ def save_policy(trainer: Any, settings: TrainSettings) -> Path:
             "data": settings.data,
             "rewards": settings.rewards,
             "multi_round": settings.multi_round,
+            "lora": settings.lora,
             "grpo": settings.grpo,
             "global_step": trainer.state.global_step,
             "suggested_preset": "regionreasoner-7b",
@@ -522,20 +630,43 @@ def save_policy(trainer: Any, settings: TrainSettings) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point (see the module docstring for the launch commands)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """Command-line entry point (see the module docstring for the launch commands).
+
+    Any ``trl.GRPOConfig`` field can follow the options below (``--learning_rate 2e-6``); see
+    :func:`grpo_overrides`.
+    """
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Any trl.GRPOConfig field may follow, e.g. --learning_rate 2e-6 --save_steps 100 --bf16 false.",
+    )
     parser.add_argument("--config", required=True, help="YAML training config (train_reference/configs/)")
-    parser.add_argument("--output-dir", help="override grpo.output_dir")
-    parser.add_argument("--max-steps", type=int, help="override grpo.max_steps")
-    options = parser.parse_args(argv)
+    parser.add_argument("--output-dir", "--output_dir", help="override grpo.output_dir")
+    parser.add_argument("--max-steps", "--max_steps", type=int, help="override grpo.max_steps")
+    parser.add_argument(
+        "--resume-from-checkpoint",
+        "--resume_from_checkpoint",
+        nargs="?",
+        const="latest",
+        help="resume a killed run: 'latest' (the default with no value: the newest checkpoint-<step> in "
+        "grpo.output_dir) or a checkpoint folder; model, optimizer, scheduler, RNG and data position resume",
+    )
+    options, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        settings = load_settings(options.config, output_dir=options.output_dir, max_steps=options.max_steps)
+        overrides = grpo_overrides(rest)
+        if options.resume_from_checkpoint is not None:
+            overrides["resume_from_checkpoint"] = options.resume_from_checkpoint
+        settings = load_settings(
+            options.config, output_dir=options.output_dir, max_steps=options.max_steps, overrides=overrides
+        )
+        resume = resolve_checkpoint(settings.grpo.get("resume_from_checkpoint"), settings.output_dir)
     except ConfigError as exc:
         print(f"error: {options.config}: {exc}", file=sys.stderr)
         return 2
+    if resume:
+        logger.info("resuming from %s", resume)
     trainer = build_trainer(settings)
-    trainer.train()
+    train(trainer, resume)
     out = save_policy(trainer, settings)
     logger.info("saved the trained policy to %s", out)
     return 0

@@ -14,8 +14,9 @@ SCRIPTED_BOX = [7, 8, 97, 98]  # the policy's answer to every earlier turn; no g
 SCRIPTED_REFERENCE = f'<answer>[{{"bbox_2d": {SCRIPTED_BOX}, "point_2d": [50, 50]}}]</answer>'
 
 
-def _settings(grpo, tmp_path, **grpo_fields):
-    settings = grpo.load_settings(SMOKE, output_dir=str(tmp_path / "out"))
+def _settings(grpo, tmp_path, out="out", **grpo_fields):
+    settings = grpo.load_settings(SMOKE, output_dir=str(tmp_path / out))
+    settings.data["cache_dir"] = str(tmp_path / "images")  # squash the bench images once per test
     settings.grpo.update(grpo_fields)
     return settings
 
@@ -94,12 +95,14 @@ def test_rewards_drive_the_update(grpo, tmp_path, varied):
 
 def test_kill_and_resume_reaches_the_same_step_with_the_same_data(grpo, tmp_path, monkeypatch):
     """A run killed after its step-1 checkpoint (mid step 2) resumes to step 3 on the same batches."""
+    import torch
     from transformers import TrainerCallback
 
     def run(out, *, kill_at=None, resume=None):
         seen = spy_rewards(monkeypatch)
-        settings = grpo.load_settings(SMOKE, output_dir=str(out))
-        settings.grpo.update(max_steps=3, save_strategy="steps", save_steps=1, save_only_model=False)
+        settings = _settings(
+            grpo, tmp_path, out, max_steps=3, save_strategy="steps", save_steps=1, save_only_model=False
+        )
 
         class Kill(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
@@ -109,21 +112,26 @@ def test_kill_and_resume_reaches_the_same_step_with_the_same_data(grpo, tmp_path
         trainer = grpo.build_trainer(settings, callbacks=[Kill()])
         script_policy(trainer.model, trainer.processing_class.tokenizer, lambda i, greedy: GOOD if i % 2 else BAD)
         try:
-            trainer.train(resume_from_checkpoint=grpo.resolve_checkpoint(resume, settings.output_dir))
+            grpo.train(trainer, grpo.resolve_checkpoint(resume, settings.output_dir))
         except KeyboardInterrupt:
             pass
         return trainer, {s["step"]: s["id"] for s in seen}
 
-    straight, order = run(tmp_path / "straight")
+    straight, order = run("straight")
     assert straight.state.global_step == 3 and len(order) == 3
 
-    killed, first_part = run(tmp_path / "killed", kill_at=2)
+    killed, first_part = run("killed", kill_at=2)
     assert killed.state.global_step == 2
     checkpoint = tmp_path / "killed" / "checkpoint-1"
     assert (checkpoint / "optimizer.pt").is_file() and (checkpoint / "scheduler.pt").is_file()
     # step 2's checkpoint was never written: the kill came before it
     assert not (tmp_path / "killed" / "checkpoint-2").exists()
 
-    resumed, second_part = run(tmp_path / "killed", resume="latest")
+    resumed, second_part = run("killed", resume="latest")
     assert resumed.state.global_step == 3
+    assert sorted(second_part) == [1, 2]  # it resumed after step 1 rather than starting over
     assert {0: first_part[0], **second_part} == order  # same batches, step for step
+    # the optimizer and scheduler state came back too: the weights end where the straight run's did
+    final = dict(straight.model.named_parameters())
+    for name, param in resumed.model.named_parameters():
+        assert torch.allclose(param, final[name], atol=1e-6, rtol=0), name
