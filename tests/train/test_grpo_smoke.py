@@ -162,3 +162,18 @@ def test_cli_reports_config_errors(grpo, tmp_path, capsys):
     bad.write_text("model: {tiny: true}\ndata: {source: x}\ngrpo: {output_dir: o, num_generations: 1}\n")
     assert grpo.main(["--config", str(bad)]) == 2
     assert "num_generations" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_grpo_step_benchmark_runs_on_cpu(tmp_path):
+    """benchmarks/grpo_step_gpu.py's documented CPU check (a 7B-shaped model reduced in depth and width)."""
+    import subprocess
+
+    script = ROOT / "benchmarks" / "grpo_step_gpu.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--cpu", "--small", "--steps", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=1200, cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["device"] == "cpu" and result["steps"] == 1 and result["text_layers"] == 4
