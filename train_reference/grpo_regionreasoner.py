@@ -486,14 +486,19 @@ def build_trainer(settings: TrainSettings, *, callbacks: list | None = None) -> 
         model_kwargs["attn_implementation"] = settings.model["attn_implementation"]
     model = AutoModelForImageTextToText.from_pretrained(model_path, **model_kwargs)
 
+    from accelerate import PartialState
+
     data = settings.data
-    dataset = load_training_dataset(
-        data["source"],
-        frame=data.get("frame", "squash-840"),
-        image_root=data.get("image_root"),
-        cache_dir=data.get("cache_dir") or settings.output_dir / "train_images_840",
-        limit=data.get("limit"),
-    )
+    # the main process squashes the images into the cache first; the other ranks then find them
+    # there (each file is written atomically, so even a shared cache never shows a partial image)
+    with PartialState().main_process_first():
+        dataset = load_training_dataset(
+            data["source"],
+            frame=data.get("frame", "squash-840"),
+            image_root=data.get("image_root"),
+            cache_dir=data.get("cache_dir") or settings.output_dir / "train_images_840",
+            limit=data.get("limit"),
+        )
     peft_config = None
     if settings.lora:
         from peft import LoraConfig
