@@ -165,6 +165,14 @@ def parse_settings(
             raise ConfigError("grpo.use_cpu is true: vLLM needs a GPU; set grpo.use_vllm: false")
     if grpo.get("use_vllm") and grpo.get("vllm_mode", "colocate") not in ("colocate", "server"):
         raise ConfigError(f"grpo.vllm_mode={grpo['vllm_mode']!r}; choose 'colocate' or 'server'")
+    if grpo.get("use_vllm") and grpo.get("vllm_mode") == "server" and not grpo.get("vllm_server_base_url"):
+        host = str(grpo.get("vllm_server_host", "0.0.0.0"))
+        nodes_world = int(os.environ.get("WORLD_SIZE", "1")) > int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0) > 0
+        if nodes_world and host in ("0.0.0.0", "localhost", "127.0.0.1"):
+            raise ConfigError(
+                f"grpo.vllm_server_host={host!r} on a multi-node run: every node would look for the vLLM "
+                "server on itself; pass --vllm_server_host <address of the node running trl vllm-serve>"
+            )
     per_device = grpo.get("per_device_train_batch_size", 8)
     steps = grpo.get("steps_per_generation") or grpo.get("gradient_accumulation_steps", 1)
     world = int(os.environ.get("WORLD_SIZE", "1"))
