@@ -1,4 +1,4 @@
-"""RegionReasoner GRPO reference trainer: an unmodified TRL ``GRPOTrainer`` with this project's rewards.
+"""RegionReasoner GRPO reference trainer: TRL's ``GRPOTrainer`` with this project's rewards.
 
 Reproduce the released run (Qwen2.5-VL-7B-Instruct, 4×H100, accelerate + DeepSpeed ZeRO-3, vLLM
 colocated rollouts, 8 generations per prompt, 16 prompts per step, lr 1e-6, KL 0.01, entropy bonus
@@ -11,18 +11,21 @@ CPU smoke run (a tiny random Qwen2.5-VL built locally, 2 steps on the bundled sa
 
     python train_reference/grpo_regionreasoner.py --config train_reference/configs/cpu_smoke.yaml
 
-The config file has five sections: ``model`` (``name_or_path`` or ``tiny: true``, dtype,
+The config file has six sections: ``model`` (``name_or_path`` or ``tiny: true``, dtype,
 attention), ``data`` (``source``: a bench folder or the released training JSON; ``frame``;
-``image_root``; ``limit``), ``rewards`` (``profile: released|paper``, ``alpha``, ``beta``,
-``citation_tolerance``), ``multi_round`` (``enabled``) and ``grpo`` (any ``trl.GRPOConfig``
-field). ``--output-dir`` and ``--max-steps`` override the matching ``grpo`` fields.
+``image_root``; ``cache_dir``; ``limit``), ``rewards`` (``profile: released|paper``, ``alpha``,
+``beta``, ``citation_tolerance``), ``multi_round`` (``enabled``), ``lora`` (optional
+``peft.LoraConfig`` fields) and ``grpo`` (any ``trl.GRPOConfig`` field). Any ``GRPOConfig`` field
+can also be given on the command line (``--learning_rate 2e-6``); ``--resume-from-checkpoint``
+[latest|PATH] continues a killed run with its optimizer, scheduler and data position.
 
 Multi-round rollouts (``multi_round.enabled: true``) go beyond the paper's single-turn RL: for a
 turn that refers to an earlier turn, the policy first answers the earlier turn (greedy, through
 the trainer's own generation backend, so vLLM when enabled), and its first predicted box replaces
-the gold reference in the question before the group's completions are sampled; a turn whose
-earlier answer has no box keeps the gold reference (upstream's fallback). This uses TRL's
-experimental ``rollout_func`` hook; the rewards then score the question actually asked.
+the gold reference in the row's question and prompt before TRL builds the batch; a turn whose
+earlier answer has no box keeps the gold reference (upstream's fallback). TRL then tokenises,
+samples, logs and rewards the question actually asked. This is the only use of private TRL
+methods (``TRL_PRIVATE_API``, checked at start-up).
 
 The trained policy is saved as a Hugging Face model folder (weights, processor, chat template)
 in ``grpo.output_dir``; evaluate it with ``regiondial evaluate --model hf --preset
@@ -266,16 +269,6 @@ def grpo_overrides(args: list[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # Multi-round rollouts
 # --------------------------------------------------------------------------------------------
-
-
-def _user_message_text(prompt: list[dict[str, Any]]) -> str:
-    for message in prompt:
-        if message["role"] == "user":
-            content = message["content"]
-            if isinstance(content, str):
-                return content
-            return "".join(p.get("text", "") for p in content if p.get("type") == "text")
-    raise ValueError("prompt has no user message")
 
 
 def _with_user_text(prompt: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@ reward-driven updates, and kill-and-resume. Every run is 2-3 steps of 4 completi
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -111,10 +112,8 @@ def test_kill_and_resume_reaches_the_same_step_with_the_same_data(grpo, tmp_path
 
         trainer = grpo.build_trainer(settings, callbacks=[Kill()])
         script_policy(trainer.model, trainer.processing_class.tokenizer, lambda i, greedy: GOOD if i % 2 else BAD)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):  # the "kill"
             grpo.train(trainer, grpo.resolve_checkpoint(resume, settings.output_dir))
-        except KeyboardInterrupt:
-            pass
         return trainer, {s["step"]: s["id"] for s in seen}
 
     straight, order = run("straight")
