@@ -48,7 +48,10 @@ def script_policy(model, tokenizer, answer):
     def generate(input_ids=None, attention_mask=None, generation_config=None, **kwargs):
         greedy = generation_config is not None and not generation_config.do_sample
         prompts = tokenizer.batch_decode(input_ids, skip_special_tokens=True)
-        rows = [tokenizer(answer(i, greedy), add_special_tokens=False)["input_ids"] + [eos] for i in range(len(prompts))]
+        rows = [
+            tokenizer(answer(i, greedy), add_special_tokens=False)["input_ids"] + [eos]
+            for i in range(len(prompts))
+        ]
         calls.append({"greedy": greedy, "prompts": prompts})
         width = max(len(r) for r in rows)
         completion = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=input_ids.device)

@@ -49,7 +49,9 @@ def test_multi_round_substitution_survives_several_steps(grpo, tmp_path, monkeyp
     settings.multi_round = True
     trainer = grpo.build_trainer(settings)
     calls = script_policy(
-        trainer.model, trainer.processing_class.tokenizer, lambda i, greedy: SCRIPTED_REFERENCE if greedy else GOOD
+        trainer.model,
+        trainer.processing_class.tokenizer,
+        lambda i, greedy: SCRIPTED_REFERENCE if greedy else GOOD,
     )
     trainer.train()
 
@@ -111,7 +113,9 @@ def test_kill_and_resume_reaches_the_same_step_with_the_same_data(grpo, tmp_path
                     raise KeyboardInterrupt(f"killed at step {kill_at}")
 
         trainer = grpo.build_trainer(settings, callbacks=[Kill()])
-        script_policy(trainer.model, trainer.processing_class.tokenizer, lambda i, greedy: GOOD if i % 2 else BAD)
+        script_policy(
+            trainer.model, trainer.processing_class.tokenizer, lambda i, greedy: GOOD if i % 2 else BAD
+        )
         with contextlib.suppress(KeyboardInterrupt):  # the "kill"
             grpo.train(trainer, grpo.resolve_checkpoint(resume, settings.output_dir))
         return trainer, {s["step"]: s["id"] for s in seen}
