@@ -35,4 +35,6 @@ for name in ("numpy", "pycocotools", "pillow", "pydantic", "click", "rich", "tqd
     print(f"  {name}=={m.version(name)}")
 PY
 
-PYTHONPATH="$PWD" "$PY" -m pytest -q -x -p no:cacheprovider tests/core tests/rewards tests/train "$@"
+# (the GRPO step benchmark check is left to the main run: it adds nothing version-specific)
+PYTHONPATH="$PWD" "$PY" -m pytest -q -x -p no:cacheprovider tests/core tests/rewards tests/train \
+  --deselect tests/train/test_grpo_smoke.py::test_grpo_step_benchmark_runs_on_cpu "$@"
