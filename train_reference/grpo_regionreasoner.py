@@ -332,7 +332,7 @@ def check_trl_private_api(trainer_cls: Any = None) -> None:
         params = tuple(inspect.signature(method).parameters)[: len(expected)] if callable(method) else ()
         if params != expected:
             raise RuntimeError(
-                f"multi_round needs GRPOTrainer.{name}{expected} (TRL >= 1.15); TRL {trl.__version__} has "
+                f"multi_round needs GRPOTrainer.{name}{expected} (TRL >= 1.16); TRL {trl.__version__} has "
                 f"{name}{params or ' (missing)'}; install a TRL this trainer supports or set "
                 "multi_round.enabled: false"
             )
