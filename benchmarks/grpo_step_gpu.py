@@ -6,7 +6,7 @@ tokenizer, processor and chat template come from the tiny local builder. Data: t
 bench in the 840 frame, rewards: the released profile, trainer: an unmodified TRL GRPOTrainer.
 
     python benchmarks/grpo_step_gpu.py --steps 3                 # on a GPU
-    python benchmarks/grpo_step_gpu.py --steps 1 --cpu --small   # code-path check on CPU
+    python benchmarks/grpo_step_gpu.py --steps 1 --cpu --small   # code-path check on CPU (tests/train runs it)
 
 Prints one JSON line per run with the device name, mean step time (after the first step),
 completion tokens per second and peak GPU memory.
@@ -37,6 +37,11 @@ def build_model(out: Path, *, text_layers: int, vision_layers: int, small: bool)
     text.hidden_size, text.num_attention_heads, text.num_key_value_heads = hidden, heads, kv
     text.intermediate_size = 4 * hidden if small else 18944
     text.num_hidden_layers = text_layers
+    # the per-layer attention kinds must match the new depth (Qwen2.5-VL builds one layer per entry)
+    if getattr(text, "layer_types", None) is not None:
+        text.layer_types = [text.layer_types[0]] * text_layers
+    if getattr(text, "max_window_layers", None) is not None:
+        text.max_window_layers = min(text.max_window_layers, text_layers)
     head_dim = hidden // heads
     quarter = head_dim // 2
     text.rope_parameters["mrope_section"] = [quarter - 2 * (quarter * 3 // 8), quarter * 3 // 8, quarter * 3 // 8]
@@ -56,11 +61,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--text-layers", type=int, default=4)
     parser.add_argument("--vision-layers", type=int, default=4)
-    parser.add_argument("--completion-length", type=int, default=256)
+    parser.add_argument("--completion-length", type=int, default=None,
+                        help="max completion tokens (default 256; 16 with --small)")
+    parser.add_argument("--generations", type=int, default=None,
+                        help="completions per prompt = per-device batch (default 8; 4 with --small)")
     parser.add_argument("--out", default="/tmp/grpo_step_gpu")
     parser.add_argument("--cpu", action="store_true", help="run on CPU (code-path check)")
     parser.add_argument("--small", action="store_true", help="narrow widths (CPU check)")
     options = parser.parse_args(argv)
+    if options.completion_length is None:
+        options.completion_length = 16 if options.small else 256
+    if options.generations is None:
+        options.generations = 4 if options.small else 8
+    generations = options.generations
 
     import torch
     from transformers import TrainerCallback
@@ -74,12 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     on_gpu = torch.cuda.is_available() and not options.cpu
     raw = {
         "model": {"name_or_path": str(model_path), "dtype": "bfloat16" if on_gpu else "float32"},
-        "data": {"source": str(ROOT / "regiondial_bench" / "data" / "sample"), "limit": 64,
+        "data": {"source": str(ROOT / "regiondial_bench" / "data" / "sample"), "limit": 16 if options.small else 64,
                  "cache_dir": str(out / "images")},
         "rewards": {"profile": "released"},
         "grpo": {
-            "output_dir": str(out / "run"), "max_steps": options.steps, "per_device_train_batch_size": 8,
-            "num_generations": 8, "max_completion_length": options.completion_length, "learning_rate": 1e-6,
+            "output_dir": str(out / "run"), "max_steps": options.steps, "per_device_train_batch_size": generations,
+            "num_generations": generations, "max_completion_length": options.completion_length, "learning_rate": 1e-6,
             "beta": 0.01, "entropy_coef": 0.001, "loss_type": "bnpo", "bf16": on_gpu, "use_cpu": not on_gpu,
             "gradient_checkpointing": on_gpu, "logging_steps": 1, "save_strategy": "no", "report_to": "none",
         },
@@ -99,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "completions/mean_length" in logs:
-                tokens.append(logs["completions/mean_length"] * 8)
+                tokens.append(logs["completions/mean_length"] * generations)
 
     trainer = grpo.build_trainer(settings, callbacks=[Timer()])
     if on_gpu:
@@ -112,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         "text_layers": options.text_layers,
         "vision_layers": options.vision_layers,
         "small": options.small,
+        "generations": generations,
+        "completion_length": options.completion_length,
         "steps": len(times),
         "step_times_s": [round(t, 3) for t in times],
         "mean_step_s_after_first": round(step_s, 3),

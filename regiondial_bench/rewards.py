@@ -362,13 +362,17 @@ def reference_reward_paper(
     2.0
     >>> reference_reward_paper("<think>bbox=[300,100,400,250] and bbox=[1,2,3,4]</think>", p)
     1.25
+    >>> reference_reward_paper("no tags at all", "Find the cup.")  # no reference required
+    1.0
     """
-    think = released_tags(response)["think"]
-    if think is None or problem is None:
+    if problem is None:
         return 0.0
     references = _all_boxes(problem.lower())
     if not references:
-        return 1.0
+        return 1.0  # the paper: R_ref = 1 whenever no reference box is required, whatever the response
+    think = released_tags(response)["think"]
+    if think is None:
+        return 0.0
     think = think.lower()
     cited = _all_boxes(think)
     reward = 1.0 if cited or any(k in think for k in REFERENCE_KEYWORDS) else 0.0

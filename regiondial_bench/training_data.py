@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -136,8 +138,20 @@ def _squash_image(source: Path, cache_dir: Path) -> str:
     key = hashlib.sha256(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     target = cache_dir / f"{source.stem}-{key}_{SQUASH_SIZE}.png"
     if not target.exists():
-        with Image.open(source) as image:
-            image.convert("RGB").resize((SQUASH_SIZE, SQUASH_SIZE), Image.BILINEAR).save(target)
+        # written under a unique temporary name and renamed into place (atomic on one filesystem):
+        # a process that sees ``target`` (another rank, another node on a shared filesystem, or a
+        # later run after a kill) never reads a half-written PNG
+        handle, temporary = tempfile.mkstemp(dir=cache_dir, prefix=f".{target.stem}.", suffix=".tmp")
+        os.close(handle)
+        try:
+            with Image.open(source) as image:
+                image.convert("RGB").resize((SQUASH_SIZE, SQUASH_SIZE), Image.BILINEAR).save(
+                    temporary, format="PNG"
+                )
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
     return str(target)
 
 

@@ -1,4 +1,4 @@
-"""RegionReasoner GRPO reference trainer: an unmodified TRL ``GRPOTrainer`` with this project's rewards.
+"""RegionReasoner GRPO reference trainer: TRL's ``GRPOTrainer`` with this project's rewards.
 
 Reproduce the released run (Qwen2.5-VL-7B-Instruct, 4×H100, accelerate + DeepSpeed ZeRO-3, vLLM
 colocated rollouts, 8 generations per prompt, 16 prompts per step, lr 1e-6, KL 0.01, entropy bonus
@@ -11,18 +11,21 @@ CPU smoke run (a tiny random Qwen2.5-VL built locally, 2 steps on the bundled sa
 
     python train_reference/grpo_regionreasoner.py --config train_reference/configs/cpu_smoke.yaml
 
-The config file has five sections: ``model`` (``name_or_path`` or ``tiny: true``, dtype,
+The config file has six sections: ``model`` (``name_or_path`` or ``tiny: true``, dtype,
 attention), ``data`` (``source``: a bench folder or the released training JSON; ``frame``;
-``image_root``; ``limit``), ``rewards`` (``profile: released|paper``, ``alpha``, ``beta``,
-``citation_tolerance``), ``multi_round`` (``enabled``) and ``grpo`` (any ``trl.GRPOConfig``
-field). ``--output-dir`` and ``--max-steps`` override the matching ``grpo`` fields.
+``image_root``; ``cache_dir``; ``limit``), ``rewards`` (``profile: released|paper``, ``alpha``,
+``beta``, ``citation_tolerance``), ``multi_round`` (``enabled``), ``lora`` (optional
+``peft.LoraConfig`` fields) and ``grpo`` (any ``trl.GRPOConfig`` field). Any ``GRPOConfig`` field
+can also be given on the command line (``--learning_rate 2e-6``); ``--resume-from-checkpoint``
+[latest|PATH] continues a killed run with its optimizer, scheduler and data position.
 
 Multi-round rollouts (``multi_round.enabled: true``) go beyond the paper's single-turn RL: for a
 turn that refers to an earlier turn, the policy first answers the earlier turn (greedy, through
 the trainer's own generation backend, so vLLM when enabled), and its first predicted box replaces
-the gold reference in the question before the group's completions are sampled; a turn whose
-earlier answer has no box keeps the gold reference (upstream's fallback). This uses TRL's
-experimental ``rollout_func`` hook; the rewards then score the question actually asked.
+the gold reference in the row's question and prompt before TRL builds the batch; a turn whose
+earlier answer has no box keeps the gold reference (upstream's fallback). TRL then tokenises,
+samples, logs and rewards the question actually asked. This is the only use of private TRL
+methods (``TRL_PRIVATE_API``, checked at start-up).
 
 The trained policy is saved as a Hugging Face model folder (weights, processor, chat template)
 in ``grpo.output_dir``; evaluate it with ``regiondial evaluate --model hf --preset
@@ -45,7 +48,7 @@ from typing import Any
 
 logger = logging.getLogger("grpo_regionreasoner")
 
-SECTIONS = ("model", "data", "rewards", "multi_round", "grpo")
+SECTIONS = ("model", "data", "rewards", "multi_round", "lora", "grpo")
 MODEL_KEYS = ("name_or_path", "tiny", "tiny_seed", "dtype", "attn_implementation", "min_pixels", "max_pixels")
 DATA_KEYS = ("source", "frame", "image_root", "cache_dir", "limit")
 REWARD_KEYS = ("profile", "alpha", "beta", "citation_tolerance", "hallucination_penalty")
@@ -67,6 +70,7 @@ class TrainSettings:
     multi_round: bool
     grpo: dict[str, Any]
     source_file: str | None = None
+    lora: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -115,6 +119,17 @@ def parse_settings(
     _check_keys("multi_round", multi, MULTI_ROUND_KEYS)
     grpo_fields = {f.name for f in fields(GRPOConfig)}
     _check_keys("grpo", grpo, tuple(sorted(grpo_fields)))
+    lora = dict(raw.get("lora") or {})
+    if lora:
+        try:
+            from peft import LoraConfig
+        except ImportError as exc:
+            raise ConfigError("the lora section needs peft: pip install 'regiondial-bench[train]'") from exc
+        _check_keys("lora", lora, tuple(sorted(f.name for f in fields(LoraConfig) if f.init)))
+        try:
+            LoraConfig(**lora)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"lora: peft.LoraConfig rejected the settings: {exc}") from exc
 
     if bool(model.get("tiny")) == bool(model.get("name_or_path")):
         raise ConfigError("set exactly one of model.name_or_path (Hub id or folder) and model.tiny: true")
@@ -153,6 +168,14 @@ def parse_settings(
             raise ConfigError("grpo.use_cpu is true: vLLM needs a GPU; set grpo.use_vllm: false")
     if grpo.get("use_vllm") and grpo.get("vllm_mode", "colocate") not in ("colocate", "server"):
         raise ConfigError(f"grpo.vllm_mode={grpo['vllm_mode']!r}; choose 'colocate' or 'server'")
+    if grpo.get("use_vllm") and grpo.get("vllm_mode") == "server" and not grpo.get("vllm_server_base_url"):
+        host = str(grpo.get("vllm_server_host", "0.0.0.0"))
+        nodes_world = int(os.environ.get("WORLD_SIZE", "1")) > int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0) > 0
+        if nodes_world and host in ("0.0.0.0", "localhost", "127.0.0.1"):
+            raise ConfigError(
+                f"grpo.vllm_server_host={host!r} on a multi-node run: every node would look for the vLLM "
+                "server on itself; pass --vllm_server_host <address of the node running trl vllm-serve>"
+            )
     per_device = grpo.get("per_device_train_batch_size", 8)
     steps = grpo.get("steps_per_generation") or grpo.get("gradient_accumulation_steps", 1)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -162,6 +185,11 @@ def parse_settings(
             f"the generation batch ({generation_batch} = per_device_train_batch_size {per_device} x "
             f"{world} processes x {steps} steps) is not a multiple of num_generations={num_generations}; "
             "change per_device_train_batch_size or gradient_accumulation_steps so it divides evenly"
+        )
+    if grpo.get("resume_from_checkpoint") and grpo.get("save_only_model"):
+        raise ConfigError(
+            "grpo.resume_from_checkpoint is set but grpo.save_only_model is true: such checkpoints hold no "
+            "optimizer or scheduler state; set grpo.save_only_model: false"
         )
     if check_runtime:
         try:
@@ -175,6 +203,7 @@ def parse_settings(
         multi_round=bool(multi.get("enabled", False)),
         grpo=grpo,
         source_file=source_file,
+        lora=lora,
     )
 
 
@@ -183,16 +212,25 @@ def load_settings(
     *,
     output_dir: str | None = None,
     max_steps: int | None = None,
+    overrides: dict[str, Any] | None = None,
     check_runtime: bool = True,
 ) -> TrainSettings:
-    """Read and validate a YAML config; ``output_dir``/``max_steps`` override ``grpo`` fields."""
+    """Read and validate a YAML config; ``overrides`` (and ``output_dir``/``max_steps``) replace
+    ``grpo`` fields (see :func:`grpo_overrides`)."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    raw.setdefault("grpo", {})
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError("the training config must be a mapping with sections " + ", ".join(SECTIONS))
+    if not isinstance(raw.setdefault("grpo", {}), dict):
+        raise ConfigError("the grpo section must be a mapping of trl.GRPOConfig fields")
+    raw["grpo"].update(overrides or {})
     if output_dir is not None:
         raw["grpo"]["output_dir"] = output_dir
     if max_steps is not None:
@@ -200,19 +238,37 @@ def load_settings(
     return parse_settings(raw, source_file=str(path), check_runtime=check_runtime)
 
 
+def grpo_overrides(args: list[str]) -> dict[str, Any]:
+    """``trl.GRPOConfig`` fields given on the command line, typed by transformers'
+    ``HfArgumentParser`` (the parser TRL's ``TrlParser`` builds on): ``--learning_rate 2e-6``,
+    ``--learning-rate 2e-6``, ``--bf16 false``, ``--vllm_mode server``. Only the fields actually
+    given are returned; they replace the config's ``grpo`` values.
+
+    Raises:
+        ConfigError: An option that is no GRPOConfig field, or a value of the wrong type.
+    """
+    from transformers import HfArgumentParser
+    from trl import GRPOConfig
+
+    parser = HfArgumentParser(GRPOConfig, add_help=False, exit_on_error=False)
+    for action in parser._actions:  # report only what was given, not GRPOConfig's defaults
+        action.default = argparse.SUPPRESS
+        action.required = False
+    try:
+        namespace, unknown = parser.parse_known_args(args)
+    except (argparse.ArgumentError, ValueError) as exc:
+        raise ConfigError(f"command line: {exc}") from exc
+    if unknown:
+        names = sorted({a.lstrip("-").split("=")[0].replace("-", "_") for a in unknown if a.startswith("--")})
+        close = [difflib.get_close_matches(n, [f.name for f in dataclasses.fields(GRPOConfig)], n=1) for n in names]
+        hints = "".join(f"; --{n}: did you mean --{c[0]}?" for n, c in zip(names, close, strict=True) if c)
+        raise ConfigError(f"command line: {' '.join(unknown)} is not a trl.GRPOConfig field{hints}")
+    return vars(namespace)
+
+
 # --------------------------------------------------------------------------------------------
 # Multi-round rollouts
 # --------------------------------------------------------------------------------------------
-
-
-def _user_message_text(prompt: list[dict[str, Any]]) -> str:
-    for message in prompt:
-        if message["role"] == "user":
-            content = message["content"]
-            if isinstance(content, str):
-                return content
-            return "".join(p.get("text", "") for p in content if p.get("type") == "text")
-    raise ValueError("prompt has no user message")
 
 
 def _with_user_text(prompt: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
@@ -250,77 +306,139 @@ def _greedy(trainer: Any):
             setattr(obj, name, value)
 
 
-def make_multi_round_rollout(dataset: Any, template: str) -> Any:
-    """A TRL ``rollout_func`` where the policy's own earlier answer fills the reference.
+# Every use of a private GRPOTrainer method is in this block (reference answers and the hook that
+# rewrites the batch); tests/train/test_grpo_smoke.py checks them against the installed TRL.
+TRL_PRIVATE_API = {
+    "_generate_and_score_completions": ("self", "inputs"),
+    "_tokenize_prompts": ("self", "prompts"),
+    "_generate_single_turn": ("self", "prompt_ids", "images", "multimodal_fields", "num_generations"),
+}
 
-    Rows are recognised by their user text (which holds the gold reference), looked up in
-    ``dataset`` (columns ``problem``, ``reference_problem``, ``reference_text``). Every process
-    makes exactly two generation calls of equal size per step (reference, then the group), which
-    keeps vLLM's collective calls aligned across ranks.
+
+def check_trl_private_api(trainer_cls: Any = None) -> None:
+    """Fail clearly when the installed TRL lacks the private methods multi-round rollouts rely on.
+
+    Raises:
+        RuntimeError: A method is missing or its leading parameters changed (names the TRL version).
+    """
+    import inspect
+
+    import trl
+
+    if trainer_cls is None:
+        trainer_cls = trl.GRPOTrainer
+    for name, expected in TRL_PRIVATE_API.items():
+        method = getattr(trainer_cls, name, None)
+        params = tuple(inspect.signature(method).parameters)[: len(expected)] if callable(method) else ()
+        if params != expected:
+            raise RuntimeError(
+                f"multi_round needs GRPOTrainer.{name}{expected} (TRL >= 1.16); TRL {trl.__version__} has "
+                f"{name}{params or ' (missing)'}; install a TRL this trainer supports or set "
+                "multi_round.enabled: false"
+            )
+
+
+def policy_answers(trainer: Any, prompts: list[list[dict[str, Any]]], num_generations: int) -> list[str]:
+    """Decoded answers of the policy to multimodal conversational ``prompts``, via TRL's backend."""
+    ids, images, fields_ = trainer._tokenize_prompts(prompts)
+    completion_ids, _ = trainer._generate_single_turn(ids, images, fields_, num_generations)
+    return trainer.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
+
+
+def substitute_references(
+    inputs: list[dict[str, Any]], answers: list[str], template: str
+) -> list[dict[str, Any]]:
+    """Rows whose gold reference is replaced by the first box of the policy's earlier answer.
+
+    ``answers[i]`` answers row ``i``'s referenced turn (``reference_problem``); all rows of one
+    sample (same ``id``) take the first of their answers, so a group always sees one reference.
+    The row's ``problem`` and ``prompt`` are both rewritten, so TRL tokenises, logs and rewards
+    the question actually asked. ``reference_source`` says what happened: ``predicted``,
+    ``gold-fallback`` (no box in the answer: upstream's fallback) or ``none`` (no reference).
     """
     from regiondial_bench.protocol import format_box, parse_answer
     from regiondial_bench.training_data import user_text
 
-    rows: dict[str, dict[str, str]] = {}
-    for problem, ref_problem, ref_text in zip(
-        dataset["problem"], dataset["reference_problem"], dataset["reference_text"], strict=True
-    ):
-        key = user_text(problem, template)
-        entry = {"problem": problem, "reference_problem": ref_problem, "reference_text": ref_text}
-        if key in rows and rows[key] != entry:
-            # the same text with different earlier turns (rare): fall back to the gold reference
-            rows[key] = {"problem": problem, "reference_problem": "", "reference_text": ""}
-        else:
-            rows[key] = entry
+    first: dict[str, str] = {}
+    out = []
+    for row, answer in zip(inputs, answers, strict=True):
+        row = dict(row)
+        source, predicted = "none", ""
+        if row.get("reference_problem") and row.get("reference_text") and row["reference_text"] in row["problem"]:
+            answer = first.setdefault(str(row.get("id")), answer)
+            parsed = parse_answer(answer, require_answer_tag=True)
+            if parsed.regions:
+                predicted = "bbox=" + format_box(parsed.regions[0].box)
+                row["problem"] = row["problem"].replace(row["reference_text"], predicted)
+                row["prompt"] = _with_user_text(row["prompt"], user_text(row["problem"], template))
+                source = "predicted"
+            else:
+                source = "gold-fallback"
+        row["reference_source"] = source
+        row["reference_predicted"] = predicted
+        out.append(row)
+    return out
 
-    def rollout(prompts: list, trainer: Any) -> dict[str, Any]:
-        num_generations = trainer.num_generations if trainer.model.training else trainer.num_generations_eval
-        infos = [rows.get(_user_message_text(p)) for p in prompts]
-        reference_prompts = [
-            _with_user_text(p, user_text(info["reference_problem"], template))
-            if info and info["reference_problem"]
-            else p
-            for p, info in zip(prompts, infos, strict=True)
-        ]
-        with _greedy(trainer):
-            ids, images, fields_ = trainer._tokenize_prompts(reference_prompts)
-            reference_ids, _ = trainer._generate_single_turn(ids, images, fields_, num_generations)
-        reference_answers = trainer.processing_class.batch_decode(reference_ids, skip_special_tokens=True)
 
-        problems, sources, final_prompts = [], [], []
-        for prompt, info, answer in zip(prompts, infos, reference_answers, strict=True):
-            if not info:
-                problems.append(None)
-                sources.append("unknown-row")
-                final_prompts.append(prompt)
-                continue
-            problem = info["problem"]
-            source = "none"
-            if info["reference_problem"]:
-                parsed = parse_answer(answer, require_answer_tag=True)
-                if parsed.regions:
-                    predicted = "bbox=" + format_box(parsed.regions[0].box)
-                    problem = problem.replace(info["reference_text"], predicted)
-                    source = "predicted"
-                else:
-                    source = "gold-fallback"
-            problems.append(problem)
-            sources.append(source)
-            final_prompts.append(_with_user_text(prompt, user_text(problem, template)))
+def multi_round_trainer_class() -> type:
+    """``trl.GRPOTrainer`` plus one step before each generation: the earlier turns are answered.
 
-        ids, images, fields_ = trainer._tokenize_prompts(final_prompts)
-        completion_ids, logprobs = trainer._generate_single_turn(ids, images, fields_, num_generations)
-        out: dict[str, Any] = {
-            "prompt_ids": ids,
-            "completion_ids": completion_ids,
-            "logprobs": logprobs,
-            "reference_source": sources,
-        }
-        if all(p is not None for p in problems):
-            out["problem"] = problems  # the rewards score the question actually asked
-        return out
+    Before TRL builds a batch's prompts, the policy answers every referenced earlier turn
+    (greedy, through the trainer's own generation backend, vLLM included) and
+    :func:`substitute_references` rewrites the rows; everything after that (tokenisation, image
+    bookkeeping, sampling, logging, rewards) is TRL's unchanged code seeing the rewritten rows.
+    Every process makes one extra generation call of the same size per batch (vLLM's collective
+    calls stay aligned). Each batch's outcome is appended to ``<output_dir>/multi_round_references.jsonl``.
+    """
+    from trl import GRPOTrainer
 
-    return rollout
+    from regiondial_bench.training_data import TRAINING_TEMPLATE, conversation
+
+    class MultiRoundGRPOTrainer(GRPOTrainer):
+        template = TRAINING_TEMPLATE
+
+        def reference_answers(self, inputs: list[dict[str, Any]]) -> list[str]:
+            """The policy's greedy answers to each row's referenced turn (its own question when none)."""
+            from trl.data_utils import prepare_multimodal_messages
+
+            prompts = []
+            for row in inputs:
+                prompt = conversation(row["reference_problem"], self.template) if row.get("reference_problem") else row["prompt"]
+                image = row.get("image")
+                prompts.append(prepare_multimodal_messages(prompt, images=[image] if image is not None else None))
+            num_generations = self.num_generations if self.model.training else self.num_generations_eval
+            with _greedy(self):
+                return policy_answers(self, prompts, num_generations)
+
+        def _generate_and_score_completions(self, inputs):
+            rows = substitute_references(inputs, self.reference_answers(inputs), self.template)
+            self._record_references(rows)
+            return super()._generate_and_score_completions(rows)
+
+        def _record_references(self, rows: list[dict[str, Any]]) -> None:
+            from accelerate.utils import gather_object
+
+            records = [
+                {
+                    "step": self.state.global_step,
+                    "id": row.get("id"),
+                    "source": row["reference_source"],
+                    "predicted": row["reference_predicted"],
+                    "gold": row.get("reference_text", ""),
+                    "problem": row["problem"],
+                }
+                for row in rows
+            ]
+            records = gather_object(records)
+            if self.accelerator.is_main_process:
+                path = Path(self.args.output_dir) / "multi_round_references.jsonl"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with path.open("a", encoding="utf-8") as handle:
+                    handle.writelines(json.dumps(r) + "\n" for r in records)
+                counts = {k: sum(r["source"] == k for r in records) for k in ("predicted", "gold-fallback")}
+                logger.info("step %d references: %s", self.state.global_step, counts)
+
+    return MultiRoundGRPOTrainer
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,30 +479,102 @@ def build_trainer(settings: TrainSettings, *, callbacks: list | None = None) -> 
     processor_options = {k: settings.model[k] for k in ("min_pixels", "max_pixels") if k in settings.model}
     processor = load_vlm_processor(model_path, **processor_options)
     processor.tokenizer.padding_side = "left"
+    if getattr(processor, "video_processor", None) is None:
+        # an image-only processor (no torchvision) cannot save itself; checkpoints save it by parts
+        processor.save_pretrained = lambda folder, *args, **kwargs: _save_processor(processor, Path(folder))
     model_kwargs: dict[str, Any] = {"dtype": _torch_dtype(settings.model.get("dtype", "auto"))}
     if settings.model.get("attn_implementation"):
         model_kwargs["attn_implementation"] = settings.model["attn_implementation"]
     model = AutoModelForImageTextToText.from_pretrained(model_path, **model_kwargs)
 
+    from accelerate import PartialState
+
     data = settings.data
-    dataset = load_training_dataset(
-        data["source"],
-        frame=data.get("frame", "squash-840"),
-        image_root=data.get("image_root"),
-        cache_dir=data.get("cache_dir") or settings.output_dir / "train_images_840",
-        limit=data.get("limit"),
-    )
+    # the main process squashes the images into the cache first; the other ranks then find them
+    # there (each file is written atomically, so even a shared cache never shows a partial image)
+    with PartialState().main_process_first():
+        dataset = load_training_dataset(
+            data["source"],
+            frame=data.get("frame", "squash-840"),
+            image_root=data.get("image_root"),
+            cache_dir=data.get("cache_dir") or settings.output_dir / "train_images_840",
+            limit=data.get("limit"),
+        )
+    peft_config = None
+    if settings.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(**{"task_type": "CAUSAL_LM", **settings.lora})
     args = GRPOConfig(**settings.grpo, reward_weights=profile.weights())
-    rollout = make_multi_round_rollout(dataset, TRAINING_TEMPLATE) if settings.multi_round else None
-    return GRPOTrainer(
+    trainer_cls = GRPOTrainer
+    if settings.multi_round:
+        check_trl_private_api()
+        trainer_cls = multi_round_trainer_class()
+        trainer_cls.template = TRAINING_TEMPLATE
+    return trainer_cls(
         model=model,
         reward_funcs=reward_functions(profile),
         args=args,
         train_dataset=dataset,
         processing_class=processor,
         callbacks=callbacks,
-        rollout_func=rollout,
+        peft_config=peft_config,
     )
+
+
+def resolve_checkpoint(value: str | bool | None, output_dir: str | Path) -> str | None:
+    """``grpo.resume_from_checkpoint`` as a checkpoint folder: ``latest`` (or ``true``) means the
+    newest ``checkpoint-<step>`` in ``output_dir``; a path must be a checkpoint folder.
+
+    Raises:
+        ConfigError: ``latest`` without any checkpoint, or a path that is not a checkpoint folder.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if value in (None, False, "", "none", "false", "False"):
+        return None
+    if value is True or str(value).lower() in ("latest", "last", "true"):
+        folder = Path(output_dir)
+        last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+        if last is None:
+            raise ConfigError(
+                f"--resume-from-checkpoint latest: no checkpoint-<step> folder in {folder}; "
+                "train without it first, or give a checkpoint path"
+            )
+    else:
+        last = str(value)
+    path = Path(last)
+    if not (path / "trainer_state.json").is_file():
+        raise ConfigError(f"--resume-from-checkpoint {path}: not a checkpoint folder (no trainer_state.json)")
+    if not (path / "optimizer.pt").is_file() and not any(path.glob("global_step*")):
+        raise ConfigError(
+            f"--resume-from-checkpoint {path}: the checkpoint holds no optimizer state (saved with "
+            "grpo.save_only_model: true); resuming would restart AdamW from zero"
+        )
+    return str(path)
+
+
+def train(trainer: Any, resume: str | None = None) -> Any:
+    """``trainer.train()``, resuming from the checkpoint folder ``resume`` when given.
+
+    The Trainer restores optimizer, scheduler, RNG state and the data position itself. Its weight
+    loading does not map the key layout Qwen2.5-VL checkpoints are saved in (``visual.*`` and
+    ``model.*`` on disk, ``model.visual.*`` / ``model.language_model.*`` in memory; transformers
+    5.x loads nothing and says so only at INFO level), so outside DeepSpeed (whose engine restores
+    its own shards) the weights are loaded here first, through ``from_pretrained``'s own mapping,
+    and checked key for key.
+    """
+    if resume and not trainer.is_deepspeed_enabled and not hasattr(trainer.model, "peft_config"):
+        from transformers import AutoModelForImageTextToText
+
+        saved = AutoModelForImageTextToText.from_pretrained(resume, dtype=trainer.model.dtype)
+        missing, unexpected = trainer.model.load_state_dict(saved.state_dict(), strict=False)
+        if missing or unexpected:
+            raise RuntimeError(
+                f"checkpoint {resume} does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}"
+            )
+        del saved
+    return trainer.train(resume_from_checkpoint=resume)
 
 
 def _save_processor(processor: Any, out: Path) -> None:
@@ -392,6 +582,7 @@ def _save_processor(processor: Any, out: Path) -> None:
     if getattr(processor, "video_processor", None) is not None:
         processor.save_pretrained(str(out))
         return
+    out.mkdir(parents=True, exist_ok=True)
     processor.tokenizer.save_pretrained(str(out))
     processor.image_processor.save_pretrained(str(out))
     if processor.chat_template:
@@ -407,11 +598,24 @@ def save_policy(trainer: Any, settings: TrainSettings) -> Path:
 
     out = settings.output_dir
     processor = trainer.processing_class
-    trainer.processing_class = None  # saved by _save_processor (image-only processors cannot save themselves)
-    try:
-        trainer.save_model(str(out))
-    finally:
-        trainer.processing_class = processor
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    zero3 = getattr(trainer.accelerator.state, "deepspeed_plugin", None) is not None and (
+        trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
+    )
+    if settings.lora and hasattr(model, "merge_and_unload") and not zero3:
+        # LoRA: the adapter in lora_adapter/, the merged weights as the model folder the hf adapter loads
+        if trainer.accelerator.is_main_process:
+            model.save_pretrained(str(out / "lora_adapter"))
+            model.merge_and_unload().save_pretrained(str(out))
+        trainer.accelerator.wait_for_everyone()
+    else:
+        if settings.lora:
+            logger.warning("LoRA under ZeRO-3: %s holds the adapter only; merge it with peft offline", out)
+        trainer.processing_class = None  # saved by _save_processor (image-only processors cannot save themselves)
+        try:
+            trainer.save_model(str(out))
+        finally:
+            trainer.processing_class = processor
     if trainer.accelerator.is_main_process:
         _save_processor(processor, out)
         provenance = {
@@ -422,6 +626,7 @@ def save_policy(trainer: Any, settings: TrainSettings) -> Path:
             "data": settings.data,
             "rewards": settings.rewards,
             "multi_round": settings.multi_round,
+            "lora": settings.lora,
             "grpo": settings.grpo,
             "global_step": trainer.state.global_step,
             "suggested_preset": "regionreasoner-7b",
@@ -431,20 +636,43 @@ def save_policy(trainer: Any, settings: TrainSettings) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point (see the module docstring for the launch commands)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """Command-line entry point (see the module docstring for the launch commands).
+
+    Any ``trl.GRPOConfig`` field can follow the options below (``--learning_rate 2e-6``); see
+    :func:`grpo_overrides`.
+    """
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Any trl.GRPOConfig field may follow, e.g. --learning_rate 2e-6 --save_steps 100 --bf16 false.",
+    )
     parser.add_argument("--config", required=True, help="YAML training config (train_reference/configs/)")
-    parser.add_argument("--output-dir", help="override grpo.output_dir")
-    parser.add_argument("--max-steps", type=int, help="override grpo.max_steps")
-    options = parser.parse_args(argv)
+    parser.add_argument("--output-dir", "--output_dir", help="override grpo.output_dir")
+    parser.add_argument("--max-steps", "--max_steps", type=int, help="override grpo.max_steps")
+    parser.add_argument(
+        "--resume-from-checkpoint",
+        "--resume_from_checkpoint",
+        nargs="?",
+        const="latest",
+        help="resume a killed run: 'latest' (the default with no value: the newest checkpoint-<step> in "
+        "grpo.output_dir) or a checkpoint folder; model, optimizer, scheduler, RNG and data position resume",
+    )
+    options, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        settings = load_settings(options.config, output_dir=options.output_dir, max_steps=options.max_steps)
+        overrides = grpo_overrides(rest)
+        if options.resume_from_checkpoint is not None:
+            overrides["resume_from_checkpoint"] = options.resume_from_checkpoint
+        settings = load_settings(
+            options.config, output_dir=options.output_dir, max_steps=options.max_steps, overrides=overrides
+        )
+        resume = resolve_checkpoint(settings.grpo.get("resume_from_checkpoint"), settings.output_dir)
     except ConfigError as exc:
         print(f"error: {options.config}: {exc}", file=sys.stderr)
         return 2
+    if resume:
+        logger.info("resuming from %s", resume)
     trainer = build_trainer(settings)
-    trainer.train()
+    train(trainer, resume)
     out = save_policy(trainer, settings)
     logger.info("saved the trained policy to %s", out)
     return 0

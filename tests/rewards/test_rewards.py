@@ -184,6 +184,18 @@ def test_paper_reference_tolerance_and_clip():
     assert reference_reward_paper(hallucinations, problem, penalty=3.0) == 0.0  # clipped at 0
 
 
+@pytest.mark.parametrize(
+    "response",
+    ["", "no tags at all", "<answer>[]</answer>", "<think></think>", "<think>bbox=[1,2,3,4]</think>"],
+)
+def test_paper_reference_is_one_when_no_reference_is_required(response):
+    # the paper: R_ref = 1 whenever the question requires no reference box, whatever the response
+    assert reference_reward_paper(response, "Find the dog.") == 1.0
+    assert score(response, "[]", "Find the dog.", "paper")["reference"] == 1.0
+    if "<think>" not in response:  # a reference is required: no think still scores 0
+        assert reference_reward_paper(response, PROBLEM) == 0.0
+
+
 def _answer(items):
     return f"<answer>{json.dumps(items)}</answer>"
 

@@ -73,49 +73,48 @@ def test_cpu_smoke_multi_round_rollout_runs(grpo, tmp_path):
     assert any("rewards/reference/mean" in entry for entry in logs)
 
 
-def test_multi_round_rollout_substitutes_the_policy_box(grpo):
-    """The rollout rewrites the reference with the policy's first box, and falls back to gold."""
-    from regiondial_bench.training_data import TRAINING_TEMPLATE, conversation, user_text
+def test_substitute_references_uses_the_policy_box_and_falls_back_to_gold(grpo):
+    from regiondial_bench.training_data import TRAINING_TEMPLATE, conversation
 
-    rows = {
-        "problem": ["Find the cat.", "Find the dog left of bbox=[10, 10, 50, 50]."],
-        "reference_problem": ["", "Find the cat."],
-        "reference_text": ["", "bbox=[10, 10, 50, 50]"],
-    }
-    rollout = grpo.make_multi_round_rollout(rows, TRAINING_TEMPLATE)
+    def row(id_, problem, ref_problem="", ref_text=""):
+        return {"id": id_, "problem": problem, "prompt": conversation(problem), "reference_problem": ref_problem,
+                "reference_text": ref_text}
 
-    class FakeModel:
-        training = True
+    rows = [
+        row("a-1", "Find the dog left of bbox=[10, 10, 50, 50].", "Find the cat.", "bbox=[10, 10, 50, 50]"),
+        row("a-1", "Find the dog left of bbox=[10, 10, 50, 50].", "Find the cat.", "bbox=[10, 10, 50, 50]"),
+        row("a-0", "Find the cat."),
+        row("b-1", "Find the cup on bbox=[1, 2, 3, 4].", "Find the table.", "bbox=[1, 2, 3, 4]"),
+    ]
+    answers = [
+        '<answer>[{"bbox_2d": [100, 110, 150, 160]}]</answer>',
+        '<answer>[{"bbox_2d": [9, 9, 9, 9]}]</answer>',  # same sample: the group keeps the first answer
+        "ignored",
+        "<answer>none</answer>",  # no box: gold fallback
+    ]
+    out = grpo.substitute_references(rows, answers, TRAINING_TEMPLATE)
+    assert [r["reference_source"] for r in out] == ["predicted", "predicted", "none", "gold-fallback"]
+    assert out[0]["problem"] == out[1]["problem"] == "Find the dog left of bbox=[100, 110, 150, 160]."
+    assert "bbox=[100, 110, 150, 160]" in out[0]["prompt"][-1]["content"]
+    assert out[3]["problem"] == rows[3]["problem"] and out[3]["prompt"] == rows[3]["prompt"]
+    assert rows[0]["problem"].endswith("bbox=[10, 10, 50, 50].")  # the inputs are not mutated
 
-    class FakeProcessor:
-        def batch_decode(self, ids, skip_special_tokens=True):
-            return [text for text in ids]
 
-    class FakeTrainer:
-        num_generations = 2
-        model = FakeModel()
-        processing_class = FakeProcessor()
-        generation_config = None
-        calls: list = []
+def test_trl_private_api_matches_the_installed_trl(grpo):
+    grpo.check_trl_private_api()  # the installed TRL has what multi-round rollouts call
+
+    class Renamed:
+        def _generate_and_score_completions(self, inputs):
+            pass
 
         def _tokenize_prompts(self, prompts):
-            texts = [grpo._user_message_text(p) for p in prompts]
-            self.calls.append(texts)
-            return texts, None, {}
+            pass
 
-        def _generate_single_turn(self, ids, images, fields, n):
-            answers = {
-                user_text(
-                    "Find the cat.", TRAINING_TEMPLATE
-                ): '<answer>[{"bbox_2d": [100, 110, 150, 160]}]</answer>'
-            }
-            return [answers.get(t, "<answer>none</answer>") for t in ids], None
+        def _generate_single_turn(self, prompt_ids, images, fields, num_generations):
+            pass
 
-    prompts = [conversation(rows["problem"][1])] * 2 + [conversation(rows["problem"][0])] * 2
-    out = rollout(prompts, FakeTrainer())
-    assert out["problem"][:2] == ["Find the dog left of bbox=[100, 110, 150, 160]."] * 2
-    assert out["reference_source"] == ["predicted", "predicted", "none", "none"]
-    assert len(FakeTrainer.calls) == 2 and all(len(c) == 4 for c in FakeTrainer.calls)
+    with pytest.raises(RuntimeError, match="_generate_single_turn"):
+        grpo.check_trl_private_api(Renamed)
 
 
 def test_seven_b_recipe_matches_the_released_settings(grpo, monkeypatch):
@@ -129,6 +128,90 @@ def test_seven_b_recipe_matches_the_released_settings(grpo, monkeypatch):
         g["per_device_train_batch_size"] * 4 * g["gradient_accumulation_steps"] // g["num_generations"]
     )
     assert prompts_per_step == 16
+
+
+TWO_NODES = ROOT / "train_reference" / "configs" / "regionreasoner_7b_2x4gpu_vllm_server.yaml"
+CONFIGS = ROOT / "train_reference" / "configs"
+
+
+def test_seven_b_recipe_is_honest_about_parity(grpo):
+    import yaml
+
+    g = yaml.safe_load(SEVEN_B.read_text())["grpo"]
+    assert g["vllm_importance_sampling_correction"] is False  # the released run has no such correction
+    assert g["save_only_model"] is False  # checkpoints can be resumed
+
+
+def test_two_node_recipe_is_the_released_recipe_split_over_eight_processes(grpo, monkeypatch):
+    """2 nodes x 4 GPUs + a vLLM server node: 128 sequences per step, 16 prompts, server mode."""
+    import yaml
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    cluster = ClusterConfig.from_yaml_file(str(CONFIGS / "accelerate_zero3_2x4gpu.yaml"))  # accelerate's own check
+    assert cluster.num_machines == 2 and cluster.num_processes == 8
+    assert str(cluster.distributed_type).endswith("DEEPSPEED") and cluster.deepspeed_config["zero_stage"] == 3
+
+    monkeypatch.setenv("WORLD_SIZE", str(cluster.num_processes))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cluster.num_processes // cluster.num_machines))
+    with pytest.raises(grpo.ConfigError, match="--vllm_server_host"):  # 0.0.0.0 would be each node itself
+        grpo.load_settings(TWO_NODES, check_runtime=False)
+    settings = grpo.load_settings(TWO_NODES, overrides={"vllm_server_host": "10.0.0.3"}, check_runtime=False)
+    g = settings.grpo
+    assert g["use_vllm"] and g["vllm_mode"] == "server" and g["vllm_importance_sampling_correction"] is False
+    sequences = g["per_device_train_batch_size"] * cluster.num_processes * g["gradient_accumulation_steps"]
+    assert sequences == 128 and sequences // g["num_generations"] == 16
+
+    # everything but the batch split, the vLLM placement and the output folder is the 4xH100 recipe
+    one = yaml.safe_load(SEVEN_B.read_text())
+    two = yaml.safe_load(TWO_NODES.read_text())
+    local = {"gradient_accumulation_steps", "output_dir", "vllm_mode", "vllm_tensor_parallel_size",
+             "vllm_gpu_memory_utilization", "vllm_enable_sleep_mode", "vllm_max_model_length",
+             "vllm_server_host", "vllm_server_port", "vllm_server_timeout"}
+    assert {k: v for k, v in one["grpo"].items() if k not in local} == {
+        k: v for k, v in two["grpo"].items() if k not in local
+    }
+    assert {k: v for k, v in one.items() if k != "grpo"} == {k: v for k, v in two.items() if k != "grpo"}
+
+
+def test_command_line_overrides_any_grpo_field(grpo, tmp_path):
+    overrides = grpo.grpo_overrides(["--learning_rate", "2e-6", "--save-steps", "7", "--bf16", "false"])
+    assert overrides == {"learning_rate": 2e-6, "save_steps": 7, "bf16": False}
+    settings = grpo.load_settings(SMOKE, overrides=overrides)
+    assert settings.grpo["learning_rate"] == 2e-6 and settings.grpo["save_steps"] == 7
+    with pytest.raises(grpo.ConfigError, match="did you mean --learning_rate"):
+        grpo.grpo_overrides(["--learnig_rate", "1"])
+    with pytest.raises(grpo.ConfigError, match="invalid float"):
+        grpo.grpo_overrides(["--learning_rate", "fast"])
+
+
+def test_resume_needs_a_full_checkpoint(grpo, tmp_path):
+    with pytest.raises(grpo.ConfigError, match="no checkpoint-<step> folder"):
+        grpo.resolve_checkpoint("latest", tmp_path)
+    weights_only = tmp_path / "checkpoint-5"
+    weights_only.mkdir()
+    (weights_only / "trainer_state.json").write_text("{}")
+    with pytest.raises(grpo.ConfigError, match="no optimizer state"):
+        grpo.resolve_checkpoint("latest", tmp_path)
+    (weights_only / "optimizer.pt").write_bytes(b"")
+    assert grpo.resolve_checkpoint("latest", tmp_path) == str(weights_only)
+    assert grpo.resolve_checkpoint(None, tmp_path) is None
+    with pytest.raises(grpo.ConfigError, match="not a checkpoint folder"):
+        grpo.resolve_checkpoint(str(tmp_path), tmp_path)
+
+
+def test_lora_section_builds_a_peft_policy(grpo, tmp_path):
+    import yaml
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw["grpo"]["output_dir"] = str(tmp_path / "out")
+    raw["lora"] = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+    settings = grpo.parse_settings(raw)
+    trainer = grpo.build_trainer(settings)
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    raw["lora"] = {"rank": 4}
+    with pytest.raises(grpo.ConfigError, match="unknown key lora.rank"):
+        grpo.parse_settings(raw)
 
 
 @pytest.mark.parametrize(
@@ -146,6 +229,7 @@ def test_seven_b_recipe_matches_the_released_settings(grpo, monkeypatch):
         ({"data": {"source": None}}, "set data.source"),
         ({"model": {"name_or_path": "Qwen/Qwen2.5-VL-7B-Instruct"}}, "exactly one of model.name_or_path"),
         ({"modle": {}}, "did you mean 'model'"),
+        ({"grpo": {"resume_from_checkpoint": "latest", "save_only_model": True}}, "save_only_model: false"),
     ],
 )
 def test_bad_configs_say_what_to_change(grpo, change, message):
@@ -163,3 +247,18 @@ def test_cli_reports_config_errors(grpo, tmp_path, capsys):
     bad.write_text("model: {tiny: true}\ndata: {source: x}\ngrpo: {output_dir: o, num_generations: 1}\n")
     assert grpo.main(["--config", str(bad)]) == 2
     assert "num_generations" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_grpo_step_benchmark_runs_on_cpu(tmp_path):
+    """benchmarks/grpo_step_gpu.py's documented CPU check (a 7B-shaped model reduced in depth and width)."""
+    import subprocess
+
+    script = ROOT / "benchmarks" / "grpo_step_gpu.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--cpu", "--small", "--steps", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=1200, cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["device"] == "cpu" and result["steps"] == 1 and result["text_layers"] == 4

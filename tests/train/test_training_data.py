@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +115,30 @@ def test_squashed_images_of_same_name_do_not_collide(tmp_path):
         paths.append(_squash_image(tmp_path / folder / "1.jpg", tmp_path / "cache"))
     assert paths[0] != paths[1]
     assert Image.open(paths[0]).getpixel((0, 0)) != Image.open(paths[1]).getpixel((0, 0))
+
+
+def test_a_squash_killed_midway_leaves_no_partial_image(tmp_path, monkeypatch):
+    """The cache file appears only complete (atomic rename): a write that dies half-way leaves
+    nothing under the final name, no temporary file, and the next call makes a readable PNG."""
+    from PIL import Image
+
+    from regiondial_bench.training_data import _squash_image
+
+    (tmp_path / "cache").mkdir()
+    Image.new("RGB", (32, 24), (0, 255, 0)).save(tmp_path / "1.png")
+    real_save = Image.Image.save
+
+    def dies_halfway(self, fp, *args, **kwargs):
+        with open(fp, "wb") as handle:
+            handle.write(b"\x89PNG\r\n\x1a\n half an image")
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(Image.Image, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        _squash_image(tmp_path / "1.png", tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    path = _squash_image(tmp_path / "1.png", tmp_path / "cache")
+    with Image.open(path) as image:
+        assert image.size == (840, 840) and image.getpixel((0, 0)) == (0, 255, 0)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [Path(path).name]
