@@ -21,6 +21,9 @@ TORCH_VERSION="$("$PY" -c 'import importlib.metadata as m; print(m.version("torc
 OVERRIDES="$(mktemp)"
 trap 'rm -f "$OVERRIDES"' EXIT
 echo "torch==${TORCH_VERSION}" >"$OVERRIDES"
+# The transformers floor (5.17, what vLLM <= 0.31 accepts) needs torchvision for images, which cannot be
+# installed beside this CPU torch wheel; 5.18 is the lowest that runs without it, so it is checked here.
+echo "transformers==5.18.0" >>"$OVERRIDES"
 
 # lowest-direct: each direct requirement at its floor, transitive ones at their newest
 "$VENV/bin/uv" pip install --python "$PY" --quiet --resolution lowest-direct --override "$OVERRIDES" \

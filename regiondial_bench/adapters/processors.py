@@ -44,6 +44,17 @@ def load_vlm_processor(path: str | Path, **image_processor_options: Any) -> Any:
     if have_torchvision:
         return AutoProcessor.from_pretrained(str(path), **image_processor_options)
 
+    import transformers
+    from packaging.version import Version
+
+    if Version(transformers.__version__) < Version("5.18"):
+        # before 5.18 every transformers 5 image processor is torchvision-based (no PIL backend)
+        from .base import AdapterError
+
+        raise AdapterError(
+            f"transformers {transformers.__version__} needs torchvision to process images; install torchvision "
+            "(a build matching your torch), or transformers>=5.18, which has a PIL image processor"
+        )
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     image_processor = AutoImageProcessor.from_pretrained(str(path), backend="pil", **image_processor_options)
     processor_cls = _image_only(_processor_class(path))
