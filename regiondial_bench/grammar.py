@@ -29,10 +29,12 @@ both edges fall in the same bucket cannot be written (``box_step`` 1 is exact, a
 >>> g = response_grammar(get_preset("regionreasoner-7b"), (840, 840))
 >>> g.tags, g.answer_format, g.frame
 (('scene', 'focus', 'think'), 'objects', (840, 840))
->>> g.ebnf.splitlines()[0]
-'root ::= "<scene>" text_scene "</scene>" sep ("<focus>" text_focus "</focus>" sep)? "<think>" text_think "</think>" sep "<answer>" answer "</answer>"'
+>>> g.ebnf.splitlines()[0].split(" sep ")
+['root ::= "<scene>" text_351 "</scene>"', '("<focus>" text_351 "</focus>" sep)? "<think>" text_735 "</think>"', '"<answer>" answer "</answer>"']
+>>> g.text_limits, g.box_step
+({'scene': 351, 'focus': 351, 'think': 735}, (27, 27))
 >>> int_range_alternatives(0, 840)
-['[0-9]', '[1-9] [0-9]', '[1-7] [0-9] [0-9]', '"8" [0-3] [0-9]', '"84" "0"']
+['[0-9]', '[1-9] [0-9]', '[1-7] [0-9] [0-9]', '"8" [0-3] [0-9]', '"840"']
 """
 
 from __future__ import annotations
@@ -59,13 +61,15 @@ LABEL_CHARS = r"[\x20-\x21\x23-\x5b\x5d-\x7e]"
 """A JSON label: printable ASCII without ``"`` and ``\\`` (no escapes needed)."""
 
 DEFAULT_MAX_OBJECTS = 8
-MAX_BUCKETS = 24
-"""Default bucket count per axis for the box-order rules (24 x 24 = 576 rules)."""
+MAX_BUCKETS = 32
+"""Default bucket count per axis for the box-order rules (32 x 32 = 1024 alternatives)."""
+LABEL_MAX = 63
+"""Most characters of a Qwen2.5-VL ``label``."""
 TEXT_SHARE = {"scene": 1, "focus": 1, "think": 2}
 """How the free-text budget is split among the reasoning tags present."""
 SEPARATOR = "[ \\n]{0,2}"
 JSON_SPACE = '" "?'
-FENCE_SPACE = "[ \\t\\n]{0,3}"
+FENCE_SPACE = '[ \\t\\n]? [ \\t\\n]?'
 
 
 class GrammarError(ValueError):
@@ -120,7 +124,7 @@ class ResponseGrammar:
     def accepts(self, text: str) -> bool:
         """Whether ``text`` is a complete response of this grammar (checked with xgrammar)."""
         xgr = _xgrammar()
-        matcher = xgr.GrammarMatcher(_text_compiler().compile_grammar(self.ebnf), terminate_without_stop_token=True)
+        matcher = xgr.GrammarMatcher(_compiled_for_text(self.ebnf), terminate_without_stop_token=True)
         return bool(matcher.accept_string(text.encode("utf-8"))) and matcher.is_terminated()
 
 
@@ -202,19 +206,18 @@ def response_grammar(
             f"(up to {fixed} tokens); raise max_new_tokens or lower max_objects"
         )
     shares = sum(TEXT_SHARE[t] for t in tags) or 1
-    limits = {t: spare * TEXT_SHARE[t] // shares for t in tags}
+    text_rules = {t: _bounded_text(builder, spare * TEXT_SHARE[t] // shares) for t in tags}
+    limits = {t: chars for t, (_, chars) in text_rules.items()}
 
     if tags:
         parts = []
         for tag in tags:
-            piece = f'"<{tag}>" text_{tag} "</{tag}>" sep'
+            piece = f'"<{tag}>" {text_rules[tag][0]} "</{tag}>" sep'
             parts.append(f"({piece})?" if tag in OPTIONAL_TAGS else piece)
         root = " ".join([*parts, f'"<answer>" {answer_rule} "</answer>"'])
     else:
         root = answer_rule
     lines = [f"root ::= {root}"]
-    for tag in tags:
-        lines.append(f"text_{tag} ::= {TEXT_CHARS}{{0,{limits[tag]}}}")
     if tags:
         lines.append(f"sep ::= {SEPARATOR}")
     lines.extend(builder.lines)
@@ -251,16 +254,44 @@ def _answer_rules(builder: _Builder, fmt: AnswerFormat, width: int, height: int,
         answer = builder.rule("answer", single)
         return answer, len("{'bbox': , 'points_1': , 'points_2': }") + box_chars + 2 * point_chars
     # fenced-objects: Qwen2.5-VL's ```json list with an optional label per object
-    label = builder.rule("label", f'"\\"" {LABEL_CHARS}{{0,64}} "\\""')
+    label_text, label_chars = _bounded_text(builder, LABEL_MAX, LABEL_CHARS, "label_text")
+    label = builder.rule("label", f'"\\"" {label_text} "\\""')
     ws = builder.rule("fence_space", FENCE_SPACE)
     item = builder.rule(
         "object", f'"{{\\"bbox_2d\\":" {sp} {box} ("," {sp} "\\"label\\":" {sp} {label})? "}}"'
     )
-    item_chars = len('{"bbox_2d": , "label": ""}') + box_chars + 64
+    item_chars = len('{"bbox_2d": , "label": ""}') + box_chars + label_chars
     answer = builder.rule(
         "answer", f'"```json\\n" "[" {ws} {item} ("," {ws} {item}){{0,{objects - 1}}} {ws} "]" "\\n```"'
     )
-    return answer, len("```json\n[]\n```") + objects * (item_chars + 4) + 3
+    return answer, len("```json\n[]\n```") + objects * (item_chars + 3) + 2
+
+
+def _bounded_text(builder: _Builder, limit: int, chars: str = TEXT_CHARS, name: str = "text") -> tuple[str, int]:
+    """A rule for free text of at most ``limit`` characters; returns its name and exact maximum.
+
+    Written as 32- and 4-character blocks (``text_32{0,a} text_4{0,7} char{0,3}``): xgrammar
+    compiles a plain ``char{0,N}`` into N states, each needing its own token mask (a minute for
+    N = 400 over a 150k-token vocabulary), while the blocks share a handful of states. The
+    decomposition of a length into blocks is unique, so matching stays deterministic.
+    """
+    c4 = builder.rule(f"{name}_4", " ".join([chars] * 4))
+    c32 = builder.rule(f"{name}_32", f"{c4}{{8}}")
+    if limit >= 31:
+        blocks, fours, ones = (limit - 31) // 32, 7, 3
+    else:
+        blocks, fours, ones = 0, max(0, limit - 3) // 4, min(3, limit)
+    maximum = 32 * blocks + 4 * fours + ones
+    parts = []
+    if blocks:
+        parts.append(f"{c32}{{0,{blocks}}}")
+    if fours:
+        parts.append(f"{c4}{{0,{fours}}}")
+    if ones:
+        parts.append(f"{chars}{{0,{ones}}}")
+    if not parts:
+        return builder.rule(f"{name}_0", '""'), 0
+    return builder.rule(f"{name}_{maximum}", " ".join(parts)), maximum
 
 
 def _segzero_object(builder: _Builder, box: str, point: str, quote: str) -> str:
@@ -396,6 +427,19 @@ def _text_compiler() -> Any:
         xgr = _xgrammar()
         _TEXT_COMPILER = xgr.GrammarCompiler(xgr.TokenizerInfo([]), max_threads=1)
     return _TEXT_COMPILER
+
+
+_COMPILED_FOR_TEXT: dict[str, Any] = {}
+
+
+def _compiled_for_text(ebnf: str) -> Any:
+    """``ebnf`` compiled for whole-string checks (the last few kept)."""
+    compiled = _COMPILED_FOR_TEXT.get(ebnf)
+    if compiled is None:
+        if len(_COMPILED_FOR_TEXT) >= 8:
+            _COMPILED_FOR_TEXT.pop(next(iter(_COMPILED_FOR_TEXT)))
+        compiled = _COMPILED_FOR_TEXT[ebnf] = _text_compiler().compile_grammar(ebnf)
+    return compiled
 
 
 def check_ebnf(ebnf: str) -> None:

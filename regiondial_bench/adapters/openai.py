@@ -38,6 +38,7 @@ from .registry import require
 logger = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+GRAMMAR_FIELDS = ("structured_outputs", "guided_grammar", "ebnf")
 
 
 class OpenAIAdapter(PresetAdapter):
@@ -63,6 +64,12 @@ class OpenAIAdapter(PresetAdapter):
         squash_size: Side of the squashed image.
         coordinate_frame: Frame answers are read in (overrides the preset).
         extra_body: Extra JSON fields merged into every request (e.g. ``{"top_k": 1}``).
+        constrained: Send the preset's response grammar in the request body (server-side
+            constrained decoding of vLLM or SGLang servers).
+        grammar: Grammar options (``max_objects``, ``box_step``) when ``constrained``.
+        grammar_field: How the grammar is sent: ``structured_outputs`` (vLLM >= 0.12:
+            ``{"structured_outputs": {"grammar": ...}}``), ``guided_grammar`` (older vLLM) or
+            ``ebnf`` (SGLang).
     """
 
     needs_pixels = True
@@ -88,6 +95,9 @@ class OpenAIAdapter(PresetAdapter):
         squash_size: int | None = None,
         coordinate_frame: str | None = None,
         extra_body: dict[str, Any] | None = None,
+        constrained: bool = False,
+        grammar: dict[str, Any] | None = None,
+        grammar_field: str = "structured_outputs",
     ) -> None:
         httpx = require("httpx", "openai")
         if max_concurrency < 1:
@@ -116,6 +126,16 @@ class OpenAIAdapter(PresetAdapter):
         self.max_backoff_s = float(max_backoff_s)
         self.image_format = image_format
         self.extra_body = dict(extra_body or {})
+        self.constrained = None
+        if grammar_field not in GRAMMAR_FIELDS:
+            raise AdapterError(f"grammar_field must be one of {GRAMMAR_FIELDS}, got {grammar_field!r}")
+        self.grammar_field = grammar_field
+        if constrained:
+            from .constrained import ConstrainedDecoding
+
+            self.constrained = ConstrainedDecoding(self.preset, grammar)
+        elif grammar:
+            raise AdapterError("grammar options need constrained: true")
         headers = {"Content-Type": "application/json"}
         api_key = os.environ.get(api_key_env) if api_key_env else None
         if api_key:
@@ -138,6 +158,7 @@ class OpenAIAdapter(PresetAdapter):
         image = request.load_image()
         size = image.size
         payload = self.payload(request.question, self.preset.resize_for_model(image))
+        payload.update(self.grammar_body(size))
         url = f"{self.base_url}/chat/completions"
         attempt, last_error = 0, "no attempt made"
         while True:
@@ -152,6 +173,7 @@ class OpenAIAdapter(PresetAdapter):
                     return self._response(reply, size)
                 last_error = f"HTTP {reply.status_code}: {reply.text[:200]}"
                 if reply.status_code not in RETRY_STATUS:
+                    last_error += self._grammar_rejection_hint(reply.status_code)
                     break  # 4xx: the request itself is wrong; retrying cannot help
             if attempt >= self.max_retries:
                 break
@@ -200,6 +222,22 @@ class OpenAIAdapter(PresetAdapter):
         }
         return body
 
+    def grammar_body(self, original_size: tuple[int, int]) -> dict[str, Any]:
+        """The request-body field carrying the response grammar (empty when not constrained)."""
+        if self.constrained is None:
+            return {}
+        ebnf = self.constrained.grammar_for(original_size).ebnf
+        if self.grammar_field == "structured_outputs":
+            return {"structured_outputs": {"grammar": ebnf}}
+        return {self.grammar_field: ebnf}
+
+    def _grammar_rejection_hint(self, status: int) -> str:
+        if self.constrained is None or status not in (400, 404, 422):
+            return ""
+        return (f" (constrained decoding: the server may not accept the {self.grammar_field!r} field; "
+                f"vLLM >= 0.12 takes structured_outputs, older vLLM guided_grammar, SGLang ebnf: set "
+                f"grammar_field, or run without constrained)")
+
     def config(self) -> dict[str, Any]:
         return {
             "preset": self.preset.describe(),
@@ -211,6 +249,9 @@ class OpenAIAdapter(PresetAdapter):
             "image_format": self.image_format,
             "extra_body": self.extra_body,
             "stats": dict(self.stats),
+            "constrained": self.constrained is not None,
+            **({"grammar": {"field": self.grammar_field, **self.constrained.config()}}
+               if self.constrained is not None else {}),
         }
 
     def close(self) -> None:

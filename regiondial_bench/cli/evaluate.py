@@ -32,8 +32,10 @@ from ._display import print_results
 @click.option("--overwrite", is_flag=True, help="discard an earlier run in --out")
 @click.option("--bootstrap", "n_bootstrap", default=1000, show_default=True, help="bootstrap resamples for CIs")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
+@click.option("--constrained/--unconstrained", default=None,
+              help="decode under the preset's answer grammar (hf/vllm/openai; sets adapter_options.constrained)")
 def command(bench_spec, images, config_file, adapter, preset, model_path, reference_mode, mask_producer,
-            batch_size, limit, out_dir, resume, overwrite, n_bootstrap, no_progress) -> None:
+            batch_size, limit, out_dir, resume, overwrite, n_bootstrap, no_progress, constrained) -> None:
     """Evaluate a model round by round, its own answers filling later references.
 
     \b
@@ -58,6 +60,8 @@ def command(bench_spec, images, config_file, adapter, preset, model_path, refere
         options["preset"] = preset
     if model_path:
         options["model"] = model_path
+    if constrained is not None:
+        options["constrained"] = constrained
     data["adapter_options"] = options
     if "adapter" not in data:
         raise click.UsageError("name a model: --model NAME or --config FILE (try --model reference-copy)")
