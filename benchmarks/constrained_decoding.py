@@ -15,6 +15,11 @@ GPU (a real checkpoint, where a GPU is lent)::
     python benchmarks/constrained_decoding.py --device cuda --model lmsdss/RegionReasoner-7B \\
         --max-new-tokens 2048 --batch-sizes 1 32 --requests 64
 
+Grammar compile time for every preset against a synthetic vocabulary of Qwen2.5-VL's size (random
+ASCII strings; no download), as a stand-in for the real tokenizer::
+
+    python benchmarks/constrained_decoding.py --compile-vocab 151000
+
 Prints the figures; it asserts nothing.
 """
 
@@ -61,6 +66,30 @@ def measure(adapter, requests, batch_size: int) -> dict:
             "parse_share": round(sum(parsed) / len(parsed), 3)}
 
 
+def compile_times(vocab_size: int) -> None:
+    """Compile each preset's grammar for a synthetic ``vocab_size``-token vocabulary."""
+    import random
+
+    import xgrammar as xgr
+
+    from regiondial_bench.adapters.presets import PRESETS
+    from regiondial_bench.grammar import grammar_frame, response_grammar
+
+    rng = random.Random(0)
+    chars = [chr(c) for c in range(32, 127)]
+    vocab = set(chars)
+    while len(vocab) < vocab_size - 1:
+        vocab.add("".join(rng.choice(chars) for _ in range(rng.randint(2, 9))))
+    words = sorted(vocab) + ["<|im_end|>"]
+    compiler = xgr.GrammarCompiler(xgr.TokenizerInfo(words, stop_token_ids=[len(words) - 1]), cache_enabled=False)
+    for name, preset in PRESETS.items():
+        grammar = response_grammar(preset, grammar_frame(preset, (640, 480)))
+        start = time.perf_counter()
+        compiler.compile_grammar(grammar.ebnf)
+        print(f"{name}: frame {grammar.frame}, box_step {grammar.box_step}, {len(grammar.ebnf)} chars of EBNF, "
+              f"compiled for a {len(words)}-token vocabulary in {time.perf_counter() - start:.2f}s", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="checkpoint (default: a tiny random Qwen2.5-VL built in a temp folder)")
@@ -71,7 +100,11 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--max-objects", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--compile-vocab", type=int, help="only time grammar compilation for a synthetic vocabulary")
     args = parser.parse_args()
+    if args.compile_vocab:
+        compile_times(args.compile_vocab)
+        return
 
     from regiondial_bench.adapters import create_adapter
     from regiondial_bench.api import load_bench

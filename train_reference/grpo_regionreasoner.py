@@ -403,11 +403,11 @@ def build_trainer(settings: TrainSettings, *, callbacks: list | None = None) -> 
 
 def rollout_grammar(constrained: dict[str, Any], grpo: dict[str, Any]) -> Any:
     """The answer grammar of the training prompt (840x840 frame, the completion budget)."""
+    from trl import GRPOConfig
+
     from regiondial_bench.adapters.presets import get_preset
     from regiondial_bench.grammar import GrammarError, response_grammar
     from regiondial_bench.training_data import TRAINING_TEMPLATE
-
-    from trl import GRPOConfig
 
     budget = grpo.get("max_completion_length") or GRPOConfig.max_completion_length
     preset = get_preset("regionreasoner-7b", prompt_template=TRAINING_TEMPLATE, max_new_tokens=int(budget))
