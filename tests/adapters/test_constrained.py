@@ -115,7 +115,10 @@ def test_constrained_run_parses_every_turn_of_the_sample(tiny_qwen, sample_bench
         for region in record.regions:
             assert 0 <= region.box[0] < region.box[2] <= 320 and 0 <= region.box[1] < region.box[3] <= 240
     run = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run["adapter_config"]["grammar"]["grammars"][0]["sha256"]
+    assert run["adapter_options"]["constrained"] is True
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    (grammar,) = results["provenance"]["adapter_config"]["grammar"]["grammars"]
+    assert grammar["frame"] == [224, 224] and grammar["ebnf"].startswith("root ::= ")
 
 
 # ---------------------------------------------------------------------- vLLM (stand-in module)
