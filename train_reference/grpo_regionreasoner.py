@@ -48,11 +48,12 @@ from typing import Any
 
 logger = logging.getLogger("grpo_regionreasoner")
 
-SECTIONS = ("model", "data", "rewards", "multi_round", "lora", "grpo")
+SECTIONS = ("model", "data", "rewards", "multi_round", "lora", "grpo", "constrained")
 MODEL_KEYS = ("name_or_path", "tiny", "tiny_seed", "dtype", "attn_implementation", "min_pixels", "max_pixels")
 DATA_KEYS = ("source", "frame", "image_root", "cache_dir", "limit")
 REWARD_KEYS = ("profile", "alpha", "beta", "citation_tolerance", "hallucination_penalty")
 MULTI_ROUND_KEYS = ("enabled",)
+CONSTRAINED_KEYS = ("enabled", "max_objects", "box_step")
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 
@@ -191,6 +192,10 @@ def parse_settings(
             "grpo.resume_from_checkpoint is set but grpo.save_only_model is true: such checkpoints hold no "
             "optimizer or scheduler state; set grpo.save_only_model: false"
         )
+    constrained = dict(raw.get("constrained") or {})
+    _check_keys("constrained", constrained, CONSTRAINED_KEYS)
+    if constrained.get("enabled") and data.get("frame", "squash-840") != "squash-840":
+        raise ConfigError("constrained rollouts write coordinates in the 840x840 frame; set data.frame: squash-840")
     if check_runtime:
         try:
             GRPOConfig(**{**grpo, "report_to": "none", "output_dir": grpo["output_dir"]})
@@ -204,6 +209,7 @@ def parse_settings(
         grpo=grpo,
         source_file=source_file,
         lora=lora,
+        extra={"constrained": constrained} if constrained.get("enabled") else {},
     )
 
 
@@ -505,7 +511,15 @@ def build_trainer(settings: TrainSettings, *, callbacks: list | None = None) -> 
         from peft import LoraConfig
 
         peft_config = LoraConfig(**{"task_type": "CAUSAL_LM", **settings.lora})
-    args = GRPOConfig(**settings.grpo, reward_weights=profile.weights())
+    grpo = dict(settings.grpo)
+    constrained = settings.extra.get("constrained")
+    grammar = rollout_grammar(constrained, grpo) if constrained else None
+    if grammar is not None and grpo.get("use_vllm"):
+        # TRL turns a structured_outputs dict into vLLM's StructuredOutputsParams
+        grpo["generation_kwargs"] = {**(grpo.get("generation_kwargs") or {}), "structured_outputs": {"grammar": grammar.ebnf}}
+    args = GRPOConfig(**grpo, reward_weights=profile.weights())
+    if grammar is not None and not grpo.get("use_vllm"):
+        constrain_generate(model, processor, grammar)
     trainer_cls = GRPOTrainer
     if settings.multi_round:
         check_trl_private_api()
@@ -575,6 +589,49 @@ def train(trainer: Any, resume: str | None = None) -> Any:
             )
         del saved
     return trainer.train(resume_from_checkpoint=resume)
+
+
+def rollout_grammar(constrained: dict[str, Any], grpo: dict[str, Any]) -> Any:
+    """The answer grammar of the training prompt (840x840 frame, the completion budget)."""
+    from trl import GRPOConfig
+
+    from regiondial_bench.adapters.presets import get_preset
+    from regiondial_bench.grammar import GrammarError, response_grammar
+    from regiondial_bench.training_data import TRAINING_TEMPLATE
+
+    budget = grpo.get("max_completion_length") or GRPOConfig.max_completion_length
+    preset = get_preset("regionreasoner-7b", prompt_template=TRAINING_TEMPLATE, max_new_tokens=int(budget))
+    try:
+        return response_grammar(preset, (840, 840), max_objects=constrained.get("max_objects"),
+                                box_step=constrained.get("box_step"))
+    except GrammarError as exc:
+        raise ConfigError(f"constrained: {exc} (grpo.max_completion_length)") from exc
+
+
+def constrain_generate(model: Any, processor: Any, grammar: Any) -> None:
+    """Make ``model.generate`` (the transformers rollouts) decode under ``grammar``.
+
+    Each call gets a fresh xgrammar processor with one matcher per row; the grammar itself is
+    compiled once. The trainer stays an unmodified ``GRPOTrainer``: only the policy's
+    ``generate`` is wrapped.
+    """
+    from regiondial_bench.adapters.constrained import HFGrammars
+
+    tokenizer = processor.tokenizer
+    vocab = tokenizer.get_vocab()
+    stops = [vocab[t] for t in ("<|im_end|>", "<|endoftext|>") if t in vocab] or [tokenizer.eos_token_id]
+    grammars = HFGrammars(tokenizer, model.get_output_embeddings().weight.shape[0], stops)
+    grammars.compile(grammar)
+    unconstrained = model.generate
+
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        rows = input_ids.shape[0]
+        processors = list(kwargs.pop("logits_processor", None) or [])
+        processors.append(grammars.logits_processor([grammar] * rows))
+        return unconstrained(*args, logits_processor=processors, **kwargs)
+
+    model.generate = generate
 
 
 def _save_processor(processor: Any, out: Path) -> None:

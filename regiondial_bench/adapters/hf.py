@@ -78,6 +78,9 @@ class HFAdapter(PresetAdapter):
         prompt_template: A custom user template with a ``{question}`` slot.
         trust_remote_code: Passed to ``from_pretrained``.
         min_new_tokens: Force at least this many new tokens (fixed-length throughput benchmarks).
+        constrained: Decode under the preset's response grammar (xgrammar logits processor; see
+            ``regiondial_bench.grammar``): every answer parses, with coordinates inside the frame.
+        grammar: Grammar options (``max_objects``, ``box_step``) when ``constrained``.
     """
 
     needs_pixels = True
@@ -101,6 +104,8 @@ class HFAdapter(PresetAdapter):
         trust_remote_code: bool = False,
         min_new_tokens: int | None = None,
         device_map: str | dict[str, Any] | None = None,
+        constrained: bool = False,
+        grammar: dict[str, Any] | None = None,
         _components: tuple[Any, Any] | None = None,
     ) -> None:
         require("transformers", "hf")
@@ -128,6 +133,16 @@ class HFAdapter(PresetAdapter):
         self.attn_implementation = attn_implementation
         self.trust_remote_code = trust_remote_code
         self.min_new_tokens = min_new_tokens
+        self.constrained = None
+        if constrained:
+            from .constrained import ConstrainedDecoding
+
+            if min_new_tokens:
+                raise AdapterError("min_new_tokens forces tokens past the grammar's end; unset it with constrained")
+            require("xgrammar", "constrained")
+            self.constrained = ConstrainedDecoding(self.preset, grammar)
+        elif grammar:
+            raise AdapterError("grammar options need constrained: true")
         if _components is None:
             self._load()
         else:
@@ -193,6 +208,12 @@ class HFAdapter(PresetAdapter):
             pad_token_id=tokenizer.pad_token_id,
             suppress_tokens=suppress or None,
         )
+        self._hf_grammars = None
+        if self.constrained is not None:
+            from .constrained import HFGrammars
+
+            vocab_size = self.model.get_output_embeddings().weight.shape[0]
+            self._hf_grammars = HFGrammars(tokenizer, vocab_size, eos)
 
     # ------------------------------------------------------------------ contract
 
@@ -215,15 +236,25 @@ class HFAdapter(PresetAdapter):
         inputs = self.processor(text=texts, images=images, return_tensors="pt", padding=True, **kwargs)
         inputs = inputs.to(self.device)
         grids = inputs.get("image_grid_thw")
+        input_sizes = [self._input_size(grids[i] if grids is not None else None, sizes[i]) for i in range(len(sizes))]
+        processor = None
+        if self._hf_grammars is not None:
+            grammars = [self.constrained.grammar_for(sizes[i], input_sizes[i]) for i in range(len(sizes))]
+            processor = self._hf_grammars.logits_processor(grammars)
+        generate_options = {"logits_processor": [processor]} if processor is not None else {}
         with torch.inference_mode():
-            output = self.model.generate(**inputs, generation_config=self.generation_config)
+            output = self.model.generate(**inputs, generation_config=self.generation_config, **generate_options)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         decoded = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
         pad = self.generation_config.pad_token_id
         responses = []
         for i, text in enumerate(decoded):
-            input_size = self._input_size(grids[i] if grids is not None else None, sizes[i])
+            input_size = input_sizes[i]
             extra = {"input_size": list(input_size), "new_tokens": int((new_tokens[i] != pad).sum())}
+            if processor is not None:
+                extra["grammar_complete"] = processor.completed(i)
+                if processor.rejected[i]:
+                    extra["grammar_rejected"] = True
             responses.append(self.response(text, sizes[i], input_size, extra))
         return responses
 
@@ -244,6 +275,8 @@ class HFAdapter(PresetAdapter):
             "attn_implementation": self.attn_implementation,
             "batch_size": self.batch_size,
             "generation": {"do_sample": False, "max_new_tokens": self.preset.max_new_tokens, "repetition_penalty": 1.0},
+            "constrained": self.constrained is not None,
+            **({"grammar": self.constrained.config()} if self.constrained is not None else {}),
         }
 
     def close(self) -> None:

@@ -135,6 +135,8 @@ def qwen_image_tokens(input_size: tuple[int, int]) -> int:
     """
     return (input_size[0] // QWEN_PATCH_FACTOR) * (input_size[1] // QWEN_PATCH_FACTOR)
 
+GRAMMAR_FIELDS = ("structured_outputs", "guided_grammar", "ebnf")
+
 
 class OpenAIAdapter(PresetAdapter):
     """Chat-completions client with bounded concurrency, retries, deadlines and inline images.
@@ -166,6 +168,12 @@ class OpenAIAdapter(PresetAdapter):
         squash_size: Side of the squashed image.
         coordinate_frame: Frame answers are read in (overrides the preset).
         extra_body: Extra JSON fields merged into every request (e.g. ``{"top_k": 1}``).
+        constrained: Send the preset's response grammar in the request body (server-side
+            constrained decoding of vLLM or SGLang servers).
+        grammar: Grammar options (``max_objects``, ``box_step``) when ``constrained``.
+        grammar_field: How the grammar is sent: ``structured_outputs`` (vLLM >= 0.12:
+            ``{"structured_outputs": {"grammar": ...}}``), ``guided_grammar`` (older vLLM) or
+            ``ebnf`` (SGLang).
     """
 
     needs_pixels = True
@@ -196,6 +204,9 @@ class OpenAIAdapter(PresetAdapter):
         squash_size: int | None = None,
         coordinate_frame: str | None = None,
         extra_body: dict[str, Any] | None = None,
+        constrained: bool = False,
+        grammar: dict[str, Any] | None = None,
+        grammar_field: str = "structured_outputs",
     ) -> None:
         aiohttp = require("aiohttp", "openai")
         if max_concurrency < 1:
@@ -231,6 +242,16 @@ class OpenAIAdapter(PresetAdapter):
         self.check_prompt_tokens = bool(check_prompt_tokens)
         self.extra_body = dict(extra_body or {})
         self._headers = {"Content-Type": "application/json"}
+        self.constrained = None
+        if grammar_field not in GRAMMAR_FIELDS:
+            raise AdapterError(f"grammar_field must be one of {GRAMMAR_FIELDS}, got {grammar_field!r}")
+        self.grammar_field = grammar_field
+        if constrained:
+            from .constrained import ConstrainedDecoding
+
+            self.constrained = ConstrainedDecoding(self.preset, grammar)
+        elif grammar:
+            raise AdapterError("grammar options need constrained: true")
         api_key = os.environ.get(api_key_env) if api_key_env else None
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
@@ -358,7 +379,9 @@ class OpenAIAdapter(PresetAdapter):
         except Exception as exc:  # noqa: BLE001  (an unreadable image fails this turn, not the run)
             return RoundResponse(raw_text="", error=f"cannot read the image {image_key(request.image)!s:.200}: "
                                  f"{type(exc).__name__}: {exc}")
-        body = json.dumps(self.payload(request.question, image.data_url), ensure_ascii=False).encode("utf-8", "replace")
+        payload = self.payload(request.question, image.data_url)
+        payload.update(self.grammar_body(image.original_size))
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace")
         assert self._slots is not None
         attempt, last_error, infra = 0, "no attempt made", True
         async with self._slots:
@@ -377,6 +400,7 @@ class OpenAIAdapter(PresetAdapter):
                     last_error = f"HTTP {status}: {data[:200].decode('utf-8', 'replace')}"
                     if status not in RETRY_STATUS:
                         infra = False  # 4xx: the request itself is wrong; retrying cannot help
+                        last_error += self._grammar_rejection_hint(status)
                         break
                     retry_after = retry_after_seconds(headers.get("retry-after"))
                 if attempt >= self.max_retries:
@@ -480,6 +504,22 @@ class OpenAIAdapter(PresetAdapter):
             **self.extra_body,
         }
 
+    def grammar_body(self, original_size: tuple[int, int]) -> dict[str, Any]:
+        """The request-body field carrying the response grammar (empty when not constrained)."""
+        if self.constrained is None:
+            return {}
+        ebnf = self.constrained.grammar_for(original_size).ebnf
+        if self.grammar_field == "structured_outputs":
+            return {"structured_outputs": {"grammar": ebnf}}
+        return {self.grammar_field: ebnf}
+
+    def _grammar_rejection_hint(self, status: int) -> str:
+        if self.constrained is None or status not in (400, 404, 422):
+            return ""
+        return (f" (constrained decoding: the server may not accept the {self.grammar_field!r} field; "
+                f"vLLM >= 0.12 takes structured_outputs, older vLLM guided_grammar, SGLang ebnf: set "
+                f"grammar_field, or run without constrained)")
+
     def config(self) -> dict[str, Any]:
         return {
             "preset": self.preset.describe(),
@@ -491,6 +531,9 @@ class OpenAIAdapter(PresetAdapter):
             "image_format": self.image_format,
             "extra_body": self.extra_body,
             "stats": {**self.stats, **self.images.stats, "image_encode_s": round(self.images.stats["image_encode_s"], 4)},
+            "constrained": self.constrained is not None,
+            **({"grammar": {"field": self.grammar_field, **self.constrained.config()}}
+               if self.constrained is not None else {}),
         }
 
     def close(self) -> None:

@@ -57,6 +57,9 @@ class VLLMAdapter(PresetAdapter):
         coordinate_frame: Frame answers are read in (overrides the preset; ``original`` is
             upstream's factor-1 reading of Qwen2.5-VL answers).
         engine_options: Further ``vllm.LLM`` keyword arguments (e.g. ``enforce_eager``).
+        constrained: Decode under the preset's response grammar through vLLM's structured outputs
+            (``StructuredOutputsParams(grammar=...)``; ``GuidedDecodingParams`` on vLLM < 0.12).
+        grammar: Grammar options (``max_objects``, ``box_step``) when ``constrained``.
     """
 
     needs_pixels = True
@@ -80,6 +83,8 @@ class VLLMAdapter(PresetAdapter):
         max_pixels: int | None = None,
         coordinate_frame: str | None = None,
         engine_options: dict[str, Any] | None = None,
+        constrained: bool = False,
+        grammar: dict[str, Any] | None = None,
     ) -> None:
         self.preset = get_preset(
             preset, model=model, max_new_tokens=max_new_tokens, reference_frame=reference_frame,
@@ -91,6 +96,13 @@ class VLLMAdapter(PresetAdapter):
         if data_parallel_size > 1 or "data_parallel_size" in (engine_options or {}):
             n = (engine_options or {}).get("data_parallel_size", data_parallel_size)
             raise AdapterError(DATA_PARALLEL_HELP.format(n=n, n_minus_1=n - 1 if isinstance(n, int) else "N-1"))
+        self.constrained = None
+        if constrained:
+            from .constrained import ConstrainedDecoding
+
+            self.constrained = ConstrainedDecoding(self.preset, grammar)
+        elif grammar:
+            raise AdapterError("grammar options need constrained: true")
         vllm = require("vllm", "vllm")
         from .processors import load_vlm_processor
 
@@ -110,9 +122,37 @@ class VLLMAdapter(PresetAdapter):
         }
         self.engine_options = {k: v for k, v in options.items() if k != "model"}
         self.llm = vllm.LLM(**options)
-        self.sampling = vllm.SamplingParams(
-            temperature=0.0, top_p=1.0, top_k=-1, repetition_penalty=1.0, max_tokens=self.preset.max_new_tokens
-        )
+        self._vllm = vllm
+        self.sampling = vllm.SamplingParams(**self._sampling_options())
+        self._constrained_sampling: dict[str, Any] = {}
+
+    def _sampling_options(self) -> dict[str, Any]:
+        return {"temperature": 0.0, "top_p": 1.0, "top_k": -1, "repetition_penalty": 1.0,
+                "max_tokens": self.preset.max_new_tokens}
+
+    def sampling_for(self, size: tuple[int, int]) -> Any:
+        """The sampling parameters of one request: the shared greedy ones, plus its grammar when constrained."""
+        if self.constrained is None:
+            return self.sampling
+        grammar = self.constrained.grammar_for(size)
+        params = self._constrained_sampling.get(grammar.sha256)
+        if params is None:
+            params = self._vllm.SamplingParams(**self._sampling_options(), **self._structured(grammar.ebnf))
+            self._constrained_sampling[grammar.sha256] = params
+        return params
+
+    def _structured(self, ebnf: str) -> dict[str, Any]:
+        """vLLM's structured-output argument for a grammar (current API, else the pre-0.12 one)."""
+        try:
+            from vllm.sampling_params import StructuredOutputsParams
+        except ImportError:
+            try:
+                from vllm.sampling_params import GuidedDecodingParams
+            except ImportError as exc:
+                raise AdapterError("this vLLM has no structured outputs (StructuredOutputsParams or "
+                                   "GuidedDecodingParams); upgrade vllm or run without constrained") from exc
+            return {"guided_decoding": GuidedDecodingParams(grammar=ebnf)}
+        return {"structured_outputs": StructuredOutputsParams(grammar=ebnf)}
 
     def build_inputs(self, requests: Sequence[RoundRequest]) -> tuple[list[dict[str, Any]], list[tuple[int, int]]]:
         """vLLM prompt dicts (chat text + image) and the original image sizes."""
@@ -124,7 +164,8 @@ class VLLMAdapter(PresetAdapter):
         if not requests:
             return []
         inputs, sizes = self.build_inputs(requests)
-        outputs = self.llm.generate(inputs, self.sampling, use_tqdm=False)
+        sampling = self.sampling if self.constrained is None else [self.sampling_for(size) for size in sizes]
+        outputs = self.llm.generate(inputs, sampling, use_tqdm=False)
         return [
             self.response(out.outputs[0].text, size, extra={"new_tokens": len(out.outputs[0].token_ids)})
             for out, size in zip(outputs, sizes, strict=True)
@@ -132,7 +173,9 @@ class VLLMAdapter(PresetAdapter):
 
     def config(self) -> dict[str, Any]:
         return {"preset": self.preset.describe(), "engine": self.engine_options,
-                "sampling": {"temperature": 0.0, "max_tokens": self.preset.max_new_tokens}}
+                "sampling": {"temperature": 0.0, "max_tokens": self.preset.max_new_tokens},
+                "constrained": self.constrained is not None,
+                **({"grammar": self.constrained.config()} if self.constrained is not None else {})}
 
     def close(self) -> None:
         self.llm = None

@@ -49,13 +49,15 @@ from ._display import print_results
               help="with --resume: ask again the turns that failed for infrastructure reasons (and their dependents)")
 @click.option("--bootstrap", "n_bootstrap", default=1000, show_default=True, help="bootstrap resamples for CIs")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
+@click.option("--constrained/--unconstrained", default=None,
+              help="decode under the preset's answer grammar (hf/vllm/openai; sets adapter_options.constrained)")
 @click.option("--shard", "shard_text", default="auto", show_default=True,
               help="I/N: evaluate shard I of N (merge the folders with `regiondial merge`); auto: the shard "
                    "of a torchrun/accelerate rank or SLURM array task, written to OUT/shard-I-of-N and merged "
                    "into OUT; none: the whole bench even under a launcher")
 def command(bench_specs, images, config_file, adapter, preset, model_path, option_pairs, max_new_tokens,
             reference_modes, mask_producer, batch_size, limit, out_dir, resume, overwrite, n_bootstrap, no_progress,
-            shard_text, annotations=None, retry_infra=False) -> None:
+            shard_text, annotations=None, retry_infra=False, constrained=None) -> None:
     """Evaluate a model round by round, its own answers filling later references.
 
     \b
@@ -102,6 +104,8 @@ def command(bench_specs, images, config_file, adapter, preset, model_path, optio
     if model_path:
         options["model"] = model_path
     options.update(cli_options)
+    if constrained is not None:
+        options["constrained"] = constrained
     data["adapter_options"] = options
     if "adapter" not in data:
         raise click.UsageError("name a model: --model NAME or --config FILE (try --model noisy-oracle)")
