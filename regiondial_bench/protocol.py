@@ -459,6 +459,7 @@ def _upstream_coordinates(
 ) -> tuple[list[list[float]] | None, str | None]:
     """All items' ``key`` values, rescaled and rounded as upstream; None with the first problem."""
     out = []
+    factors = (fx, fy, fx, fy)[:count]  # x coordinates scale by fx, y by fy
     for position, item in enumerate(items):
         if not isinstance(item, dict) or key not in item:
             return None, f"item {position} has no {key!r}"
@@ -472,7 +473,7 @@ def _upstream_coordinates(
         try:  # int() truncates, exactly as upstream: int(v * factor + 0.5) (Seg-Zero: int(v) first)
             if truncate_first:
                 head = [int(v) for v in head]
-            coords = [float(int(float(v) * (fy if axis & 1 else fx) + 0.5)) for axis, v in enumerate(head)]
+            coords = [float(int(float(v) * f + 0.5)) for v, f in zip(head, factors)]
         except (OverflowError, ValueError):
             return None, f"item {position}: a {key!r} value cannot be rounded (non-finite)"
         out.append(coords)
