@@ -166,6 +166,14 @@ reading stops there is a failure, never scored on the part that was read.
 MAX_DEPTH = 32
 """Deepest bracket nesting the tolerant reader follows (an answer needs 3)."""
 
+MAX_UPSTREAM_ANSWER_CHARS = 256 * 1024
+"""Longest ``<answer>`` content the strict upstream reader decodes; a longer one is a failure.
+
+Upstream generates at most 2,048 new tokens, and no answer within that budget comes near this
+size (one object is about 25 tokens), so parity is unchanged for every answer upstream's settings
+can produce; what it bounds is a hostile or runaway reply, whose every item the all-or-nothing
+rule would otherwise check (about 80 ms for 1 MB)."""
+
 MAX_FENCES = 8
 """How many fenced code blocks of one answer are tried."""
 
@@ -350,6 +358,9 @@ def parse_answer_upstream(
     end = text.find("</answer>", start + 8) if start >= 0 else -1
     if start < 0 or end < 0:
         return ParsedAnswer(error="upstream parser: no <answer>...</answer> block", tags=tags)
+    if end - start - 8 > MAX_UPSTREAM_ANSWER_CHARS:
+        return ParsedAnswer(error=f"upstream parser: the answer is longer than {MAX_UPSTREAM_ANSWER_CHARS} "
+                                  "characters (MAX_UPSTREAM_ANSWER_CHARS)", tags=tags)
     try:
         data = json.loads(text[start + 8:end])
     except (ValueError, RecursionError):  # also integers beyond the int string-conversion limit

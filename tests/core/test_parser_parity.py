@@ -143,3 +143,18 @@ def test_seg_zero_truncates_before_scaling():
     parsed = parse_answer(text, parser="upstream", upstream_style="seg-zero", frame=CoordinateFrame(840, 840),
                           image_size=(1680, 840))
     assert parsed.regions[0].box == (2.0, 0.0, 6.0, 3.0)  # int(1.9) * 2 = 2, not int(3.8 + 0.5) = 4
+
+
+def test_upstream_reader_refuses_answers_beyond_its_cap():
+    """Upstream's 2,048-token budget cannot write 256 KiB; a longer answer is refused in linear time,
+    a long one below the cap is still read whole (every item checked, all boxes kept for scoring)."""
+    from regiondial_bench.protocol import MAX_UPSTREAM_ANSWER_CHARS, parse_answer_upstream
+
+    item = '{"bbox_2d": [10, 20, 300, 400]}'
+    below = "[" + ", ".join([item] * ((MAX_UPSTREAM_ANSWER_CHARS - 2) // (len(item) + 2))) + "]"
+    assert len(below) <= MAX_UPSTREAM_ANSWER_CHARS
+    parsed = parse_answer_upstream(f"<answer>{below}</answer>")
+    assert parsed.error is None and len(parsed.regions) == below.count("bbox_2d")
+    above = below[:-1] + ", " + ", ".join([item] * 100) + "]"
+    refused = parse_answer_upstream(f"<answer>{above}</answer>")
+    assert refused.regions == [] and "MAX_UPSTREAM_ANSWER_CHARS" in refused.error
