@@ -15,6 +15,22 @@ os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="regiondial-hf-dataset
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM_DIR = PROJECT_ROOT.parent / "shared" / "upstream_regiondial"
 
+# Debian's Chromium, for the leaderboard's and the viewer's browser tests; without the background
+# networking flags it keeps trying hosts this closed network refuses
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium driven by Playwright (skipped without the playwright package)."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
 
 @pytest.fixture(scope="session")
 def upstream_file():

@@ -1,7 +1,10 @@
-"""Terminal output of ``evaluate`` and ``score``."""
+"""Terminal and file output of the commands (``evaluate``, ``score``, ``report``, ``compare``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import click
 from rich.console import Console
 
 from ..report import render_terminal, summary_table
@@ -27,8 +30,6 @@ def finished_runs(paths: tuple, command: str) -> list:  # noqa: ANN001
     A glob such as ``runs/*`` often catches a run still in progress (``run.json`` but no
     ``results.json`` yet): reporting the others is more useful than failing on it.
     """
-    import click
-
     from ..schema import RESULTS_FILE, RUN_FILE
 
     kept = []
@@ -42,3 +43,13 @@ def finished_runs(paths: tuple, command: str) -> list:  # noqa: ANN001
     if paths and not kept:
         raise click.UsageError(f"nothing to {command}: every RUN given is unfinished")
     return kept
+
+
+def emit(text: str, output: Path | None) -> None:
+    """Print ``text``, or write it to ``output`` (creating its folder) and say so on stderr."""
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {output}", err=True)

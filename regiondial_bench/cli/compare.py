@@ -25,6 +25,7 @@ def command(run_a: Path, run_b: Path, fmt: str, n_bootstrap: int, seed: int, out
       regiondial compare runs/noisy-oracle-gold runs/noisy-oracle-predicted --format markdown
     """
     from ..compare import compare_runs, render_markdown, render_terminal
+    from ._display import emit
 
     try:
         comparison = compare_runs(run_a, run_b, n_bootstrap=n_bootstrap, seed=seed)
@@ -34,9 +35,4 @@ def command(run_a: Path, run_b: Path, fmt: str, n_bootstrap: int, seed: int, out
         render_terminal(comparison)
         return
     text = comparison.to_json() if fmt == "json" else render_markdown(comparison)
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output}", err=True)
+    emit(text, output)

@@ -55,7 +55,7 @@ def command(
     """Tabulate per-round scores of RUN folders (or results.json / submission folders) side by side."""
     if not runs and not paper_table:
         raise click.UsageError("give at least one RUN folder (or --paper-table for the paper's rows alone)")
-    from ._display import finished_runs
+    from ._display import emit, finished_runs
 
     kept = tuple(finished_runs(runs, "report"))
     if labels and len(kept) != len(runs):
@@ -81,12 +81,7 @@ def command(
             render_terminal(table, with_ci=with_ci)
         return
     text = render_tables(tables, "markdown" if fmt == "terminal" else fmt, with_ci=with_ci)
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output}", err=True)
+    emit(text, output)
 
 
 def paper_table_for(loaded, task: str, compare_to: str | None) -> Table:  # noqa: ANN001

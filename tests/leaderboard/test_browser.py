@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from regiondial_bench.leaderboard import build_leaderboard
+from tests.conftest import CHROMIUM
 
 from .conftest import XSS
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = [
     pytest.mark.browser,
@@ -35,15 +23,6 @@ def page_url(submissions_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("browser") / "leaderboard"
     build_leaderboard(submissions_root, out)
     return (out / "index.html").as_uri()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def _visible(page, column):

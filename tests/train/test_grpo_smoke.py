@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -10,18 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "train_reference" / "grpo_regionreasoner.py"
 SMOKE = ROOT / "train_reference" / "configs" / "cpu_smoke.yaml"
 SEVEN_B = ROOT / "train_reference" / "configs" / "regionreasoner_7b_4xh100.yaml"
-
-
-@pytest.fixture(scope="module")
-def grpo():
-    spec = importlib.util.spec_from_file_location("grpo_regionreasoner", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["grpo_regionreasoner"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(grpo, tmp_path, *, multi_round: bool, profile: str = "released"):

@@ -13,25 +13,14 @@ from PIL import Image
 from regiondial_bench.api import evaluate, load_bench
 from regiondial_bench.schema import Bench, Dialogue, ImageRef, Reference, RunConfig, Turn
 from regiondial_bench.view import PALETTE, build_view
+from tests.conftest import CHROMIUM
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script></pre><b>bold</b> \u202e'
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin/chromium"),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def _open(browser, index: Path):
