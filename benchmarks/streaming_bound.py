@@ -22,7 +22,8 @@ many requests (each image once per run, not once per round).
 
     python benchmarks/streaming_bound.py                 # L in {50, 200} ms, C in {8, 32, 128, 256}
     python benchmarks/streaming_bound.py --quick         # 200 dialogues, L=50 ms, C in {32, 256}
-    python benchmarks/streaming_bound.py --compare-clients 256 --latency-ms 50   # aiohttp vs httpx pools
+    python benchmarks/streaming_bound.py --transport aiohttp   # the adapter's aiohttp transport instead of libcurl
+    python benchmarks/streaming_bound.py --compare-clients 256 --latency-ms 50   # the transports, aiohttp, httpx
 
 Prints the figures; it asserts nothing (targets are in the issue tracker, not in tests).
 """
@@ -233,8 +234,9 @@ def compare_clients(requests: int, concurrency: int, latency_s: float) -> None:
     """Client CPU per request of the HTTP stacks the adapter could use, on one event loop.
 
     The same 2 KB chat-completions body is posted ``requests`` times with ``concurrency`` in
-    flight: aiohttp with one session (what the adapter uses), and httpx.AsyncClient with the
-    connections split over pools of 1, 16 or all ``concurrency`` connections.
+    flight: the adapter's two transports (libcurl and aiohttp, :mod:`regiondial_bench.adapters.http`),
+    plain aiohttp with one session, and httpx.AsyncClient with the connections split over pools
+    of 1, 16 or all ``concurrency`` connections.
     """
     body = json.dumps({"model": "bound", "messages": [{"role": "user", "content": "x" * 2000}]}).encode()
     server = Server(latency_s, 10**9, max_connections=4 * concurrency, lifetime_s=300)
@@ -263,6 +265,21 @@ def compare_clients(requests: int, concurrency: int, latency_s: float) -> None:
 
             return await drive(post)
 
+    async def with_transport(name: str) -> tuple[float, float]:
+        from regiondial_bench.adapters.http import make_transport
+
+        transport = make_transport(name, headers={"Content-Type": "application/json"},
+                                   max_connections=concurrency, timeout_s=60)
+        await transport.open()
+        try:
+            async def post() -> None:
+                reply = await transport.request("POST", url, body)
+                assert reply.status == 200, reply
+
+            return await drive(post)
+        finally:
+            await transport.close()
+
     async def with_httpx(per_pool: int) -> tuple[float, float]:
         import httpx
 
@@ -283,7 +300,14 @@ def compare_clients(requests: int, concurrency: int, latency_s: float) -> None:
     print(f"\nraw clients: {requests} POSTs, C={concurrency}, L={1000 * latency_s:g} ms (one event loop)")
     print("| client | CPU/request | wall |")
     print("|---|---|---|")
-    candidates = [("aiohttp, one session (the adapter)", with_aiohttp)]
+    candidates = []
+    for name in ("curl", "aiohttp"):
+        try:
+            __import__({"curl": "pycurl"}.get(name, name))
+            candidates.append((f"the adapter's {name} transport", lambda name=name: with_transport(name)))
+        except ImportError:
+            print(f"({name} is not installed: its transport is not measured)")
+    candidates.append(("aiohttp, one session", with_aiohttp))
     try:
         import httpx  # noqa: F401
 
@@ -308,7 +332,7 @@ def run_once(args, images: Path, work: Path, latency_s: float, concurrency: int,
     try:
         config = work / f"{name}.yaml"
         adapter_options = {"preset": "regionreasoner-7b", "model": "bound", "base_url": server.url,
-                           "max_concurrency": concurrency, "timeout_s": 60, **options}
+                           "max_concurrency": concurrency, "timeout_s": 60, "transport": args.transport, **options}
         config.write_text(json.dumps({"adapter": "openai", "adapter_options": adapter_options}))
         out = work / name
         command = [sys.executable, "-c", "from regiondial_bench.cli import main; main()",  # = `regiondial`
@@ -351,6 +375,8 @@ def main() -> None:
     parser.add_argument("--no-default-images", action="store_true", help="skip the run with the preset's image settings")
     parser.add_argument("--default-image-format", choices=["png", "jpeg"], default="png",
                         help="image_format of the run with the preset's image settings (png: the preset default)")
+    parser.add_argument("--transport", choices=["auto", "curl", "aiohttp"], default="auto",
+                        help="the openai adapter's HTTP transport (auto: curl when pycurl is installed)")
     parser.add_argument("--quick", action="store_true", help="200 dialogues, L=50 ms, C in {32, 256}")
     parser.add_argument("--run-timeout", type=float, default=600)
     parser.add_argument("--server-lifetime", type=float, default=900)
@@ -364,9 +390,11 @@ def main() -> None:
         parser.error(f"{args.questions} not found (the official RefCOCO+ question file)")
 
     n, longest, per_round, ids = bench_shape(args.questions, args.limit)
+    from regiondial_bench.adapters.http import resolve_transport
+
     print(f"bench {args.questions.name}: {n} turns, {len(ids)} images, longest reference chain {longest}, "
           f"turns per round {dict(sorted(per_round.items()))}; machine: {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f}")
+          f"load average {os.getloadavg()[0]:.2f}; transport {resolve_transport(args.transport)}")
     extra: dict = {}
     with tempfile.TemporaryDirectory(prefix="regiondial-bound-") as tmp:
         work = Path(tmp)

@@ -3,10 +3,10 @@
 Each round is one ``POST {base_url}/chat/completions`` with the image inline as a base64 data
 URL and the preset's prompt. The adapter is *streaming*: the runner keeps ``max_concurrency``
 requests in flight and sends a dialogue's next round as soon as the round it references is
-answered. All requests run on one asyncio event loop in a background thread, through one
-``aiohttp`` session (no thread per request, no pool lock shared by hundreds of connections: on a
-loopback server this costs about a quarter of the client CPU per request of httpx's pools, see
-``benchmarks/RESULTS.md``). Each image is encoded once per run and reused by every round of its
+answered. All requests run on one asyncio event loop in a background thread (no thread per
+request), through libcurl's multi interface (``pycurl``, the default when installed) or one
+``aiohttp`` session (``transport: aiohttp``); see :mod:`.http` and ``benchmarks/RESULTS.md`` for
+what each costs per request. Each image is encoded once per run and reused by every round of its
 dialogue.
 
 Transient failures (HTTP 408/409/425/429/5xx, timeouts, dropped connections) are retried with
@@ -26,6 +26,7 @@ Example config::
       base_url: http://127.0.0.1:8000/v1
       api_key_env: OPENAI_API_KEY                 # read from the environment, never stored
       max_concurrency: 32
+      # transport: auto                           # curl (pycurl) when installed, else aiohttp
 """
 
 from __future__ import annotations
@@ -45,16 +46,15 @@ from concurrent.futures import Future
 from datetime import timezone
 from typing import Any
 
+from . import http as transports
 from .base import AdapterError, RoundRequest, RoundResponse
+from .http import TransportError, make_transport, resolve_transport
 from .presets import QWEN_PATCH_FACTOR, Preset, PresetAdapter, get_preset
-from .processors import ImagePayloads, image_key
-from .registry import require
+from .processors import EncodedImage, ImagePayloads, image_key
 
 logger = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-MAX_REPLY_BYTES = 16 << 20
-"""A chat-completions reply larger than this is refused (``max_tokens`` bounds a real one far below)."""
 _SURROGATES = re.compile("[\ud800-\udfff]")
 PROMPT_TOKEN_CHECKS = 8
 """How many first replies have their ``usage.prompt_tokens`` compared with the preset's image size."""
@@ -136,6 +136,7 @@ def qwen_image_tokens(input_size: tuple[int, int]) -> int:
     return (input_size[0] // QWEN_PATCH_FACTOR) * (input_size[1] // QWEN_PATCH_FACTOR)
 
 GRAMMAR_FIELDS = ("structured_outputs", "guided_grammar", "ebnf")
+_IMAGE_SLOT, _TEXT_SLOT = "\0regiondial-image-slot\0", "\0regiondial-text-slot\0"
 
 
 class OpenAIAdapter(PresetAdapter):
@@ -174,6 +175,9 @@ class OpenAIAdapter(PresetAdapter):
         grammar_field: How the grammar is sent: ``structured_outputs`` (vLLM >= 0.12:
             ``{"structured_outputs": {"grammar": ...}}``), ``guided_grammar`` (older vLLM) or
             ``ebnf`` (SGLang).
+        transport: ``auto`` (``curl`` when ``pycurl`` is installed, else ``aiohttp``), ``curl`` or
+            ``aiohttp`` (see :mod:`regiondial_bench.adapters.http`).
+        trust_env: Use the proxy environment variables (``https_proxy`` and the like).
     """
 
     needs_pixels = True
@@ -207,8 +211,10 @@ class OpenAIAdapter(PresetAdapter):
         constrained: bool = False,
         grammar: dict[str, Any] | None = None,
         grammar_field: str = "structured_outputs",
+        transport: str = "auto",
+        trust_env: bool = False,
     ) -> None:
-        aiohttp = require("aiohttp", "openai")
+        self.transport_name = resolve_transport(transport)
         if max_concurrency < 1:
             raise AdapterError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if max_retries < 0 or not timeout_s > 0 or backoff_s < 0 or max_backoff_s < 0:
@@ -255,19 +261,22 @@ class OpenAIAdapter(PresetAdapter):
         api_key = os.environ.get(api_key_env) if api_key_env else None
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        self._aiohttp = aiohttp
+        self.trust_env = bool(trust_env)
+        self._transport = make_transport(self.transport_name, headers=self._headers,
+                                         max_connections=self.max_concurrency, timeout_s=self.timeout_s,
+                                         trust_env=self.trust_env)
         self.images = ImagePayloads(self.preset.resize_for_model, image_format=image_format,
                                     jpeg_quality=jpeg_quality, png_compress_level=png_compress_level,
                                     max_bytes=int(image_cache_mb * (1 << 20)))
         self._url = f"{self.base_url}/chat/completions"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._session: Any = None
         self._slots: asyncio.Semaphore | None = None
         self._start_lock = threading.Lock()
         self._submit_lock = threading.Lock()
         self._submitted: list[tuple[RoundRequest, Future]] = []
         self._wake_pending = False
+        self._templates: dict[str | None, tuple[bytes, ...]] = {}  # request-body templates, by grammar
         self._checks_left = PROMPT_TOKEN_CHECKS if self.check_prompt_tokens else 0
         self._checked_server = False
         self.stats: dict[str, Any] = {"requests": 0, "retries": 0, "failures": 0, "malformed": 0}
@@ -293,11 +302,7 @@ class OpenAIAdapter(PresetAdapter):
         return self._loop
 
     async def _open_clients(self) -> None:
-        aiohttp = self._aiohttp
-        connector = aiohttp.TCPConnector(limit=self.max_concurrency, limit_per_host=self.max_concurrency)
-        # ``total`` is the deadline of one attempt: connecting, sending, headers and the whole body
-        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
-        self._session = aiohttp.ClientSession(headers=self._headers, connector=connector, timeout=timeout)
+        await self._transport.open()
         self._slots = asyncio.Semaphore(self.max_concurrency)
 
     # ------------------------------------------------------------------ contract
@@ -351,11 +356,10 @@ class OpenAIAdapter(PresetAdapter):
         """Fail fast, with one line, when nothing answers at ``base_url`` (any HTTP reply is an answer)."""
         url = f"{self.base_url}/models"
         try:
-            async with self._session.get(url, timeout=self._aiohttp.ClientTimeout(total=min(self.timeout_s, 10.0))) as r:
-                status = r.status
-                data = (await _read_capped(r) or b"") if status == 200 else b""
-        except (asyncio.TimeoutError, self._aiohttp.ClientError, OSError, ValueError) as exc:
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            status, _, data = await self._transport.request("GET", url, timeout_s=min(self.timeout_s, 10.0))
+            data = (data or b"") if status == 200 else b""
+        except TransportError as exc:
+            reason = str(exc)
             raise AdapterError(
                 f"cannot reach the OpenAI-compatible server at {self.base_url} ({reason}); start it, or set "
                 "adapter_options.base_url / $OPENAI_BASE_URL to where it listens"
@@ -379,9 +383,7 @@ class OpenAIAdapter(PresetAdapter):
         except Exception as exc:  # noqa: BLE001  (an unreadable image fails this turn, not the run)
             return RoundResponse(raw_text="", error=f"cannot read the image {image_key(request.image)!s:.200}: "
                                  f"{type(exc).__name__}: {exc}")
-        payload = self.payload(request.question, image.data_url)
-        payload.update(self.grammar_body(image.original_size))
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace")
+        body = self.request_body(request.question, image)
         assert self._slots is not None
         attempt, last_error, infra = 0, "no attempt made", True
         async with self._slots:
@@ -389,20 +391,20 @@ class OpenAIAdapter(PresetAdapter):
                 self.stats["requests"] += 1
                 retry_after = None
                 try:
-                    status, headers, data = await self._post(body)
-                except asyncio.TimeoutError:  # aiohttp's deadline (also ServerTimeoutError)
-                    last_error = f"Timeout: no complete reply within timeout_s={self.timeout_s:g} (the deadline of one attempt)"
-                except (self._aiohttp.ClientError, OSError, ValueError) as exc:
-                    last_error = f"{type(exc).__name__}: {exc}"
+                    status, retry_after_header, data = await self._transport.request("POST", self._url, body)
+                except TransportError as exc:
+                    last_error = (f"Timeout: no complete reply within timeout_s={self.timeout_s:g} (the deadline "
+                                  f"of one attempt; {exc})" if exc.timeout else str(exc))
                 else:
                     if status == 200:
                         return self._response(data, image, request)
-                    last_error = f"HTTP {status}: {data[:200].decode('utf-8', 'replace')}"
+                    shown = b"(reply too large)" if data is None else data[:200]
+                    last_error = f"HTTP {status}: {shown.decode('utf-8', 'replace')}"
                     if status not in RETRY_STATUS:
                         infra = False  # 4xx: the request itself is wrong; retrying cannot help
                         last_error += self._grammar_rejection_hint(status)
                         break
-                    retry_after = retry_after_seconds(headers.get("retry-after"))
+                    retry_after = retry_after_seconds(retry_after_header)
                 if attempt >= self.max_retries:
                     break
                 attempt += 1
@@ -417,18 +419,11 @@ class OpenAIAdapter(PresetAdapter):
         return RoundResponse(raw_text="", error=f"server request failed after {attempt + 1} attempt(s): {last_error}",
                              failure_kind="infra" if infra else None)
 
-    async def _post(self, body: bytes) -> tuple[int, Any, bytes]:
-        """One attempt: status, headers and at most ``MAX_REPLY_BYTES`` of body (more: a marker)."""
-        async with self._session.post(self._url, data=body) as reply:
-            data = await _read_capped(reply)
-            if data is None:
-                return reply.status, reply.headers, b"\0too-large" if reply.status == 200 else b"(reply too large)"
-            return reply.status, reply.headers, data
-
-    def _response(self, data: bytes, image: Any, request: RoundRequest) -> RoundResponse:
+    def _response(self, data: bytes | None, image: Any, request: RoundRequest) -> RoundResponse:
+        """The response of one 200 reply (``data`` None: the body passed the transport's cap)."""
         try:
-            if data == b"\0too-large":
-                raise _Malformed(f"the reply exceeds {MAX_REPLY_BYTES} bytes")
+            if data is None:
+                raise _Malformed(f"the reply exceeds {transports.MAX_REPLY_BYTES} bytes")
             body = json.loads(data)
             if not isinstance(body, dict):
                 raise _Malformed(f"the reply is a JSON {type(body).__name__}, not an object")
@@ -443,7 +438,7 @@ class OpenAIAdapter(PresetAdapter):
             self.stats["malformed"] += 1
             self.stats["failures"] += 1
             reason = str(exc)[:200] if isinstance(exc, _Malformed) else f"not JSON ({type(exc).__name__})"
-            return RoundResponse(raw_text=_clean_text(data[:2000].decode("utf-8", "replace")),
+            return RoundResponse(raw_text=_clean_text((data or b"")[:2000].decode("utf-8", "replace")),
                                  error=f"malformed chat-completions reply: {reason}", failure_kind="infra")
         usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
         completion_tokens = usage.get("completion_tokens")
@@ -486,14 +481,17 @@ class OpenAIAdapter(PresetAdapter):
         """
         if not isinstance(image, str):
             image = self.images._encode(_PilImage(image)).data_url
+        return self._payload(image, self.preset.user_text(question))
+
+    def _payload(self, image_url: str, text: str) -> dict[str, Any]:
         messages: list[dict[str, Any]] = []
         if self.preset.system_prompt is not None:
             messages.append({"role": "system", "content": self.preset.system_prompt})
         messages.append({
             "role": "user",
             "content": [
-                {"type": "image_url", "image_url": {"url": image}},
-                {"type": "text", "text": self.preset.user_text(question)},
+                {"type": "image_url", "image_url": {"url": image_url}},
+                {"type": "text", "text": text},
             ],
         })
         return {
@@ -504,11 +502,47 @@ class OpenAIAdapter(PresetAdapter):
             **self.extra_body,
         }
 
+    def request_body(self, question: str, image: EncodedImage) -> bytes:
+        """The UTF-8 JSON of :meth:`payload` plus :meth:`grammar_body`, built from parts encoded once.
+
+        Everything but the image and the question (model, system prompt, options, grammar) is
+        encoded once per grammar into a template with two slots, so a request encodes only its
+        question; the image's data URL (base64, nothing to escape) goes in as it is. The bytes are
+        those of ``json.dumps(payload, ensure_ascii=False)`` (a test compares them); when
+        ``extra_body`` overrides the messages, the body is encoded whole instead.
+        """
+        ebnf = self._grammar(image.original_size)
+        template = self._templates.get(ebnf)
+        if template is None:
+            payload = self._payload(_IMAGE_SLOT, _TEXT_SLOT)
+            payload.update(self._grammar_field_of(ebnf))
+            text = json.dumps(payload, ensure_ascii=False)
+            head, image_slot, rest = text.partition(json.dumps(_IMAGE_SLOT))
+            mid, text_slot, tail = rest.partition(json.dumps(_TEXT_SLOT))
+            parts = (head, mid, tail)
+            if not image_slot or not text_slot or any(json.dumps(_IMAGE_SLOT)[1:7] + "regiondial" in p for p in parts):
+                template = ()  # extra_body replaced the messages: no template
+            else:
+                template = tuple(p.encode("utf-8", "replace") for p in parts)
+            self._templates[ebnf] = template
+        if not template:
+            payload = self._payload(image.data_url, self.preset.user_text(question))
+            payload.update(self._grammar_field_of(ebnf))
+            return json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace")
+        head, mid, tail = template
+        text = json.dumps(self.preset.user_text(question), ensure_ascii=False).encode("utf-8", "replace")
+        return b"".join((head, b'"', image.data_url.encode("ascii"), b'"', mid, text, tail))
+
+    def _grammar(self, original_size: tuple[int, int]) -> str | None:
+        return None if self.constrained is None else self.constrained.grammar_for(original_size).ebnf
+
     def grammar_body(self, original_size: tuple[int, int]) -> dict[str, Any]:
         """The request-body field carrying the response grammar (empty when not constrained)."""
-        if self.constrained is None:
+        return self._grammar_field_of(self._grammar(original_size))
+
+    def _grammar_field_of(self, ebnf: str | None) -> dict[str, Any]:
+        if ebnf is None:
             return {}
-        ebnf = self.constrained.grammar_for(original_size).ebnf
         if self.grammar_field == "structured_outputs":
             return {"structured_outputs": {"grammar": ebnf}}
         return {self.grammar_field: ebnf}
@@ -525,6 +559,7 @@ class OpenAIAdapter(PresetAdapter):
             "preset": self.preset.describe(),
             "served_model": self.served_model,
             "base_url": self.base_url,
+            "transport": self.transport_name,
             "max_concurrency": self.max_concurrency,
             "timeout_s": self.timeout_s,
             "max_retries": self.max_retries,
@@ -545,8 +580,7 @@ class OpenAIAdapter(PresetAdapter):
                 for task in pending:  # requests a failed run left in flight
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
-                if self._session is not None:
-                    await self._session.close()
+                await self._transport.close()
 
             try:
                 asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
@@ -567,20 +601,6 @@ def _settle(future: Future, task: asyncio.Task) -> None:
         future.set_exception(task.exception())
     else:
         future.set_result(task.result())
-
-
-async def _read_capped(reply: Any) -> bytes | None:
-    """A reply's whole body, or None once it passes ``MAX_REPLY_BYTES``."""
-    declared = reply.content_length
-    if declared is not None:
-        return await reply.read() if declared <= MAX_REPLY_BYTES else None
-    chunks, size = [], 0
-    async for chunk in reply.content.iter_any():
-        size += len(chunk)
-        if size > MAX_REPLY_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _is_count(value: Any) -> bool:

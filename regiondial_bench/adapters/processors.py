@@ -157,15 +157,15 @@ class ImagePayloads:
     def get(self, image: Any) -> Future:
         """A future of the image's :class:`EncodedImage` (encoded now, or shared with earlier rounds)."""
         key = image_key(image)
+        started = None
         with self._lock:
             future = self._cache.get(key)
             if future is not None:
                 self._cache.move_to_end(key)
                 self.stats["image_cache_hits"] += 1
             else:
-                future = self._pool.submit(self._encode, image)
+                future = started = self._pool.submit(self._encode, image)
                 self._cache[key] = future
-                future.add_done_callback(lambda f, k=key: self._finished(k, f))
             left = self._uses_left.get(key)
             if left is not None:
                 if left <= 1:
@@ -173,6 +173,10 @@ class ImagePayloads:
                     self._drop(key)  # the last round of this image: the caller holds the future
                 else:
                     self._uses_left[key] = left - 1
+        if started is not None:
+            # outside the lock: a future that is already done runs the callback here and now, and
+            # the callback takes the lock (inside it, an image that fails at once deadlocked the loop)
+            started.add_done_callback(lambda f, k=key: self._finished(k, f))
         return future
 
     def _encode(self, image: Any) -> EncodedImage:

@@ -57,6 +57,7 @@ EXTRAS = {
     "accelerate": "hf",
     "safetensors": "hf",
     "aiohttp": "openai",
+    "pycurl": "openai",
     "vllm": "vllm",
     "trl": "train",
     "peft": "train",

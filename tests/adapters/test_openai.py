@@ -8,6 +8,7 @@ so results are checkable. Variants fail some requests with 5xx or answer too slo
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import json
 import re
@@ -22,7 +23,19 @@ from regiondial_bench.adapters import AdapterError, create_adapter
 
 from .conftest import first_turn_requests
 
-pytest.importorskip("aiohttp")
+TRANSPORTS = [t for t in ("curl", "aiohttp") if importlib.util.find_spec({"curl": "pycurl"}.get(t, t))]
+if not TRANSPORTS:
+    pytest.skip("neither pycurl nor aiohttp is installed", allow_module_level=True)
+
+
+@pytest.fixture(autouse=True, params=TRANSPORTS)
+def transport(request, monkeypatch):
+    """Every test runs on each installed transport: ``transport: auto`` resolves to it."""
+    from regiondial_bench.adapters import openai as openai_module
+
+    monkeypatch.setattr(openai_module, "resolve_transport",
+                        lambda name, real=openai_module.resolve_transport: request.param if name == "auto" else real(name))
+    return request.param
 
 
 class ScriptedServer:
@@ -411,6 +424,39 @@ def test_image_payloads_are_bounded(sample_bench):
     small.close()
 
 
+def test_an_image_that_fails_before_its_callback_is_added_does_not_deadlock(tmp_path):
+    """An unreadable image can fail on the encoder thread before ``get`` registers its callback;
+    the callback then runs inside ``get`` and must not wait for ``get``'s own lock."""
+    from concurrent.futures import Future
+
+    from regiondial_bench.adapters.base import ImageInput
+    from regiondial_bench.adapters.processors import ImagePayloads
+
+    class Immediate:  # an executor whose work is over by the time submit returns
+        def submit(self, fn, *args):
+            future = Future()
+            try:
+                future.set_result(fn(*args))
+            except Exception as exc:  # noqa: BLE001
+                future.set_exception(exc)
+            return future
+
+        def shutdown(self, **kwargs):
+            pass
+
+    bad = tmp_path / "not-an-image.jpg"
+    bad.write_bytes(b"\x00" * 64)
+    payloads = ImagePayloads(lambda image: image)
+    payloads._pool = Immediate()
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(payloads.get(ImageInput(path=bad)).exception()),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "ImagePayloads.get deadlocked on its own lock"
+    assert outcome[0] is not None and payloads.cached_bytes == 0 and not payloads._cache
+
+
 def test_jpeg_payloads(sample_bench):
     from PIL import Image
 
@@ -488,3 +534,93 @@ def test_an_unreadable_image_fails_its_turn_not_the_run(sample_bench, tmp_path):
         adapter.close()
     assert "cannot read the image" in responses[0].error and responses[0].failure_kind is None
     assert responses[1].error is None and len(server.bodies) == 1
+
+
+def test_the_chosen_transport_is_recorded_and_an_unknown_one_refused(sample_bench, transport):
+    with ScriptedServer() as server:
+        adapter = make(server)
+        assert adapter.config()["transport"] == transport
+        response = adapter.generate(first_turn_requests(sample_bench, 1))[0]
+        adapter.close()
+    assert response.error is None
+    with pytest.raises(AdapterError, match="transport must be one of"):
+        create_adapter("openai", preset="regionreasoner-7b", transport="carrier-pigeon")
+
+
+def test_proxy_variables_are_ignored_unless_trust_env(sample_bench, monkeypatch):
+    """A proxy that does not exist would fail every request if the client used it."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, dead)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with ScriptedServer() as server:
+        adapter = make(server, max_retries=0, check_server=False)
+        response = adapter.generate(first_turn_requests(sample_bench, 1))[0]
+        adapter.close()
+        assert response.error is None and len(server.bodies) == 1
+        proxied = make(server, max_retries=0, check_server=False, trust_env=True)
+        failed = proxied.generate(first_turn_requests(sample_bench, 1))[0]
+        proxied.close()
+    assert failed.failure_kind == "infra" and len(server.bodies) == 1  # it went to the dead proxy
+
+
+def test_large_bodies_are_sent_at_once_and_large_replies_refused(sample_bench, monkeypatch):
+    """No ``Expect: 100-continue`` round trip for a large image; a reply over the cap is a failure."""
+    from regiondial_bench.adapters import http
+
+    monkeypatch.setattr(http, "MAX_REPLY_BYTES", 4096)
+    big = b'{"choices": [{"message": {"content": "' + b"x" * 8000 + b'"}}]}'
+    with ScriptedServer(lambda n, body: (200, 0.0, {"raw": big} if n else {})) as server:
+        adapter = make(server, max_concurrency=1, max_retries=0, extra_body={"padding": "p" * 3_000_000})
+        started = time.monotonic()
+        first, second = adapter.generate(first_turn_requests(sample_bench, 2))
+        elapsed = time.monotonic() - started
+        adapter.close()
+    assert not any("expect" in {k.lower() for k in h} for h in server.headers)
+    assert elapsed < 3.0
+    responses = sorted([first, second], key=lambda r: r.error is None)
+    assert "exceeds 4096 bytes" in responses[0].error and responses[0].failure_kind == "infra"
+    assert responses[1].error is None
+
+
+def test_closing_with_requests_in_flight_settles_every_future(sample_bench):
+    with ScriptedServer(lambda n, body: (200, 2.0)) as server:
+        adapter = make(server, max_concurrency=2, check_server=False)
+        futures = [adapter.submit(r) for r in first_turn_requests(sample_bench, 3)]
+        time.sleep(0.3)
+        started = time.monotonic()
+        adapter.close()
+        assert time.monotonic() - started < 1.5  # in-flight transfers are stopped, not awaited
+    for future in futures:
+        with pytest.raises(AdapterError, match="cancelled"):
+            future.result(timeout=1)
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_request_bodies_from_templates_equal_encoding_the_payload(constrained):
+    """The body a request sends is byte for byte ``json.dumps`` of :meth:`payload` (plus the grammar)."""
+    from regiondial_bench.adapters.processors import EncodedImage
+
+    questions = ["Find the dog.", 'the "quoted" one \\ left', "ünïcödé ☃ 中文", "tab\tnew\nline \x01", "lone \ud800 x",
+                 "\0regiondial-text-slot\0 inside", ""]
+    extras = [None, {"top_k": 1, "stop": ["</answer>"]}, {"note": "\0regiondial-image-slot\0"},
+              {"messages": [{"role": "user", "content": "replaced"}]}]
+    image = EncodedImage("data:image/png;base64,iVBORw0KGgo+/=", (640, 480), (840, 840))
+    if constrained:
+        pytest.importorskip("xgrammar")
+    for extra in extras:
+        adapter = create_adapter("openai", preset="regionreasoner-7b", base_url="http://127.0.0.1:9/v1",
+                                 extra_body=extra, constrained=constrained, check_server=False)
+        for question in questions:
+            payload = {**adapter.payload(question, image.data_url), **adapter.grammar_body(image.original_size)}
+            expected = json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace")
+            assert adapter.request_body(question, image) == expected, (extra, question)
+        templated = adapter._templates[adapter._grammar(image.original_size)]
+        # the fast path is taken unless extra_body replaces the messages or holds a slot's marker
+        assert bool(templated) == (extra is None or extra == extras[1]), extra
+        adapter.close()
