@@ -13,7 +13,8 @@ id in a temporary ``--images`` folder, for every L and concurrency C, and prints
   waits for round r-1 of all (what a batch-per-round client gets);
 * bound/makespan (target: >= 0.8 at L=200 ms, >= 0.6 at L=50 ms) and round-sync/makespan;
 * client CPU per request: the evaluate process's CPU time between the first request and the
-  last answer, divided by N (read from /proc).
+  last answer, divided by N (read from /proc); the same for the server process, which shares
+  the machine's cores with the client.
 
 These runs squash images to ``--squash-size`` (default 28) so image work is negligible. A last
 run uses the preset's default image settings (840x840 squash, PNG) on textured 640x480 images
@@ -345,7 +346,13 @@ def run_once(args, images: Path, work: Path, latency_s: float, concurrency: int,
         started = time.perf_counter()
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         cpu: dict[str, float | None] = {}
-        server.on_event = lambda kind: cpu.setdefault(kind, cpu_seconds(process.pid))
+        server_cpu: dict[str, tuple[float, float] | None] = {}
+
+        def on_event(kind: str) -> None:
+            cpu.setdefault(kind, cpu_seconds(process.pid))
+            server_cpu.setdefault(kind, cpu_seconds(server.process.pid))
+
+        server.on_event = on_event
         stdout, stderr = process.communicate(timeout=args.run_timeout)
         wall = time.perf_counter() - started
         if process.returncode != 0:
@@ -357,10 +364,13 @@ def run_once(args, images: Path, work: Path, latency_s: float, concurrency: int,
     first, last, _ = server.events["done"]
     results = json.loads((out / "results.json").read_text())
     stats = results["provenance"]["adapter_config"]["stats"]
-    client_cpu = None
-    if cpu.get("first") is not None and cpu.get("done") is not None:
-        client_cpu = tuple(b - a for a, b in zip(cpu["first"], cpu["done"], strict=True))
-    return {"makespan": float(last) - float(first), "wall": wall, "stats": stats, "client_cpu": client_cpu}
+    def spent(samples: dict) -> tuple[float, float] | None:
+        if samples.get("first") is None or samples.get("done") is None:
+            return None
+        return tuple(b - a for a, b in zip(samples["first"], samples["done"], strict=True))
+
+    return {"makespan": float(last) - float(first), "wall": wall, "stats": stats, "client_cpu": spent(cpu),
+            "server_cpu": spent(server_cpu)}
 
 
 def main() -> None:
@@ -400,9 +410,9 @@ def main() -> None:
         work = Path(tmp)
         make_images(work / "tiny", ids, (32, 32), textured=False)
         header = ("| L | C | makespan | bound | round-sync | bound/makespan | round-sync/makespan "
-                  "| client CPU/request (of it system) | evaluate wall |")
+                  "| client CPU/request (of it system) | server CPU/request | evaluate wall |")
         print(header)
-        print("|" + "---|" * 9)
+        print("|" + "---|" * 10)
         for latency_ms in args.latency_ms:
             latency = latency_ms / 1000
             for c in args.concurrency:
@@ -414,8 +424,9 @@ def main() -> None:
                 if r["client_cpu"] is not None:
                     user, system = r["client_cpu"]
                     cpu = f"{1000 * (user + system) / n:.2f} ms ({1000 * system / n:.2f} sys)"
+                served = "n/a" if r["server_cpu"] is None else f"{1000 * sum(r['server_cpu']) / n:.2f} ms"
                 print(f"| {latency_ms:g} ms | {c} | {r['makespan']:.2f} s | {bound:.2f} s | {round_sync:.2f} s "
-                      f"| **{bound / r['makespan']:.2f}** | {round_sync / r['makespan']:.2f} | {cpu} "
+                      f"| **{bound / r['makespan']:.2f}** | {round_sync / r['makespan']:.2f} | {cpu} | {served} "
                       f"| {r['wall']:.1f} s |", flush=True)
         if not args.no_default_images:
             make_images(work / "photo", ids, (640, 480), textured=True)
