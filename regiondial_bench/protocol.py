@@ -179,6 +179,8 @@ MAX_FENCES = 8
 
 _OPEN_TAG = {tag: re.compile(re.escape(f"<{tag}>"), re.IGNORECASE) for tag in TAGS}
 _CLOSE_TAG = {tag: re.compile(re.escape(f"</{tag}>"), re.IGNORECASE) for tag in TAGS}
+_OPEN_TEXT = {tag: f"<{tag}>" for tag in TAGS}
+_CLOSE_TEXT = {tag: f"</{tag}>" for tag in TAGS}
 # the fence head after ```: optional language name, then an optional newline (unambiguous: linear)
 _FENCE_HEAD = re.compile(r"[ \t]*(?:json|python|JSON)?[ \t]*\n?")
 _START = re.compile(r"[\[{]")
@@ -203,17 +205,32 @@ _BOX_KEYS = ("bbox_2d", "bbox", "box_2d", "box")
 _POINT_KEYS = ("point_2d", "point", "points_1", "points")
 
 
-def _tag_span(text: str, tag: str) -> tuple[int, int | None] | None:
+def _tag_span(text: str, tag: str, lowered: str | None = None) -> tuple[int, int | None] | None:
     """``(content start, content end)`` of the first ``<tag>``; end None when it is never closed.
 
     Two literal searches, so linear: the first ``<tag>`` followed by a ``</tag>`` is the first
-    ``<tag>`` at all (a later one cannot have a closing tag the first one lacks).
+    ``<tag>`` at all (a later one cannot have a closing tag the first one lacks). ``lowered`` is
+    ``text.lower()`` of an ASCII ``text``: there a plain ``str.find`` is the case-insensitive search
+    (no character outside ASCII, such as the Kelvin sign that matches ``k``, can occur, and
+    lowering keeps every position), at a fraction of the regex's cost.
     """
+    if lowered is not None:
+        start = lowered.find(_OPEN_TEXT[tag])
+        if start < 0:
+            return None
+        start += len(_OPEN_TEXT[tag])
+        end = lowered.find(_CLOSE_TEXT[tag], start)
+        return start, (end if end >= 0 else None)
     opened = _OPEN_TAG[tag].search(text)
     if opened is None:
         return None
     closed = _CLOSE_TAG[tag].search(text, opened.end())
     return opened.end(), (closed.start() if closed else None)
+
+
+def _lowered_if_ascii(text: str) -> str | None:
+    """``text.lower()`` when ``text`` is ASCII (``str.isascii`` is constant time), else None."""
+    return text.lower() if text.isascii() else None
 
 
 def extract_tags(text: str) -> dict[str, str | None]:
@@ -227,8 +244,9 @@ def extract_tags(text: str) -> dict[str, str | None]:
     True
     """
     found: dict[str, str | None] = {}
+    lowered = _lowered_if_ascii(text)
     for tag in TAGS:
-        span = _tag_span(text, tag)
+        span = _tag_span(text, tag, lowered)
         found[tag] = text[span[0]:span[1]].strip() if span is not None and span[1] is not None else None
     return found
 
@@ -276,7 +294,7 @@ def parse_answer(
     tags = extract_tags(text)
     body = tags["answer"]
     if body is None:
-        span = _tag_span(text, "answer")
+        span = _tag_span(text, "answer", _lowered_if_ascii(text))
         if span is not None:
             body = text[span[0]:]  # an unclosed <answer>: the rest of the text
         elif require_answer_tag:
@@ -293,7 +311,9 @@ def parse_answer(
     regions: list[Region] = []
     notes: list[str] = []
     for position, item in enumerate(items[:max_regions]):
-        region, problem = _read_item(item, frame, image_size)
+        region, problem = _read_plain_item(item, frame, image_size), None
+        if region is None:
+            region, problem = _read_item(item, frame, image_size)
         if problem is not None:
             notes.append(f"item {position}: {problem}")
         else:
@@ -795,6 +815,47 @@ def _find_key(item: dict, preferred: Sequence[str], fragment: str) -> str | None
         if isinstance(key, str) and fragment in key.lower():
             return key
     return None
+
+
+def _read_plain_item(item: Any, frame: CoordinateFrame | None, image_size: tuple[int, int] | None) -> Region | None:
+    """The region of an item of the common, well-formed shape; None for anything else.
+
+    The common shape is what the reasoning models write almost always:
+    ``{"bbox_2d": [4 numbers], "point_2d": [2 numbers]}`` (the point optional), every number a
+    plain ``int`` or ``float`` that is finite before and after mapping, and a valid box. For such
+    an item this gives exactly the region :func:`_read_item` gives, in a third of its time
+    (``_read_item``'s key search, pair flattening and per-value checks cannot change anything
+    here); for every other item (other keys, a label, strings, bools, overflowing or non-finite
+    numbers, an invalid box) it gives None and the general reader decides, notes and reasons
+    included. ``tests/core/test_parser_fast_path.py`` checks the two agree.
+    """
+    if type(item) is not dict or not 1 <= len(item) <= 2:
+        return None
+    box_raw = item.get("bbox_2d")
+    point_raw = item.get("point_2d")
+    if type(box_raw) is not list or len(box_raw) != 4 or len(item) != (1 if point_raw is None else 2):
+        return None
+    if point_raw is not None and (type(point_raw) is not list or len(point_raw) != 2):
+        return None
+    numbers = box_raw if point_raw is None else box_raw + point_raw
+    try:
+        values = [float(v) for v in numbers if type(v) is int or type(v) is float]  # bool is neither
+    except OverflowError:  # an int beyond the float range: the general reader words the reason
+        return None
+    if len(values) != len(numbers):
+        return None
+    box, point = values[:4], values[4:] or None
+    if frame is not None and image_size is not None:
+        box = list(frame.box_to_original(box, image_size))
+        if point is not None:
+            point = list(frame.point_to_original(point, image_size))
+    # one test for all values: a sum is finite only if every term is (a non-finite value read
+    # in the model's frame stays non-finite once mapped); a sum that overflows merely defers
+    if not math.isfinite(sum(box) + (sum(point) if point is not None else 0.0)):
+        return None
+    if box_validity_error(box, image_size) is not None:
+        return None
+    return Region(box=tuple(box), point=tuple(point) if point is not None else None, extra_points=(), label=None)
 
 
 def _read_item(
