@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import get_args
 
 from .adapters.base import Adapter, AdapterError, HistoryItem, ImageInput, RoundRequest, RoundResponse
 from .protocol import parse_answer, render_question, resolve_reference, upstream_style_for
@@ -55,6 +56,8 @@ from .schema import (
     Bench,
     Dialogue,
     PredictionRecord,
+    ReferenceSource,
+    Region,
     RunSpec,
     Turn,
     UsedReference,
@@ -594,9 +597,16 @@ class Runner:
 
     def _loggable(self, request: RoundRequest, record: PredictionRecord) -> tuple[PredictionRecord, str]:
         """The record as it reads back from its log line, and the line; a record that does not read
-        back (or reads back with a non-finite coordinate) becomes a failure of its turn."""
+        back (or reads back with a non-finite coordinate) becomes a failure of its turn.
+
+        A record of plain values (:func:`_reads_back_unchanged`: what the runner builds from a
+        parsed answer) provably reads back as itself, so its line is not decoded again; any other
+        record (a mask producer's or an adapter's unvalidated objects) is read back for real.
+        """
         try:
             line = record.model_dump_json(exclude_defaults=True, warnings="error")
+            if _reads_back_unchanged(record):
+                return record, line
             back = PredictionRecord.model_validate_json(line)
             if not all(_finite_region(r) for r in back.regions):  # e.g. an int beyond float range
                 raise ValueError("a coordinate is not a finite number once written")
@@ -894,6 +904,42 @@ def answer_text(content: object) -> tuple[str, str | None]:
     if len(text) > MAX_RECORD_TEXT:
         text = text[:MAX_RECORD_TEXT] + f" ... [cut: {len(text)} characters]"
     return text, error
+
+
+def _plain_floats(values: object, count: int) -> bool:
+    """Whether ``values`` is a tuple of ``count`` finite ``float``s (exactly those types)."""
+    return (type(values) is tuple and len(values) == count
+            and all(type(v) is float and math.isfinite(v) for v in values))  # type: ignore[union-attr]
+
+
+def _reads_back_unchanged(record: PredictionRecord) -> bool:
+    """Whether ``record``'s log line reads back as an equal record, known without decoding it.
+
+    Building a record validates its own fields (exact ``str``/``int``/``float``), but model
+    instances inside it are taken as they are: a region, reference or mask made without
+    validation can hold anything. This accepts a record only when everything that reaches the
+    line is a value JSON carries exactly: no mask, a finite ``latency_s``, regions and references
+    of exactly their model types holding finite floats of the right counts (a finite float
+    round-trips through its shortest repr; ints, validated strings and literals do too, and a
+    string that is not valid unicode fails the dump before this is asked). Whatever it refuses
+    is read back for real, so a refusal costs time, never correctness.
+    """
+    if record.mask is not None or not math.isfinite(record.latency_s):
+        return False
+    for region in record.regions:
+        if not (type(region) is Region and _plain_floats(region.box, 4)
+                and (region.point is None or _plain_floats(region.point, 2))
+                and type(region.extra_points) is tuple and all(_plain_floats(p, 2) for p in region.extra_points)
+                and (region.label is None or type(region.label) is str)):
+            return False
+    for used in record.references:
+        if not (type(used) is UsedReference and type(used.turn) is int and used.source in _REFERENCE_SOURCES
+                and (used.box is None or _plain_floats(used.box, 4)) and type(used.text) is str):
+            return False
+    return True
+
+
+_REFERENCE_SOURCES = frozenset(get_args(ReferenceSource))
 
 
 def _finite_region(region: object) -> bool:
