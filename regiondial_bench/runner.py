@@ -75,6 +75,9 @@ except ImportError:  # pragma: no cover - not POSIX: runs are not locked
 Key = tuple[str, int]
 logger = logging.getLogger(__name__)
 
+_WANTS_REGIONS: frozenset = frozenset({"box", "point"})
+_WANTS_MASK: frozenset = frozenset({"box", "point", "mask"})
+
 LOCK_FILE = "run.lock"
 CORRUPT_FILE = PREDICTIONS_FILE + ".corrupt"
 SUPERSEDED_FILE = "predictions.superseded.jsonl"
@@ -394,6 +397,8 @@ class Runner:
         self.mask_seconds = 0.0
         self._images: dict[str, ImageInput] = {}
         self._batch = 0
+        self._parse_options_of: RunSpec | None = None
+        self._parse_options_cache: dict[str, str] = {}
 
     # ---------------------------------------------------------------- setup
 
@@ -536,9 +541,11 @@ class Runner:
     def resolve_references(self, dialogue: Dialogue, turn: Turn, image: ImageInput) -> list[UsedReference | None]:
         """What fills each reference of ``turn`` under the run's reference mode (None: left literal)."""
         used: list[UsedReference | None] = []
+        if not turn.references:
+            return used
+        mode, answers, dialogue_id = self.spec.reference_mode, self.answers, dialogue.dialogue_id
         for ref in turn.references:
-            resolved = resolve_reference(self.spec.reference_mode, dialogue, turn, ref,
-                                         lambda c: self.answers.get((dialogue.dialogue_id, c)))
+            resolved = resolve_reference(mode, dialogue, turn, ref, lambda c: answers.get((dialogue_id, c)))
             if resolved is None:
                 used.append(None)
                 continue
@@ -558,16 +565,15 @@ class Runner:
                 HistoryItem(turn=r.turn, question=r.question, answer_text=r.raw_text, regions=tuple(r.regions))
                 for r in (self.answers[(dialogue.dialogue_id, t)] for t in range(turn.index))
             )
-        wants = frozenset({"box", "point", "mask"} if self.mask_producer is not None else {"box", "point"})
         return RoundRequest(
             dialogue_id=dialogue.dialogue_id,
             turn=turn.index,
             image=image,
-            question=render_question(turn, used),
+            question=render_question(turn, used) if used else turn.question,
             question_template=turn.question,
-            references=tuple(u for u in used if u is not None),
+            references=tuple(u for u in used if u is not None) if used else (),
             history=history,
-            wants=wants,
+            wants=_WANTS_MASK if self.mask_producer is not None else _WANTS_REGIONS,
         )
 
     # ---------------------------------------------------------------- answers
@@ -615,6 +621,16 @@ class Runner:
             failed = self._failed_record(request, record.raw_text, record.latency_s, exc)
             return failed, failed.model_dump_json(exclude_defaults=True)
 
+    def _parse_options(self) -> dict[str, str]:
+        """The run's parser and upstream reader, worked out once per spec (they are asked per answer)."""
+        if self._parse_options_of is not self.spec:
+            self._parse_options_of = self.spec
+            self._parse_options_cache = {
+                "parser": self.spec.parser or "tolerant",
+                "upstream_style": upstream_style_for(self.spec.adapter_options.get("preset")),
+            }
+        return self._parse_options_cache
+
     def _build_record(self, request: RoundRequest, response: RoundResponse, latency: float) -> PredictionRecord:
         raw_text, content_error = answer_text(response.raw_text)
         kind = None
@@ -634,8 +650,7 @@ class Runner:
                 image_size=request.image.size,
                 require_answer_tag=response.require_answer_tag,
                 **({"max_regions": response.max_regions} if response.max_regions else {}),
-                parser=self.spec.parser or "tolerant",
-                upstream_style=upstream_style_for(self.spec.adapter_options.get("preset")),
+                **self._parse_options(),
             )
             regions, error = parsed.regions, parsed.error
         if error is None and not all(_finite_region(r) for r in regions):
