@@ -823,7 +823,7 @@ def _read_plain_item(item: Any, frame: CoordinateFrame | None, image_size: tuple
     The common shape is what the reasoning models write almost always:
     ``{"bbox_2d": [4 numbers], "point_2d": [2 numbers]}`` (the point optional), every number a
     plain ``int`` or ``float`` that is finite before and after mapping, and a valid box. For such
-    an item this gives exactly the region :func:`_read_item` gives, in a third of its time
+    an item this gives exactly the region :func:`_read_item` gives, in half its time
     (``_read_item``'s key search, pair flattening and per-value checks cannot change anything
     here); for every other item (other keys, a label, strings, bools, overflowing or non-finite
     numbers, an invalid box) it gives None and the general reader decides, notes and reasons

@@ -422,3 +422,35 @@ def test_the_collector_is_enabled_again_whatever_the_run_does(tmp_path):
     assert gc.isenabled() and gc.get_freeze_count() == 0
     run(tmp_path, lambda r: None, name="ok")
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_a_record_kept_without_its_read_back_is_what_its_line_reads_back_as():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from regiondial_bench.runner import _reads_back_unchanged
+    from regiondial_bench.schema import UsedReference
+
+    finite = st.floats(allow_nan=False, allow_infinity=False)
+    text = st.text(alphabet=st.characters(codec=None, blacklist_categories=()), max_size=30)  # lone surrogates too
+    regions = st.builds(Region, box=st.tuples(finite, finite, finite, finite),
+                        point=st.none() | st.tuples(finite, finite),
+                        extra_points=st.lists(st.tuples(finite, finite), max_size=2).map(tuple),
+                        label=st.none() | text)
+    references = st.builds(UsedReference, turn=st.integers(0, 10**30),
+                           source=st.sampled_from(["predicted", "gold", "gold-fallback", "no-region"]),
+                           box=st.none() | st.tuples(finite, finite, finite, finite), text=text)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(regions, max_size=3), st.lists(references, max_size=2), text, st.none() | text, finite)
+    def check(regions, references, raw, error, latency):
+        record = PredictionRecord(dialogue_id="d", turn=0, round=1, question="q", raw_text=raw, regions=regions,
+                                  references=references, error=error, latency_s=latency)
+        assert _reads_back_unchanged(record)
+        try:
+            line = record.model_dump_json(exclude_defaults=True, warnings="error")
+        except ValueError:  # a lone surrogate: the dump fails, and with it the turn
+            return
+        assert PredictionRecord.model_validate_json(line) == record
+
+    check()
