@@ -179,8 +179,6 @@ MAX_FENCES = 8
 
 _OPEN_TAG = {tag: re.compile(re.escape(f"<{tag}>"), re.IGNORECASE) for tag in TAGS}
 _CLOSE_TAG = {tag: re.compile(re.escape(f"</{tag}>"), re.IGNORECASE) for tag in TAGS}
-_OPEN_TEXT = {tag: f"<{tag}>" for tag in TAGS}
-_CLOSE_TEXT = {tag: f"</{tag}>" for tag in TAGS}
 # the fence head after ```: optional language name, then an optional newline (unambiguous: linear)
 _FENCE_HEAD = re.compile(r"[ \t]*(?:json|python|JSON)?[ \t]*\n?")
 _START = re.compile(r"[\[{]")
@@ -205,32 +203,17 @@ _BOX_KEYS = ("bbox_2d", "bbox", "box_2d", "box")
 _POINT_KEYS = ("point_2d", "point", "points_1", "points")
 
 
-def _tag_span(text: str, tag: str, lowered: str | None = None) -> tuple[int, int | None] | None:
+def _tag_span(text: str, tag: str) -> tuple[int, int | None] | None:
     """``(content start, content end)`` of the first ``<tag>``; end None when it is never closed.
 
     Two literal searches, so linear: the first ``<tag>`` followed by a ``</tag>`` is the first
-    ``<tag>`` at all (a later one cannot have a closing tag the first one lacks). ``lowered`` is
-    ``text.lower()`` of an ASCII ``text``: there a plain ``str.find`` is the case-insensitive search
-    (no character outside ASCII, such as the Kelvin sign that matches ``k``, can occur, and
-    lowering keeps every position), at a fraction of the regex's cost.
+    ``<tag>`` at all (a later one cannot have a closing tag the first one lacks).
     """
-    if lowered is not None:
-        start = lowered.find(_OPEN_TEXT[tag])
-        if start < 0:
-            return None
-        start += len(_OPEN_TEXT[tag])
-        end = lowered.find(_CLOSE_TEXT[tag], start)
-        return start, (end if end >= 0 else None)
     opened = _OPEN_TAG[tag].search(text)
     if opened is None:
         return None
     closed = _CLOSE_TAG[tag].search(text, opened.end())
     return opened.end(), (closed.start() if closed else None)
-
-
-def _lowered_if_ascii(text: str) -> str | None:
-    """``text.lower()`` when ``text`` is ASCII (``str.isascii`` is constant time), else None."""
-    return text.lower() if text.isascii() else None
 
 
 def extract_tags(text: str) -> dict[str, str | None]:
@@ -244,9 +227,8 @@ def extract_tags(text: str) -> dict[str, str | None]:
     True
     """
     found: dict[str, str | None] = {}
-    lowered = _lowered_if_ascii(text)
     for tag in TAGS:
-        span = _tag_span(text, tag, lowered)
+        span = _tag_span(text, tag)
         found[tag] = text[span[0]:span[1]].strip() if span is not None and span[1] is not None else None
     return found
 
@@ -294,7 +276,7 @@ def parse_answer(
     tags = extract_tags(text)
     body = tags["answer"]
     if body is None:
-        span = _tag_span(text, "answer", _lowered_if_ascii(text))
+        span = _tag_span(text, "answer")
         if span is not None:
             body = text[span[0]:]  # an unclosed <answer>: the rest of the text
         elif require_answer_tag:
