@@ -213,13 +213,14 @@ class frozen_gc:  # noqa: N801 - used like contextlib's lowercase managers
 
     @contextmanager
     def setting_up(self) -> Iterator[None]:
-        """A setup whose objects all live on (the runner's images, schedule): no collection inside,
-        and all of it frozen unscanned afterwards.
+        """A setup whose objects all live on (the runner's schedule): no collection inside, and all
+        of it frozen unscanned afterwards.
 
         Collecting in the middle of such a setup only rescans it; for a 50x RefCOCO+ bench (about
         five new objects per turn) that was nine full collections, 0.8 s. What was alive before is
         frozen first (after collecting the young generations), so the pause holds only the setup's
-        own objects; adapter code (``prepare``) never runs inside one.
+        own objects; adapter code (``prepare``) and image reading never run inside one, since
+        their cyclic garbage would be frozen with it.
         """
         self.include_survivors()
         if self._active and gc.isenabled():
@@ -764,12 +765,11 @@ class Runner:
         # the bench, the adapter's prepared state, the schedule and the records live for the whole run:
         # keep the collector from rescanning them on every full collection
         with frozen_gc(self.freeze_gc and FREEZE_GC) as frozen:
-            with frozen.setting_up():
-                self._check_images()  # before the folder is claimed, so the same --out works once --images is added
+            self._check_images()  # before the folder is claimed, so the same --out works once --images is added
             with RunLock(self.out_dir):
                 self._open_folder(resume, overwrite, retry_infra)
                 self.adapter.prepare(self.bench)
-                with frozen.setting_up():  # also freezes the resumed records and the adapter's prepared state
+                with frozen.setting_up():  # first freezes the images, resumed records and prepared state
                     schedule = _Schedule(self.bench, self.dependencies, set(self.answers))
                     log = PredictionLog(self.out_dir / PREDICTIONS_FILE, fsync_every=self.fsync_every,
                                         fsync_s=self.fsync_s)
@@ -1001,7 +1001,8 @@ def _reads_back_unchanged(record: PredictionRecord) -> bool:
                 and (region.label is None or type(region.label) is str)):
             return False
     for used in record.references:
-        if not (type(used) is UsedReference and type(used.turn) is int and used.source in _REFERENCE_SOURCES
+        if not (type(used) is UsedReference and type(used.turn) is int and type(used.source) is str
+                and used.source in _REFERENCE_SOURCES
                 and (used.box is None or _plain_floats(used.box, 4)) and type(used.text) is str):
             return False
     return True
