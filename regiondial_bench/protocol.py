@@ -293,7 +293,9 @@ def parse_answer(
     regions: list[Region] = []
     notes: list[str] = []
     for position, item in enumerate(items[:max_regions]):
-        region, problem = _read_item(item, frame, image_size)
+        region, problem = _read_plain_item(item, frame, image_size), None
+        if region is None:
+            region, problem = _read_item(item, frame, image_size)
         if problem is not None:
             notes.append(f"item {position}: {problem}")
         else:
@@ -795,6 +797,47 @@ def _find_key(item: dict, preferred: Sequence[str], fragment: str) -> str | None
         if isinstance(key, str) and fragment in key.lower():
             return key
     return None
+
+
+def _read_plain_item(item: Any, frame: CoordinateFrame | None, image_size: tuple[int, int] | None) -> Region | None:
+    """The region of an item of the common, well-formed shape; None for anything else.
+
+    The common shape is what the reasoning models write almost always:
+    ``{"bbox_2d": [4 numbers], "point_2d": [2 numbers]}`` (the point optional), every number a
+    plain ``int`` or ``float`` that is finite before and after mapping, and a valid box. For such
+    an item this gives exactly the region :func:`_read_item` gives, in half its time
+    (``_read_item``'s key search, pair flattening and per-value checks cannot change anything
+    here); for every other item (other keys, a label, strings, bools, overflowing or non-finite
+    numbers, an invalid box) it gives None and the general reader decides, notes and reasons
+    included. ``tests/core/test_parser_fast_path.py`` checks the two agree.
+    """
+    if type(item) is not dict or not 1 <= len(item) <= 2:
+        return None
+    box_raw = item.get("bbox_2d")
+    point_raw = item.get("point_2d")
+    if type(box_raw) is not list or len(box_raw) != 4 or len(item) != (1 if point_raw is None else 2):
+        return None
+    if point_raw is not None and (type(point_raw) is not list or len(point_raw) != 2):
+        return None
+    numbers = box_raw if point_raw is None else box_raw + point_raw
+    try:
+        values = [float(v) for v in numbers if type(v) is int or type(v) is float]  # bool is neither
+    except OverflowError:  # an int beyond the float range: the general reader words the reason
+        return None
+    if len(values) != len(numbers):
+        return None
+    box, point = values[:4], values[4:] or None
+    if frame is not None and image_size is not None:
+        box = list(frame.box_to_original(box, image_size))
+        if point is not None:
+            point = list(frame.point_to_original(point, image_size))
+    # one test for all values: a sum is finite only if every term is (a non-finite value read
+    # in the model's frame stays non-finite once mapped); a sum that overflows merely defers
+    if not math.isfinite(sum(box) + (sum(point) if point is not None else 0.0)):
+        return None
+    if box_validity_error(box, image_size) is not None:
+        return None
+    return Region(box=tuple(box), point=tuple(point) if point is not None else None, extra_points=(), label=None)
 
 
 def _read_item(

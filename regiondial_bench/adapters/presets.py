@@ -40,6 +40,8 @@ QWEN_PATCH_FACTOR = 28
 """Qwen2-VL/2.5-VL sides are multiples of 28 (14-pixel patches merged 2x2)."""
 QWEN_MIN_PIXELS = 4 * 28 * 28
 QWEN_MAX_PIXELS = 16384 * 28 * 28
+FRAME_CACHE_SIZE = 4096
+"""Frames a preset keeps (one per distinct image size asked); the cache restarts when full."""
 
 
 def smart_resize(
@@ -197,6 +199,7 @@ class Preset:
             raise AdapterError(f"preset {self.name!r}: squash_size and max_new_tokens must be positive")
         if self.min_pixels > self.max_pixels:
             raise AdapterError(f"preset {self.name!r}: min_pixels {self.min_pixels} > max_pixels {self.max_pixels}")
+        object.__setattr__(self, "_frames", {})  # frame() cache; not a field (not compared, copied or recorded)
 
     def with_options(self, **overrides: Any) -> Preset:
         """A copy with some fields replaced (``None`` values are ignored); validates the result."""
@@ -240,7 +243,24 @@ class Preset:
         return smart_resize(*original_size, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
 
     def frame(self, original_size: tuple[int, int], input_size: tuple[int, int] | None = None) -> CoordinateFrame:
-        """The frame the model's answer coordinates are read in."""
+        """The frame the model's answer coordinates are read in.
+
+        Asked once per answer and once per rendered reference, with few distinct image sizes: the
+        frames are kept per preset (they are immutable), at most :data:`FRAME_CACHE_SIZE` of them.
+        """
+        key = (original_size, input_size)
+        try:
+            return self._frames[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable size (a list): not kept
+            return self._make_frame(original_size, input_size)
+        if len(self._frames) >= FRAME_CACHE_SIZE:
+            self._frames.clear()
+        frame = self._frames[key] = self._make_frame(original_size, input_size)
+        return frame
+
+    def _make_frame(self, original_size: tuple[int, int], input_size: tuple[int, int] | None) -> CoordinateFrame:
         if self.coordinate_frame == "norm-1000":
             return CoordinateFrame.normalized(1000)
         if self.coordinate_frame == "norm-1":

@@ -370,3 +370,87 @@ def test_a_parser_exception_fails_its_turn_and_the_run_goes_on(tmp_path, monkeyp
     assert len(logged) == bench.num_turns
     assert "4300 digits" in logged[("d2", 1)].error and logged[("d2", 1)].failure_kind == "answer"
     assert sum(r.error is not None for r in logged.values()) == 1
+
+
+def test_only_records_of_plain_values_skip_the_read_back():
+    # the runner keeps a record without decoding its line only when the line provably reads back
+    # as that record; every unvalidated object inside a record sends it through the real read-back
+    from regiondial_bench.runner import _reads_back_unchanged
+    from regiondial_bench.schema import RLE, UsedReference
+
+    region = Region(box=(1.0, 2.0, 30.0, 40.0), point=(5.0, 6.0), extra_points=((7.0, 8.0),), label="cat")
+    used = UsedReference(turn=0, source="predicted", box=(1.0, 2.0, 3.0, 4.0), text="[1, 2, 3, 4]")
+    plain = PredictionRecord(dialogue_id="d", turn=1, round=2, question="q", raw_text="t", regions=[region],
+                             references=[used, UsedReference(turn=0, source="no-region", text="[no region]")],
+                             latency_s=0.25, batch=3)
+    assert _reads_back_unchanged(plain)
+    line = plain.model_dump_json(exclude_defaults=True)
+    assert PredictionRecord.model_validate_json(line) == plain
+
+    def unvalidated_region(**fields):
+        return Region.model_construct(**{"box": (1.0, 2.0, 30.0, 40.0), "point": None, "extra_points": (),
+                                         "label": None, **fields})
+
+    def unvalidated_reference(**fields):
+        return UsedReference.model_construct(**{"turn": 0, "source": "gold", "box": None, "text": "x", **fields})
+
+    refused = [
+        {"regions": [unvalidated_region(box=(1, 2, 30, 40))]},  # ints kept as ints
+        {"regions": [unvalidated_region(box=(1.0, 2.0, 30.0))]},
+        {"regions": [unvalidated_region(box=(1.0, 2.0, 30.0, math.inf))]},
+        {"regions": [unvalidated_region(point=(1.0, 2.0, 3.0))]},
+        {"regions": [unvalidated_region(extra_points=[(1.0, 2.0)])]},
+        {"regions": [unvalidated_region(label=5)]},
+        {"references": [unvalidated_reference(box=(0.0, 0.0, math.inf, 1.0))]},  # e.g. resumed from a log
+        {"references": [unvalidated_reference(text=7)]},
+        {"references": [unvalidated_reference(source="guess")]},
+        {"mask": RLE(size=(2, 2), counts="04")},
+        {"latency_s": math.inf},
+    ]
+    for update in refused:
+        assert not _reads_back_unchanged(plain.model_copy(update=update)), update
+
+
+def test_the_collector_is_enabled_again_whatever_the_run_does(tmp_path):
+    class NeedsPixels(Hostile):
+        needs_pixels = True
+
+    bench = make_bench(tmp_path / "bench", n_dialogues=2, turns=2)
+    (bench.root / bench.dialogues[0].image.path).unlink()
+    with pytest.raises(AdapterError, match="looks at pixels"):  # fails inside the paused setup
+        Runner(bench, NeedsPixels(lambda r: None), spec_for(bench), tmp_path / "run", progress=False).run()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    run(tmp_path, lambda r: None, name="ok")
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_a_record_kept_without_its_read_back_is_what_its_line_reads_back_as():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from regiondial_bench.runner import _reads_back_unchanged
+    from regiondial_bench.schema import UsedReference
+
+    finite = st.floats(allow_nan=False, allow_infinity=False)
+    text = st.text(alphabet=st.characters(codec=None, blacklist_categories=()), max_size=30)  # lone surrogates too
+    regions = st.builds(Region, box=st.tuples(finite, finite, finite, finite),
+                        point=st.none() | st.tuples(finite, finite),
+                        extra_points=st.lists(st.tuples(finite, finite), max_size=2).map(tuple),
+                        label=st.none() | text)
+    references = st.builds(UsedReference, turn=st.integers(0, 10**30),
+                           source=st.sampled_from(["predicted", "gold", "gold-fallback", "no-region"]),
+                           box=st.none() | st.tuples(finite, finite, finite, finite), text=text)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(regions, max_size=3), st.lists(references, max_size=2), text, st.none() | text, finite)
+    def check(regions, references, raw, error, latency):
+        record = PredictionRecord(dialogue_id="d", turn=0, round=1, question="q", raw_text=raw, regions=regions,
+                                  references=references, error=error, latency_s=latency)
+        assert _reads_back_unchanged(record)
+        try:
+            line = record.model_dump_json(exclude_defaults=True, warnings="error")
+        except ValueError:  # a lone surrogate: the dump fails, and with it the turn
+            return
+        assert PredictionRecord.model_validate_json(line) == record
+
+    check()
