@@ -19,6 +19,7 @@ keep at most ``max_connections`` connections open.
 from __future__ import annotations
 
 import asyncio
+import select
 from typing import Any, NamedTuple
 
 from .base import AdapterError
@@ -120,9 +121,18 @@ class _Transfer:
 
 
 class CurlTransport(Transport):
-    """libcurl's multi interface on the running asyncio loop (``add_reader``/``add_writer``/``call_later``)."""
+    """libcurl's multi interface on the running asyncio loop.
+
+    libcurl names the sockets to watch (``M_SOCKETFUNCTION``) and when to wake it
+    (``M_TIMERFUNCTION``); the loop calls ``socket_action`` when one is ready or the time has
+    come. On Linux the sockets go into an epoll set of the transport's own, which the loop watches
+    as one file descriptor: libcurl registers each connection's socket and removes it again for
+    every request, and an ``epoll_ctl`` costs far less than asyncio's ``add_reader``/
+    ``remove_reader`` bookkeeping (``use_epoll=False`` takes that portable path).
+    """
 
     name = "curl"
+    use_epoll = hasattr(select, "epoll")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -134,6 +144,7 @@ class CurlTransport(Transport):
         self._deadline: float | None = None  # loop time libcurl last asked to be woken at
         self._transfers: dict[Any, _Transfer] = {}
         self._idle: list[Any] = []
+        self._epoll: Any = None
 
     async def open(self) -> None:
         pycurl = self.pycurl
@@ -144,11 +155,17 @@ class CurlTransport(Transport):
         multi.setopt(pycurl.M_MAX_TOTAL_CONNECTIONS, self.max_connections)
         multi.setopt(pycurl.M_MAXCONNECTS, self.max_connections)  # keep that many idle connections alive
         self._multi = multi
+        if self.use_epoll:
+            self._epoll = select.epoll()
+            self._loop.add_reader(self._epoll.fileno(), self._on_epoll)
 
     # libcurl's callbacks: they may only (un)register watches and timers, never drive the multi handle
 
     def _on_socket(self, what: int, fd: int, multi: Any, data: Any) -> None:
         pycurl, loop = self.pycurl, self._loop
+        if self._epoll is not None:
+            self._watch(what, fd)
+            return
         if what == pycurl.POLL_REMOVE:
             loop.remove_reader(fd)
             loop.remove_writer(fd)
@@ -161,6 +178,39 @@ class CurlTransport(Transport):
             loop.add_writer(fd, self._act, fd, pycurl.CSELECT_OUT)
         else:
             loop.remove_writer(fd)
+
+    def _watch(self, what: int, fd: int) -> None:
+        pycurl, epoll = self.pycurl, self._epoll
+        if what == pycurl.POLL_REMOVE:
+            try:
+                epoll.unregister(fd)
+            except (OSError, ValueError):  # already closed, or never registered
+                pass
+            return
+        mask = ((select.EPOLLIN if what in (pycurl.POLL_IN, pycurl.POLL_INOUT) else 0)
+                | (select.EPOLLOUT if what in (pycurl.POLL_OUT, pycurl.POLL_INOUT) else 0))
+        try:
+            epoll.modify(fd, mask)
+        except FileNotFoundError:  # not registered yet
+            epoll.register(fd, mask)
+
+    def _on_epoll(self) -> None:
+        """The epoll set has ready sockets: hand each to libcurl, then collect what finished."""
+        pycurl = self.pycurl
+        try:
+            ready = self._epoll.poll(0)
+        except OSError:
+            return
+        try:
+            for fd, events in ready:
+                event = ((pycurl.CSELECT_IN if events & (select.EPOLLIN | select.EPOLLHUP) else 0)
+                         | (pycurl.CSELECT_OUT if events & select.EPOLLOUT else 0)
+                         | (pycurl.CSELECT_ERR if events & select.EPOLLERR else 0))
+                while self._multi.socket_action(fd, event)[0] == pycurl.E_CALL_MULTI_PERFORM:
+                    pass
+        except pycurl.error as exc:
+            self._fail_all(exc)
+        self._collect()
 
     def _on_timer(self, timeout_ms: int) -> None:
         # libcurl moves its deadline several times per transfer; a loop timer that would fire
@@ -193,11 +243,15 @@ class CurlTransport(Transport):
         try:
             while self._multi.socket_action(fd, event)[0] == pycurl.E_CALL_MULTI_PERFORM:
                 pass
-        except pycurl.error as exc:  # the multi handle itself failed: fail what is in flight
-            for transfer in list(self._transfers.values()):
-                if not transfer.future.done():
-                    transfer.future.set_exception(TransportError(f"libcurl: {exc}"))
+        except pycurl.error as exc:
+            self._fail_all(exc)
         self._collect()
+
+    def _fail_all(self, exc: Exception) -> None:
+        """The multi handle itself failed: fail what is in flight."""
+        for transfer in list(self._transfers.values()):
+            if not transfer.future.done():
+                transfer.future.set_exception(TransportError(f"libcurl: {exc}"))
 
     def _collect(self) -> None:
         while True:
@@ -290,6 +344,10 @@ class CurlTransport(Transport):
         if self._multi is not None:
             self._multi.close()  # closes the cached connections (their sockets leave the loop first)
             self._multi = None
+        if self._epoll is not None:
+            self._loop.remove_reader(self._epoll.fileno())
+            self._epoll.close()
+            self._epoll = None
 
 
 # ---------------------------------------------------------------------------- aiohttp

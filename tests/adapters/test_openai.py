@@ -23,19 +23,26 @@ from regiondial_bench.adapters import AdapterError, create_adapter
 
 from .conftest import first_turn_requests
 
-TRANSPORTS = [t for t in ("curl", "aiohttp") if importlib.util.find_spec({"curl": "pycurl"}.get(t, t))]
+TRANSPORTS = [t for t in ("curl", "curl-portable", "aiohttp")
+              if importlib.util.find_spec("pycurl" if t.startswith("curl") else t)]
 if not TRANSPORTS:
     pytest.skip("neither pycurl nor aiohttp is installed", allow_module_level=True)
 
 
 @pytest.fixture(autouse=True, params=TRANSPORTS)
 def transport(request, monkeypatch):
-    """Every test runs on each installed transport: ``transport: auto`` resolves to it."""
+    """Every test runs on each installed transport (``transport: auto`` resolves to it); ``curl-portable``
+    is libcurl with its sockets watched by asyncio itself, as where there is no epoll."""
+    from regiondial_bench.adapters import http
     from regiondial_bench.adapters import openai as openai_module
 
+    name = request.param
+    if name == "curl-portable":
+        monkeypatch.setattr(http.CurlTransport, "use_epoll", False)
+        name = "curl"
     monkeypatch.setattr(openai_module, "resolve_transport",
-                        lambda name, real=openai_module.resolve_transport: request.param if name == "auto" else real(name))
-    return request.param
+                        lambda wanted, real=openai_module.resolve_transport: name if wanted == "auto" else real(wanted))
+    return name
 
 
 class ScriptedServer:
