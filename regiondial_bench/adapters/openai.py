@@ -158,6 +158,8 @@ class OpenAIAdapter(PresetAdapter):
         png_compress_level: zlib level of the PNG (lossless at every level; 1 is several times
             faster to encode than Pillow's default 6, for payloads about a fifth larger).
         image_cache_mb: Bound on the encoded images kept for later rounds.
+        image_workers: Threads encoding images (default: the CPU count, at most 8; Pillow
+            releases the GIL while it decodes, resizes and compresses, so they run in parallel).
         check_server: Check once, before the first request, that the server answers.
         check_prompt_tokens: Compare the first replies' ``usage.prompt_tokens`` with the image
             tokens the preset implies (Qwen2.5-VL) and warn once when the server resized the image.
@@ -199,6 +201,7 @@ class OpenAIAdapter(PresetAdapter):
         jpeg_quality: int = 90,
         png_compress_level: int = 1,
         image_cache_mb: float = 512.0,
+        image_workers: int | None = None,
         check_server: bool = True,
         check_prompt_tokens: bool = True,
         reference_frame: str | None = None,
@@ -223,6 +226,8 @@ class OpenAIAdapter(PresetAdapter):
             raise AdapterError(f"image_format must be 'png' or 'jpeg', got {image_format!r}")
         if not 1 <= int(jpeg_quality) <= 95 or not 0 <= int(png_compress_level) <= 9 or not image_cache_mb >= 0:
             raise AdapterError("jpeg_quality must be in 1..95, png_compress_level in 0..9 and image_cache_mb >= 0")
+        if image_workers is not None and not 1 <= int(image_workers) <= 256:
+            raise AdapterError(f"image_workers must be in 1..256, got {image_workers}")
         if extra_body is not None and not isinstance(extra_body, dict):
             raise AdapterError(f"extra_body must be a mapping, got {type(extra_body).__name__}")
         self.preset = get_preset(
@@ -267,7 +272,8 @@ class OpenAIAdapter(PresetAdapter):
                                          trust_env=self.trust_env)
         self.images = ImagePayloads(self.preset.resize_for_model, image_format=image_format,
                                     jpeg_quality=jpeg_quality, png_compress_level=png_compress_level,
-                                    max_bytes=int(image_cache_mb * (1 << 20)))
+                                    max_bytes=int(image_cache_mb * (1 << 20)),
+                                    workers=int(image_workers) if image_workers else min(8, os.cpu_count() or 2))
         self._url = f"{self.base_url}/chat/completions"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
