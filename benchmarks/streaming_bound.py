@@ -25,6 +25,7 @@ many requests (each image once per run, not once per round).
     python benchmarks/streaming_bound.py --quick         # 200 dialogues, L=50 ms, C in {32, 256}
     python benchmarks/streaming_bound.py --transport aiohttp   # the adapter's aiohttp transport instead of libcurl
     python benchmarks/streaming_bound.py --compare-clients 256 --latency-ms 50   # the transports, aiohttp, httpx
+    python benchmarks/streaming_bound.py --threads --latency-ms 50 --concurrency 256  # client CPU by thread
 
 Prints the figures; it asserts nothing (targets are in the issue tracker, not in tests).
 """
@@ -324,6 +325,68 @@ def compare_clients(requests: int, concurrency: int, latency_s: float) -> None:
         server.close()
 
 
+# ---------------------------------------------------------------------------- client CPU by thread
+
+
+def thread_breakdown(args, images: Path, work: Path, latency_s: float, concurrency: int, expected: int) -> None:
+    """One run in this process (``api.evaluate``), with each thread's CPU time over the run.
+
+    Threads are told apart by name: the run loop (``MainThread``), the adapter's event loop
+    (``regiondial-openai``: HTTP, request bodies, replies) and the image encoders
+    (``regiondial-encode_*``). CPU times come from ``/proc/self/task``, sampled every 20 ms.
+    """
+    from regiondial_bench import api
+    from regiondial_bench.schema import RunConfig
+
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def thread_cpu(native_id: int) -> float | None:
+        try:
+            fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def snapshot() -> dict[str, float]:
+        out = {}
+        for thread in threading.enumerate():
+            if thread.native_id is not None and (cpu := thread_cpu(thread.native_id)) is not None:
+                out[thread.name] = cpu
+        return out
+
+    server = Server(latency_s, expected, max_connections=max(1024, 2 * concurrency), lifetime_s=args.server_lifetime)
+    last: dict[str, float] = {}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.02):
+            last.update(snapshot())
+
+    try:
+        bench = api.load_bench(str(args.questions), images=images)
+        config = RunConfig(adapter="openai", limit=args.limit, adapter_options={
+            "preset": "regionreasoner-7b", "model": "bound", "base_url": server.url, "max_concurrency": concurrency,
+            "timeout_s": 60, "transport": args.transport, "squash_size": args.squash_size})
+        before = snapshot()
+        sampler = threading.Thread(target=sample, name="sampler", daemon=True)
+        sampler.start()
+        cpu, wall = time.process_time(), time.perf_counter()
+        api.evaluate(bench, config, work / f"threads-{concurrency}", progress=False, n_bootstrap=10)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        stop.set()
+        sampler.join()
+    finally:
+        server.close()
+    print(f"\nclient CPU by thread, L={1000 * latency_s:g} ms, C={concurrency}, in-process api.evaluate "
+          f"(run and scoring): process CPU {cpu:.2f} s, wall {wall:.2f} s, {expected} requests")
+    print("| thread | CPU | per request |")
+    print("|---|---|---|")
+    for name, seconds in sorted(last.items(), key=lambda kv: -(kv[1] - before.get(kv[0], 0.0))):
+        spent = seconds - before.get(name, 0.0)
+        if spent >= 0.005 and name != "sampler":
+            print(f"| {name} | {spent:.2f} s | {1000 * spent / expected:.3f} ms |")
+
+
 # ---------------------------------------------------------------------------- one run
 
 
@@ -385,6 +448,8 @@ def main() -> None:
     parser.add_argument("--no-default-images", action="store_true", help="skip the run with the preset's image settings")
     parser.add_argument("--default-image-format", choices=["png", "jpeg"], default="png",
                         help="image_format of the run with the preset's image settings (png: the preset default)")
+    parser.add_argument("--threads", action="store_true",
+                        help="only one in-process run at the first L and last C, with the client's CPU by thread")
     parser.add_argument("--transport", choices=["auto", "curl", "aiohttp"], default="auto",
                         help="the openai adapter's HTTP transport (auto: curl when pycurl is installed)")
     parser.add_argument("--quick", action="store_true", help="200 dialogues, L=50 ms, C in {32, 256}")
@@ -409,6 +474,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="regiondial-bound-") as tmp:
         work = Path(tmp)
         make_images(work / "tiny", ids, (32, 32), textured=False)
+        if args.threads:
+            thread_breakdown(args, work / "tiny", work, args.latency_ms[0] / 1000, args.concurrency[-1], n)
+            return
         header = ("| L | C | makespan | bound | round-sync | bound/makespan | round-sync/makespan "
                   "| client CPU/request (of it system) | server CPU/request | evaluate wall |")
         print(header)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI step: install the LOWEST versions pyproject.toml allows for every direct dependency (core and
-# the hf, hub and train extras, plus the test tools) into a separate venv, and run the core,
-# reward and training tests there. A floor that is too low fails here; raise it in pyproject.toml.
+# the hf, hub, train and openai extras, plus the test tools) into a separate venv, and run the core,
+# reward, training and openai-adapter tests there. A floor that is too low fails here; raise it in pyproject.toml.
 #
 # torch stays the CPU wheel the main CI installs (pip first; uv is told it is already there via
 # an override, so it never swaps in another build). Needs only PyPI.
@@ -27,17 +27,18 @@ echo "transformers==5.18.0" >>"$OVERRIDES"
 
 # lowest-direct: each direct requirement at its floor, transitive ones at their newest
 "$VENV/bin/uv" pip install --python "$PY" --quiet --resolution lowest-direct --override "$OVERRIDES" \
-  -e ".[hf,hub,train]" "pytest>=8" "hypothesis>=6.100" "pandas>=2.2.2"
+  -e ".[hf,hub,train,openai]" "pytest>=8" "hypothesis>=6.100" "pandas>=2.2.2"
 
 echo "lowest-direct versions:"
 "$PY" - <<'PY'
 import importlib.metadata as m
 for name in ("numpy", "pycocotools", "pillow", "pydantic", "click", "rich", "tqdm", "pyyaml", "scipy",
              "transformers", "accelerate", "safetensors", "datasets", "huggingface_hub", "trl", "peft",
-             "spacy", "spacy-lookups-data", "torch"):
+             "spacy", "spacy-lookups-data", "pycurl", "aiohttp", "torch"):
     print(f"  {name}=={m.version(name)}")
 PY
 
 # (the GRPO step benchmark check is left to the main run: it adds nothing version-specific)
 PYTHONPATH="$PWD" "$PY" -m pytest -q -x -p no:cacheprovider tests/core tests/rewards tests/train \
+  tests/adapters/test_openai.py \
   --deselect tests/train/test_grpo_smoke.py::test_grpo_step_benchmark_runs_on_cpu "$@"
