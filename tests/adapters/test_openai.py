@@ -631,3 +631,57 @@ def test_request_bodies_from_templates_equal_encoding_the_payload(constrained):
         # the fast path is taken unless extra_body replaces the messages or holds a slot's marker
         assert bool(templated) == (extra is None or extra == extras[1]), extra
         adapter.close()
+
+
+def test_chunked_and_close_delimited_replies_and_dropped_connections(sample_bench):
+    """Replies without a Content-Length (chunked, or ended by closing the connection) are read whole;
+    a connection dropped mid-reply is retried, and counts as an infra failure when it keeps happening."""
+    import socket
+
+    answer = json.dumps({"choices": [{"message": {"content": scripted_answer(
+        {"messages": [{"content": [None, {"text": "Find the dog."}]}]})}}]}).encode()
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(answer[i:i + 7]), answer[i:i + 7]) for i in range(0, len(answer), 7))
+    replies = {
+        "chunked": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   + chunked + b"0\r\n\r\n",
+        "close": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n" + answer,
+        "dropped": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n" + answer[:20],
+    }
+
+    def serve(listener, kind, served):
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1)) if b"POST" in head[:5] else 0
+                while len(body) < length:
+                    body += conn.recv(65536)
+                if b"POST" in head[:5]:
+                    served.append(kind)
+                    conn.sendall(replies[kind])
+                else:
+                    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                conn.shutdown(socket.SHUT_RDWR)
+
+    for kind in ("chunked", "close", "dropped"):
+        served = []
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(8)
+            threading.Thread(target=serve, args=(listener, kind, served), daemon=True).start()
+            url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+            adapter = create_adapter("openai", preset="regionreasoner-7b", base_url=url, model="tiny",
+                                     max_concurrency=1, timeout_s=5.0, max_retries=1, backoff_s=0.01)
+            response = adapter.generate(first_turn_requests(sample_bench, 1))[0]
+            adapter.close()
+        if kind == "dropped":
+            assert response.failure_kind == "infra" and len(served) == 2, (response.error, served)
+        else:
+            assert response.error is None and "<answer>" in response.raw_text, (kind, response.error)
+            assert len(served) == 1
