@@ -13,8 +13,12 @@ id in a temporary ``--images`` folder, for every L and concurrency C, and prints
   waits for round r-1 of all (what a batch-per-round client gets);
 * bound/makespan (target: >= 0.8 at L=200 ms, >= 0.6 at L=50 ms) and round-sync/makespan;
 * client CPU per request: the evaluate process's CPU time between the first request and the
-  last answer, divided by N (read from /proc); the same for the server process, which shares
-  the machine's cores with the client.
+  last answer, divided by N (read from /proc; summed over the processes with ``--shards``); the
+  same for the server process, which shares the machine's cores with the client.
+
+With ``--shards N`` each run is N ``evaluate --shard I/N`` processes started together, each with
+C/N requests in flight (the project's own scale-out, ``docs/adapters.md``, "Scale-out"): the
+makespan is still the server's, first request to last answer of all of them.
 
 These runs squash images to ``--squash-size`` (default 28) so image work is negligible. A last
 run uses the preset's default image settings (840x840 squash, PNG) on textured 640x480 images
@@ -26,6 +30,7 @@ many requests (each image once per run, not once per round).
     python benchmarks/streaming_bound.py --transport aiohttp   # the adapter's aiohttp transport instead of libcurl
     python benchmarks/streaming_bound.py --compare-clients 256 --latency-ms 50   # the transports, aiohttp, httpx
     python benchmarks/streaming_bound.py --threads --latency-ms 50 --concurrency 256  # client CPU by thread
+    python benchmarks/streaming_bound.py --shards 2     # two `--shard I/2` processes, C/2 in flight each
 
 Prints the figures; it asserts nothing (targets are in the issue tracker, not in tests).
 """
@@ -392,48 +397,69 @@ def thread_breakdown(args, images: Path, work: Path, latency_s: float, concurren
 
 def run_once(args, images: Path, work: Path, latency_s: float, concurrency: int, expected: int,
              options: dict, name: str) -> dict:
+    """One makespan: ``args.shards`` evaluate processes (``--shard I/N``, ``concurrency / N`` in flight each)."""
+    shards = args.shards
     server = Server(latency_s, expected, max_connections=max(1024, 2 * concurrency), lifetime_s=args.server_lifetime)
+    processes: list[subprocess.Popen] = []
     try:
-        config = work / f"{name}.yaml"
-        adapter_options = {"preset": "regionreasoner-7b", "model": "bound", "base_url": server.url,
-                           "max_concurrency": concurrency, "timeout_s": 60, "transport": args.transport, **options}
-        config.write_text(json.dumps({"adapter": "openai", "adapter_options": adapter_options}))
-        out = work / name
-        command = [sys.executable, "-c", "from regiondial_bench.cli import main; main()",  # = `regiondial`
-                   "evaluate", "--config", str(config),
-                   "--bench", str(args.questions), "--images", str(images), "--out", str(out),
-                   "--no-progress", "--bootstrap", "10"]
-        if args.limit:
-            command += ["--limit", str(args.limit)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        outs = []
+        for shard in range(shards):
+            config = work / f"{name}-{shard}.yaml"
+            in_flight = concurrency // shards + (1 if shard < concurrency % shards else 0)
+            adapter_options = {"preset": "regionreasoner-7b", "model": "bound", "base_url": server.url,
+                               "max_concurrency": in_flight, "timeout_s": 60, "transport": args.transport, **options}
+            config.write_text(json.dumps({"adapter": "openai", "adapter_options": adapter_options}))
+            out = work / name / f"shard-{shard}"
+            command = [sys.executable, "-c", "from regiondial_bench.cli import main; main()",  # = `regiondial`
+                       "evaluate", "--config", str(config),
+                       "--bench", str(args.questions), "--images", str(images), "--out", str(out),
+                       "--no-progress", "--bootstrap", "10"]
+            if shards > 1:
+                command += ["--shard", f"{shard}/{shards}"]
+            if args.limit:
+                command += ["--limit", str(args.limit)]
+            outs.append(out)
+            processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                              text=True))
         started = time.perf_counter()
-        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        cpu: dict[str, float | None] = {}
+        cpu: dict[str, list[tuple[float, float] | None]] = {}
         server_cpu: dict[str, tuple[float, float] | None] = {}
 
         def on_event(kind: str) -> None:
-            cpu.setdefault(kind, cpu_seconds(process.pid))
+            cpu.setdefault(kind, [cpu_seconds(process.pid) for process in processes])
             server_cpu.setdefault(kind, cpu_seconds(server.process.pid))
 
         server.on_event = on_event
-        stdout, stderr = process.communicate(timeout=args.run_timeout)
+        for process in processes:
+            _, stderr = process.communicate(timeout=args.run_timeout)
+            if process.returncode != 0:
+                raise RuntimeError(f"evaluate failed ({process.returncode}):\n{stderr[-2000:]}")
         wall = time.perf_counter() - started
-        if process.returncode != 0:
-            raise RuntimeError(f"evaluate failed ({process.returncode}):\n{stderr[-2000:]}")
     finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
         server.close()
     if "done" not in server.events:
         raise RuntimeError(f"the server saw fewer than {expected} answers: {server.events}")
     first, last, _ = server.events["done"]
-    results = json.loads((out / "results.json").read_text())
-    stats = results["provenance"]["adapter_config"]["stats"]
-    def spent(samples: dict) -> tuple[float, float] | None:
-        if samples.get("first") is None or samples.get("done") is None:
-            return None
-        return tuple(b - a for a, b in zip(samples["first"], samples["done"], strict=True))
+    stats: dict = {}
+    for out in outs:
+        for key, value in json.loads((out / "results.json").read_text())["provenance"]["adapter_config"]["stats"].items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                stats[key] = stats.get(key, 0) + value
 
-    return {"makespan": float(last) - float(first), "wall": wall, "stats": stats, "client_cpu": spent(cpu),
-            "server_cpu": spent(server_cpu)}
+    def spent(first_sample, done_sample) -> tuple[float, float] | None:
+        if first_sample is None or done_sample is None:
+            return None
+        return tuple(b - a for a, b in zip(first_sample, done_sample, strict=True))
+
+    client = [spent(a, b) for a, b in zip(cpu.get("first", [None] * shards), cpu.get("done", [None] * shards),
+                                          strict=True)]
+    client_cpu = None if None in client else tuple(map(sum, zip(*client, strict=True)))
+    return {"makespan": float(last) - float(first), "wall": wall, "stats": stats, "client_cpu": client_cpu,
+            "server_cpu": spent(server_cpu.get("first"), server_cpu.get("done"))}
 
 
 def main() -> None:
@@ -448,6 +474,8 @@ def main() -> None:
     parser.add_argument("--no-default-images", action="store_true", help="skip the run with the preset's image settings")
     parser.add_argument("--default-image-format", choices=["png", "jpeg"], default="png",
                         help="image_format of the run with the preset's image settings (png: the preset default)")
+    parser.add_argument("--shards", type=int, default=1,
+                        help="evaluate processes per run (--shard I/N), splitting C between them (default 1)")
     parser.add_argument("--threads", action="store_true",
                         help="only one in-process run at the first L and last C, with the client's CPU by thread")
     parser.add_argument("--transport", choices=["auto", "curl", "aiohttp"], default="auto",
@@ -469,7 +497,8 @@ def main() -> None:
 
     print(f"bench {args.questions.name}: {n} turns, {len(ids)} images, longest reference chain {longest}, "
           f"turns per round {dict(sorted(per_round.items()))}; machine: {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f}; transport {resolve_transport(args.transport)}")
+          f"load average {os.getloadavg()[0]:.2f}; transport {resolve_transport(args.transport)}; "
+          f"{args.shards} evaluate process(es) per run")
     extra: dict = {}
     with tempfile.TemporaryDirectory(prefix="regiondial-bound-") as tmp:
         work = Path(tmp)
