@@ -486,7 +486,7 @@ def _upstream_coordinates(
         try:  # int() truncates, exactly as upstream: int(v * factor + 0.5) (Seg-Zero: int(v) first)
             if truncate_first:
                 head = [int(v) for v in head]
-            coords = [float(int(float(v) * f + 0.5)) for v, f in zip(head, factors)]
+            coords = [float(int(float(v) * f + 0.5)) for v, f in zip(head, factors, strict=False)]
         except (OverflowError, ValueError):
             return None, f"item {position}: a {key!r} value cannot be rounded (non-finite)"
         out.append(coords)

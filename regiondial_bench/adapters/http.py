@@ -19,6 +19,7 @@ keep at most ``max_connections`` connections open.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import select
 from typing import Any, NamedTuple
 
@@ -182,10 +183,8 @@ class CurlTransport(Transport):
     def _watch(self, what: int, fd: int) -> None:
         pycurl, epoll = self.pycurl, self._epoll
         if what == pycurl.POLL_REMOVE:
-            try:
+            with contextlib.suppress(OSError, ValueError):  # already closed, or never registered
                 epoll.unregister(fd)
-            except (OSError, ValueError):  # already closed, or never registered
-                pass
             return
         mask = ((select.EPOLLIN if what in (pycurl.POLL_IN, pycurl.POLL_INOUT) else 0)
                 | (select.EPOLLOUT if what in (pycurl.POLL_OUT, pycurl.POLL_INOUT) else 0))
