@@ -12,15 +12,18 @@ The adapter's retry, backoff and ``Retry-After`` logic is written once, against
 * ``aiohttp``: a pure-asyncio client, for platforms where ``pycurl`` is not installed.
 
 Both bound a whole attempt (connect, send, headers and body) by ``timeout_s``, cap the reply
-body while it arrives, ignore proxy environment variables unless ``trust_env`` is set, and
-keep at most ``max_connections`` connections open.
+body while it arrives, ignore proxy environment variables unless ``trust_env`` is set, verify
+TLS certificates against Python's default trust store (``ssl.get_default_verify_paths()``,
+which honours ``$SSL_CERT_FILE``), and keep at most ``max_connections`` connections open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import select
+import ssl
 from typing import Any, NamedTuple
 
 from .base import AdapterError
@@ -139,6 +142,11 @@ class CurlTransport(Transport):
         super().__init__(**kwargs)
         self.pycurl = require("pycurl", "openai")
         self._header_lines = [f"{k}: {v}" for k, v in self.headers.items()] + ["Expect:"]  # no 100-continue wait
+        # trust what Python's ssl (and so the aiohttp transport) trusts, $SSL_CERT_FILE/$SSL_CERT_DIR
+        # included, rather than whatever CA path the pycurl wheel's libcurl was built with
+        paths = ssl.get_default_verify_paths()
+        self._ca_file = paths.cafile if paths.cafile and os.path.isfile(paths.cafile) else None
+        self._ca_dir = paths.capath if paths.capath and os.path.isdir(paths.capath) else None
         self._multi: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -327,6 +335,10 @@ class CurlTransport(Transport):
         handle.setopt(pycurl.ACCEPT_ENCODING, "")  # every encoding libcurl decodes; the cap applies decoded
         if not self.trust_env:
             handle.setopt(pycurl.PROXY, "")  # ignore http_proxy & co., as aiohttp does by default
+        if self._ca_file:
+            handle.setopt(pycurl.CAINFO, self._ca_file)
+        if self._ca_dir:
+            handle.setopt(pycurl.CAPATH, self._ca_dir)
         return handle
 
     async def close(self) -> None:

@@ -685,3 +685,36 @@ def test_chunked_and_close_delimited_replies_and_dropped_connections(sample_benc
         else:
             assert response.error is None and "<answer>" in response.raw_text, (kind, response.error)
             assert len(served) == 1
+
+
+def test_https_verifies_against_pythons_trust_store(sample_bench, transport, tmp_path, monkeypatch):
+    """The curl transport trusts what Python's ssl trusts ($SSL_CERT_FILE included): a server whose
+    certificate is not in that store is refused, and trusted once the store holds it."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if transport != "curl":
+        pytest.skip("aiohttp builds its default TLS context when it is imported (before the test sets the store)")
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                           "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+                           "-addext", "subjectAltName=IP:127.0.0.1"], capture_output=True, timeout=60)
+    if made.returncode != 0:
+        pytest.skip(f"openssl could not make a certificate: {made.stderr[-200:]!r}")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    with ScriptedServer() as server:
+        server.httpd.socket = context.wrap_socket(server.httpd.socket, server_side=True)
+        url = server.url.replace("http://", "https://")
+        untrusted = make(server, base_url=url, max_retries=0, check_server=False)
+        refused = untrusted.generate(first_turn_requests(sample_bench, 1))[0]
+        untrusted.close()
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        trusted = make(server, base_url=url, max_retries=0, check_server=False)
+        answered = trusted.generate(first_turn_requests(sample_bench, 1))[0]
+        trusted.close()
+    assert refused.failure_kind == "infra" and "libcurl error 60" in refused.error, refused.error
+    assert answered.error is None and "<answer>" in answered.raw_text
