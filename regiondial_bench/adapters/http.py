@@ -208,15 +208,10 @@ class CurlTransport(Transport):
             ready = self._epoll.poll(0)
         except OSError:
             return
-        try:
-            for fd, events in ready:
-                event = ((pycurl.CSELECT_IN if events & (select.EPOLLIN | select.EPOLLHUP) else 0)
-                         | (pycurl.CSELECT_OUT if events & select.EPOLLOUT else 0)
-                         | (pycurl.CSELECT_ERR if events & select.EPOLLERR else 0))
-                while self._multi.socket_action(fd, event)[0] == pycurl.E_CALL_MULTI_PERFORM:
-                    pass
-        except pycurl.error as exc:
-            self._fail_all(exc)
+        for fd, events in ready:
+            self._socket_action(fd, (pycurl.CSELECT_IN if events & (select.EPOLLIN | select.EPOLLHUP) else 0)
+                                | (pycurl.CSELECT_OUT if events & select.EPOLLOUT else 0)
+                                | (pycurl.CSELECT_ERR if events & select.EPOLLERR else 0))
         self._collect()
 
     def _on_timer(self, timeout_ms: int) -> None:
@@ -246,19 +241,19 @@ class CurlTransport(Transport):
         self._act(self.pycurl.SOCKET_TIMEOUT, 0)
 
     def _act(self, fd: int, event: int) -> None:
+        self._socket_action(fd, event)
+        self._collect()
+
+    def _socket_action(self, fd: int, event: int) -> None:
+        """Tell libcurl that ``fd`` is ready (or its timer is due); a failing multi handle fails what is in flight."""
         pycurl = self.pycurl
         try:
             while self._multi.socket_action(fd, event)[0] == pycurl.E_CALL_MULTI_PERFORM:
                 pass
         except pycurl.error as exc:
-            self._fail_all(exc)
-        self._collect()
-
-    def _fail_all(self, exc: Exception) -> None:
-        """The multi handle itself failed: fail what is in flight."""
-        for transfer in list(self._transfers.values()):
-            if not transfer.future.done():
-                transfer.future.set_exception(TransportError(f"libcurl: {exc}"))
+            for transfer in list(self._transfers.values()):
+                if not transfer.future.done():
+                    transfer.future.set_exception(TransportError(f"libcurl: {exc}"))
 
     def _collect(self) -> None:
         while True:

@@ -137,6 +137,8 @@ def qwen_image_tokens(input_size: tuple[int, int]) -> int:
 
 GRAMMAR_FIELDS = ("structured_outputs", "guided_grammar", "ebnf")
 _IMAGE_SLOT, _TEXT_SLOT = "\0regiondial-image-slot\0", "\0regiondial-text-slot\0"
+_SLOT_MARK = json.dumps("\0regiondial")[1:-1]
+"""How a slot's start reads once JSON-encoded (a NUL is escaped): a template holds it only at its two slots."""
 
 
 class OpenAIAdapter(PresetAdapter):
@@ -526,7 +528,7 @@ class OpenAIAdapter(PresetAdapter):
             head, image_slot, rest = text.partition(json.dumps(_IMAGE_SLOT))
             mid, text_slot, tail = rest.partition(json.dumps(_TEXT_SLOT))
             parts = (head, mid, tail)
-            if not image_slot or not text_slot or any(json.dumps(_IMAGE_SLOT)[1:7] + "regiondial" in p for p in parts):
+            if not image_slot or not text_slot or any(_SLOT_MARK in p for p in parts):
                 template = ()  # extra_body replaced the messages: no template
             else:
                 template = tuple(p.encode("utf-8", "replace") for p in parts)

@@ -718,3 +718,45 @@ def test_https_verifies_against_pythons_trust_store(sample_bench, transport, tmp
         trusted.close()
     assert refused.failure_kind == "infra" and "libcurl error 60" in refused.error, refused.error
     assert answered.error is None and "<answer>" in answered.raw_text
+
+
+def test_an_endless_reply_is_cut_at_the_cap_not_read_to_the_deadline(sample_bench, monkeypatch):
+    """A server that declares a gigabyte and keeps sending: the client stops at the cap at once."""
+    import socket
+
+    from regiondial_bench.adapters import http
+
+    monkeypatch.setattr(http, "MAX_REPLY_BYTES", 4096)
+    stop = threading.Event()
+
+    def serve(listener):
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                try:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n")
+                    while not stop.is_set():
+                        conn.sendall(b" " * 16384)
+                        time.sleep(0.01)
+                except OSError:
+                    pass  # the client hung up: what this test wants
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        threading.Thread(target=serve, args=(listener,), daemon=True).start()
+        adapter = create_adapter("openai", preset="regionreasoner-7b", base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/v1",
+                                 model="tiny", max_concurrency=1, timeout_s=10.0, max_retries=0, check_server=False)
+        started = time.monotonic()
+        response = adapter.generate(first_turn_requests(sample_bench, 1))[0]
+        elapsed = time.monotonic() - started
+        adapter.close()
+        stop.set()
+    assert response.failure_kind == "infra" and "exceeds 4096 bytes" in response.error, response.error
+    assert elapsed < 5.0  # not the 10 s deadline

@@ -1,9 +1,10 @@
-"""Constrained GRPO rollouts (off by default): config checks and sampled completions under the grammar."""
+"""Constrained GRPO rollouts (off by default): config checks and sampled completions under the grammar.
+
+The trainer script comes from the ``grpo`` fixture in ``conftest.py``.
+"""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,17 +14,7 @@ pytest.importorskip("trl")
 pytest.importorskip("xgrammar")
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "train_reference" / "grpo_regionreasoner.py"
 SMOKE = ROOT / "train_reference" / "configs" / "cpu_smoke.yaml"
-
-
-@pytest.fixture(scope="module")
-def grpo():
-    spec = importlib.util.spec_from_file_location("grpo_regionreasoner_constrained", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["grpo_regionreasoner_constrained"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
