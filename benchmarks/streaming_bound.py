@@ -12,9 +12,10 @@ id in a temporary ``--images`` folder, for every L and concurrency C, and prints
 * round-sync: sum over rounds r of ceil(N_r/C) * L, a schedule where round r of every dialogue
   waits for round r-1 of all (what a batch-per-round client gets);
 * bound/makespan (target: >= 0.8 at L=200 ms, >= 0.6 at L=50 ms) and round-sync/makespan;
-* client CPU per request: the evaluate process's CPU time between the first request and the
-  last answer, divided by N (read from /proc; summed over the processes with ``--shards``); the
-  same for the server process, which shares the machine's cores with the client.
+* client CPU per request: the CPU time of the evaluate process and its image encoder processes
+  between the first request and the last answer, divided by N (read from /proc; summed over the
+  processes with ``--shards``); the same for the server process, which shares the machine's
+  cores with the client.
 
 With ``--shards N`` each run is N ``evaluate --shard I/N`` processes started together, each with
 C/N requests in flight (the project's own scale-out, ``docs/adapters.md``, "Scale-out"): the
@@ -225,13 +226,31 @@ def make_images(folder: Path, ids: list[int], size: tuple[int, int], textured: b
 
 
 def cpu_seconds(pid: int) -> tuple[float, float] | None:
-    """(user, system) CPU seconds of a live process, from /proc (None elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        tick = os.sysconf("SC_CLK_TCK")
-        return int(fields[11]) / tick, int(fields[12]) / tick
-    except (OSError, IndexError, ValueError):
+    """(user, system) CPU seconds of a live process and its live descendants (the openai adapter's
+    image encoder processes), from /proc (None elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float, float]] = {}  # pid -> (parent, user, system)
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            stats[int(entry.name)] = (int(fields[1]), int(fields[11]) / tick, int(fields[12]) / tick)
+        except (OSError, IndexError, ValueError):
+            continue
+    if pid not in stats:
         return None
+    children: dict[int, list[int]] = {}
+    for child, (parent, _, _) in stats.items():
+        children.setdefault(parent, []).append(child)
+    user = system = 0.0
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        _, u, s = stats[current]
+        user, system = user + u, system + s
+        todo.extend(children.get(current, ()))
+    return user, system
 
 
 # ---------------------------------------------------------------------------- raw HTTP clients

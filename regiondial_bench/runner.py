@@ -387,6 +387,10 @@ class _Schedule:
         self._heap = [(-chain[(d, i)], i, p, d) for _, i, p, d in self._heap]
         heapq.heapify(self._heap)
 
+    def ready_keys(self) -> list[Key]:
+        """The ready turns in the order :meth:`take` would hand them out."""
+        return [(d, i) for _, i, _, d in sorted(self._heap)]
+
     def chain(self, key: Key) -> int:
         """The longest chain of pending turns from ``key`` (1: nothing waits on it); needs :meth:`prioritize_longest_chain`."""
         return self._chain[key] if self._chain is not None else 1
@@ -812,6 +816,13 @@ class Runner:
         any other streaming adapter gets a thread per request in flight.
         """
         schedule.prioritize_longest_chain()
+        upcoming = getattr(self.adapter, "upcoming", None)
+        if callable(upcoming):  # e.g. the openai adapter encodes these images ahead of their first round
+            seen: dict[str, ImageInput] = {}
+            for dialogue_id, _ in schedule.ready_keys():
+                if dialogue_id not in seen:
+                    seen[dialogue_id] = self._image(self.bench.dialogue(dialogue_id))
+            upcoming([image for image in seen.values() if image.path is not None or image.data is not None])
         workers = max(1, int(self.adapter.max_concurrency))
         submit = getattr(self.adapter, "submit", None)
         pool = None if callable(submit) else ThreadPoolExecutor(max_workers=workers, thread_name_prefix="regiondial")

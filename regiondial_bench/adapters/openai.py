@@ -160,8 +160,11 @@ class OpenAIAdapter(PresetAdapter):
         png_compress_level: zlib level of the PNG (lossless at every level; 1 is several times
             faster to encode than Pillow's default 6, for payloads about a fifth larger).
         image_cache_mb: Bound on the encoded images kept for later rounds.
-        image_workers: Threads encoding images (default: the CPU count, at most 8; Pillow
-            releases the GIL while it decodes, resizes and compresses, so they run in parallel).
+        image_encoder: ``process`` (default): images are encoded in worker processes, so the
+            HTTP loop and the run loop keep their share of the interpreter; ``thread``: on threads
+            of this process (Pillow releases the GIL while it decodes and compresses, but many
+            small images then contend for it with the loop).
+        image_workers: Encoder processes (default: the CPU count, at most 4) or threads (at most 8).
         check_server: Check once, before the first request, that the server answers.
         check_prompt_tokens: Compare the first replies' ``usage.prompt_tokens`` with the image
             tokens the preset implies (Qwen2.5-VL) and warn once when the server resized the image.
@@ -203,6 +206,7 @@ class OpenAIAdapter(PresetAdapter):
         jpeg_quality: int = 90,
         png_compress_level: int = 1,
         image_cache_mb: float = 512.0,
+        image_encoder: str = "process",
         image_workers: int | None = None,
         check_server: bool = True,
         check_prompt_tokens: bool = True,
@@ -230,6 +234,8 @@ class OpenAIAdapter(PresetAdapter):
             raise AdapterError("jpeg_quality must be in 1..95, png_compress_level in 0..9 and image_cache_mb >= 0")
         if image_workers is not None and not 1 <= int(image_workers) <= 256:
             raise AdapterError(f"image_workers must be in 1..256, got {image_workers}")
+        if image_encoder not in ("process", "thread"):
+            raise AdapterError(f"image_encoder must be 'process' or 'thread', got {image_encoder!r}")
         if extra_body is not None and not isinstance(extra_body, dict):
             raise AdapterError(f"extra_body must be a mapping, got {type(extra_body).__name__}")
         self.preset = get_preset(
@@ -275,7 +281,9 @@ class OpenAIAdapter(PresetAdapter):
         self.images = ImagePayloads(self.preset.resize_for_model, image_format=image_format,
                                     jpeg_quality=jpeg_quality, png_compress_level=png_compress_level,
                                     max_bytes=int(image_cache_mb * (1 << 20)),
-                                    workers=int(image_workers) if image_workers else min(8, os.cpu_count() or 2))
+                                    workers=int(image_workers) if image_workers else
+                                    min(4 if image_encoder == "process" else 8, os.cpu_count() or 2),
+                                    processes=image_encoder == "process")
         self._url = f"{self.base_url}/chat/completions"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -323,10 +331,15 @@ class OpenAIAdapter(PresetAdapter):
             if path is not None:
                 counts[path] = counts.get(path, 0) + len(dialogue.turns)
         self.images.expect(counts)
+        self.images.start()
         if self.check_server and not self._checked_server:
             loop = self._ensure_loop()
             asyncio.run_coroutine_threadsafe(self._probe(), loop).result()
             self._checked_server = True
+
+    def upcoming(self, images: Sequence[Any]) -> None:
+        """The run's images in the order it will first ask for them: encoded ahead, up to 2x ``max_concurrency``."""
+        self.images.prefetch(images, window=2 * self.max_concurrency)
 
     def submit(self, request: RoundRequest) -> Future:
         """Start answering one request; a :class:`concurrent.futures.Future` of its :class:`RoundResponse`.
@@ -573,6 +586,7 @@ class OpenAIAdapter(PresetAdapter):
             "max_retries": self.max_retries,
             "image_format": self.image_format,
             "extra_body": self.extra_body,
+            "image_encoder": self.images.stats["image_encoder"],
             "stats": {**self.stats, **self.images.stats, "image_encode_s": round(self.images.stats["image_encode_s"], 4)},
             "constrained": self.constrained is not None,
             **({"grammar": {"field": self.grammar_field, **self.constrained.config()}}

@@ -97,6 +97,9 @@ def _processor_class(path: str | Path) -> Any:
 ImageKey = Any
 """What identifies an image across rounds: its file path, else its encoded bytes."""
 
+MAX_CHUNK = 16
+"""Most images one encoder task takes (tasks start at one image and double up to this)."""
+
 
 def image_key(image: Any) -> ImageKey:
     """The cache key of an :class:`~regiondial_bench.adapters.base.ImageInput`."""
@@ -112,26 +115,80 @@ class EncodedImage:
     input_size: tuple[int, int]
 
 
+def encode_image(image: Any, prepare: Any, image_format: str = "png", jpeg_quality: int = 90,
+                 png_compress_level: int = 1) -> EncodedImage:
+    """Load ``image`` (anything with ``load() -> PIL image``), ``prepare`` it and encode it as a data URL."""
+    import base64
+    import io
+
+    pil = image.load()
+    original = pil.size
+    shown = prepare(pil)
+    buffer = io.BytesIO()
+    if image_format == "jpeg":
+        shown.save(buffer, format="JPEG", quality=jpeg_quality)
+    else:
+        shown.save(buffer, format="PNG", compress_level=png_compress_level)
+    url = f"data:image/{image_format};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
+    return EncodedImage(url, original, shown.size)
+
+
+def _encode_chunk(images: list[Any], prepare: Any, settings: tuple) -> list[tuple[Any, bool, float]]:
+    """One encoder task: per image ``(EncodedImage or exception, ok, seconds)``; one bad image fails alone."""
+    import pickle
+
+    out: list[tuple[Any, bool, float]] = []
+    for image in images:
+        start = time.perf_counter()
+        try:
+            out.append((encode_image(image, prepare, *settings), True, time.perf_counter() - start))
+        except Exception as exc:  # noqa: BLE001 - reported on that image's future
+            try:
+                pickle.loads(pickle.dumps(exc))
+            except Exception:  # noqa: BLE001 - it must cross back from a worker process
+                exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+            out.append((exc, False, time.perf_counter() - start))
+    return out
+
+
+def _start_method() -> str:
+    import multiprocessing
+
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+class EncoderDied(RuntimeError):
+    """The worker process encoding an image died (a crash in the decoder, or the OOM killer)."""
+
+
 class ImagePayloads:
     """Data URLs of a run's images, encoded once per image and reused by every round of its dialogue.
 
     :meth:`get` returns a future, so rounds of the same dialogue that ask at the same time share
-    one encode. The encodes run on a small thread pool (PIL releases the GIL while it resizes and
-    compresses). The cache is bounded twice: an image whose expected uses (from :meth:`expect`,
-    one per turn of the bench) are all taken is dropped at once, and the cache never holds more
-    than ``max_bytes`` of finished payloads (least recently used first out).
+    one encode. Encoding runs in worker processes (``processes=True``: off the caller's GIL, so
+    the HTTP loop and the run loop keep their core; a worker that dies is replaced) or on a
+    thread pool. :meth:`prefetch` takes the images in the order the run will first ask for them
+    and keeps up to ``window`` of them encoded ahead of the asking, in tasks of up to
+    :data:`MAX_CHUNK` images (one image per task costs more in hand-offs than a small image
+    costs to encode). The cache is bounded twice: an image whose expected uses (from
+    :meth:`expect`, one per turn of the bench) are all taken is dropped at once, and the cache
+    never holds more than ``max_bytes`` of finished payloads (least recently used first out).
 
     Args:
-        prepare: ``PIL image -> PIL image`` as the model sees it (the preset's squash or native mode).
+        prepare: ``PIL image -> PIL image`` as the model sees it (the preset's squash or native
+            mode); picklable when ``processes`` is true.
         image_format: ``png`` (lossless) or ``jpeg``.
         jpeg_quality: JPEG quality (1-95).
         png_compress_level: zlib level of the PNG (0-9; the pixels are the same at every level).
         max_bytes: Bound on the cached payloads.
-        workers: Encoding threads.
+        workers: Encoder processes or threads.
+        processes: Encode in worker processes (else threads). When processes cannot start, the
+            payloads fall back to threads with a warning (``stats["image_encoder"]`` says which ran).
     """
 
     def __init__(self, prepare: Any, *, image_format: str = "png", jpeg_quality: int = 90,
-                 png_compress_level: int = 1, max_bytes: int = 512 << 20, workers: int = 2) -> None:
+                 png_compress_level: int = 1, max_bytes: int = 512 << 20, workers: int = 2,
+                 processes: bool = False) -> None:
         if image_format not in ("png", "jpeg"):
             raise ValueError(f"image_format must be 'png' or 'jpeg', got {image_format!r}")
         if not 1 <= int(jpeg_quality) <= 95:
@@ -141,31 +198,108 @@ class ImagePayloads:
         self.jpeg_quality = int(jpeg_quality)
         self.png_compress_level = int(png_compress_level)
         self.max_bytes = int(max_bytes)
-        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="regiondial-encode")
+        self.workers = max(1, int(workers))
+        self.processes = bool(processes)
+        self._settings = (image_format, self.jpeg_quality, self.png_compress_level)
+        self._pool: Any = None
+        self._quarantine: list[tuple[Any, ImageKey, Future]] = []
+        self._quarantine_pool: Any = None
+        self._closed = False
         self._lock = threading.Lock()
         self._cache: OrderedDict[ImageKey, Future] = OrderedDict()
         self._sizes: dict[ImageKey, int] = {}
         self._uses_left: dict[ImageKey, int] = {}
         self._bytes = 0
-        self.stats = {"images_encoded": 0, "image_cache_hits": 0, "image_encode_s": 0.0}
+        self._order: list[Any] = []  # prefetch: images in the order the run will first ask for them
+        self._next = 0  # position in _order of the next image to prefetch
+        self._window = 0
+        self._ahead: set[ImageKey] = set()  # prefetched, not yet asked for
+        self._seen: set[int] = set()  # hashes of the keys ever asked for or prefetched (a collision only skips a prefetch)
+        self._chunk = 1
+        self.stats: dict[str, Any] = {"images_encoded": 0, "image_cache_hits": 0, "image_encode_s": 0.0,
+                                      "image_prefetched": 0, "image_encoder": "process" if processes else "thread",
+                                      "image_encoder_restarts": 0}
+
+    # ------------------------------------------------------------------ pools
+
+    def start(self) -> None:
+        """Start the encoders now (worker processes take a moment), rather than at the first image."""
+        pool = self._executor()
+        if self.stats["image_encoder"] != "process":
+            return
+        try:
+            for task in [pool.submit(abs, 0) for _ in range(self.workers)]:
+                task.result(timeout=120)
+        except Exception as exc:  # noqa: BLE001 - e.g. a sandbox without process support
+            with self._lock:
+                self._use_threads(exc)
+                if self._pool is pool:
+                    self._pool = None
+            pool.shutdown(wait=False)
+
+    def _new_pool(self, workers: int) -> Any:
+        if self.stats["image_encoder"] == "process":
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            try:
+                context = multiprocessing.get_context(_start_method())
+                if context.get_start_method() == "forkserver":
+                    # the fork server imports these once; workers forked from it start in milliseconds
+                    context.set_forkserver_preload([__name__, "regiondial_bench.adapters.presets"])
+                return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            except (OSError, ImportError, ValueError) as exc:
+                self._use_threads(exc)
+        return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="regiondial-encode")
+
+    def _use_threads(self, exc: BaseException) -> None:
+        logger.warning("image encoder processes cannot start (%s: %s); encoding on threads instead",
+                       type(exc).__name__, exc)
+        self.stats["image_encoder"] = "thread"
+
+    def _executor(self) -> Any:
+        with self._lock:
+            if self._pool is None:
+                self._pool = self._new_pool(self.workers)
+            return self._pool
+
+    # ------------------------------------------------------------------ asking
 
     def expect(self, counts: dict[ImageKey, int]) -> None:
         """How many requests will use each image (e.g. the number of turns of its dialogues)."""
         with self._lock:
             self._uses_left = {k: int(v) for k, v in counts.items() if v > 0}
 
+    def prefetch(self, images: Any, window: int) -> None:
+        """Encode ``images`` (in the order they will first be asked for) ahead of :meth:`get`.
+
+        At most ``window`` prefetched images are kept waiting for their first :meth:`get`; each
+        first ask lets one more start. Images asked for before the prefetch reaches them are not
+        encoded twice.
+        """
+        with self._lock:
+            self._order, self._next, self._window = list(images), 0, max(0, int(window))
+            chunks = self._top_up()
+        self._submit(chunks)
+
     def get(self, image: Any) -> Future:
         """A future of the image's :class:`EncodedImage` (encoded now, or shared with earlier rounds)."""
         key = image_key(image)
-        started = None
+        chunks = []
         with self._lock:
             future = self._cache.get(key)
-            if future is not None:
+            if key in self._ahead:  # its first ask: the prefetch was its encode
+                self._ahead.discard(key)
+                self._cache.move_to_end(key)
+                chunks += self._top_up()
+            elif future is not None:
                 self._cache.move_to_end(key)
                 self.stats["image_cache_hits"] += 1
             else:
-                future = started = self._pool.submit(self._encode, image)
+                future = Future()
                 self._cache[key] = future
+                chunks.append([(image, key, future)])
+            self._seen.add(hash(key))  # a prefetch must not encode it again
             left = self._uses_left.get(key)
             if left is not None:
                 if left <= 1:
@@ -173,58 +307,169 @@ class ImagePayloads:
                     self._drop(key)  # the last round of this image: the caller holds the future
                 else:
                     self._uses_left[key] = left - 1
-        if started is not None:
-            # outside the lock: a future that is already done runs the callback here and now, and
-            # the callback takes the lock (inside it, an image that fails at once deadlocked the loop)
-            started.add_done_callback(lambda f, k=key: self._finished(k, f))
+        self._submit(chunks)  # outside the lock: a task that is over at once calls back into it
         return future
 
-    def _encode(self, image: Any) -> EncodedImage:
-        import base64
-        import io
+    def _top_up(self) -> list[list[tuple[Any, ImageKey, Future]]]:
+        """Prefetch tasks that bring the images waiting for their first ask up to the window (under the lock)."""
+        chunks, chunk = [], []
+        while (len(self._ahead) < self._window and self._next < len(self._order)
+               and self._bytes < self.max_bytes // 2):
+            image = self._order[self._next]
+            self._next += 1
+            key = image_key(image)
+            if hash(key) in self._seen or key in self._cache:
+                continue
+            self._seen.add(hash(key))
+            future: Future = Future()
+            self._cache[key] = future
+            self._ahead.add(key)
+            self.stats["image_prefetched"] += 1
+            chunk.append((image, key, future))
+            if len(chunk) >= self._chunk:
+                chunks.append(chunk)
+                chunk = []
+                self._chunk = min(MAX_CHUNK, 2 * self._chunk)
+        if chunk:
+            chunks.append(chunk)
+        return chunks
 
-        start = time.perf_counter()
-        pil = image.load()
-        original = pil.size
-        shown = self._prepare(pil)
-        buffer = io.BytesIO()
-        if self.image_format == "jpeg":
-            shown.save(buffer, format="JPEG", quality=self.jpeg_quality)
+    def _submit(self, chunks: list[list[tuple[Any, ImageKey, Future]]]) -> None:
+        for chunk in chunks:
+            if self._closed:
+                self._settle(chunk, None, RuntimeError("the image payloads were closed"))
+                continue
+            pool = self._executor()
+            try:
+                task = pool.submit(_encode_chunk, [image for image, _, _ in chunk], self._prepare, self._settings)
+            except Exception as exc:  # noqa: BLE001 - a broken or closed pool
+                self._chunk_failed(pool, chunk, exc)
+                continue
+            task.add_done_callback(lambda t, c=chunk, p=pool: self._chunk_done(p, c, t))
+
+    def _chunk_done(self, pool: Any, chunk: list[tuple[Any, ImageKey, Future]], task: Future) -> None:
+        if task.cancelled():
+            self._settle(chunk, None, RuntimeError("the image payloads were closed"))
+        elif task.exception() is not None:
+            self._chunk_failed(pool, chunk, task.exception())
         else:
-            shown.save(buffer, format="PNG", compress_level=self.png_compress_level)
-        url = f"data:image/{self.image_format};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
-        with self._lock:
-            self.stats["images_encoded"] += 1
-            self.stats["image_encode_s"] += time.perf_counter() - start
-        return EncodedImage(url, original, shown.size)
+            self._settle(chunk, task.result(), None)
 
-    def _finished(self, key: ImageKey, future: Future) -> None:
+    def _chunk_failed(self, pool: Any, chunk: list[tuple[Any, ImageKey, Future]], exc: BaseException) -> None:
+        """A task that did not come back: a dead worker, or an image or setting that cannot be sent to one."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        if not isinstance(exc, BrokenProcessPool) or self._closed:
+            self._settle(chunk, None, exc)
+            return
         with self._lock:
-            if self._cache.get(key) is not future:
-                return  # dropped while encoding
-            if future.exception() is not None:
-                del self._cache[key]  # the next round reports the error again, nothing is kept
+            if self._pool is pool:  # the first task to see the death replaces the pool
+                self._pool = None
+                self.stats["image_encoder_restarts"] += 1
+            start_next = not self._quarantine and self._quarantine_pool is None
+            self._quarantine.extend(chunk)  # re-encoded one at a time, alone, to find the image that kills
+        pool.shutdown(wait=False)  # its other tasks already failed the same way (not cancelled)
+        if start_next:
+            self._next_suspect()
+
+    def _next_suspect(self) -> None:
+        """Encode the next suspect alone in its own worker: if that worker dies, the image is the cause."""
+        with self._lock:
+            if not self._quarantine:
+                self._quarantine_pool = None
                 return
-            size = len(future.result().data_url)
-            self._sizes[key] = size
-            self._bytes += size
+            item = self._quarantine.pop(0)
+            if self._quarantine_pool is None:
+                self._quarantine_pool = self._new_pool(1)
+            pool = self._quarantine_pool
+        image, _, _ = item
+        try:
+            task = pool.submit(_encode_chunk, [image], self._prepare, self._settings)
+        except Exception as exc:  # noqa: BLE001
+            self._suspect_done(pool, item, None, exc)
+            return
+        task.add_done_callback(lambda t: self._suspect_done(pool, item, t, None))
+
+    def _suspect_done(self, pool: Any, item: tuple, task: Future | None, exc: BaseException | None) -> None:
+        from concurrent.futures.process import BrokenProcessPool
+
+        if task is not None and not task.cancelled():
+            exc = task.exception()
+        if task is not None and task.cancelled():
+            exc = RuntimeError("the image payloads were closed")
+        if exc is None:
+            self._settle([item], task.result(), None)
+        elif isinstance(exc, BrokenProcessPool) and not self._closed:
+            with self._lock:
+                self._quarantine_pool = None
+                self.stats["image_encoder_restarts"] += 1
+            pool.shutdown(wait=False)
+            self._settle([item], None, EncoderDied(
+                "the image encoder process died while encoding this image alone (a crash in the image "
+                "decoder, or out of memory)"))
+        else:
+            self._settle([item], None, exc)
+        if self._closed:
+            with self._lock:
+                self._quarantine.clear()
+            return
+        self._next_suspect()
+
+    def _settle(self, chunk: list[tuple[Any, ImageKey, Future]], results: list | None,
+                failure: BaseException | None) -> None:
+        """Hand each image of a task its payload or error, and account for the cache."""
+        fresh = set()
+        with self._lock:
+            for i, (_, key, future) in enumerate(chunk):
+                if results is not None:
+                    value, ok, seconds = results[i]
+                    self.stats["image_encode_s"] += seconds
+                    if ok:
+                        self.stats["images_encoded"] += 1
+                else:
+                    value, ok = failure, False
+                if ok and self._cache.get(key) is future:
+                    self._sizes[key] = len(value.data_url)
+                    self._bytes += self._sizes[key]
+                    fresh.add(key)
+                elif not ok and self._cache.get(key) is future:
+                    del self._cache[key]  # the next round reports the error again, nothing is kept
+                    self._ahead.discard(key)
+                chunk[i] = (value, ok, future)
             while self._bytes > self.max_bytes and len(self._cache) > 1:
                 oldest = next(iter(self._cache))
-                if oldest == key:
+                if oldest in fresh:  # never evict what just arrived
                     break
                 self._drop(oldest)
+        # outside the lock: the futures' callbacks (an event loop's wake-up) may take it
+        for value, ok, future in chunk:
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
     def _drop(self, key: ImageKey) -> None:
         self._cache.pop(key, None)
         self._bytes -= self._sizes.pop(key, 0)
+        self._ahead.discard(key)
+
+    def _encode(self, image: Any) -> EncodedImage:
+        """Encode one image here and now (no pool, no cache)."""
+        return encode_image(image, self._prepare, *self._settings)
 
     @property
     def cached_bytes(self) -> int:
         return self._bytes
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._closed = True
+        for pool in (self._pool, self._quarantine_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             self._cache.clear()
             self._sizes.clear()
+            self._ahead.clear()
             self._bytes = 0

@@ -229,6 +229,8 @@ def test_bad_options_fail_clearly():
         create_adapter("openai", max_concurrency=0)
     with pytest.raises(AdapterError, match="image_format"):
         create_adapter("openai", image_format="gif")
+    with pytest.raises(AdapterError, match="image_encoder must be 'process' or 'thread'"):
+        create_adapter("openai", image_encoder="gpu")
 
 
 def test_evaluate_streams_rounds_through_the_runner(sample_bench, tmp_path):
@@ -375,8 +377,10 @@ def test_unreachable_server_fails_fast_before_the_first_request(sample_bench, tm
     assert not log.exists() or log.read_text() == ""
 
 
-def test_each_image_is_encoded_once_per_run(sample_bench, tmp_path, monkeypatch):
-    """Through the runner: every round of a dialogue reuses its image's payload."""
+@pytest.mark.parametrize("image_encoder", ["thread", "process"])
+def test_each_image_is_encoded_once_per_run(sample_bench, tmp_path, monkeypatch, image_encoder):
+    """Through the runner: every round of a dialogue reuses its image's payload (encoded ahead of
+    its first round, from the runner's ``upcoming`` list)."""
     from collections import Counter
 
     from regiondial_bench.adapters.base import ImageInput
@@ -394,19 +398,23 @@ def test_each_image_is_encoded_once_per_run(sample_bench, tmp_path, monkeypatch)
     with ScriptedServer(lambda n, body: (200, 0.0)) as server:
         config = RunConfig(adapter="openai", limit=8, adapter_options={
             "preset": "regionreasoner-7b", "base_url": server.url, "model": "tiny", "max_concurrency": 4,
-            "squash_size": 112})
+            "squash_size": 112, "image_encoder": image_encoder})
         results = evaluate(sample_bench, config, tmp_path / "run", progress=False, n_bootstrap=10)
     dialogues = list(sample_bench)[:8]
     turns = sum(len(d.turns) for d in dialogues)
+    images = {sample_bench.image_path(d) for d in dialogues}
     assert turns > len(dialogues) and len(server.bodies) == turns
-    assert set(loads) == {sample_bench.image_path(d) for d in dialogues} and set(loads.values()) == {1}
+    if image_encoder == "thread":  # loads in this process can be counted; a worker's cannot
+        assert set(loads) == images and set(loads.values()) == {1}
+    assert results.provenance.adapter_config["image_encoder"] == image_encoder
     stats = results.provenance.adapter_config["stats"]
-    assert stats["images_encoded"] == len(loads) and stats["image_cache_hits"] == turns - len(loads)
+    assert stats["images_encoded"] == len(images) and stats["image_cache_hits"] == turns - len(images)
+    assert stats["image_prefetched"] == len(images)
     urls = {}
     for body in server.bodies:  # the same bytes for every round of a dialogue
         text = body["messages"][-1]["content"][1]["text"]
         urls.setdefault(body["messages"][-1]["content"][0]["image_url"]["url"], []).append(text)
-    assert len(urls) == len(loads)
+    assert len(urls) == len(images)
 
 
 def test_image_payloads_are_bounded(sample_bench):

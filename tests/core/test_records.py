@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import math
+from concurrent.futures import Future
 
 import pytest
 
@@ -454,3 +455,36 @@ def test_a_record_kept_without_its_read_back_is_what_its_line_reads_back_as():
         assert PredictionRecord.model_validate_json(line) == record
 
     check()
+
+
+def test_a_streaming_adapter_hears_the_images_in_the_order_it_will_first_be_asked(tmp_path):
+    """``upcoming`` (the openai adapter encodes these ahead): each pending dialogue's image once,
+    in the order of the dialogues' first requests; done dialogues are left out on resume."""
+
+    class Streaming(Hostile):
+        streaming = True
+        max_concurrency = 2
+
+        def upcoming(self, images):
+            self.heard = [image.path for image in images]
+
+        def submit(self, request):  # called in the runner's order (a thread pool would reorder them)
+            future = Future()
+            future.set_result(self.generate([request])[0])
+            return future
+
+    bench = make_bench(tmp_path / "bench", n_dialogues=5, turns=3)
+    adapter = Streaming(lambda r: None)
+    Runner(bench, adapter, spec_for(bench), tmp_path / "run", progress=False).run()
+    first_asked = list(dict.fromkeys(dialogue_id for dialogue_id, _ in adapter.asked))
+    assert adapter.heard == [bench.image_path(bench.dialogue(d)) for d in first_asked]
+    assert len(adapter.heard) == 5 == len(set(adapter.heard))
+
+    log = tmp_path / "run" / "predictions.jsonl"  # resume with d0 and d3 answered in full
+    kept = [line for line in log.read_text().splitlines() if '"dialogue_id":"d0"' in line or '"dialogue_id":"d3"' in line]
+    log.write_text("\n".join(kept) + "\n")
+    adapter.asked.clear()
+    Runner(bench, adapter, spec_for(bench), tmp_path / "run", progress=False).run(resume=True)
+    first_asked = list(dict.fromkeys(dialogue_id for dialogue_id, _ in adapter.asked))
+    assert sorted(first_asked) == ["d1", "d2", "d4"]
+    assert adapter.heard == [bench.image_path(bench.dialogue(d)) for d in first_asked]
