@@ -32,6 +32,7 @@ many requests (each image once per run, not once per round).
     python benchmarks/streaming_bound.py --compare-clients 256 --latency-ms 50   # the transports, aiohttp, httpx
     python benchmarks/streaming_bound.py --threads --latency-ms 50 --concurrency 256  # client CPU by thread
     python benchmarks/streaming_bound.py --shards 2     # two `--shard I/2` processes, C/2 in flight each
+    python benchmarks/streaming_bound.py --image-encoder thread   # images encoded on threads of the evaluate process
 
 Prints the figures; it asserts nothing (targets are in the issue tracker, not in tests).
 """
@@ -390,7 +391,8 @@ def thread_breakdown(args, images: Path, work: Path, latency_s: float, concurren
         bench = api.load_bench(str(args.questions), images=images)
         config = RunConfig(adapter="openai", limit=args.limit, adapter_options={
             "preset": "regionreasoner-7b", "model": "bound", "base_url": server.url, "max_concurrency": concurrency,
-            "timeout_s": 60, "transport": args.transport, "squash_size": args.squash_size})
+            "timeout_s": 60, "transport": args.transport, "squash_size": args.squash_size,
+            "image_encoder": args.image_encoder})
         before = snapshot()
         sampler = threading.Thread(target=sample, name="sampler", daemon=True)
         sampler.start()
@@ -427,7 +429,8 @@ def run_once(args, images: Path, work: Path, latency_s: float, concurrency: int,
             config = work / f"{name}-{shard}.yaml"
             in_flight = concurrency // shards + (1 if shard < concurrency % shards else 0)
             adapter_options = {"preset": "regionreasoner-7b", "model": "bound", "base_url": server.url,
-                               "max_concurrency": in_flight, "timeout_s": 60, "transport": args.transport, **options}
+                               "max_concurrency": in_flight, "timeout_s": 60, "transport": args.transport,
+                               "image_encoder": args.image_encoder, **options}
             config.write_text(json.dumps({"adapter": "openai", "adapter_options": adapter_options}))
             out = work / name / f"shard-{shard}"
             command = [sys.executable, "-c", "from regiondial_bench.cli import main; main()",  # = `regiondial`
@@ -499,6 +502,8 @@ def main() -> None:
                         help="only one in-process run at the first L and last C, with the client's CPU by thread")
     parser.add_argument("--transport", choices=["auto", "curl", "aiohttp"], default="auto",
                         help="the openai adapter's HTTP transport (auto: curl when pycurl is installed)")
+    parser.add_argument("--image-encoder", choices=["process", "thread"], default="process",
+                        help="the openai adapter's image_encoder (process: the default)")
     parser.add_argument("--quick", action="store_true", help="200 dialogues, L=50 ms, C in {32, 256}")
     parser.add_argument("--run-timeout", type=float, default=600)
     parser.add_argument("--server-lifetime", type=float, default=900)
@@ -555,7 +560,7 @@ def main() -> None:
                   f"JPEG inputs), L={latency_ms:g} ms, "
                   f"C={c}: {s['images_encoded']} images encoded for {s['requests']} requests "
                   f"({len(ids)} distinct images, {s['image_cache_hits']} cache hits), {per_image:.1f} ms encoding "
-                  f"per image (one-time, on the encoder threads), makespan {r['makespan']:.2f} s, "
+                  f"per image (one-time, on the {args.image_encoder} encoders), makespan {r['makespan']:.2f} s, "
                   f"bound {max(math.ceil(n / c), longest) * latency_ms / 1000:.2f} s")
 
 
