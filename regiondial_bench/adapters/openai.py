@@ -278,7 +278,7 @@ class OpenAIAdapter(PresetAdapter):
         self._transport = make_transport(self.transport_name, headers=self._headers,
                                          max_connections=self.max_concurrency, timeout_s=self.timeout_s,
                                          trust_env=self.trust_env)
-        self.images = ImagePayloads(self.preset.resize_for_model, image_format=image_format,
+        self.images = ImagePayloads(self.preset.image_prepare(), image_format=image_format,
                                     jpeg_quality=jpeg_quality, png_compress_level=png_compress_level,
                                     max_bytes=int(image_cache_mb * (1 << 20)),
                                     workers=int(image_workers) if image_workers else

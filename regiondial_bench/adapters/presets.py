@@ -283,11 +283,13 @@ class Preset:
 
     def resize_for_model(self, image: Any) -> Any:
         """Apply the squash (PIL bilinear) before the processor; native mode returns the image as is."""
-        if self.image_mode == "squash" and image.size != (self.squash_size, self.squash_size):
-            from PIL import Image
+        return self.image_prepare()(image)
 
-            return image.resize((self.squash_size, self.squash_size), Image.BILINEAR)
-        return image
+    def image_prepare(self) -> Any:
+        """:meth:`resize_for_model` as a small picklable callable (what image encoder processes are sent)."""
+        from .._image_worker import Squash, unchanged
+
+        return Squash(self.squash_size) if self.image_mode == "squash" else unchanged
 
     def processor_pixel_bounds(self) -> tuple[int, int]:
         """``(min_pixels, max_pixels)`` to give the processor so it applies exactly this preset's resize."""

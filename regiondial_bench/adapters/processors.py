@@ -6,8 +6,10 @@ The processor loader is used by the ``hf`` and ``vllm`` adapters and by the GRPO
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -15,6 +17,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .._image_worker import HEADER, encode_pil, read_frame
+from ..schema import is_file
+from .base import AdapterError
 
 logger = logging.getLogger(__name__)
 
@@ -118,43 +124,173 @@ class EncodedImage:
 def encode_image(image: Any, prepare: Any, image_format: str = "png", jpeg_quality: int = 90,
                  png_compress_level: int = 1) -> EncodedImage:
     """Load ``image`` (anything with ``load() -> PIL image``), ``prepare`` it and encode it as a data URL."""
-    import base64
-    import io
-
-    pil = image.load()
-    original = pil.size
-    shown = prepare(pil)
-    buffer = io.BytesIO()
-    if image_format == "jpeg":
-        shown.save(buffer, format="JPEG", quality=jpeg_quality)
-    else:
-        shown.save(buffer, format="PNG", compress_level=png_compress_level)
-    url = f"data:image/{image_format};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
-    return EncodedImage(url, original, shown.size)
+    return EncodedImage(*encode_pil(image.load(), prepare, image_format, jpeg_quality, png_compress_level))
 
 
 def _encode_chunk(images: list[Any], prepare: Any, settings: tuple) -> list[tuple[Any, bool, float]]:
-    """One encoder task: per image ``(EncodedImage or exception, ok, seconds)``; one bad image fails alone."""
-    import pickle
-
+    """One encoder task on a thread: per image ``(EncodedImage or exception, ok, seconds)``; one bad image fails alone."""
     out: list[tuple[Any, bool, float]] = []
     for image in images:
         start = time.perf_counter()
         try:
             out.append((encode_image(image, prepare, *settings), True, time.perf_counter() - start))
         except Exception as exc:  # noqa: BLE001 - reported on that image's future
-            try:
-                pickle.loads(pickle.dumps(exc))
-            except Exception:  # noqa: BLE001 - it must cross back from a worker process
-                exc = RuntimeError(f"{type(exc).__name__}: {exc}")
             out.append((exc, False, time.perf_counter() - start))
     return out
 
 
-def _start_method() -> str:
-    import multiprocessing
+class EncoderProcesses:
+    """``workers`` image encoder processes (``python -m regiondial_bench._image_worker``), fed over pipes.
 
-    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    :meth:`submit` sends a task of images to the worker with the fewest tasks in hand and returns
+    a future of the same per-image results as a thread's task. A reader thread per worker
+    settles its futures. A worker that exits fails the tasks it had with
+    :class:`~concurrent.futures.process.BrokenProcessPool`; the others carry on.
+
+    Raises:
+        BrokenProcessPool: from the constructor, when a worker does not start.
+    """
+
+    def __init__(self, workers: int, prepare: Any, settings: tuple, start_timeout_s: float = 120.0) -> None:
+        import pickle
+
+        first = pickle.dumps((prepare, settings))  # fails here, in the caller, when prepare cannot be pickled
+        self._workers = [_EncoderWorker(first) for _ in range(max(1, workers))]
+        for worker in self._workers:
+            worker.wait_ready(start_timeout_s)
+
+    def submit(self, images: list[Any]) -> Future:
+        future: Future = Future()
+        items, failed = [], {}
+        for i, image in enumerate(images):
+            if image.data is None and (image.path is None or not is_file(image.path)):
+                try:
+                    image.load()  # raises the same error a thread's encode would
+                except Exception as exc:  # noqa: BLE001
+                    failed[i] = exc
+            items.append((None if image.path is None else str(image.path), image.data))
+        worker = min(self._workers, key=lambda w: len(w.pending))
+        worker.send([item for i, item in enumerate(items) if i not in failed], images, failed, future)
+        return future
+
+    def shutdown(self, wait: bool = False, cancel_futures: bool = False) -> None:
+        """Let the workers finish what they hold and exit (``cancel_futures``: stop them now)."""
+        for worker in self._workers:
+            worker.close(kill=cancel_futures)
+        if wait:
+            for worker in self._workers:
+                worker.process.wait()
+
+
+class _EncoderWorker:
+    def __init__(self, first_frame: bytes) -> None:
+        import subprocess
+        import sys
+
+        path = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}  # the package and prepare's module, as here
+        self.process = subprocess.Popen([sys.executable, "-m", "regiondial_bench._image_worker"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self.pending: dict[int, tuple[Future, list[Any], dict[int, BaseException]]] = {}
+        self._lock = threading.Lock()
+        self._next_id = 0
+        self._dead: str | None = None
+        self._ready = threading.Event()
+        self._write(HEADER.pack(len(first_frame)) + first_frame)
+        threading.Thread(target=self._read, name="regiondial-encode-reader", daemon=True).start()
+
+    def wait_ready(self, timeout_s: float) -> None:
+        from concurrent.futures.process import BrokenProcessPool
+
+        if not self._ready.wait(timeout_s) or self._dead is not None:
+            self.close(kill=True)
+            raise BrokenProcessPool(self._dead or f"an image encoder process did not start within {timeout_s:g} s")
+
+    def send(self, items: list, images: list, failed: dict, future: Future) -> None:
+        import pickle
+
+        with self._lock:
+            task_id, self._next_id = self._next_id, self._next_id + 1
+            self.pending[task_id] = (future, images, failed)
+            dead = self._dead
+        if dead is None and not items:
+            self._deliver(task_id, [])
+            return
+        if dead is None:
+            payload = pickle.dumps((task_id, items), protocol=pickle.HIGHEST_PROTOCOL)
+            dead = self._write(HEADER.pack(len(payload)) + payload)
+        if dead is not None:
+            self._fail_all(dead)
+
+    def _write(self, frame: bytes) -> str | None:
+        try:
+            self.process.stdin.write(frame)
+            self.process.stdin.flush()
+        except (OSError, ValueError) as exc:  # the worker is gone (or its pipe closed)
+            return f"the image encoder process is gone ({type(exc).__name__})"
+        return None
+
+    def _read(self) -> None:
+        stdout = self.process.stdout
+        try:
+            while (frame := read_frame(stdout)) is not None:
+                if frame == ("ready",):
+                    self._ready.set()
+                    continue
+                task_id, results = frame
+                self._deliver(task_id, results)
+        except Exception as exc:  # noqa: BLE001 - a garbled frame: treat the worker as dead
+            logger.debug("image encoder reply unreadable", exc_info=True)
+            self.process.kill()
+            reason = f"the image encoder process sent an unreadable reply ({type(exc).__name__})"
+        else:
+            code = self.process.wait()
+            reason = f"the image encoder process exited with code {code}"
+        self._fail_all(reason)
+        self._ready.set()
+
+    def _deliver(self, task_id: int, results: list) -> None:
+        with self._lock:
+            entry = self.pending.pop(task_id, None)
+        if entry is None:
+            return
+        future, images, failed = entry
+        sent = iter(results)
+        out = []
+        for i, image in enumerate(images):
+            if i in failed:
+                out.append((failed[i], False, 0.0))
+                continue
+            status, *rest = next(sent)
+            if status == "ok":
+                url, original, shown, seconds = rest
+                out.append((EncodedImage(url, tuple(original), tuple(shown)), True, seconds))
+            else:
+                kind, message, seconds = rest
+                where = str(image.path) if image.path is not None else f"({len(image.data or b'')} bytes in memory)"
+                error = (AdapterError(f"cannot decode the image {where}: {message}") if kind == "decode"
+                         else RuntimeError(message))
+                out.append((error, False, seconds))
+        if future.set_running_or_notify_cancel():
+            future.set_result(out)
+
+    def _fail_all(self, reason: str) -> None:
+        from concurrent.futures.process import BrokenProcessPool
+
+        with self._lock:
+            if self._dead is None:
+                self._dead = reason
+            pending, self.pending = self.pending, {}
+        for future, _, _ in pending.values():
+            if future.set_running_or_notify_cancel():
+                future.set_exception(BrokenProcessPool(reason))
+
+    def close(self, kill: bool = False) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.process.stdin.close()
+        if kill:
+            with contextlib.suppress(OSError):
+                self.process.kill()
 
 
 class EncoderDied(RuntimeError):
@@ -165,9 +301,9 @@ class ImagePayloads:
     """Data URLs of a run's images, encoded once per image and reused by every round of its dialogue.
 
     :meth:`get` returns a future, so rounds of the same dialogue that ask at the same time share
-    one encode. Encoding runs in worker processes (``processes=True``: off the caller's GIL, so
-    the HTTP loop and the run loop keep their core; a worker that dies is replaced) or on a
-    thread pool. :meth:`prefetch` takes the images in the order the run will first ask for them
+    one encode. Encoding runs in worker processes (``processes=True``, :class:`EncoderProcesses`:
+    off the caller's interpreter lock, so the HTTP loop and the run loop keep it; a worker that
+    dies is replaced) or on a thread pool. :meth:`prefetch` takes the images in the order the run will first ask for them
     and keeps up to ``window`` of them encoded ahead of the asking, in tasks of up to
     :data:`MAX_CHUNK` images (one image per task costs more in hand-offs than a small image
     costs to encode). The cache is bounded twice: an image whose expected uses (from
@@ -224,33 +360,22 @@ class ImagePayloads:
 
     def start(self) -> None:
         """Start the encoders now (worker processes take a moment), rather than at the first image."""
-        pool = self._executor()
-        if self.stats["image_encoder"] != "process":
-            return
-        try:
-            for task in [pool.submit(abs, 0) for _ in range(self.workers)]:
-                task.result(timeout=120)
-        except Exception as exc:  # noqa: BLE001 - e.g. a sandbox without process support
-            with self._lock:
-                self._use_threads(exc)
-                if self._pool is pool:
-                    self._pool = None
-            pool.shutdown(wait=False)
+        self._executor()
 
     def _new_pool(self, workers: int) -> Any:
         if self.stats["image_encoder"] == "process":
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+            from concurrent.futures.process import BrokenProcessPool
 
             try:
-                context = multiprocessing.get_context(_start_method())
-                if context.get_start_method() == "forkserver":
-                    # the fork server imports these once; workers forked from it start in milliseconds
-                    context.set_forkserver_preload([__name__, "regiondial_bench.adapters.presets"])
-                return ProcessPoolExecutor(max_workers=workers, mp_context=context)
-            except (OSError, ImportError, ValueError) as exc:
+                return EncoderProcesses(workers, self._prepare, self._settings)
+            except (OSError, BrokenProcessPool) as exc:
                 self._use_threads(exc)
         return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="regiondial-encode")
+
+    def _task(self, pool: Any, images: list[Any]) -> Future:
+        if isinstance(pool, EncoderProcesses):
+            return pool.submit(images)
+        return pool.submit(_encode_chunk, images, self._prepare, self._settings)
 
     def _use_threads(self, exc: BaseException) -> None:
         logger.warning("image encoder processes cannot start (%s: %s); encoding on threads instead",
@@ -341,7 +466,7 @@ class ImagePayloads:
                 continue
             pool = self._executor()
             try:
-                task = pool.submit(_encode_chunk, [image for image, _, _ in chunk], self._prepare, self._settings)
+                task = self._task(pool, [image for image, _, _ in chunk])
             except Exception as exc:  # noqa: BLE001 - a broken or closed pool
                 self._chunk_failed(pool, chunk, exc)
                 continue
@@ -384,7 +509,7 @@ class ImagePayloads:
             pool = self._quarantine_pool
         image, _, _ = item
         try:
-            task = pool.submit(_encode_chunk, [image], self._prepare, self._settings)
+            task = self._task(pool, [image])
         except Exception as exc:  # noqa: BLE001
             self._suspect_done(pool, item, None, exc)
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -108,19 +109,22 @@ def test_a_worker_that_dies_fails_only_the_image_that_killed_it(tmp_path):
         payloads.close()
 
 
-def test_without_worker_processes_it_falls_back_to_threads(tmp_path, monkeypatch, caplog):
-    import concurrent.futures
+@pytest.mark.parametrize(("executable", "reason"), [
+    ("/nonexistent/python", "No such file"),  # cannot start at all
+    ("/bin/false", "exited with code 1"),  # starts, then exits before it is ready
+])
+def test_without_worker_processes_it_falls_back_to_threads(tmp_path, monkeypatch, caplog, executable, reason):
+    import sys
 
-    def refuse(*args, **kwargs):
-        raise OSError("no semaphores in this sandbox")
-
-    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", refuse)
+    if not Path(executable).exists() and executable != "/nonexistent/python":
+        pytest.skip(f"no {executable} here")
+    monkeypatch.setattr(sys, "executable", executable)
     inputs = images(tmp_path, [(7, 7)])
     with caplog.at_level(logging.WARNING):
         payloads = make("process")
     try:
         assert payloads.stats["image_encoder"] == "thread"
-        assert "encoding on threads instead" in caplog.text and "no semaphores" in caplog.text
+        assert "encoding on threads instead" in caplog.text and reason in caplog.text
         assert payloads.get(inputs[0]).result(timeout=30).original_size == (7, 7)
     finally:
         payloads.close()
@@ -148,3 +152,30 @@ def test_closing_fails_what_is_pending_without_hanging(tmp_path, encoder):
     for future in futures:
         future.exception(timeout=30)  # settled one way or the other, never left pending
     assert payloads.get(inputs[0]).exception(timeout=5) is not None  # closed: refused at once
+
+
+def test_an_unguarded_script_is_not_run_again_in_the_workers(tmp_path):
+    """Workers are ``python -m regiondial_bench._image_worker``, not multiprocessing children, so
+    a script without an ``if __name__ == "__main__"`` guard runs once (it would run again in each
+    spawn or forkserver child, which imports the parent's main module)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    image = images(tmp_path, [(21, 21)])[0]
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(root)!r})\n"
+        f"open({str(tmp_path / 'runs.txt')!r}, 'a').write('ran\\n')\n"
+        "from regiondial_bench.adapters.base import ImageInput\n"
+        "from regiondial_bench.adapters.processors import ImagePayloads\n"
+        "from regiondial_bench.testing.image_encoders import identity_or_die\n"
+        "payloads = ImagePayloads(identity_or_die, processes=True, workers=2)\n"
+        f"encoded = payloads.get(ImageInput(path={str(image.path)!r})).result(timeout=60)\n"
+        "print(payloads.stats['image_encoder'], encoded.original_size)\n"
+        "payloads.close()\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["process", "(21,", "21)"]
+    assert (tmp_path / "runs.txt").read_text() == "ran\n"
