@@ -813,7 +813,8 @@ class Runner:
 
         Ready turns leave longest remaining reference chain first. An adapter with a ``submit``
         method (a future per request, e.g. the ``openai`` adapter's event loop) is used directly;
-        any other streaming adapter gets a thread per request in flight.
+        any other streaming adapter gets a thread per request in flight. An adapter that also has
+        ``drive_here``/``drive`` has its event loop run on this thread, while it waits for answers.
         """
         schedule.prioritize_longest_chain()
         upcoming = getattr(self.adapter, "upcoming", None)
@@ -825,6 +826,11 @@ class Runner:
             upcoming([image for image in seen.values() if image.path is not None or image.data is not None])
         workers = max(1, int(self.adapter.max_concurrency))
         submit = getattr(self.adapter, "submit", None)
+        drive = None
+        drive_here = getattr(self.adapter, "drive_here", None)
+        if callable(submit) and callable(drive_here) and self.mask_producer is None:
+            drive_here()  # the adapter's event loop runs here, between batches (a mask producer needs this thread)
+            drive = self.adapter.drive
         pool = None if callable(submit) else ThreadPoolExecutor(max_workers=workers, thread_name_prefix="regiondial")
         in_flight: dict[Future, tuple[RoundRequest, float]] = {}
         answered: queue.SimpleQueue[tuple[Future, float]] = queue.SimpleQueue()
@@ -842,6 +848,8 @@ class Runner:
                     future.add_done_callback(on_done)
                 if not in_flight:
                     return
+                if drive is not None:
+                    drive(lambda: not answered.empty())
                 finished = [answered.get()]
                 while True:
                     try:

@@ -3,8 +3,9 @@
 Each round is one ``POST {base_url}/chat/completions`` with the image inline as a base64 data
 URL and the preset's prompt. The adapter is *streaming*: the runner keeps ``max_concurrency``
 requests in flight and sends a dialogue's next round as soon as the round it references is
-answered. All requests run on one asyncio event loop in a background thread (no thread per
-request), through libcurl's multi interface (``pycurl``, the default when installed) or one
+answered. All requests run on one asyncio event loop (no thread per request): in a background
+thread, or, when the runner takes it over with :meth:`OpenAIAdapter.drive_here`, on the runner's
+own thread (no second thread contending for the interpreter lock), through libcurl's multi interface (``pycurl``, the default when installed) or one
 ``aiohttp`` session (``transport: aiohttp``); see :mod:`.http` and ``benchmarks/RESULTS.md`` for
 what each costs per request. Each image is encoded once per run and reused by every round of its
 dialogue.
@@ -292,6 +293,8 @@ class OpenAIAdapter(PresetAdapter):
         self._submit_lock = threading.Lock()
         self._submitted: list[tuple[RoundRequest, Future]] = []
         self._wake_pending = False
+        self._driven = False  # drive_here(): the caller's thread runs the loop
+        self._wake: asyncio.Future | None = None
         self._templates: dict[str | None, tuple[bytes, ...]] = {}  # request-body templates, by grammar
         self._checks_left = PROMPT_TOKEN_CHECKS if self.check_prompt_tokens else 0
         self._checked_server = False
@@ -301,6 +304,10 @@ class OpenAIAdapter(PresetAdapter):
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._start_lock:
+            if self._loop is None and self._driven:
+                loop = asyncio.new_event_loop()
+                self._loop = loop
+                loop.run_until_complete(self._open_clients())
             if self._loop is None:
                 loop = asyncio.new_event_loop()
                 ready = threading.Event()
@@ -334,21 +341,77 @@ class OpenAIAdapter(PresetAdapter):
         self.images.start()
         if self.check_server and not self._checked_server:
             loop = self._ensure_loop()
-            asyncio.run_coroutine_threadsafe(self._probe(), loop).result()
+            if self._driven:
+                loop.run_until_complete(self._probe())
+            else:
+                asyncio.run_coroutine_threadsafe(self._probe(), loop).result()
             self._checked_server = True
 
     def upcoming(self, images: Sequence[Any]) -> None:
         """The run's images in the order it will first ask for them: encoded ahead, up to 2x ``max_concurrency``."""
         self.images.prefetch(images, window=2 * self.max_concurrency)
 
+    def drive_here(self) -> None:
+        """Run the event loop on the calling thread from now on, inside :meth:`drive` and :meth:`generate`.
+
+        The runner's streaming path calls this before its first :meth:`submit` (when no mask
+        producer needs the thread meanwhile). The requests' I/O then makes progress only while
+        that thread is in :meth:`drive`, and the run loop and the event loop no longer take the
+        interpreter lock from each other: at L=50 ms, C=256 this measured 0.66-0.69 of the bound
+        against 0.57-0.62 with the loop thread (``benchmarks/RESULTS.md``). Call it from the
+        thread that will drive, with nothing in flight.
+        """
+        with self._start_lock:
+            if self._driven:
+                return
+            loop, thread = self._loop, self._thread
+            if thread is not None:  # started for the server check: take the loop over
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join()
+                self._thread = None
+            self._driven = True
+
+    def drive(self, until: Any, timeout_s: float | None = None) -> None:
+        """Run the event loop until ``until()`` is true (checked whenever a request finishes), or
+        for at most ``timeout_s``.
+
+        Without :meth:`drive_here` the loop runs on its own thread and this returns at once.
+        """
+        if not self._driven or self._loop is None:
+            return
+        loop = self._loop
+        timer = None
+        if timeout_s is not None:
+            expired = [False]
+
+            def expire() -> None:
+                expired[0] = True
+                if self._wake is not None and not self._wake.done():
+                    self._wake.set_result(None)
+
+            timer = loop.call_later(timeout_s, expire)
+        try:
+            while not until() and not (timer is not None and expired[0]):
+                self._wake = loop.create_future()
+                loop.run_until_complete(self._wake)
+        finally:
+            if timer is not None:
+                timer.cancel()
+
     def submit(self, request: RoundRequest) -> Future:
         """Start answering one request; a :class:`concurrent.futures.Future` of its :class:`RoundResponse`.
 
         The runner's streaming path uses this instead of a thread per request in flight. Requests
-        submitted in a burst wake the event loop once (waking it costs a system call).
+        submitted in a burst wake the event loop once (waking it costs a system call). After
+        :meth:`drive_here` the future completes while the caller is in :meth:`drive`.
         """
         loop = self._ensure_loop()
         future: Future = Future()
+        if self._driven:
+            future.set_running_or_notify_cancel()
+            task = loop.create_task(self._answer(request))
+            task.add_done_callback(lambda t, f=future: self._settle_driven(f, t))
+            return future
         with self._submit_lock:
             self._submitted.append((request, future))
             wake, self._wake_pending = not self._wake_pending, True
@@ -364,12 +427,18 @@ class OpenAIAdapter(PresetAdapter):
                 task = self._loop.create_task(self._answer(request))
                 task.add_done_callback(lambda t, f=future: _settle(f, t))
 
+    def _settle_driven(self, future: Future, task: asyncio.Task) -> None:
+        _settle(future, task)
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)  # drive() looks at its condition again
+
     def generate(self, requests: Sequence[RoundRequest]) -> list[RoundResponse]:
         futures = [self.submit(r) for r in requests]
+        self.drive(lambda: all(f.done() for f in futures))
         return [f.result() for f in futures]
 
     def generate_one(self, request: RoundRequest) -> RoundResponse:
-        return self.submit(request).result()
+        return self.generate([request])[0]
 
     # ------------------------------------------------------------------ one request
 
@@ -605,12 +674,16 @@ class OpenAIAdapter(PresetAdapter):
                 await self._transport.close()
 
             try:
-                asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
+                if self._driven:
+                    loop.run_until_complete(shutdown())
+                else:
+                    asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
             except Exception:  # noqa: BLE001  (closing must not mask the run's own outcome)
                 logger.debug("closing the HTTP clients failed", exc_info=True)
-            loop.call_soon_threadsafe(loop.stop)
-            if self._thread is not None:
-                self._thread.join(timeout=10)
+            if not self._driven:
+                loop.call_soon_threadsafe(loop.stop)
+                if self._thread is not None:
+                    self._thread.join(timeout=10)
             loop.close()
         self.images.close()
 

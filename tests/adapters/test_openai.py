@@ -140,10 +140,20 @@ def scripted_answer(body: dict) -> str:
     return f'<think> scripted </think><answer>[{{"bbox_2d": {box}, "point_2d": {point}}}]</answer>'
 
 
-def make(server, **options):
+def make(server, loop_mode="thread", **options):
+    """The adapter under test; ``loop_mode="driven"``: its event loop runs on this thread (``drive_here``)."""
     defaults = {"preset": "regionreasoner-7b", "base_url": server.url, "model": "tiny",
                 "max_concurrency": 4, "timeout_s": 5.0, "max_retries": 3, "backoff_s": 0.01}
-    return create_adapter("openai", **{**defaults, **options})
+    adapter = create_adapter("openai", **{**defaults, **options})
+    if loop_mode == "driven":
+        adapter.drive_here()
+    return adapter
+
+
+@pytest.fixture(params=["thread", "driven"])
+def loop_mode(request):
+    """The event loop on the adapter's own thread, or driven by the caller's (what the runner does)."""
+    return request.param
 
 
 def test_request_shape_image_inline_and_api_key(sample_bench, monkeypatch):
@@ -170,21 +180,21 @@ def test_request_shape_image_inline_and_api_key(sample_bench, monkeypatch):
     assert response.extra["completion_tokens"] == 7
 
 
-def test_retries_5xx_then_succeeds(sample_bench):
+def test_retries_5xx_then_succeeds(sample_bench, loop_mode):
     def behave(n, body):
         return (503, 0.0) if n % 2 == 0 else (200, 0.0)  # every first attempt fails
 
     with ScriptedServer(behave) as server:
-        adapter = make(server, max_concurrency=1)
+        adapter = make(server, loop_mode, max_concurrency=1)
         responses = adapter.generate(first_turn_requests(sample_bench, 3))
         stats = adapter.config()["stats"]
     assert all(r.error is None for r in responses)
     assert stats["retries"] == 3 and stats["failures"] == 0 and len(server.bodies) == 6
 
 
-def test_persistent_5xx_becomes_an_error_response(sample_bench):
+def test_persistent_5xx_becomes_an_error_response(sample_bench, loop_mode):
     with ScriptedServer(lambda n, body: (500, 0.0)) as server:
-        adapter = make(server, max_retries=2)
+        adapter = make(server, loop_mode, max_retries=2)
         response = adapter.generate(first_turn_requests(sample_bench, 1))[0]
     assert response.error is not None and "HTTP 500" in response.error and "3 attempt" in response.error
     assert response.failure_kind == "infra"  # --retry-infra asks it again
@@ -198,12 +208,12 @@ def test_client_errors_are_not_retried(sample_bench):
     assert response.failure_kind is None  # the request was wrong, not the infrastructure
 
 
-def test_slow_server_times_out_and_retries(sample_bench):
+def test_slow_server_times_out_and_retries(sample_bench, loop_mode):
     def behave(n, body):
         return (200, 1.5) if n == 0 else (200, 0.0)  # the first answer comes too late
 
     with ScriptedServer(behave) as server:
-        adapter = make(server, timeout_s=0.3, max_concurrency=1)
+        adapter = make(server, loop_mode, timeout_s=0.3, max_concurrency=1)
         response = adapter.generate(first_turn_requests(sample_bench, 1))[0]
         assert adapter.stats["retries"] == 1
     assert response.error is None
@@ -216,9 +226,9 @@ def test_always_slow_server_gives_timeout_errors(sample_bench):
     assert response.error is not None and "Timeout" in response.error
 
 
-def test_concurrency_is_bounded(sample_bench):
+def test_concurrency_is_bounded(sample_bench, loop_mode):
     with ScriptedServer(lambda n, body: (200, 0.1)) as server:
-        adapter = make(server, max_concurrency=3)
+        adapter = make(server, loop_mode, max_concurrency=3)
         responses = adapter.generate(first_turn_requests(sample_bench, 10))
     assert len(responses) == 10 and all(r.error is None for r in responses)
     assert 1 < server.max_in_flight <= 3
@@ -603,11 +613,15 @@ def test_large_bodies_are_sent_at_once_and_large_replies_refused(sample_bench, m
     assert responses[1].error is None
 
 
-def test_closing_with_requests_in_flight_settles_every_future(sample_bench):
+def test_closing_with_requests_in_flight_settles_every_future(sample_bench, loop_mode):
     with ScriptedServer(lambda n, body: (200, 2.0)) as server:
-        adapter = make(server, max_concurrency=2, check_server=False)
+        adapter = make(server, loop_mode, max_concurrency=2, check_server=False)
         futures = [adapter.submit(r) for r in first_turn_requests(sample_bench, 3)]
-        time.sleep(0.3)
+        if loop_mode == "driven":  # the requests reach the server only while the caller drives
+            adapter.drive(lambda: False, timeout_s=0.3)
+        else:
+            time.sleep(0.3)
+        assert server.max_in_flight == 2
         started = time.monotonic()
         adapter.close()
         assert time.monotonic() - started < 1.5  # in-flight transfers are stopped, not awaited
@@ -768,3 +782,39 @@ def test_an_endless_reply_is_cut_at_the_cap_not_read_to_the_deadline(sample_benc
         stop.set()
     assert response.failure_kind == "infra" and "exceeds 4096 bytes" in response.error, response.error
     assert elapsed < 5.0  # not the 10 s deadline
+
+
+@pytest.mark.parametrize("with_masks", [False, True])
+def test_the_runner_drives_the_event_loop_unless_a_mask_producer_needs_its_thread(sample_bench, tmp_path,
+                                                                                  with_masks):
+    """Without masks the runner runs the adapter's event loop itself (no loop thread, no contention
+    for the interpreter lock); a mask producer computes on the runner's thread between batches, so
+    the requests in flight keep their own thread then."""
+    from regiondial_bench.runner import Runner, read_predictions
+    from regiondial_bench.schema import RunConfig, RunSpec
+
+    threads_at_requests: list[set[str]] = []
+    before = {t.ident for t in threading.enumerate()}  # earlier tests' adapters may leave loop threads
+
+    def behave(n, body):
+        threads_at_requests.append({t.name for t in threading.enumerate() if t.ident not in before})
+        return 200, 0.0
+
+    class NoMasks:  # keeps the runner's thread between batches, as SAM2 would
+        def masks(self, items):
+            return [None] * len(items)
+
+    from regiondial_bench.schema import Bench
+
+    bench = Bench(list(sample_bench)[:4], name=sample_bench.name, root=sample_bench.root)
+    spec = RunSpec(**RunConfig(adapter="openai").model_dump(), bench_name=bench.name,
+                   bench_hash=bench.content_hash, bench_location=str(bench.root))
+    with ScriptedServer(behave) as server:
+        adapter = make(server)
+        Runner(bench, adapter, spec, tmp_path / "run", mask_producer=NoMasks() if with_masks else None,
+               progress=False).run()
+        adapter.close()
+    records = read_predictions(tmp_path / "run" / "predictions.jsonl")
+    assert records and all(r.error is None for r in records)
+    loop_thread = [("regiondial-openai" in names) for names in threads_at_requests]
+    assert loop_thread == [with_masks] * len(threads_at_requests)
