@@ -255,6 +255,20 @@ class _EncoderWorker:
         if entry is None:
             return
         future, images, failed = entry
+        try:
+            out = self._results(images, failed, results)
+        except Exception as exc:  # noqa: BLE001 - a reply of the wrong shape fails its task, not silently
+            if future.set_running_or_notify_cancel():
+                future.set_exception(RuntimeError(f"the image encoder process sent a malformed reply "
+                                                  f"({type(exc).__name__})"))
+            raise
+        if future.set_running_or_notify_cancel():
+            future.set_result(out)
+
+    @staticmethod
+    def _results(images: list, failed: dict, results: list) -> list[tuple[Any, bool, float]]:
+        if len(results) != len(images) - len(failed):
+            raise ValueError(f"{len(results)} results for {len(images) - len(failed)} images")
         sent = iter(results)
         out = []
         for i, image in enumerate(images):
@@ -271,8 +285,7 @@ class _EncoderWorker:
                 error = (AdapterError(f"cannot decode the image {where}: {message}") if kind == "decode"
                          else RuntimeError(message))
                 out.append((error, False, seconds))
-        if future.set_running_or_notify_cancel():
-            future.set_result(out)
+        return out
 
     def _fail_all(self, reason: str) -> None:
         from concurrent.futures.process import BrokenProcessPool
@@ -303,8 +316,8 @@ class ImagePayloads:
     :meth:`get` returns a future, so rounds of the same dialogue that ask at the same time share
     one encode. Encoding runs in worker processes (``processes=True``, :class:`EncoderProcesses`:
     off the caller's interpreter lock, so the HTTP loop and the run loop keep it; a worker that
-    dies is replaced) or on a thread pool. :meth:`prefetch` takes the images in the order the run will first ask for them
-    and keeps up to ``window`` of them encoded ahead of the asking, in tasks of up to
+    dies is replaced) or on a thread pool. :meth:`prefetch` takes the images in the order the run
+    will first ask for them and keeps up to ``window`` of them encoded ahead of the asking, in tasks of up to
     :data:`MAX_CHUNK` images (one image per task costs more in hand-offs than a small image
     costs to encode). The cache is bounded twice: an image whose expected uses (from
     :meth:`expect`, one per turn of the bench) are all taken is dropped at once, and the cache

@@ -179,3 +179,29 @@ def test_an_unguarded_script_is_not_run_again_in_the_workers(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["process", "(21,", "21)"]
     assert (tmp_path / "runs.txt").read_text() == "ran\n"
+
+
+def test_a_worker_reply_of_the_wrong_shape_fails_its_task_instead_of_hanging(tmp_path, monkeypatch):
+    import os
+    import sys
+
+    fake = tmp_path / "fake-worker"
+    fake.write_text(f"#!{sys.executable}\n"
+                    "import sys\n"
+                    "from regiondial_bench._image_worker import read_frame, write_frame\n"
+                    "read_frame(sys.stdin.buffer)\n"
+                    "write_frame(sys.stdout.buffer, ('ready',))\n"
+                    "task_id, items = read_frame(sys.stdin.buffer)\n"
+                    "write_frame(sys.stdout.buffer, (task_id, []))  # no result for its image\n"
+                    "sys.stdin.buffer.read()\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+    payloads = ImagePayloads(identity_or_die, workers=1, processes=True)
+    payloads.start()
+    try:
+        assert payloads.stats["image_encoder"] == "process"
+        error = payloads.get(images(tmp_path, [(5, 6)])[0]).exception(timeout=30)
+        assert error is not None and "malformed reply" in str(error)
+    finally:
+        payloads.close()
