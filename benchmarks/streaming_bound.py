@@ -356,9 +356,12 @@ def compare_clients(requests: int, concurrency: int, latency_s: float) -> None:
 def thread_breakdown(args, images: Path, work: Path, latency_s: float, concurrency: int, expected: int) -> None:
     """One run in this process (``api.evaluate``), with each thread's CPU time over the run.
 
-    Threads are told apart by name: the run loop (``MainThread``), the adapter's event loop
-    (``regiondial-openai``: HTTP, request bodies, replies) and the image encoders
-    (``regiondial-encode_*``). CPU times come from ``/proc/self/task``, sampled every 20 ms.
+    Threads are told apart by name: the run loop (``MainThread``, which also runs the adapter's
+    event loop, i.e. HTTP, request bodies and replies, since the runner drives it), a
+    ``regiondial-openai`` thread only where the loop has a thread of its own, and the reader
+    threads of the image encoder processes (``regiondial-encode-reader``; the encoding itself runs
+    in those processes, so it is not in this table). CPU times come from ``/proc/self/task``,
+    sampled every 20 ms.
     """
     from regiondial_bench import api
     from regiondial_bench.schema import RunConfig
