@@ -5,9 +5,10 @@ URL and the preset's prompt. The adapter is *streaming*: the runner keeps ``max_
 requests in flight and sends a dialogue's next round as soon as the round it references is
 answered. All requests run on one asyncio event loop (no thread per request): in a background
 thread, or, when the runner takes it over with :meth:`OpenAIAdapter.drive_here`, on the runner's
-own thread (no second thread contending for the interpreter lock), through libcurl's multi interface (``pycurl``, the default when installed) or one
-``aiohttp`` session (``transport: aiohttp``); see :mod:`.http` and ``benchmarks/RESULTS.md`` for
-what each costs per request. Each image is encoded once per run and reused by every round of its
+own thread (no second thread contending for the interpreter lock). The HTTP goes through
+libcurl's multi interface (``pycurl``, the default when installed) or one ``aiohttp`` session
+(``transport: aiohttp``); see :mod:`.http` and ``benchmarks/RESULTS.md`` for what each costs per
+request. Each image is encoded once per run and reused by every round of its
 dialogue.
 
 Transient failures (HTTP 408/409/425/429/5xx, timeouts, dropped connections) are retried with
@@ -295,6 +296,7 @@ class OpenAIAdapter(PresetAdapter):
         self._wake_pending = False
         self._driven = False  # drive_here(): the caller's thread runs the loop
         self._wake: asyncio.Future | None = None
+        self._in_flight = 0  # driven: submitted and not yet settled
         self._templates: dict[str | None, tuple[bytes, ...]] = {}  # request-body templates, by grammar
         self._checks_left = PROMPT_TOKEN_CHECKS if self.check_prompt_tokens else 0
         self._checked_server = False
@@ -375,7 +377,8 @@ class OpenAIAdapter(PresetAdapter):
         """Run the event loop until ``until()`` is true (checked whenever a request finishes), or
         for at most ``timeout_s``.
 
-        Without :meth:`drive_here` the loop runs on its own thread and this returns at once.
+        Without :meth:`drive_here` the loop runs on its own thread and this returns at once; so
+        it does when nothing is in flight (nothing could make ``until()`` true).
         """
         if not self._driven or self._loop is None:
             return
@@ -391,7 +394,7 @@ class OpenAIAdapter(PresetAdapter):
 
             timer = loop.call_later(timeout_s, expire)
         try:
-            while not until() and not (timer is not None and expired[0]):
+            while not until() and not (timer is not None and expired[0]) and (self._in_flight or timer is not None):
                 self._wake = loop.create_future()
                 loop.run_until_complete(self._wake)
         finally:
@@ -409,6 +412,7 @@ class OpenAIAdapter(PresetAdapter):
         future: Future = Future()
         if self._driven:
             future.set_running_or_notify_cancel()
+            self._in_flight += 1
             task = loop.create_task(self._answer(request))
             task.add_done_callback(lambda t, f=future: self._settle_driven(f, t))
             return future
@@ -428,6 +432,7 @@ class OpenAIAdapter(PresetAdapter):
                 task.add_done_callback(lambda t, f=future: _settle(f, t))
 
     def _settle_driven(self, future: Future, task: asyncio.Task) -> None:
+        self._in_flight -= 1
         _settle(future, task)
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)  # drive() looks at its condition again

@@ -818,3 +818,15 @@ def test_the_runner_drives_the_event_loop_unless_a_mask_producer_needs_its_threa
     assert records and all(r.error is None for r in records)
     loop_thread = [("regiondial-openai" in names) for names in threads_at_requests]
     assert loop_thread == [with_masks] * len(threads_at_requests)
+
+
+def test_driving_with_nothing_in_flight_returns_at_once(sample_bench):
+    with ScriptedServer() as server:
+        adapter = make(server, "driven")
+        assert adapter.generate(first_turn_requests(sample_bench, 2))[1].error is None  # the loop exists
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (adapter.drive(lambda: False), done.set()), daemon=True)
+        worker.start()
+        worker.join(timeout=10)
+        assert done.is_set(), "drive() waited for an answer that nothing in flight could bring"
+        adapter.close()
