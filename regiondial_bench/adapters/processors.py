@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -351,8 +351,9 @@ class ImagePayloads:
         self.processes = bool(processes)
         self._settings = (image_format, self.jpeg_quality, self.png_compress_level)
         self._pool: Any = None
-        self._quarantine: list[tuple[Any, ImageKey, Future]] = []
+        self._quarantine: deque[tuple[Any, ImageKey, Future]] = deque()
         self._quarantine_pool: Any = None
+        self._quarantine_busy = False  # a suspect is being encoded alone
         self._closed = False
         self._lock = threading.Lock()
         self._cache: OrderedDict[ImageKey, Future] = OrderedDict()
@@ -397,9 +398,17 @@ class ImagePayloads:
 
     def _executor(self) -> Any:
         with self._lock:
+            pool = self._pool
+        if pool is not None:
+            return pool
+        fresh = self._new_pool(self.workers)  # outside the lock: workers take a moment to start
+        with self._lock:
             if self._pool is None:
-                self._pool = self._new_pool(self.workers)
-            return self._pool
+                self._pool, fresh = fresh, None
+            pool = self._pool
+        if fresh is not None:  # another thread started one meanwhile
+            fresh.shutdown(wait=False)
+        return pool
 
     # ------------------------------------------------------------------ asking
 
@@ -504,7 +513,7 @@ class ImagePayloads:
             if self._pool is pool:  # the first task to see the death replaces the pool
                 self._pool = None
                 self.stats["image_encoder_restarts"] += 1
-            start_next = not self._quarantine and self._quarantine_pool is None
+            start_next, self._quarantine_busy = not self._quarantine_busy, True
             self._quarantine.extend(chunk)  # re-encoded one at a time, alone, to find the image that kills
         pool.shutdown(wait=False)  # its other tasks already failed the same way (not cancelled)
         if start_next:
@@ -513,13 +522,18 @@ class ImagePayloads:
     def _next_suspect(self) -> None:
         """Encode the next suspect alone in its own worker: if that worker dies, the image is the cause."""
         with self._lock:
-            if not self._quarantine:
-                self._quarantine_pool = None
+            if not self._quarantine:  # all suspects done: the lone worker exits
+                self._quarantine_busy = False
+                pool, self._quarantine_pool = self._quarantine_pool, None
+                if pool is not None:
+                    pool.shutdown(wait=False)
                 return
-            item = self._quarantine.pop(0)
-            if self._quarantine_pool is None:
-                self._quarantine_pool = self._new_pool(1)
+            item = self._quarantine.popleft()
             pool = self._quarantine_pool
+        if pool is None:
+            pool = self._new_pool(1)  # outside the lock: a worker takes a moment to start
+            with self._lock:
+                self._quarantine_pool = pool
         image, _, _ = item
         try:
             task = self._task(pool, [image])

@@ -30,6 +30,24 @@ def wait_for(condition, timeout=30.0):
         time.sleep(0.01)
 
 
+def live_workers() -> list[int]:
+    """Process ids of this process's live image encoder children (from /proc)."""
+    import os
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"regiondial_bench._image_worker" in command:
+            found.append(int(entry.name))
+    return found
+
+
 @pytest.fixture(params=["thread", "process"])
 def encoder(request):
     return request.param
@@ -90,6 +108,7 @@ def test_prefetch_tasks_grow_to_the_chunk_limit(tmp_path):
         payloads.close()
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="counts worker processes in /proc")
 def test_a_worker_that_dies_fails_only_the_image_that_killed_it(tmp_path):
     """A crash in the decoder (here: the process exits) takes the pool down with the whole task;
     each image of it is then encoded alone, so only the deadly one fails its turns."""
@@ -105,6 +124,7 @@ def test_a_worker_that_dies_fails_only_the_image_that_killed_it(tmp_path):
         (tmp_path / "again").mkdir()
         again = images(tmp_path / "again", [(18, 18)])
         assert payloads.get(again[0]).result(timeout=60).original_size == (18, 18)  # a fresh pool carries on
+        wait_for(lambda: len(live_workers()) == 2)  # the fresh pool's; the dead pools' and the lone one exited
     finally:
         payloads.close()
 

@@ -131,6 +131,25 @@ class ScriptedServer:
         self.httpd.server_close()
 
 
+def raw_requests(listener, stop: threading.Event | None = None):
+    """A hand-written server's connections (for replies ``http.server`` cannot send): each accepted
+    connection, open, with its request head and the part of the body read with it."""
+    while stop is None or not stop.is_set():
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:  # the client hung up before its head was complete
+                    break
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            yield conn, head, body
+
+
 def scripted_answer(body: dict) -> str:
     """Answer in the model's 840 frame: the referenced box if the question cites one, else a fixed box."""
     text = body["messages"][-1]["content"][1]["text"]
@@ -671,25 +690,16 @@ def test_chunked_and_close_delimited_replies_and_dropped_connections(sample_benc
     }
 
     def serve(listener, kind, served):
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, _, body = data.partition(b"\r\n\r\n")
-                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1)) if b"POST" in head[:5] else 0
-                while len(body) < length:
-                    body += conn.recv(65536)
-                if b"POST" in head[:5]:
-                    served.append(kind)
-                    conn.sendall(replies[kind])
-                else:
-                    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                conn.shutdown(socket.SHUT_RDWR)
+        for conn, head, body in raw_requests(listener):
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1)) if b"POST" in head[:5] else 0
+            while len(body) < length and (chunk := conn.recv(65536)):
+                body += chunk
+            if b"POST" in head[:5]:
+                served.append(kind)
+                conn.sendall(replies[kind])
+            else:
+                conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            conn.shutdown(socket.SHUT_RDWR)
 
     for kind in ("chunked", "close", "dropped"):
         served = []
@@ -752,22 +762,14 @@ def test_an_endless_reply_is_cut_at_the_cap_not_read_to_the_deadline(sample_benc
     stop = threading.Event()
 
     def serve(listener):
-        while not stop.is_set():
+        for conn, _, _ in raw_requests(listener, stop):
             try:
-                conn, _ = listener.accept()
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n")
+                while not stop.is_set():
+                    conn.sendall(b" " * 16384)
+                    time.sleep(0.01)
             except OSError:
-                return
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                try:
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n")
-                    while not stop.is_set():
-                        conn.sendall(b" " * 16384)
-                        time.sleep(0.01)
-                except OSError:
-                    pass  # the client hung up: what this test wants
+                pass  # the client hung up: what this test wants
 
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
