@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from regiondial_bench.build import BuildConfig, build_benchmark
-from regiondial_bench.sources import SyntheticSpec, read_refer, write_synthetic_refer
+from regiondial_bench.bench.build import BuildConfig, build_benchmark
+from regiondial_bench.bench.sources import SyntheticSpec, read_refer, write_synthetic_refer
 
 
 def main() -> None:

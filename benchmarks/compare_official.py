@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sys
 
+from regiondial_bench.bench.sources.upstream import import_upstream
 from regiondial_bench.schema import Bench, turns_per_round
-from regiondial_bench.sources.upstream import import_upstream
 
 
 def describe(bench: Bench) -> dict:

@@ -239,8 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             figures["multi_process"] = multi_process(args, argv, work, figures["runner"][0])
 
         if args.sam2_shape != "none":
+            from regiondial_bench.run.segment import create_mask_producer
             from regiondial_bench.schema import Region
-            from regiondial_bench.segment import create_mask_producer
 
             producer = create_mask_producer("sam2", model=str(build_sam2(args.sam2_shape, work)), device=device,
                                             batch_size=args.sam2_batch)
@@ -269,8 +269,8 @@ def worker(args) -> int:
     """One launched rank of the multi-process mode: build the model, evaluate the shard, merge."""
     from regiondial_bench.adapters.hf import resolve_device
     from regiondial_bench.api import evaluate_sweep, load_bench, plan_sweep
+    from regiondial_bench.run.shards import detect_launch
     from regiondial_bench.schema import RunConfig
-    from regiondial_bench.shards import detect_launch
 
     launch = detect_launch()
     device = launch.device() or resolve_device(args.device)
@@ -285,7 +285,7 @@ def worker(args) -> int:
     runs = plan_sweep([(repeated(load_bench("sample"), args.repeat), "sample")], ["predicted"], out / "run")
     import torch
 
-    from regiondial_bench.shards import open_process_group
+    from regiondial_bench.run.shards import open_process_group
 
     group = open_process_group(launch)  # evaluate_sweep reuses it
     group.barrier()  # every rank has built its model: the clocks start together

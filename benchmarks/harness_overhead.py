@@ -43,10 +43,10 @@ def measure_scale(questions: Path, copies: int, batch_size: int, mode: str) -> d
     """One scale, in this process: CPU seconds of the run, the adapter's prepare, scoring; peak RSS."""
     from regiondial_bench.adapters import create_adapter
     from regiondial_bench.api import make_provenance
+    from regiondial_bench.bench.sources.upstream import import_upstream
     from regiondial_bench.metrics import score_records
-    from regiondial_bench.runner import Runner
+    from regiondial_bench.run.runner import Runner
     from regiondial_bench.schema import RunSpec
-    from regiondial_bench.sources.upstream import import_upstream
 
     cpu = time.process_time
     start = cpu()
@@ -114,8 +114,8 @@ def main() -> None:
         return
 
     from regiondial_bench import api
+    from regiondial_bench.bench.sources.upstream import import_upstream
     from regiondial_bench.schema import RunConfig
-    from regiondial_bench.sources.upstream import import_upstream
 
     start = time.perf_counter()
     bench = import_upstream(args.questions)

@@ -62,7 +62,7 @@ def write_files(folder: Path, turns: int) -> tuple[Path, Path, Path]:
 
 
 def child(kind: str, path: str, instances: str) -> None:
-    from regiondial_bench.sources.upstream import import_upstream
+    from regiondial_bench.bench.sources.upstream import import_upstream
 
     start = time.perf_counter()
     bench = import_upstream(path, annotations=instances if kind == "annotations" else None)

@@ -27,11 +27,11 @@ import time
 from pathlib import Path
 
 from regiondial_bench import api
-from regiondial_bench import runner as runner_module
 from regiondial_bench.adapters import create_adapter
-from regiondial_bench.runner import Runner
+from regiondial_bench.bench.sources.upstream import import_upstream
+from regiondial_bench.run import runner as runner_module
+from regiondial_bench.run.runner import Runner
 from regiondial_bench.schema import Bench, RunConfig, RunSpec
-from regiondial_bench.sources.upstream import import_upstream
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "upstream_regiondial" / "refcocoplus.json"
 

@@ -1,6 +1,6 @@
 """The runner's own CPU per turn on the streaming path, with an adapter that answers instantly.
 
-Runs :class:`~regiondial_bench.runner.Runner` over the RefCOCO+ question file with an in-process
+Runs :class:`~regiondial_bench.run.runner.Runner` over the RefCOCO+ question file with an in-process
 streaming adapter: a :class:`~regiondial_bench.adapters.presets.PresetAdapter` on the
 ``regionreasoner-7b`` preset (so reference boxes are written in its 840x840 frame and answers are
 read with its parse rules) whose ``submit`` returns an already-completed
@@ -32,9 +32,9 @@ from pathlib import Path
 
 from regiondial_bench.adapters.base import RoundRequest, RoundResponse
 from regiondial_bench.adapters.presets import PresetAdapter, get_preset
-from regiondial_bench.runner import Runner
+from regiondial_bench.bench.sources.upstream import import_upstream
+from regiondial_bench.run.runner import Runner
 from regiondial_bench.schema import Bench, RunConfig, RunSpec
-from regiondial_bench.sources.upstream import import_upstream
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "upstream_regiondial" / "refcocoplus.json"
 ANSWER = '<think> fixed </think><answer>[{"bbox_2d": [2, 2, 20, 20], "point_2d": [11, 11]}]</answer>'

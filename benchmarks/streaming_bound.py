@@ -190,7 +190,7 @@ class Server:
 
 def bench_shape(questions: Path, limit: int | None) -> tuple[int, int, Counter, list[int]]:
     """Turns N, the longest reference chain, turns per round, and the image ids (first ``limit`` dialogues)."""
-    from regiondial_bench.sources.upstream import import_upstream
+    from regiondial_bench.bench.sources.upstream import import_upstream
 
     bench = import_upstream(questions)
     dialogues = list(bench)[:limit] if limit else list(bench)

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from regiondial_bench import api
+from regiondial_bench.results.view import build_view
 from regiondial_bench.schema import RunConfig
-from regiondial_bench.view import build_view
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "upstream_regiondial" / "refcocoplus.json"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]

@@ -34,6 +34,11 @@ _EXPORTS = {
 }
 
 
+from . import _moved  # noqa: E402 - after the names above, which it does not need
+
+_moved.install()  # old module paths (regiondial_bench.runner, ...) keep working for one release
+
+
 def __getattr__(name: str):  # noqa: ANN202
     module = _EXPORTS.get(name)
     if module is None:

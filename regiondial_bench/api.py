@@ -22,8 +22,12 @@ from pydantic import ValidationError
 
 from . import __version__
 from .adapters import Adapter, create_adapter, get_adapter_class
-from .metrics import score_records
-from .runner import AllInfraFailedError, RunLock, Runner, frozen_gc, load_run_spec, read_predictions
+from .bench.specs import SAMPLE_BENCH, load_bench, split_bench_spec
+from .metrics import MAX_RESAMPLES, score_records
+from .run.folder import RunLock, atomic_write, load_run_spec, read_predictions
+from .run.runner import AllInfraFailedError, Runner, frozen_gc
+from .run.segment import MaskProducer, create_mask_producer
+from .run.shards import Launch
 from .schema import (
     PREDICTIONS_FILE,
     RESULTS_FILE,
@@ -34,38 +38,8 @@ from .schema import (
     RunSpec,
     read_prediction_log,
 )
-from .segment import MaskProducer, create_mask_producer
-from .shards import Launch
 
-SAMPLE_BENCH = Path(__file__).parent / "data" / "sample"
 _REPORTED_PACKAGES = ("numpy", "pycocotools", "pydantic", "torch", "transformers", "vllm", "datasets", "trl")
-
-
-def load_bench(
-    spec: str | Path | None = "sample",
-    *,
-    images: str | Path | None = None,
-    annotations: str | Path | None = None,
-    notice=None,
-) -> Bench:
-    """Load a bench from ``spec``: the one loader every command (and sweep) calls.
-
-    Args:
-        spec: ``"sample"`` (the bundled sample); a bench folder (``manifest.json``); a build
-            folder (``build.json`` + split folders) as ``PATH[:split]``; an exported Hub folder
-            or ``"hf:org/name"`` as ``...[:config[:split]]``; a folder of the released
-            ``*_multi_turn.json`` files as ``PATH[:config]``; the released test data on the Hub
-            as ``"hf:lmsdss/regionreasoner_test_data[@revision]:refcocoplus"``; or an official
-            question file / released ``*_multi_turn.json`` file (``.json``).
-        images: image folder for an official question file (upstream or COCO layout).
-        annotations: COCO instances JSON that gives a question file's turns their gold masks.
-        notice: ``callable(str)`` told about choices made for the caller (e.g. the default split).
-    """
-    if spec is None or str(spec) == "sample":
-        return Bench.load(SAMPLE_BENCH)
-    from .hub import resolve_bench_spec
-
-    return resolve_bench_spec(str(spec), images=images, annotations=annotations, notice=notice)
 
 
 MAX_CONFIG_BYTES = 1_000_000
@@ -186,8 +160,6 @@ def resolve_recorded_bench(spec: RunSpec, run_dir: Path) -> str:
         FileNotFoundError: The recorded bench is not there any more (the message says how to
             pass ``--bench``).
     """
-    from .hub import split_bench_spec
-
     location = spec.bench_location or "sample"
     if location == str(SAMPLE_BENCH) or location == "sample" or location.startswith("hf:"):
         return "sample" if location == str(SAMPLE_BENCH) else location
@@ -235,7 +207,7 @@ def evaluate(
 
     Args:
         shard: ``(I, N)``: evaluate shard I of N of the (limited) bench (see
-            :func:`regiondial_bench.shards.split_dialogues`); ``run.json`` records it.
+            :func:`regiondial_bench.run.shards.split_dialogues`); ``run.json`` records it.
         device: a device for adapters that take one (``cuda:LOCAL_RANK`` under a launcher),
             unless the adapter options name one; not part of the run's settings.
         adapter: an adapter already built (a sweep shares one); it is not closed here.
@@ -252,8 +224,8 @@ def evaluate(
     run_bench = _limited(bench, config.limit)
     shard_info = None
     if shard is not None:
-        from .shards import shard_info as make_shard_info
-        from .shards import subset
+        from .run.shards import shard_info as make_shard_info
+        from .run.shards import subset
 
         shard_info = make_shard_info(run_bench, *shard)
         run_bench = subset(run_bench, shard_info.dialogue_ids)
@@ -339,7 +311,7 @@ def score(
         )
     bench = _limited(bench, spec.limit)
     if spec.shard is not None:
-        from .shards import subset
+        from .run.shards import subset
 
         bench = subset(bench, spec.shard.dialogue_ids)
     log = run_dir / PREDICTIONS_FILE
@@ -394,7 +366,7 @@ def create_run_mask_producer(config: RunConfig, device: str | None = None) -> Ma
     if device is not None and "device" not in options:
         import inspect
 
-        from .segment import _PRODUCERS, _load_optional
+        from .run.segment import _PRODUCERS, _load_optional
 
         _load_optional()
         cls = _PRODUCERS.get(config.mask_producer)
@@ -422,7 +394,7 @@ def merge(
     """Merge the run folders of all shards of one run into ``out_dir`` and score the merge.
 
     The shards must come from the same bench and settings and together answer every dialogue
-    exactly once (:func:`regiondial_bench.shards.check_shards`); the merged folder's ``run.json``
+    exactly once (:func:`regiondial_bench.run.shards.check_shards`); the merged folder's ``run.json``
     has no shard, so ``score``, ``report``, ``plot`` and ``submit`` read it as an unsharded run.
 
     Args:
@@ -430,7 +402,7 @@ def merge(
         bench: the bench; defaults to the location recorded in the shards' ``run.json``.
         n_bootstrap: bootstrap resamples; default: the shards' (from their ``results.json``).
     """
-    from .shards import (
+    from .run.shards import (
         ShardError,
         check_shards,
         expand_shard_dirs,
@@ -459,8 +431,6 @@ def merge(
     boot = (first.provenance.bootstrap if first is not None else {}) or {}
     resamples = n_bootstrap if n_bootstrap is not None else boot.get("resamples", 1000)
     seed = boot.get("seed", 0)
-    from .submission import MAX_RESAMPLES
-
     if not isinstance(resamples, int) or not 0 <= resamples <= MAX_RESAMPLES or not isinstance(seed, int):
         raise ShardError(f"bootstrap settings in the shards' results.json are invalid (resamples={resamples!r}, "
                          f"seed={seed!r}); pass --bootstrap N (0..{MAX_RESAMPLES})")
@@ -475,9 +445,7 @@ def merge(
         for key in ("model_s", "mask_s", "harness_s"):
             merged_timings[f"{key[:-2]}_sum_s"] = round(sum(t.get(key, 0.0) for t in timings), 3)
     results = results.model_copy(update={"provenance": results.provenance.model_copy(update={"timings": merged_timings})})
-    from .shards import write_atomic
-
-    write_atomic(Path(out_dir) / RESULTS_FILE, results.model_dump_json(indent=2) + "\n")
+    atomic_write(Path(out_dir) / RESULTS_FILE, results.model_dump_json(indent=2) + "\n")
     return results
 
 
@@ -540,12 +508,12 @@ def evaluate_sweep(
         runs: from :func:`plan_sweep`.
         config: the run settings; each run overrides ``reference_mode``.
         shard: ``(I, N)``: every run evaluates that shard, in its own folder.
-        launch: a launched rank (:func:`regiondial_bench.shards.detect_launch`): every run
+        launch: a launched rank (:func:`regiondial_bench.run.shards.detect_launch`): every run
             writes ``RUN/shard-I-of-N/`` and is merged into ``RUN`` by rank 0 after a barrier
             (torchrun) or by the last shard to finish (no process group).
         log: receives one line per finished shard or merge.
     """
-    from .shards import ShardError, open_process_group, shard_folder_name, shards_complete
+    from .run.shards import ShardError, open_process_group, shard_folder_name, shards_complete
 
     group = open_process_group(launch)
     if launch is not None:

@@ -43,10 +43,19 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
-if TYPE_CHECKING:
-    from .adapters.presets import Preset
+
+class Preset(Protocol):
+    """What a grammar needs of a model's preset (:class:`regiondial_bench.adapters.presets.Preset`
+    has it): its answer format, its prompt (for the reasoning tags), its token budget and frame."""
+
+    require_answer_tag: bool
+    max_objects: int | None
+    prompt_template: str
+    max_new_tokens: int
+
+    def frame(self, original_size: tuple[int, int], input_size: tuple[int, int] | None = None) -> Any: ...
 
 AnswerFormat = Literal["objects", "single-object", "fenced-objects"]
 

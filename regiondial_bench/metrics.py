@@ -28,6 +28,8 @@ from .schema import Bench, ConfidenceInterval, PredictionRecord, Provenance, Res
 HIT_THRESHOLD = 0.5
 BUCKET_FROM = 8  # rounds >= 8 are pooled into "8+" (the paper's tables stop at R7)
 SCALAR_IOU_PAIRS = 16  # up to this many (predicted, gold) pairs, IoU is computed without numpy
+MAX_RESAMPLES = 10_000
+"""Most bootstrap resamples a run (or a submission, for the validator to recompute) may ask for."""
 BOOTSTRAP_CHUNK = 64  # resamples drawn at once: memory is O(chunk x dialogues + turns), not resamples x dialogues
 BOOTSTRAP_CHUNK_CELLS = 1 << 18  # ... and fewer when the bench has many dialogues
 BOOTSTRAP_SAMPLES_PER_GROUP = 1 << 22  # resample scores held at once (selections x resamples)

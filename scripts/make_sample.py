@@ -16,8 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from regiondial_bench.build import BuildConfig, build_split, write_split
-from regiondial_bench.sources import SyntheticSpec, read_refer, write_synthetic_refer
+from regiondial_bench.bench.build import BuildConfig, build_split, write_split
+from regiondial_bench.bench.sources import SyntheticSpec, read_refer, write_synthetic_refer
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = ROOT / "regiondial_bench" / "data" / "sample"

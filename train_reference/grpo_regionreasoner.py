@@ -102,7 +102,7 @@ def parse_settings(
 
     from trl import GRPOConfig
 
-    from regiondial_bench.rewards import RewardProfile
+    from regiondial_bench.training.rewards import RewardProfile
 
     if not isinstance(raw, dict):
         raise ConfigError("the training config must be a mapping with sections " + ", ".join(SECTIONS))
@@ -363,7 +363,7 @@ def substitute_references(
     ``gold-fallback`` (no box in the answer: upstream's fallback) or ``none`` (no reference).
     """
     from regiondial_bench.protocol import format_box, parse_answer
-    from regiondial_bench.training_data import user_text
+    from regiondial_bench.training.data import user_text
 
     first: dict[str, str] = {}
     out = []
@@ -398,7 +398,7 @@ def multi_round_trainer_class() -> type:
     """
     from trl import GRPOTrainer
 
-    from regiondial_bench.training_data import TRAINING_TEMPLATE, conversation
+    from regiondial_bench.training.data import TRAINING_TEMPLATE, conversation
 
     class MultiRoundGRPOTrainer(GRPOTrainer):
         template = TRAINING_TEMPLATE
@@ -477,8 +477,8 @@ def build_trainer(settings: TrainSettings, *, callbacks: list | None = None) -> 
     from trl import GRPOConfig, GRPOTrainer
 
     from regiondial_bench.adapters.processors import load_vlm_processor
-    from regiondial_bench.rewards import RewardProfile, reward_functions
-    from regiondial_bench.training_data import TRAINING_TEMPLATE, load_training_dataset
+    from regiondial_bench.training.data import TRAINING_TEMPLATE, load_training_dataset
+    from regiondial_bench.training.rewards import RewardProfile, reward_functions
 
     profile = RewardProfile(**settings.rewards)
     model_path = prepare_model_path(settings)
@@ -597,7 +597,7 @@ def rollout_grammar(constrained: dict[str, Any], grpo: dict[str, Any]) -> Any:
 
     from regiondial_bench.adapters.presets import get_preset
     from regiondial_bench.grammar import GrammarError, response_grammar
-    from regiondial_bench.training_data import TRAINING_TEMPLATE
+    from regiondial_bench.training.data import TRAINING_TEMPLATE
 
     budget = grpo.get("max_completion_length") or GRPOConfig.max_completion_length
     preset = get_preset("regionreasoner-7b", prompt_template=TRAINING_TEMPLATE, max_new_tokens=int(budget))

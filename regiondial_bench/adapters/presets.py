@@ -287,7 +287,7 @@ class Preset:
 
     def image_prepare(self) -> Any:
         """:meth:`resize_for_model` as a small picklable callable (what image encoder processes are sent)."""
-        from .._image_worker import Squash, unchanged
+        from ._image_worker import Squash, unchanged
 
         return Squash(self.squash_size) if self.image_mode == "squash" else unchanged
 

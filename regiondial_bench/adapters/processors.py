@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._image_worker import HEADER, encode_pil, read_frame
 from ..schema import is_file
+from ._image_worker import HEADER, encode_pil, read_frame
 from .base import AdapterError
 
 logger = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def _encode_chunk(images: list[Any], prepare: Any, settings: tuple) -> list[tupl
 
 
 class EncoderProcesses:
-    """``workers`` image encoder processes (``python -m regiondial_bench._image_worker``), fed over pipes.
+    """``workers`` image encoder processes (``python -m regiondial_bench.adapters._image_worker``), fed over pipes.
 
     :meth:`submit` sends a task of images to the worker with the fewest tasks in hand and returns
     a future of the same per-image results as a thread's task. A reader thread per worker
@@ -189,7 +189,7 @@ class _EncoderWorker:
 
         path = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}  # the package and prepare's module, as here
-        self.process = subprocess.Popen([sys.executable, "-m", "regiondial_bench._image_worker"],
+        self.process = subprocess.Popen([sys.executable, "-m", "regiondial_bench.adapters._image_worker"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.pending: dict[int, tuple[Future, list[Any], dict[int, BaseException]]] = {}
         self._lock = threading.Lock()

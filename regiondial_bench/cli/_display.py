@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from ..report import render_terminal, summary_table
+from ..results.report import render_terminal, summary_table
 from ..schema import Results
 
 

@@ -9,7 +9,7 @@ import click
 def command() -> None:
     """List adapter names (built-in, backends, plugins) and mask producers."""
     from ..adapters import available_adapters
-    from ..segment import available_mask_producers
+    from ..run.segment import available_mask_producers
 
     click.echo("adapters: " + ", ".join(available_adapters()))
     click.echo("mask producers: " + ", ".join(available_mask_producers()))

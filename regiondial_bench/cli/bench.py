@@ -12,7 +12,7 @@ from rich.table import Table
 
 
 def _load(path: str, images: Path | None, annotations: Path | None = None, *, lenient: bool = False):
-    from ..api import load_bench
+    from ..bench.specs import load_bench
     from ..schema import MANIFEST_FILE, Bench
 
     try:
@@ -26,7 +26,7 @@ def _load(path: str, images: Path | None, annotations: Path | None = None, *, le
 
 def _build_splits(path: str) -> dict | None:
     """The splits of a build folder given as PATH (no :split), else None."""
-    from ..hub import bench_folder_kind, build_splits
+    from ..bench.specs import bench_folder_kind, build_splits
 
     folder = Path(path)
     if not folder.is_dir() or bench_folder_kind(folder) != "build":
@@ -58,7 +58,7 @@ def info(path: str, images: Path | None, annotations: Path | None, as_json: bool
 
     PATH may name a config and split (PATH:config:split); a build folder lists its splits.
     """
-    from ..validation import bench_stats
+    from ..bench.validation import bench_stats
 
     splits = _build_splits(path)
     bench = _load(path, images, annotations)
@@ -96,7 +96,7 @@ def info(path: str, images: Path | None, annotations: Path | None, as_json: bool
 @click.option("--json", "as_json", is_flag=True, help="print every issue as JSON")
 def validate(path: str, images: Path | None, annotations: Path | None, as_json: bool) -> None:
     """Report the data defects of the bench at PATH; exit 1 when any is an error."""
-    from ..validation import check_bench
+    from ..bench.validation import check_bench
 
     issues = check_bench(_load(path, images, annotations, lenient=True))
     errors = sum(i.severity == "error" for i in issues)
@@ -128,8 +128,8 @@ def fetch(repo: str, revision: str | None, configs: tuple[str, ...], cache_dir: 
     Offline later (HF_HUB_OFFLINE=1, or no network) the cached copy is used. Load them with
     --bench hf:lmsdss/regionreasoner_test_data:refcocoplus (images still come from --images).
     """
-    from ..bench_registry import pinned_revision
-    from ..hub import fetch_released
+    from ..bench.hub import fetch_released
+    from ..bench.registry import pinned_revision
 
     revision = revision or pinned_revision(repo)
     try:

@@ -56,7 +56,7 @@ def command(source, out, dataset, split_by, refer_root, image_dir, hf_repo, hf_l
       regiondial build --source hf --hf-repo lmms-lab/RefCOCOplus --dataset refcoco+ --out benches/refcocoplus
       regiondial build --source synthetic --synthetic-images 100 --out /tmp/synthetic-bench
     """
-    from ..build import (
+    from ..bench.build import (
         BENCHMARK_NAMES,
         DEFAULT_SPLIT_BY,
         DEFAULT_SPLITS,
@@ -65,7 +65,7 @@ def command(source, out, dataset, split_by, refer_root, image_dir, hf_repo, hf_l
         BuildConfig,
         build_benchmark,
     )
-    from ..sources import SourceLayoutError, SyntheticSpec, read_hf, read_refer, write_synthetic_refer
+    from ..bench.sources import SourceLayoutError, SyntheticSpec, read_hf, read_refer, write_synthetic_refer
 
     split_by = split_by or DEFAULT_SPLIT_BY[dataset]
     splits = _parse_splits(split_specs) if split_specs else {k: list(v) for k, v in DEFAULT_SPLITS[dataset].items()}

@@ -24,7 +24,7 @@ def command(run_a: Path, run_b: Path, fmt: str, n_bootstrap: int, seed: int, out
     Example:
       regiondial compare runs/noisy-oracle-gold runs/noisy-oracle-predicted --format markdown
     """
-    from ..compare import compare_runs, render_markdown, render_terminal
+    from ..results.compare import compare_runs, render_markdown, render_terminal
     from ._display import emit
 
     try:

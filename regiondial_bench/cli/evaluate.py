@@ -203,7 +203,7 @@ def one_line(exc: ValidationError) -> str:
 
 
 def _recorded_run(out_dir: Path):  # noqa: ANN202
-    from ..runner import load_run_spec
+    from ..run.folder import load_run_spec
     from ..schema import RUN_FILE
 
     if not (out_dir / RUN_FILE).is_file():
@@ -249,7 +249,7 @@ def _check_names_early(config: RunConfig) -> None:
 
 def _check_hub(config: RunConfig, bench_spec: str) -> None:
     """Hub models and benches that cannot be had fail here in seconds, with one line."""
-    from ..hub_check import HubUnavailableError, check_hub_ids
+    from ..bench.hub_check import HubUnavailableError, check_hub_ids
 
     ids = []
     if config.adapter in ("hf", "vllm"):
@@ -292,7 +292,7 @@ def _interrupted(out_dir: Path, images: Path | None) -> None:
 
 def _shard_choice(text: str):  # noqa: ANN202
     """``--shard``: ``(I, N)`` and no launch, or no shard and the launcher's rank (auto), or neither."""
-    from ..shards import ShardError, detect_launch, parse_shard
+    from ..run.shards import ShardError, detect_launch, parse_shard
 
     try:
         if text == "none":

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..bench_registry import RegistryError
-from ..leaderboard import StaleLeaderboardError, UnavailableBenchError, build_leaderboard
-from ..submission import default_bench_resolver
+from ..bench.registry import RegistryError
+from ..publish.leaderboard import StaleLeaderboardError, UnavailableBenchError, build_leaderboard
+from ..publish.submission import default_bench_resolver
 from .submit import parse_bench_overrides
 
 

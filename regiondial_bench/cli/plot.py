@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..report import load_runs, mixed_bench_warning
+from ..results.report import load_runs, mixed_bench_warning
 
 
 @click.command("plot")
@@ -19,7 +19,7 @@ def command(runs: tuple[Path, ...], out_dir: Path, labels: tuple[str, ...]) -> N
     Pass the same adapter run with --reference-mode predicted and gold to get the error-
     accumulation plot; conditional-accuracy plots need each run's predictions.jsonl.
     """
-    from ..plots import plot_all
+    from ..results.plots import plot_all
     from ._display import finished_runs
 
     kept = finished_runs(runs, "plot")

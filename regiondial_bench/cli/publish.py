@@ -22,7 +22,7 @@ def command(bench_dirs, repo, private, token, dry_run, no_progress) -> None:
       regiondial publish benches/refcocoplus benches/refcocog --repo me/regiondial-bench --dry-run /tmp/export
       regiondial publish benches/refcocoplus benches/refcocog --repo me/regiondial-bench --private
     """
-    from ..hub import publish
+    from ..bench.hub import publish
 
     try:
         folder = publish(bench_dirs, repo, private=private, token=token, dry_run=dry_run, progress=not no_progress)

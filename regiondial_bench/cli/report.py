@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..report import (
+from ..results.report import (
     FORMATS,
     METRICS,
     TASK_METRIC,

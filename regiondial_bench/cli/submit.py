@@ -7,7 +7,12 @@ from pathlib import Path
 
 import click
 
-from ..submission import SubmissionError, create_submission, default_bench_resolver, validate_submission
+from ..publish.submission import (
+    SubmissionError,
+    create_submission,
+    default_bench_resolver,
+    validate_submission,
+)
 
 
 def parse_bench_overrides(values: tuple[str, ...]) -> dict[str, str]:
@@ -65,7 +70,7 @@ def command(
     The entry is verified when its predictions cover every turn of the bench exactly once, the
     bench hash matches and re-scoring reproduces results.json; otherwise nothing is written.
     """
-    from ..bench_registry import RegistryError
+    from ..bench.registry import RegistryError
 
     try:
         resolver = default_bench_resolver(parse_bench_overrides(benches), registry)

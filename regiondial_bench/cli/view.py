@@ -27,15 +27,15 @@ def command(runs, out_dir, bench_spec, images, labels, max_image_side, no_progre
     Example:
       regiondial view runs/noisy-oracle-predicted runs/noisy-oracle-gold --out view/
     """
-    from ..view import build_view
+    from ..results.view import build_view
 
     if len(runs) > 2:
         raise click.UsageError(f"give one run, or two runs of the same bench; got {len(runs)}")
     try:
         bench = None
         if bench_spec or images:
-            from ..api import SAMPLE_BENCH, load_bench
-            from ..runner import load_run_spec
+            from ..bench.specs import SAMPLE_BENCH, load_bench
+            from ..run.folder import load_run_spec
 
             if not bench_spec:  # --images alone: the recorded bench, with its pictures
                 bench_spec = load_run_spec(runs[0]).bench_location or "sample"

@@ -32,7 +32,7 @@ def test_baseline_config_binds_to_its_adapter(path):
         assert config.adapter_options["preset"] == path.parent.name
         assert config.adapter_options["preset"] in PRESETS
         assert config.mask_producer == "sam2"
-        from regiondial_bench.segment_sam2 import Sam2MaskProducer
+        from regiondial_bench.run.segment_sam2 import Sam2MaskProducer
 
         inspect.signature(Sam2MaskProducer.__init__).bind(None, **config.mask_producer_options)
         expected_prompt = "box" if path.parent.name == "qwen2.5-vl-7b" else "box+points"

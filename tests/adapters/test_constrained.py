@@ -100,7 +100,7 @@ def test_constrained_run_parses_every_turn_of_the_sample(tiny_qwen, sample_bench
     import json
 
     from regiondial_bench.api import evaluate
-    from regiondial_bench.runner import read_predictions
+    from regiondial_bench.run.folder import read_predictions
     from regiondial_bench.schema import RunConfig
 
     config = RunConfig(adapter="hf", adapter_options={**TINY, "model": str(tiny_qwen), "constrained": True,

@@ -6,8 +6,8 @@ import pytest
 
 from regiondial_bench.adapters import AdapterError, create_adapter
 from regiondial_bench.geometry import CoordinateFrame, rle_area, rle_to_mask
+from regiondial_bench.run.segment import create_mask_producer
 from regiondial_bench.schema import Region
-from regiondial_bench.segment import create_mask_producer
 
 from .conftest import first_turn_requests
 
@@ -67,7 +67,7 @@ def test_hf_bad_options_fail_clearly(tiny_qwen):
 
 def test_evaluate_hf_with_sam2_end_to_end(tiny_qwen, tiny_sam2, sample_bench, tmp_path):
     from regiondial_bench.api import evaluate
-    from regiondial_bench.runner import read_predictions
+    from regiondial_bench.run.folder import read_predictions
     from regiondial_bench.schema import RunConfig
 
     config = RunConfig(

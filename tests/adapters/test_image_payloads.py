@@ -43,7 +43,7 @@ def live_workers() -> list[int]:
             command = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"regiondial_bench._image_worker" in command:
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"regiondial_bench.adapters._image_worker" in command:
             found.append(int(entry.name))
     return found
 
@@ -175,7 +175,7 @@ def test_closing_fails_what_is_pending_without_hanging(tmp_path, encoder):
 
 
 def test_an_unguarded_script_is_not_run_again_in_the_workers(tmp_path):
-    """Workers are ``python -m regiondial_bench._image_worker``, not multiprocessing children, so
+    """Workers are ``python -m regiondial_bench.adapters._image_worker``, not multiprocessing children, so
     a script without an ``if __name__ == "__main__"`` guard runs once (it would run again in each
     spawn or forkserver child, which imports the parent's main module)."""
     import subprocess
@@ -208,7 +208,7 @@ def test_a_worker_reply_of_the_wrong_shape_fails_its_task_instead_of_hanging(tmp
     fake = tmp_path / "fake-worker"
     fake.write_text(f"#!{sys.executable}\n"
                     "import sys\n"
-                    "from regiondial_bench._image_worker import read_frame, write_frame\n"
+                    "from regiondial_bench.adapters._image_worker import read_frame, write_frame\n"
                     "read_frame(sys.stdin.buffer)\n"
                     "write_frame(sys.stdout.buffer, ('ready',))\n"
                     "task_id, items = read_frame(sys.stdin.buffer)\n"

@@ -7,8 +7,8 @@ import pytest
 from regiondial_bench.adapters import AdapterError, create_adapter
 from regiondial_bench.api import evaluate, load_bench
 from regiondial_bench.metrics import turn_scores
-from regiondial_bench.plots import conditional_accuracy
-from regiondial_bench.runner import read_predictions
+from regiondial_bench.results.plots import conditional_accuracy
+from regiondial_bench.run.folder import read_predictions
 from regiondial_bench.schema import RunConfig
 
 

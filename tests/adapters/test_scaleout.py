@@ -12,8 +12,8 @@ from PIL import Image
 from regiondial_bench import api
 from regiondial_bench.adapters import create_adapter
 from regiondial_bench.adapters.base import AdapterError
+from regiondial_bench.publish.submission import SubmissionError, create_submission, default_bench_resolver
 from regiondial_bench.schema import REFERENCE_MODES, RunConfig
-from regiondial_bench.submission import SubmissionError, create_submission, default_bench_resolver
 
 from .conftest import first_turn_requests
 from .test_segllm_vllm import _fake_vllm
@@ -137,7 +137,7 @@ def test_a_launcher_device_reaches_adapters_that_take_one(tiny_qwen, tiny_sam2):
     fixed = sam2.model_copy(update={"mask_producer_options": {"model": str(tiny_sam2), "device": "cpu"}})
     assert api.create_run_mask_producer(fixed, "cuda:5").device == "cpu"  # the options' device wins
     assert api.create_run_mask_producer(RunConfig(adapter="oracle", mask_producer="box"), "cuda:5").name == "box"
-    from regiondial_bench.segment import MaskProducer, register_mask_producer
+    from regiondial_bench.run.segment import MaskProducer, register_mask_producer
 
     @register_mask_producer("test-device-masks")
     class DeviceMasks(MaskProducer):

@@ -47,7 +47,7 @@ def test_segllm_round_trip_with_references(sample_bench):
 
 def test_segllm_through_the_runner(sample_bench, tmp_path):
     from regiondial_bench.api import evaluate
-    from regiondial_bench.runner import read_predictions
+    from regiondial_bench.run.folder import read_predictions
     from regiondial_bench.schema import RunConfig
 
     config = RunConfig(adapter="segllm", adapter_options={"command": WORKER}, limit=3)

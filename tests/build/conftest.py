@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from regiondial_bench.sources import SyntheticSpec, write_synthetic_refer
+from regiondial_bench.bench.sources import SyntheticSpec, write_synthetic_refer
 
 SPEC = SyntheticSpec(
     images_per_split={"testA": 30, "testB": 30, "val": 10, "train": 12},

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from regiondial_bench.build import (
+from regiondial_bench.bench.build import (
     RELATION_PHRASES,
     BuildConfig,
     build_split,
@@ -17,9 +17,9 @@ from regiondial_bench.build import (
     training_samples,
     write_split,
 )
+from regiondial_bench.bench.sources import read_refer
 from regiondial_bench.geometry import rle_to_mask
 from regiondial_bench.schema import UPSTREAM_PLACEHOLDER, Bench
-from regiondial_bench.sources import read_refer
 
 
 def _build(refer_root, splits=("testA", "testB"), **config):
@@ -117,7 +117,7 @@ def test_written_folder_loads_and_official_layout(tmp_path, refer_root):
 
 
 def test_official_layout_reads_back_with_the_upstream_importer(tmp_path, refer_root):
-    from regiondial_bench.sources.upstream import import_upstream
+    from regiondial_bench.bench.sources.upstream import import_upstream
 
     bench = write_split(_build(refer_root, target_images=10), tmp_path / "b")
     imported = import_upstream(tmp_path / "b" / "official_questions.json")

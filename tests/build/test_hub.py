@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from regiondial_bench.build import BuildConfig, build_benchmark
-from regiondial_bench.hub import collect_benches, export_hub_folder, load_hub_bench, publish
+from regiondial_bench.bench.build import BuildConfig, build_benchmark
+from regiondial_bench.bench.hub import collect_benches, export_hub_folder, load_hub_bench, publish
+from regiondial_bench.bench.sources import read_refer
 from regiondial_bench.schema import Bench
-from regiondial_bench.sources import read_refer
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_export_round_trips_equal(two_builds, tmp_path):
     assert rows.num_rows == len(original)
     loaded = load_hub_bench(str(folder), cache_dir=tmp_path / "c")  # default config and split: test
     assert loaded.content_hash == Bench.load(two_builds[0] / "test").content_hash
-    from regiondial_bench.hub import parse_hub_spec
+    from regiondial_bench.bench.hub import parse_hub_spec
 
     assert parse_hub_spec("hf:me/regiondial:refcocoplus_multiturn:val")[1:] == ("refcocoplus_multiturn", "val", True)
     for dialogue in loaded:
@@ -177,8 +177,8 @@ def test_a_reexported_folder_of_the_same_name_loads_its_new_content(refer_root, 
 def test_card_describes_the_cli_and_reference_modes_as_they_are(two_builds):
     from click.testing import CliRunner
 
+    from regiondial_bench.bench.hub import dataset_card
     from regiondial_bench.cli import main
-    from regiondial_bench.hub import dataset_card
     from regiondial_bench.protocol import NO_REGION_TEXT
 
     benches = collect_benches(two_builds)
@@ -241,7 +241,8 @@ class FakeHub:
 
 
 def test_hf_spec_fetches_the_released_file_with_masks(tmp_path, monkeypatch):
-    from regiondial_bench import api, hub
+    from regiondial_bench import api
+    from regiondial_bench.bench import hub
 
     fake = FakeHub(_released_folder(tmp_path / "repo"))
     monkeypatch.setattr(hub, "HubClient", lambda: fake)
@@ -257,7 +258,7 @@ def test_hf_spec_fetches_the_released_file_with_masks(tmp_path, monkeypatch):
 
 
 def test_fetch_falls_back_to_the_cache_offline_and_says_how_when_it_cannot(tmp_path):
-    from regiondial_bench.hub import fetch_released
+    from regiondial_bench.bench.hub import fetch_released
 
     folder = _released_folder(tmp_path / "repo")
     offline = FakeHub(folder, online=False)
@@ -273,7 +274,7 @@ def test_fetch_falls_back_to_the_cache_offline_and_says_how_when_it_cannot(tmp_p
 def test_bench_fetch_command_prints_the_files(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from regiondial_bench import hub
+    from regiondial_bench.bench import hub
     from regiondial_bench.cli import main
 
     fake = FakeHub(_released_folder(tmp_path / "repo"))

@@ -8,9 +8,9 @@ import pickle
 import numpy as np
 import pytest
 
+from regiondial_bench.bench.sources import SourceLayoutError, read_hf, read_refer, split_matches
+from regiondial_bench.bench.sources.hf import HF_COPIES
 from regiondial_bench.geometry import rle_to_mask
-from regiondial_bench.sources import SourceLayoutError, read_hf, read_refer, split_matches
-from regiondial_bench.sources.hf import HF_COPIES
 
 from .conftest import SPEC
 

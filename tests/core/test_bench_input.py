@@ -10,10 +10,10 @@ from PIL import Image
 
 from regiondial_bench import api
 from regiondial_bench.adapters import AdapterError
+from regiondial_bench.bench.sources.upstream import import_upstream
+from regiondial_bench.bench.validation import check_bench
 from regiondial_bench.cli import main
 from regiondial_bench.schema import BENCH_FILE, Bench, RunConfig
-from regiondial_bench.sources.upstream import import_upstream
-from regiondial_bench.validation import check_bench
 
 from .helpers import make_bench
 
@@ -87,7 +87,7 @@ def test_an_empty_bench_is_not_evaluated(tmp_path):
     with pytest.raises(ValueError, match="no turns to evaluate"):
         api.evaluate(import_upstream(path), RunConfig(adapter="oracle"), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()  # refused before the adapter is built or the folder claimed
-    from regiondial_bench.runner import Runner
+    from regiondial_bench.run.runner import Runner
 
     from .test_records import Hostile, spec_for
 

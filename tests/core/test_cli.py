@@ -118,7 +118,7 @@ def test_other_backend_drops_options_it_does_not_take(tmp_path):
 def test_resume_reads_the_run_and_ctrl_c_prints_the_command(tmp_path, monkeypatch):
     import shlex
 
-    from regiondial_bench.runner import Runner
+    from regiondial_bench.run.runner import Runner
 
     runner, out = CliRunner(), tmp_path / "my run"
     calls = {"n": 0}

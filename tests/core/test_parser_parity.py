@@ -101,7 +101,7 @@ def test_runs_record_the_parser_and_upstream_runs_propagate_the_first_parsed_box
         return f'<answer>[{{"bbox_2d": [9, 9, 2, 2]}}, {{"bbox_2d": {[int(v) for v in gold]}}}]</answer>'
 
     adapter = ScriptedAdapter(answer)
-    from regiondial_bench.runner import Runner
+    from regiondial_bench.run.runner import Runner
 
     spec = RunSpec(adapter="scripted", reference_mode=mode, bench_name=bench.name, bench_hash=bench.content_hash,
                    bench_location="")

@@ -14,14 +14,9 @@ import pytest
 from regiondial_bench import api
 from regiondial_bench.adapters import Adapter, AdapterError, RoundResponse
 from regiondial_bench.geometry import CoordinateFrame
-from regiondial_bench.runner import (
-    AllInfraFailedError,
-    PredictionLog,
-    RunFolderError,
-    Runner,
-    answer_text,
-    clean_text,
-)
+from regiondial_bench.run.folder import PredictionLog, RunFolderError
+from regiondial_bench.run.records import answer_text, clean_text
+from regiondial_bench.run.runner import AllInfraFailedError, Runner
 from regiondial_bench.schema import PredictionRecord, Region, RunConfig, RunSpec, read_prediction_log
 
 from .helpers import answer_json, make_bench
@@ -254,7 +249,7 @@ def test_fsync_is_batched_but_every_line_reaches_the_os(tmp_path, monkeypatch):
 def test_a_mask_that_cannot_be_serialized_fails_its_turn_only(tmp_path):
     # the last guard: a record is checked to read back before it is logged (a mask producer's
     # output is attached without validation)
-    from regiondial_bench.segment import MaskProducer
+    from regiondial_bench.run.segment import MaskProducer
 
     class Garbage(MaskProducer):
         def masks(self, items):
@@ -356,7 +351,7 @@ def test_what_the_runner_keeps_is_what_the_log_holds(tmp_path):
 def test_a_parser_exception_fails_its_turn_and_the_run_goes_on(tmp_path, monkeypatch):
     # observed: an exception escaping the parser (a >4300-digit integer) aborted the run, and
     # every --resume aborted again on the same turn; the record boundary now contains it
-    import regiondial_bench.runner as runner_module
+    import regiondial_bench.run.records as runner_module
 
     real = runner_module.parse_answer
 
@@ -376,7 +371,7 @@ def test_a_parser_exception_fails_its_turn_and_the_run_goes_on(tmp_path, monkeyp
 def test_only_records_of_plain_values_skip_the_read_back():
     # the runner keeps a record without decoding its line only when the line provably reads back
     # as that record; every unvalidated object inside a record sends it through the real read-back
-    from regiondial_bench.runner import _reads_back_unchanged
+    from regiondial_bench.run.records import _reads_back_unchanged
     from regiondial_bench.schema import RLE, UsedReference
 
     region = Region(box=(1.0, 2.0, 30.0, 40.0), point=(5.0, 6.0), extra_points=((7.0, 8.0),), label="cat")
@@ -429,7 +424,7 @@ def test_a_record_kept_without_its_read_back_is_what_its_line_reads_back_as():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from regiondial_bench.runner import _reads_back_unchanged
+    from regiondial_bench.run.records import _reads_back_unchanged
     from regiondial_bench.schema import UsedReference
 
     finite = st.floats(allow_nan=False, allow_infinity=False)

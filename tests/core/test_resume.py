@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from regiondial_bench import api
-from regiondial_bench.runner import read_predictions
+from regiondial_bench.run.folder import read_predictions
 from regiondial_bench.schema import RunConfig
 
 from .helpers import make_bench, register_test_adapters
@@ -126,7 +126,7 @@ def test_a_second_process_on_the_same_folder_is_refused(tmp_path):
 
 def test_a_corrupted_line_is_reported_skipped_and_asked_again(tmp_path, caplog):
     # observed: a bad line in the middle made resume drop every valid record after it
-    from regiondial_bench.runner import Runner
+    from regiondial_bench.run.runner import Runner
 
     from .test_records import Hostile, spec_for
 
@@ -138,7 +138,7 @@ def test_a_corrupted_line_is_reported_skipped_and_asked_again(tmp_path, caplog):
     lines[4] = '{"dialogue_id": "d1", "tu\x00rn": 0 garbage\n'
     lines.insert(8, "\ufffd not json at all\n")
     log.write_text("".join(lines))
-    with caplog.at_level("WARNING", logger="regiondial_bench.runner"):
+    with caplog.at_level("WARNING", logger="regiondial_bench.run"):
         again = Hostile(lambda r: None)
         Runner(bench, again, spec_for(bench), tmp_path / "run", progress=False).run(resume=True)
     assert again.asked == [lost]  # only the unreadable record's turn is asked again
@@ -173,7 +173,7 @@ def test_score_names_the_file_and_line_of_an_unreadable_record(tmp_path):
 
 def test_a_broken_run_json_names_itself_and_keeps_the_predictions(tmp_path):
     # observed: a torn run.json gave an error naming no file; only --overwrite (deleting the log) got past it
-    from regiondial_bench.runner import RunFolderError
+    from regiondial_bench.run.folder import RunFolderError
 
     register_test_adapters()
     bench = make_bench(tmp_path / "bench", n_dialogues=3, turns=3)

@@ -8,11 +8,12 @@ import pytest
 
 from regiondial_bench import api
 from regiondial_bench.adapters import AdapterError, create_adapter
+from regiondial_bench.bench.sources.upstream import import_upstream
 from regiondial_bench.metrics import score_records
 from regiondial_bench.protocol import NO_REGION_TEXT
-from regiondial_bench.runner import Runner, read_predictions
+from regiondial_bench.run.folder import read_predictions
+from regiondial_bench.run.runner import Runner
 from regiondial_bench.schema import Bench, RunConfig, RunSpec
-from regiondial_bench.sources.upstream import import_upstream
 
 from .helpers import ScriptedAdapter, answer_json, make_bench
 

@@ -15,7 +15,9 @@ from click.testing import CliRunner
 
 from regiondial_bench import api
 from regiondial_bench.cli import main
-from regiondial_bench.runner import RunFolderError
+from regiondial_bench.publish.submission import create_submission, default_bench_resolver
+from regiondial_bench.run.folder import RunFolderError
+from regiondial_bench.run.shards import ShardError, detect_launch, parse_shard, split_dialogues
 from regiondial_bench.schema import (
     REFERENCE_MODES,
     Bench,
@@ -26,8 +28,6 @@ from regiondial_bench.schema import (
     RunSpec,
     Turn,
 )
-from regiondial_bench.shards import ShardError, detect_launch, parse_shard, split_dialogues
-from regiondial_bench.submission import create_submission, default_bench_resolver
 
 from .helpers import make_bench, register_test_adapters
 
@@ -363,7 +363,7 @@ def test_sweep_loads_the_adapter_once_for_two_benches_and_two_modes(tmp_path, mo
 
 
 def test_a_launched_adapter_without_a_device_gets_a_warning(tiny, tmp_path, monkeypatch):
-    from regiondial_bench.shards import Launch
+    from regiondial_bench.run.shards import Launch
 
     monkeypatch.setattr(Launch, "device", lambda self: "cuda:1")  # as on a node with GPUs
     messages: list[str] = []
@@ -377,8 +377,8 @@ def test_a_launched_adapter_without_a_device_gets_a_warning(tiny, tmp_path, monk
 
 def test_torchrun_inside_slurm_array_tasks_merges_when_the_last_task_ends(tiny, tmp_path, monkeypatch):
     """Each array task's process group covers only its own ranks: its rank 0 must not merge early."""
-    import regiondial_bench.shards as shards_module
-    from regiondial_bench.shards import Launch
+    import regiondial_bench.run.shards as shards_module
+    from regiondial_bench.run.shards import Launch
 
     class OneRankGroup:  # this process is rank 0 of its task's group; the other rank is simulated
         rank = 0

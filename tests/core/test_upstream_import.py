@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from regiondial_bench import api
+from regiondial_bench.bench.sources.upstream import import_upstream
+from regiondial_bench.bench.validation import bench_stats, check_bench
 from regiondial_bench.schema import Bench, RunConfig, read_prediction_log, turns_per_round
-from regiondial_bench.sources.upstream import import_upstream
-from regiondial_bench.validation import bench_stats, check_bench
 
 # UPSTREAM.md section 2.1
 EXPECTED = {
@@ -208,7 +208,7 @@ def test_an_unusable_mask_is_an_issue_and_the_turn_is_kept(tmp_path, mask, why):
     ],
 )
 def test_box_matching_follows_the_released_files_rule(gold, candidates, position, expected):
-    from regiondial_bench.sources.upstream import match_annotation
+    from regiondial_bench.bench.sources.upstream import match_annotation
 
     assert match_annotation(gold, candidates, position) == expected
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from regiondial_bench.api import evaluate, load_bench
+from regiondial_bench.publish.submission import create_submission
 from regiondial_bench.schema import RunConfig
-from regiondial_bench.submission import create_submission
 
 PROJECT = Path(__file__).resolve().parents[2]
 XSS = "<script>alert(1)</script>"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from regiondial_bench.leaderboard import build_leaderboard
+from regiondial_bench.publish.leaderboard import build_leaderboard
 from tests.conftest import CHROMIUM
 
 from .conftest import XSS

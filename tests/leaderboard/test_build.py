@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from regiondial_bench.cli import main
-from regiondial_bench.leaderboard import StaleLeaderboardError, build_leaderboard
+from regiondial_bench.publish.leaderboard import StaleLeaderboardError, build_leaderboard
 
 from .conftest import XSS
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from regiondial_bench.api import evaluate, load_bench
-from regiondial_bench.bench_registry import (
+from regiondial_bench.bench.registry import (
     OFFICIAL_BENCH_HASHES,
     BenchUnavailable,
     RegistryError,
@@ -19,15 +19,15 @@ from regiondial_bench.bench_registry import (
     question_digest,
 )
 from regiondial_bench.cli import main
-from regiondial_bench.leaderboard import UnavailableBenchError, build_leaderboard
-from regiondial_bench.schema import RunConfig
-from regiondial_bench.submission import (
+from regiondial_bench.publish.leaderboard import UnavailableBenchError, build_leaderboard
+from regiondial_bench.publish.submission import (
     COMPRESSED_LOG,
     SubmissionError,
     create_submission,
     default_bench_resolver,
     validate_submission,
 )
+from regiondial_bench.schema import RunConfig
 
 from .conftest import PROJECT
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from regiondial_bench.metrics import turn_scores
-from regiondial_bench.plots import (
+from regiondial_bench.results.plots import (
     conditional_accuracy,
     plot_all,
     plot_error_accumulation,
     reference_pairs,
 )
-from regiondial_bench.report import load_runs
+from regiondial_bench.results.report import load_runs
 from regiondial_bench.schema import read_prediction_log
 
 
@@ -68,7 +68,7 @@ def test_conditional_accuracy_splits_on_the_referenced_turn(sample_runs, sample_
 def test_conditional_legend_colours_match_the_bars_when_a_group_is_empty(sample_runs, tmp_path):
     """The oracle is never wrong, so "referenced turn wrong" has no bars; its legend entry must
     still be drawn in that group's colour, not in matplotlib's default blue."""
-    from regiondial_bench.plots import _COLORS, plot_conditional_accuracy, run_turn_scores
+    from regiondial_bench.results.plots import _COLORS, plot_conditional_accuracy, run_turn_scores
 
     (run,) = load_runs([sample_runs["oracle-gold"]])
     paths = plot_conditional_accuracy(run, run_turn_scores(run), tmp_path)
@@ -98,7 +98,7 @@ def many_runs(tmp_path_factory, sample_bench):
 
 def _captured(monkeypatch):
     """Figures as plot functions hand them to save_figure (before they are closed)."""
-    import regiondial_bench.plots as plots
+    import regiondial_bench.results.plots as plots
 
     figures = []
     original = plots.save_figure
@@ -115,7 +115,7 @@ def _captured(monkeypatch):
 def test_many_runs_keep_the_width_and_get_distinct_styles(many_runs, tmp_path, monkeypatch):
     from PIL import Image
 
-    from regiondial_bench.plots import FIGSIZE, plot_round_curves
+    from regiondial_bench.results.plots import FIGSIZE, plot_round_curves
 
     one = plot_round_curves(load_runs(many_runs[:1]), tmp_path / "one")
     figures = _captured(monkeypatch)
@@ -133,7 +133,7 @@ def test_many_runs_keep_the_width_and_get_distinct_styles(many_runs, tmp_path, m
 
 
 def test_too_many_runs_are_refused_clearly(many_runs, tmp_path):
-    from regiondial_bench.plots import MAX_RUNS_PER_FIGURE, plot_round_curves
+    from regiondial_bench.results.plots import MAX_RUNS_PER_FIGURE, plot_round_curves
 
     runs = load_runs(many_runs) * 2
     assert len(runs) > MAX_RUNS_PER_FIGURE
@@ -143,7 +143,7 @@ def test_too_many_runs_are_refused_clearly(many_runs, tmp_path):
 
 def test_value_labels_do_not_overlap(tmp_path, monkeypatch, sample_bench):
     from regiondial_bench.api import evaluate
-    from regiondial_bench.plots import plot_conditional_accuracy, plot_population, run_turn_scores
+    from regiondial_bench.results.plots import plot_conditional_accuracy, plot_population, run_turn_scores
     from regiondial_bench.schema import RunConfig
 
     from ..core.helpers import make_bench
@@ -171,7 +171,7 @@ def test_value_labels_do_not_overlap(tmp_path, monkeypatch, sample_bench):
 
 def _big_benches():
     """Results of two large 12-round benches (four-digit turn counts), for the population plot."""
-    from regiondial_bench.report import RunResults
+    from regiondial_bench.results.report import RunResults
     from regiondial_bench.schema import Provenance, Results, RoundRow
 
     runs = []

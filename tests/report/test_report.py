@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from regiondial_bench.cli import main
-from regiondial_bench.report import (
+from regiondial_bench.results.report import (
     escape_latex,
     escape_markdown,
     load_run,
@@ -117,7 +117,7 @@ def test_terminal_table_keeps_the_avg_column_when_narrow(sample_runs):
     """Rich crops what does not fit: the label column must give way, never the Avg column."""
     from rich.console import Console
 
-    from regiondial_bench.report import all_round_columns, render_terminal
+    from regiondial_bench.results.report import all_round_columns, render_terminal
 
     runs = load_runs([sample_runs["test-fallible-predicted"], sample_runs["test-fallible-gold"]])
     for width in (80, 100, 140):
@@ -212,8 +212,8 @@ def test_paper_table_warns_unless_the_run_is_on_the_official_bench(sample_runs, 
 
 
 def test_plot_legends_name_the_bench(sample_runs, refcocoplus_run, tmp_path, monkeypatch):
-    import regiondial_bench.plots as plots
-    from regiondial_bench.plots import plot_round_curves
+    import regiondial_bench.results.plots as plots
+    from regiondial_bench.results.plots import plot_round_curves
 
     runs = load_runs([sample_runs["oracle-predicted"], refcocoplus_run])
     paths = plot_round_curves(runs, tmp_path, "ap50")

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from regiondial_bench.cli import main
-from regiondial_bench.submission import (
+from regiondial_bench.publish.submission import (
     COMPRESSED_LOG,
     SubmissionError,
     create_submission,
@@ -283,7 +283,7 @@ def test_revision_cannot_carry_path_tricks(submission, revision):
 
 
 def test_a_gzip_bomb_is_rejected_while_streaming(submission, monkeypatch):
-    import regiondial_bench.submission as sub
+    import regiondial_bench.publish.submission as sub
 
     monkeypatch.setattr(sub, "MAX_LOG_UNCOMPRESSED_BYTES", 4 * 1024 * 1024)
     with gzip.open(submission / COMPRESSED_LOG, "wb", compresslevel=1) as f:
@@ -296,7 +296,7 @@ def test_a_gzip_bomb_is_rejected_while_streaming(submission, monkeypatch):
 
 
 def test_compressed_log_and_results_sizes_are_capped(submission, monkeypatch):
-    import regiondial_bench.submission as sub
+    import regiondial_bench.publish.submission as sub
 
     monkeypatch.setattr(sub, "MAX_LOG_BYTES", 100)
     problems = validate_submission(submission).problems
@@ -315,7 +315,7 @@ def test_a_log_that_is_not_gzip_is_a_problem_not_a_crash(submission):
 
 @pytest.mark.parametrize("seed", ["abc", [1], 1.5, True, -1, 2**70, {"a": 1}, "9" * 5000])
 def test_malformed_bootstrap_seed_is_rejected_not_a_crash(submission, seed, tmp_path):
-    from regiondial_bench.leaderboard import build_leaderboard
+    from regiondial_bench.publish.leaderboard import build_leaderboard
 
     _edit_results(submission, lambda d: d["provenance"]["bootstrap"].update(seed=seed))
     report = validate_submission(submission)

@@ -7,8 +7,8 @@ import warnings
 
 import pytest
 
-from regiondial_bench import rewards
-from regiondial_bench.rewards import (
+from regiondial_bench.training import rewards
+from regiondial_bench.training.rewards import (
     COMPONENTS,
     RewardProfile,
     accuracy_reward,
@@ -341,7 +341,7 @@ def test_module_has_no_heavy_imports_at_import_time():
     import subprocess
     import sys
 
-    code = "import sys, regiondial_bench.rewards; print(any(m in sys.modules for m in ('torch','spacy','trl','scipy')))"
+    code = "import sys, regiondial_bench.training.rewards; print(any(m in sys.modules for m in ('torch','spacy','trl','scipy')))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()

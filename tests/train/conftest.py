@@ -71,7 +71,7 @@ def prompt_text(prompt) -> str:
 
 def spy_rewards(monkeypatch):
     """Record the columns every reward call receives (wraps the first reward component)."""
-    from regiondial_bench import rewards
+    from regiondial_bench.training import rewards
 
     seen: list[dict] = []
     original = rewards.reward_functions

@@ -54,7 +54,7 @@ def test_sampled_rollouts_follow_the_grammar(grpo, tiny_qwen):
 
     from regiondial_bench.adapters.processors import load_vlm_processor
     from regiondial_bench.protocol import parse_answer
-    from regiondial_bench.training_data import conversation
+    from regiondial_bench.training.data import conversation
 
     processor = load_vlm_processor(tiny_qwen)
     processor.tokenizer.padding_side = "left"

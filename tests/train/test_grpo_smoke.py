@@ -63,7 +63,7 @@ def test_cpu_smoke_multi_round_rollout_runs(grpo, tmp_path):
 
 
 def test_substitute_references_uses_the_policy_box_and_falls_back_to_gold(grpo):
-    from regiondial_bench.training_data import TRAINING_TEMPLATE, conversation
+    from regiondial_bench.training.data import TRAINING_TEMPLATE, conversation
 
     def row(id_, problem, ref_problem="", ref_text=""):
         return {"id": id_, "problem": problem, "prompt": conversation(problem), "reference_problem": ref_problem,

@@ -34,7 +34,7 @@ def _logs_callback(captured):
 
 def test_multi_round_substitution_survives_several_steps(grpo, tmp_path, monkeypatch):
     """The policy's own box (not gold) reaches TRL's prompts, its logs and the rewards' problem."""
-    from regiondial_bench import training_data
+    from regiondial_bench.training import data as training_data
 
     original = training_data.load_training_dataset
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from regiondial_bench.schema import Bench
-from regiondial_bench.training_data import (
+from regiondial_bench.training.data import (
     load_training_dataset,
     samples_from_bench,
     samples_from_released_json,
@@ -105,7 +105,7 @@ def test_bad_source_and_frame(bench, tmp_path):
 def test_squashed_images_of_same_name_do_not_collide(tmp_path):
     from PIL import Image
 
-    from regiondial_bench.training_data import _squash_image
+    from regiondial_bench.training.data import _squash_image
 
     paths = []
     (tmp_path / "cache").mkdir()
@@ -122,7 +122,7 @@ def test_a_squash_killed_midway_leaves_no_partial_image(tmp_path, monkeypatch):
     nothing under the final name, no temporary file, and the next call makes a readable PNG."""
     from PIL import Image
 
-    from regiondial_bench.training_data import _squash_image
+    from regiondial_bench.training.data import _squash_image
 
     (tmp_path / "cache").mkdir()
     Image.new("RGB", (32, 24), (0, 255, 0)).save(tmp_path / "1.png")

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from regiondial_bench.api import evaluate, load_bench
+from regiondial_bench.results.view import PALETTE, build_view
 from regiondial_bench.schema import Bench, Dialogue, ImageRef, Reference, RunConfig, Turn
-from regiondial_bench.view import PALETTE, build_view
 from tests.conftest import CHROMIUM
 
 HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script></pre><b>bold</b> \u202e'
@@ -131,7 +131,7 @@ def sample_view(sample_runs, tmp_path_factory):
 
 
 def _expected(sample_runs):
-    from regiondial_bench.runner import read_predictions
+    from regiondial_bench.run.folder import read_predictions
 
     return {name: read_predictions(sample_runs[name] / "predictions.jsonl") for name in ("predicted", "gold")}
 

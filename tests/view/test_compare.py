@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from regiondial_bench.cli import main
-from regiondial_bench.compare import compare_runs, compare_scores
 from regiondial_bench.metrics import TurnScore
-from regiondial_bench.plots import run_turn_scores
-from regiondial_bench.report import load_run
+from regiondial_bench.results.compare import compare_runs, compare_scores
+from regiondial_bench.results.plots import run_turn_scores
+from regiondial_bench.results.report import load_run
 
 B = 4000
 

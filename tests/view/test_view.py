@@ -8,7 +8,7 @@ import re
 from click.testing import CliRunner
 
 from regiondial_bench.cli import main
-from regiondial_bench.view import build_view, question_segments
+from regiondial_bench.results.view import build_view, question_segments
 
 
 def _edit_first(run, **fields):
@@ -42,7 +42,7 @@ def test_hostile_text_cannot_leave_the_data_block(sample_runs, tmp_path):
 
 
 def test_data_matches_the_log(sample_runs, tmp_path):
-    from regiondial_bench.runner import read_predictions
+    from regiondial_bench.run.folder import read_predictions
 
     _, data = _data(build_view([sample_runs["predicted"]], tmp_path / "view"))
     records = {(r.dialogue_id, r.turn): r for r in read_predictions(sample_runs["predicted"] / "predictions.jsonl")}

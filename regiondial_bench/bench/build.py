@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .protocol import format_box
-from .schema import UPSTREAM_PLACEHOLDER, Bench, Dialogue, ImageRef, Reference, Turn, ValidationIssue
+from ..protocol import format_box
+from ..schema import UPSTREAM_PLACEHOLDER, Bench, Dialogue, ImageRef, Reference, Turn, ValidationIssue
 from .sources.records import SourceImage
 
 RELATION_PHRASES: dict[str, str] = {
@@ -495,7 +495,7 @@ def training_samples(
     """
     from tqdm import tqdm
 
-    from .geometry import rle_to_mask
+    from ..geometry import rle_to_mask
 
     samples = []
     for dialogue in tqdm(bench.dialogues, desc="training samples", unit="dlg", disable=not progress):

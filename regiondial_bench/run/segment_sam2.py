@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from .adapters.base import AdapterError, ImageInput
-from .adapters.registry import require
-from .geometry import mask_to_rle
-from .schema import RLE, Region
+from ..adapters.base import AdapterError, ImageInput
+from ..adapters.registry import require
+from ..geometry import mask_to_rle
+from ..schema import RLE, Region
 from .segment import MaskProducer, register_mask_producer
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from .schema import Bench, ValidationIssue, is_file, path_inside, turns_per_round
+from ..schema import Bench, ValidationIssue, is_file, path_inside, turns_per_round
 
 
 def check_bench(bench: Bench, *, check_images: bool = True) -> list[ValidationIssue]:

@@ -11,7 +11,7 @@ Each copy has its own conventions (UPSTREAM.md section 2.4), recorded in :data:`
   ``answer`` holds all sentences; no image id or category column (the id is read from
   ``file_name``, the category is ``object``).
 
-Both map onto the same :class:`~regiondial_bench.sources.records.SourceImage` records as the
+Both map onto the same :class:`~regiondial_bench.bench.sources.records.SourceImage` records as the
 refer reader, so the builder treats them alike.
 """
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from .runner import read_predictions
-from .schema import PREDICTIONS_FILE, RESULTS_FILE, RUN_FILE, Bench, PredictionRecord, RunSpec, ShardInfo
+from ..schema import PREDICTIONS_FILE, RESULTS_FILE, RUN_FILE, Bench, PredictionRecord, RunSpec, ShardInfo
+from .folder import atomic_write, read_predictions
 
 _SHARD_TEXT = re.compile(r"^\s*(\d{1,9})\s*/\s*(\d{1,9})\s*$")
 _SHARD_FOLDER = re.compile(r"^shard-(\d+)-of-(\d+)$")
@@ -364,16 +364,6 @@ def shards_complete(folder: str | Path, count: int) -> bool:
     return all((folder / shard_folder_name(i, count) / RESULTS_FILE).is_file() for i in range(count))
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a unique temporary file and ``os.replace`` (synced)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _is_merge_of(out: Path, shard_dirs: Sequence[Path]) -> bool:
     """Whether ``out`` holds an earlier merge: its shards live inside it, or its results say so."""
     if shard_dirs and all(Path(d).resolve().parent == out.resolve() for d in shard_dirs):
@@ -404,6 +394,6 @@ def write_merged_folder(out_dir: str | Path, spec: RunSpec, records: Sequence[Pr
                 or not _is_merge_of(out, shard_dirs)):
             raise ShardError(f"{out} already holds another run; merge into a new --out folder or pass --overwrite")
     (out / RESULTS_FILE).unlink(missing_ok=True)
-    write_atomic(out / PREDICTIONS_FILE, "".join(r.model_dump_json(exclude_defaults=True) + "\n" for r in records))
-    write_atomic(existing, spec.model_dump_json(indent=2) + "\n")
+    atomic_write(out / PREDICTIONS_FILE, "".join(r.model_dump_json(exclude_defaults=True) + "\n" for r in records))
+    atomic_write(existing, spec.model_dump_json(indent=2) + "\n")
     return out

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .report import escape_markdown, format_value
+from ..results.report import escape_markdown, format_value
 from .submission import LEADERBOARD_COLUMNS, BenchResolver, SubmissionReport, validate_all
 
 INDEX_FILE = "index.html"
@@ -380,7 +380,7 @@ def build_leaderboard(
     """Validate every submission and write (or, with ``check``, compare) the leaderboard files.
 
     Benches are resolved through ``resolve_bench``, by default the registry ``<out_dir>/benches.yaml``
-    (:mod:`regiondial_bench.bench_registry`) when there is one.
+    (:mod:`regiondial_bench.bench.registry`) when there is one.
 
     Returns:
         The validation reports and the files written (or found stale, with ``check``).

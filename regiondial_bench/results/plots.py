@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..schema import read_prediction_log
 from .report import METRICS, RunResults, bench_label, cell_value
-from .schema import read_prediction_log
 
 FIGSIZE = (3.4, 2.4)
 ROUND_COLUMNS: tuple[str, ...] = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8+")
@@ -363,7 +363,7 @@ def run_turn_scores(run: RunResults, bench: Any = None) -> list[Any]:
         run: a run folder or submission with a prediction log.
         bench: the bench; by default the one recorded in ``run.json`` / the results' provenance.
     """
-    from .metrics import turn_scores
+    from ..metrics import turn_scores
 
     log = run.predictions_path()
     if log is None:
@@ -375,8 +375,8 @@ def run_turn_scores(run: RunResults, bench: Any = None) -> list[Any]:
 
 def load_run_bench(run: RunResults) -> Any:
     """The bench a run was scored on: its recorded location, else the bench of that name."""
-    from .api import load_bench
-    from .submission import default_bench_resolver
+    from ..bench.registry import default_bench_resolver
+    from ..bench.specs import load_bench
 
     prov = run.results.provenance
     locations = [run.spec.bench_location if run.spec else "", prov.bench_location]

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from .schema import PREDICTIONS_FILE, RESULTS_FILE, RUN_FILE, Results, RoundRow, RunSpec
+from ..schema import PREDICTIONS_FILE, RESULTS_FILE, RUN_FILE, Results, RoundRow, RunSpec
 
 PREDICTIONS_FILES = (PREDICTIONS_FILE, PREDICTIONS_FILE + ".gz")
 
@@ -262,7 +262,7 @@ def mixed_bench_warning(runs: Sequence[RunResults]) -> str | None:
 
 def paper_bench_warnings(runs: Sequence[RunResults]) -> list[str]:
     """Warnings for runs that are not on the official RefCOCO+ bench the paper's tables use."""
-    from .bench_registry import official_bench
+    from ..bench.registry import official_bench
 
     out = []
     for run in runs:

@@ -37,8 +37,6 @@ from __future__ import annotations
 import gc
 import heapq
 import logging
-import math
-import os
 import queue
 import threading
 import time
@@ -46,32 +44,33 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import get_args
 
-from .adapters.base import Adapter, AdapterError, HistoryItem, ImageInput, RoundRequest, RoundResponse
-from .protocol import parse_answer, render_question, resolve_reference, upstream_style_for
-from .schema import (
+from ..adapters.base import Adapter, AdapterError, HistoryItem, ImageInput, RoundRequest, RoundResponse
+from ..protocol import render_question, resolve_reference
+from ..schema import (
     PREDICTIONS_FILE,
-    RESULTS_FILE,
-    RUN_FILE,
     Bench,
     Dialogue,
     PredictionRecord,
-    ReferenceSource,
-    Region,
     RunSpec,
     Turn,
     UsedReference,
     is_file,
     path_inside,
-    read_prediction_log,
 )
+from .folder import (  # noqa: F401 - load_run_spec, read_predictions, RunFolderError: their 0.1 import path
+    FSYNC_EVERY_RECORDS,
+    FSYNC_EVERY_S,
+    PredictionLog,
+    RunFolderError,
+    RunLock,
+    load_run_spec,
+    open_run_folder,
+    read_predictions,
+    supersede_records,
+)
+from .records import build_record, clean_text, loggable, parse_options_for  # noqa: F401 - clean_text: 0.1 path
 from .segment import MaskProducer
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX: runs are not locked
-    fcntl = None  # type: ignore[assignment]
 
 Key = tuple[str, int]
 logger = logging.getLogger(__name__)
@@ -79,90 +78,13 @@ logger = logging.getLogger(__name__)
 _WANTS_REGIONS: frozenset = frozenset({"box", "point"})
 _WANTS_MASK: frozenset = frozenset({"box", "point", "mask"})
 
-LOCK_FILE = "run.lock"
-CORRUPT_FILE = PREDICTIONS_FILE + ".corrupt"
-SUPERSEDED_FILE = "predictions.superseded.jsonl"
-FSYNC_EVERY_RECORDS = 256
-FSYNC_EVERY_S = 1.0
-MAX_RECORD_TEXT = 1_000_000
-"""Characters of an answer (or error) kept in the log; longer text is cut with a marker."""
-
-
-class RunFolderError(RuntimeError):
-    """The output folder holds another run, or a finished one, and resuming was not asked for."""
-
-
-class RunLockedError(RunFolderError):
-    """Another process holds the run folder's lock."""
-
 
 class AllInfraFailedError(RuntimeError):
     """Every turn of a run failed for infrastructure reasons: there is nothing to score."""
 
 
-_held_locks: dict[str, int] = {}
-_held_guard = threading.Lock()
-
-
-class RunLock:
-    """An exclusive, non-blocking OS lock on a run folder (``fcntl.flock`` on ``run.lock``).
-
-    Re-entrant within a process (``api.evaluate`` holds it across running and scoring, the
-    runner takes it again). The lock file stays behind and holds the last holder's pid; the lock
-    itself dies with the process, so a killed run never leaves its folder locked.
-    """
-
-    def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
-        self.path = self.folder / LOCK_FILE
-        self._key = os.path.abspath(self.path)
-        self._file = None
-
-    def acquire(self) -> RunLock:
-        with _held_guard:
-            if self._key in _held_locks:
-                _held_locks[self._key] += 1
-                self._file = "reentrant"
-                return self
-            self.folder.mkdir(parents=True, exist_ok=True)
-            f = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (closed by release())
-            if fcntl is not None:
-                try:
-                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    f.seek(0)
-                    holder = f.read(64).strip() or "unknown"
-                    f.close()
-                    raise RunLockedError(
-                        f"{self.folder} is in use by another regiondial process (pid {holder}); wait for it "
-                        "to finish, stop it, or use another --out"
-                    ) from None
-            f.seek(0)
-            f.truncate()
-            f.write(f"{os.getpid()}\n")
-            f.flush()
-            _held_locks[self._key] = 1
-            self._file = f
-            return self
-
-    def release(self) -> None:
-        with _held_guard:
-            if self._file is None:
-                return
-            _held_locks[self._key] -= 1
-            if self._file != "reentrant" and _held_locks[self._key] == 0:
-                del _held_locks[self._key]
-                self._file.close()  # closing the descriptor releases the flock
-            self._file = None
-
-    def __enter__(self) -> RunLock:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
 _freeze_depth = 0
+_freeze_guard = threading.Lock()
 FREEZE_GC = True
 """Whether :class:`frozen_gc` blocks freeze (a switch for benchmarks comparing both)."""
 
@@ -189,7 +111,7 @@ class frozen_gc:  # noqa: N801 - used like contextlib's lowercase managers
     def __enter__(self) -> frozen_gc:
         global _freeze_depth
         if self.enabled and (gc.isenabled() or _freeze_depth):
-            with _held_guard:
+            with _freeze_guard:
                 if _freeze_depth == 0:
                     gc.freeze()
                 _freeze_depth += 1
@@ -205,7 +127,7 @@ class frozen_gc:  # noqa: N801 - used like contextlib's lowercase managers
         whatever is frozen goes back to the collector when the outermost block ends.
         """
         if self._active:
-            with _held_guard:
+            with _freeze_guard:
                 if not self._paused:
                     gc.collect(1)
                 gc.freeze()
@@ -240,107 +162,11 @@ class frozen_gc:  # noqa: N801 - used like contextlib's lowercase managers
         global _freeze_depth
         self._resume()
         if self._active:
-            with _held_guard:
+            with _freeze_guard:
                 _freeze_depth -= 1
                 if _freeze_depth == 0:
                     gc.unfreeze()
             self._active = False
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` so that a crash leaves either the old or the new file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def read_predictions(path: str | Path, *, repair: bool = False) -> list[PredictionRecord]:
-    """Read a run's log for resuming: every valid record, whatever lines around it are broken.
-
-    A torn last line (a run killed mid-write) or a corrupted line anywhere is skipped and
-    reported (a warning with its line number). With ``repair``, such a log is rewritten
-    (atomically) from the records that survived, the unreadable lines are appended to
-    ``predictions.jsonl.corrupt`` beside it, and appends continue on a clean file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return []
-    skipped: list[tuple[int, str]] = []
-    records = read_prediction_log(path, strict=False, skipped=skipped)
-    for line_no, reason in skipped[:20]:
-        logger.warning("%s:%d: unreadable record skipped (%s)", path, line_no, reason)
-    if len(skipped) > 20:
-        logger.warning("%s: %d more unreadable lines skipped", path, len(skipped) - 20)
-    if repair:
-        data = path.read_bytes()
-        lines = data.split(b"\n")
-        if skipped:
-            bad = {n for n, _ in skipped}
-            with open(path.with_name(path.name + ".corrupt"), "ab") as f:
-                for n in sorted(bad):
-                    f.write(f"# line {n}: ".encode() + lines[n - 1][:MAX_RECORD_TEXT] + b"\n")
-        nonblank = sum(1 for line in lines if line.strip())
-        if skipped or nonblank != len(records) or (data and not data.endswith(b"\n")):
-            _atomic_write(path, "".join(r.model_dump_json(exclude_defaults=True) + "\n" for r in records))
-    return records
-
-
-class PredictionLog:
-    """Append-only JSONL writer.
-
-    :meth:`flush` hands every written line to the operating system (a killed process loses
-    nothing) and syncs to disk at most every ``fsync_every`` records or ``fsync_s`` seconds;
-    :meth:`close` always syncs.
-    """
-
-    def __init__(self, path: Path, *, fsync_every: int = FSYNC_EVERY_RECORDS, fsync_s: float = FSYNC_EVERY_S) -> None:
-        self.path = path
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
-        self.fsync_every = fsync_every
-        self.fsync_s = fsync_s
-        self._unsynced = 0
-        self._last_sync = time.monotonic()
-        self.syncs = 0
-
-    def append(self, record: PredictionRecord) -> None:
-        self.append_line(record.model_dump_json(exclude_defaults=True))
-
-    def append_line(self, line: str) -> None:
-        """Append one record's JSON (without the newline)."""
-        self._file.write(line + "\n")
-        self._unsynced += 1
-
-    def flush(self, *, sync: bool = False) -> None:
-        self._file.flush()
-        now = time.monotonic()
-        if self._unsynced and (sync or self._unsynced >= self.fsync_every or now - self._last_sync >= self.fsync_s):
-            os.fsync(self._file.fileno())
-            self.syncs += 1
-            self._unsynced = 0
-            self._last_sync = now
-
-    def close(self) -> None:
-        try:
-            self.flush(sync=True)
-        finally:
-            self._file.close()
 
 
 class _Schedule:
@@ -454,59 +280,20 @@ class Runner:
     # ---------------------------------------------------------------- setup
 
     def _open_folder(self, resume: bool, overwrite: bool, retry_infra: bool = False) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        run_file = self.out_dir / RUN_FILE
-        log_file = self.out_dir / PREDICTIONS_FILE
-        if overwrite:
-            for stale in (log_file, self.out_dir / RESULTS_FILE):
-                stale.unlink(missing_ok=True)
-        elif run_file.exists():
-            previous = _read_run_file(run_file, log_file)
-            if not resume:
-                raise RunFolderError(
-                    f"{self.out_dir} already holds a run; pass --resume to continue it or --overwrite to start over"
-                )
-            if previous.fingerprint() != self.spec.fingerprint():
-                changed = [
-                    k for k, v in self.spec.model_dump(exclude={"bench_location", "batch_size"}).items()
-                    if previous.model_dump().get(k) != v
-                ]
-                raise RunFolderError(
-                    f"cannot resume {self.out_dir}: the run was started with other settings ({', '.join(changed)}); "
-                    "use a new --out folder or --overwrite"
-                )
-            self._resume_log(log_file, retry_infra)
-        elif log_file.is_file() and log_file.stat().st_size:
-            if not resume:
-                raise RunFolderError(
-                    f"{self.out_dir} holds {PREDICTIONS_FILE} but no {RUN_FILE}; pass --resume to keep its "
-                    "predictions (the run is then recorded with the current settings) or --overwrite to discard them"
-                )
-            logger.warning("%s has no %s: resuming its predictions under the current settings, which cannot be "
-                           "checked against the ones the log was made with", self.out_dir, RUN_FILE)
-            self._resume_log(log_file, retry_infra)
-        else:
-            (self.out_dir / RESULTS_FILE).unlink(missing_ok=True)
-        _atomic_write(run_file, self.spec.model_dump_json(indent=2) + "\n")
-
-    def _resume_log(self, log_file: Path, retry_infra: bool) -> None:
-        records = read_predictions(log_file, repair=True)
+        records = open_run_folder(self.out_dir, self.spec, resume=resume, overwrite=overwrite)
         known = {(d.dialogue_id, t.index) for d in self.bench for t in d.turns}
         for record in records:
             if record.key in known:  # a log made with a larger --limit keeps its other turns on disk
                 self.answers[record.key] = record
         if retry_infra:
-            self._supersede_infra(log_file, records)
+            self._supersede_infra(records)
 
-    def _supersede_infra(self, log_file: Path, records: list[PredictionRecord]) -> None:
-        """Drop the infra failures and every turn that depended on them, so they are asked again.
-
-        The log is rewritten atomically without them first (the dropped records are appended
-        to ``predictions.superseded.jsonl``): a kill at any point leaves one record per turn.
-        """
+    def _supersede_infra(self, records: list[PredictionRecord]) -> None:
+        """Drop the infra failures and every turn that depended on them, so they are asked again."""
         retry = {k for k, r in self.answers.items() if r.failure_kind == "infra"}
         if not retry:
-            logger.warning("--retry-infra: no turn of %s failed for infrastructure reasons", log_file)
+            logger.warning("--retry-infra: no turn of %s failed for infrastructure reasons",
+                           self.out_dir / PREDICTIONS_FILE)
             return
         # a dependent was asked with what the failed turn left (no region, no history): ask it again too
         dependents: dict[Key, list[Key]] = {}
@@ -520,14 +307,7 @@ class Runner:
                 if key in self.answers and key not in retry:
                     retry.add(key)
                     todo.append(key)
-        kept = [r for r in records if r.key not in retry]
-        dropped = [r for r in records if r.key in retry]
-        with open(self.out_dir / SUPERSEDED_FILE, "a", encoding="utf-8") as f:
-            for record in dropped:
-                f.write(record.model_dump_json(exclude_defaults=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        _atomic_write(log_file, "".join(r.model_dump_json(exclude_defaults=True) + "\n" for r in kept))
+        dropped = supersede_records(self.out_dir, records, retry)
         for key in retry:
             self.answers.pop(key, None)
         logger.warning("--retry-infra: asking %d turns again (%d infra failures and the turns depending on them)",
@@ -630,98 +410,18 @@ class Runner:
     # ---------------------------------------------------------------- answers
 
     def to_record(self, request: RoundRequest, response: RoundResponse, latency: float) -> PredictionRecord:
-        """The log record of one answered turn; never raises (a record that cannot be built or
-        serialized becomes a failure of that turn with the reason)."""
-        try:
-            return self._build_record(request, response, latency)
-        except Exception as exc:  # noqa: BLE001 - one bad answer must not lose its batch
-            return self._failed_record(request, getattr(response, "raw_text", ""), latency, exc)
-
-    def _failed_record(self, request: RoundRequest, raw: object, latency: float, exc: Exception) -> PredictionRecord:
-        reason = f"the answer could not be recorded: {type(exc).__name__}: {clean_text(str(exc))[:500]}"
-        return PredictionRecord(
-            dialogue_id=request.dialogue_id,
-            turn=request.turn,
-            round=request.round,
-            question=clean_text(request.question),
-            raw_text=clean_text(raw) if isinstance(raw, str) else "",
-            references=list(request.references),
-            error=reason,
-            latency_s=round(latency, 6) if math.isfinite(latency) else 0.0,
-            batch=self._batch,
-            failure_kind="answer",
-        )
+        """The log record of one answered turn; never raises (see :func:`.records.build_record`)."""
+        return build_record(request, response, latency, batch=self._batch, parse_options=self._parse_options())
 
     def _loggable(self, request: RoundRequest, record: PredictionRecord) -> tuple[PredictionRecord, str]:
-        """The record as it reads back from its log line, and the line; a record that does not read
-        back (or reads back with a non-finite coordinate) becomes a failure of its turn.
-
-        A record of plain values (:func:`_reads_back_unchanged`: what the runner builds from a
-        parsed answer) provably reads back as itself, so its line is not decoded again; any other
-        record (a mask producer's or an adapter's unvalidated objects) is read back for real.
-        """
-        try:
-            line = record.model_dump_json(exclude_defaults=True, warnings="error")
-            if _reads_back_unchanged(record):
-                return record, line
-            back = PredictionRecord.model_validate_json(line)
-            if not all(_finite_region(r) for r in back.regions):  # e.g. an int beyond float range
-                raise ValueError("a coordinate is not a finite number once written")
-            return back, line  # what is kept in memory is exactly what the log holds
-        except Exception as exc:  # noqa: BLE001 - e.g. an adapter's mask or region of the wrong type
-            failed = self._failed_record(request, record.raw_text, record.latency_s, exc)
-            return failed, failed.model_dump_json(exclude_defaults=True)
+        return loggable(request, record, batch=self._batch)
 
     def _parse_options(self) -> dict[str, str]:
         """The run's parser and upstream reader, worked out once per spec (they are asked per answer)."""
         if self._parse_options_of is not self.spec:
             self._parse_options_of = self.spec
-            self._parse_options_cache = {
-                "parser": self.spec.parser or "tolerant",
-                "upstream_style": upstream_style_for(self.spec.adapter_options.get("preset")),
-            }
+            self._parse_options_cache = parse_options_for(self.spec)
         return self._parse_options_cache
-
-    def _build_record(self, request: RoundRequest, response: RoundResponse, latency: float) -> PredictionRecord:
-        raw_text, content_error = answer_text(response.raw_text)
-        kind = None
-        if response.error is not None:
-            regions, error = [], clean_text(str(response.error))[:10_000]
-            kind = "infra" if response.failure_kind == "infra" else "answer"
-        elif content_error is not None:
-            regions, error = [], content_error
-        elif response.regions is not None:
-            regions, error = list(response.regions), None
-        elif response.frame is not None and request.image.size is None:
-            regions, error = [], "cannot map the answer back to pixels: the image size is unknown"
-        else:
-            parsed = parse_answer(
-                raw_text,
-                frame=response.frame,
-                image_size=request.image.size,
-                require_answer_tag=response.require_answer_tag,
-                **({"max_regions": response.max_regions} if response.max_regions else {}),
-                **self._parse_options(),
-            )
-            regions, error = parsed.regions, parsed.error
-        if error is None and not all(_finite_region(r) for r in regions):
-            regions, error = [], "the answer holds a non-finite coordinate (after mapping to pixels)"
-        if error is not None and kind is None:
-            kind = "answer"
-        return PredictionRecord(
-            dialogue_id=request.dialogue_id,
-            turn=request.turn,
-            round=request.round,
-            question=clean_text(request.question),
-            raw_text=raw_text,
-            regions=regions,
-            mask=response.mask,
-            references=list(request.references),
-            error=error,
-            latency_s=round(latency, 6),
-            batch=self._batch,
-            failure_kind=kind,
-        )
 
     def _add_masks(self, requests: list[RoundRequest], records: list[PredictionRecord]) -> list[PredictionRecord]:
         if self.mask_producer is None:
@@ -923,113 +623,3 @@ class _TickingBar:
         self._stop.set()
         self._thread.join()
         self.bar.close()
-
-
-def load_run_spec(run_dir: str | Path) -> RunSpec:
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder: {RUN_FILE} is missing")
-    return _read_run_file(path, Path(run_dir) / PREDICTIONS_FILE)
-
-
-def _read_run_file(path: Path, log_file: Path) -> RunSpec:
-    """``run.json``, or a :class:`RunFolderError` naming it and a way out that keeps the predictions."""
-    try:
-        return RunSpec.model_validate_json(path.read_bytes())
-    except (OSError, ValueError, RecursionError) as exc:
-        from pydantic import ValidationError
-
-        if isinstance(exc, ValidationError):
-            reason = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}" for e in exc.errors()[:3])
-        else:
-            reason = str(exc) or type(exc).__name__
-        raise RunFolderError(
-            f"{path} is unreadable ({reason[:300]}). The predictions in {log_file} are not "
-            f"affected: to keep them, move {path.name} aside (e.g. `mv {path} {path}.broken`) and run "
-            "evaluate with --resume and the run's settings (--model or --config, --bench); the run is then "
-            "recorded with those settings"
-        ) from exc
-
-
-def clean_text(text: str) -> str:
-    """``text`` as valid unicode: each lone surrogate becomes U+FFFD (a split pair is rejoined).
-
-    >>> clean_text("ok \\ud800!")
-    'ok \\ufffd!'
-    """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    return text
-
-
-def answer_text(content: object) -> tuple[str, str | None]:
-    """An adapter's ``raw_text`` as loggable text, plus a failure reason when it is not text.
-
-    A list of OpenAI-style content parts (``[{"type": "text", "text": ...}, ...]``) is joined
-    into its text; bytes are decoded as UTF-8; other types are a failure. Text longer than
-    :data:`MAX_RECORD_TEXT` is cut (the parser never reads that far).
-    """
-    error = None
-    if content is None:
-        text = ""
-    elif isinstance(content, str):
-        text = content
-    elif isinstance(content, (bytes, bytearray)):
-        text = bytes(content).decode("utf-8", "replace")
-    elif isinstance(content, (list, tuple)) and all(isinstance(p, (str, dict)) for p in content):
-        parts = [p if isinstance(p, str) else p.get("text") for p in content
-                 if isinstance(p, str) or p.get("type", "text") in ("text", "output_text")]
-        if all(isinstance(p, str) for p in parts):
-            text = "".join(parts)
-        else:
-            text, error = "", "the answer's content parts hold no text"
-    else:
-        text, error = "", f"the answer is a {type(content).__name__}, not text"
-    text = clean_text(text)
-    if len(text) > MAX_RECORD_TEXT:
-        text = text[:MAX_RECORD_TEXT] + f" ... [cut: {len(text)} characters]"
-    return text, error
-
-
-def _plain_floats(values: object, count: int) -> bool:
-    """Whether ``values`` is a tuple of ``count`` finite ``float``s (exactly those types)."""
-    return (type(values) is tuple and len(values) == count
-            and all(type(v) is float and math.isfinite(v) for v in values))  # type: ignore[union-attr]
-
-
-def _reads_back_unchanged(record: PredictionRecord) -> bool:
-    """Whether ``record``'s log line reads back as an equal record, known without decoding it.
-
-    Building a record validates its own fields (exact ``str``/``int``/``float``), but model
-    instances inside it are taken as they are: a region, reference or mask made without
-    validation can hold anything. This accepts a record only when everything that reaches the
-    line is a value JSON carries exactly: no mask, a finite ``latency_s``, regions and references
-    of exactly their model types holding finite floats of the right counts (a finite float
-    round-trips through its shortest repr; ints, validated strings and literals do too, and a
-    string that is not valid unicode fails the dump before this is asked). Whatever it refuses
-    is read back for real, so a refusal costs time, never correctness.
-    """
-    if record.mask is not None or not math.isfinite(record.latency_s):
-        return False
-    for region in record.regions:
-        if not (type(region) is Region and _plain_floats(region.box, 4)
-                and (region.point is None or _plain_floats(region.point, 2))
-                and type(region.extra_points) is tuple and all(_plain_floats(p, 2) for p in region.extra_points)
-                and (region.label is None or type(region.label) is str)):
-            return False
-    for used in record.references:
-        if not (type(used) is UsedReference and type(used.turn) is int and type(used.source) is str
-                and used.source in _REFERENCE_SOURCES
-                and (used.box is None or _plain_floats(used.box, 4)) and type(used.text) is str):
-            return False
-    return True
-
-
-_REFERENCE_SOURCES = frozenset(get_args(ReferenceSource))
-
-
-def _finite_region(region: object) -> bool:
-    values = [*region.box, *(region.point or ()), *(v for p in region.extra_points for v in p)]  # type: ignore[attr-defined]
-    return all(math.isfinite(v) for v in values)

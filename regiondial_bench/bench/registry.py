@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .schema import Bench
+from ..schema import Bench
 
 REGISTRY_FILE = Path("leaderboard") / "benches.yaml"
 """The registry's place in a checkout (relative to the working directory)."""
@@ -111,7 +111,7 @@ class BenchRegistry:
             ValueError: A candidate loaded, but with another content hash than the registry's.
         """
         if loader is None:
-            from .api import load_bench as loader
+            from .specs import load_bench as loader
         entry = self.benches.get(name)
         tried = []
         for where, spec in self.candidates(name):
@@ -232,3 +232,73 @@ def question_digest(text: str) -> str:
 def official_bench(bench_hash: str | None) -> str | None:
     """The official bench's name when ``bench_hash`` is RefCOCO+ / RefCOCOg's, else None."""
     return next((name for name, digest in OFFICIAL_BENCH_HASHES.items() if digest == bench_hash), None)
+
+
+class RegistryResolver:
+    """Resolves bench names through the leaderboard's bench registry (``leaderboard/benches.yaml``).
+
+    Callable as a :data:`BenchResolver`; :meth:`entry` gives the bench's policies
+    (``redact_questions``, ``forbid_gold``). Benches are loaded once per resolver.
+    """
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+        self._cache: dict[str, Bench] = {}
+        self._failed: dict[str, Exception] = {}
+
+    def entry(self, name: str) -> Any:
+        return self.registry.get(name)
+
+    def __call__(self, name: str) -> Bench:
+        if name in self._failed:
+            raise self._failed[name]
+        if name not in self._cache:
+            try:
+                self._cache[name] = self.registry.resolve(name)
+            except (BenchUnavailable, ValueError) as exc:
+                self._failed[name] = exc
+                raise
+        return self._cache[name]
+
+    def resolve_local(self) -> None:
+        """Resolve every registered bench that can be found without the network (a flag, an
+        environment variable or a location), so a build checks each one's hash; failures are kept
+        for :meth:`status`, not raised."""
+        for name in self.registry.benches:
+            local = [c for c in self.registry.candidates(name) if c[0] != "the Hub"]
+            if name in self._cache or name in self._failed or not local:
+                continue
+            try:
+                self(name)
+            except Exception:  # noqa: BLE001 - recorded in self._failed and shown by status()
+                continue
+
+    def status(self) -> dict[str, str]:
+        """``{registered bench: resolved | unavailable: why | on the Hub | not found here}`` after a build."""
+        out = {}
+        for name in self.registry.benches:
+            entry = self.registry.get(name)
+            if name in self._cache:
+                out[name] = f"resolved ({self._cache[name].content_hash[:19]})"
+            elif name in self._failed:
+                kind = "unavailable" if isinstance(self._failed[name], BenchUnavailable) else "refused"
+                out[name] = f"{kind}: {self._failed[name]}"
+            elif entry is not None and entry.hub:
+                out[name] = f"not fetched (no entry uses it; {entry.hub_spec()})"
+            else:
+                out[name] = f"not found here (no entry uses it; {entry.how_to_provide() if entry else ''})"
+        return out
+
+
+def default_bench_resolver(
+    benches: Mapping[str, str] | None = None, registry: str | Path | None = None
+) -> RegistryResolver:
+    """Resolve a submission's ``benchmark`` name to a bench through the bench registry.
+
+    Args:
+        benches: ``{bench name: spec}`` overrides (a bench folder or question file, as
+            ``regiondial evaluate --bench`` takes); they win over the registry's locations.
+        registry: the registry file (default ``leaderboard/benches.yaml`` in the working
+            directory; without one the bundled sample is the only bench).
+    """
+    return RegistryResolver(load_registry(registry, overrides=benches))

@@ -4,7 +4,7 @@ Two inputs are supported:
 
 * a :class:`~regiondial_bench.schema.Bench` (e.g. the builder's train split), with gold references
   propagated: each placeholder becomes the referenced turn's gold box written ``bbox=[...]``
-  (:func:`regiondial_bench.build.training_samples`);
+  (:func:`regiondial_bench.bench.build.training_samples`);
 * the released training JSON (top-level key ``"samples"``, each with ``problem``, ``solution``,
   ``image`` and optional ``id``/``img_height``/``img_width``; UPSTREAM.md section 2.2).
 
@@ -40,10 +40,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .cache import cache_dir as user_cache_dir
-from .geometry import round_half_up
-from .protocol import format_box
-from .schema import Bench
+from ..cache import cache_dir as user_cache_dir
+from ..geometry import round_half_up
+from ..protocol import format_box
+from ..schema import Bench
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 
@@ -174,7 +174,7 @@ def samples_from_bench(
     """
     from tqdm import tqdm
 
-    from .build import TRAIN_REFERENCE_FORMAT, training_samples
+    from ..bench.build import TRAIN_REFERENCE_FORMAT, training_samples
 
     if frame not in FRAMES:
         raise ValueError(f"unknown training frame {frame!r}; choose one of {list(FRAMES)}")

@@ -23,7 +23,7 @@ total            plain sum                                   R_base + α·R_ref 
 
 Use them in TRL as ``GRPOTrainer(reward_funcs=reward_functions("released"), args=GRPOConfig(
 reward_weights=RewardProfile("released").weights()))``; the dataset needs ``problem`` and
-``solution`` columns (see :mod:`regiondial_bench.training_data`). TRL logs each component under
+``solution`` columns (see :mod:`regiondial_bench.training.data`). TRL logs each component under
 ``rewards/<name>/mean``.
 
 Tag extraction reuses :func:`regiondial_bench.protocol.extract_tags` and IoU reuses
@@ -44,8 +44,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .geometry import box_iou, box_iou_inclusive
-from .protocol import TAGS, extract_tags, parse_answer
+from ..geometry import box_iou, box_iou_inclusive
+from ..protocol import TAGS, extract_tags, parse_answer
 
 COMPONENTS: tuple[str, ...] = ("tags", "answer_format", "reference", "accuracy", "non_repeat", "consistency")
 """Reward components, in the order :func:`reward_functions` returns them."""
@@ -661,7 +661,7 @@ def _trl_function(name: str, profile: RewardProfile) -> RewardFunc:
         if missing:
             raise KeyError(
                 f"reward {name!r} needs the dataset columns {missing}; build the dataset with "
-                "regiondial_bench.training_data (it writes 'problem' and 'solution')"
+                "regiondial_bench.training.data (it writes 'problem' and 'solution')"
             )
         problems, solutions = columns["problem"], columns["solution"]
         return [

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..schema import RLE
+from ...schema import RLE
 from .records import SourceImage, SourceObject, xywh_to_xyxy
 
 DEFAULT_IMAGE_SUBDIR = Path("images/mscoco/images/train2014")

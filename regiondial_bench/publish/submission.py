@@ -28,15 +28,17 @@ import re
 import shutil
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .protocol import resolve_reference
-from .report import (
+from ..bench.registry import default_bench_resolver
+from ..metrics import MAX_RESAMPLES
+from ..protocol import resolve_reference
+from ..results.report import (
     PAPER_COLUMNS,
     PREDICTIONS_FILES,
     TASK_METRIC,
@@ -44,7 +46,7 @@ from .report import (
     paper_rows,
     read_results,
 )
-from .schema import (
+from ..schema import (
     PREDICTIONS_FILE,
     RESULTS_FILE,
     RUN_FILE,
@@ -59,8 +61,6 @@ from .schema import (
 SUBMISSION_FILE = "submission.yaml"
 COMPRESSED_LOG = PREDICTIONS_FILE + ".gz"  # a submission carries its log gzipped
 ALLOWED_FILES = frozenset({SUBMISSION_FILE, RESULTS_FILE, COMPRESSED_LOG, RUN_FILE, "README.md"})
-MAX_RESAMPLES = 10_000
-"""Most bootstrap resamples a submission may ask the validator to recompute."""
 TOLERANCE = 0.01
 """Largest difference (percentage points) between a claimed and a recomputed score."""
 MAX_LOG_BYTES = 128 * 1024 * 1024
@@ -194,86 +194,10 @@ class SubmissionReport:
 BenchResolver = Callable[[str], Bench]
 
 
-class RegistryResolver:
-    """Resolves bench names through the leaderboard's bench registry (``leaderboard/benches.yaml``).
-
-    Callable as a :data:`BenchResolver`; :meth:`entry` gives the bench's policies
-    (``redact_questions``, ``forbid_gold``). Benches are loaded once per resolver.
-    """
-
-    def __init__(self, registry: Any) -> None:
-        self.registry = registry
-        self._cache: dict[str, Bench] = {}
-        self._failed: dict[str, Exception] = {}
-
-    def entry(self, name: str) -> Any:
-        return self.registry.get(name)
-
-    def __call__(self, name: str) -> Bench:
-        if name in self._failed:
-            raise self._failed[name]
-        if name not in self._cache:
-            from .bench_registry import BenchUnavailable
-
-            try:
-                self._cache[name] = self.registry.resolve(name)
-            except (BenchUnavailable, ValueError) as exc:
-                self._failed[name] = exc
-                raise
-        return self._cache[name]
-
-    def resolve_local(self) -> None:
-        """Resolve every registered bench that can be found without the network (a flag, an
-        environment variable or a location), so a build checks each one's hash; failures are kept
-        for :meth:`status`, not raised."""
-        for name in self.registry.benches:
-            local = [c for c in self.registry.candidates(name) if c[0] != "the Hub"]
-            if name in self._cache or name in self._failed or not local:
-                continue
-            try:
-                self(name)
-            except Exception:  # noqa: BLE001 - recorded in self._failed and shown by status()
-                continue
-
-    def status(self) -> dict[str, str]:
-        """``{registered bench: resolved | unavailable: why | on the Hub | not found here}`` after a build."""
-        out = {}
-        for name in self.registry.benches:
-            entry = self.registry.get(name)
-            if name in self._cache:
-                out[name] = f"resolved ({self._cache[name].content_hash[:19]})"
-            elif name in self._failed:
-                from .bench_registry import BenchUnavailable
-
-                kind = "unavailable" if isinstance(self._failed[name], BenchUnavailable) else "refused"
-                out[name] = f"{kind}: {self._failed[name]}"
-            elif entry is not None and entry.hub:
-                out[name] = f"not fetched (no entry uses it; {entry.hub_spec()})"
-            else:
-                out[name] = f"not found here (no entry uses it; {entry.how_to_provide() if entry else ''})"
-        return out
-
-
-def default_bench_resolver(
-    benches: Mapping[str, str] | None = None, registry: str | Path | None = None
-) -> RegistryResolver:
-    """Resolve a submission's ``benchmark`` name to a bench through the bench registry.
-
-    Args:
-        benches: ``{bench name: spec}`` overrides (a bench folder or question file, as
-            ``regiondial evaluate --bench`` takes); they win over the registry's locations.
-        registry: the registry file (default ``leaderboard/benches.yaml`` in the working
-            directory; without one the bundled sample is the only bench).
-    """
-    from .bench_registry import load_registry
-
-    return RegistryResolver(load_registry(registry, overrides=benches))
-
-
 def _bench_policy(resolve_bench: Any, name: str, bench_hash: str | None) -> tuple[bool, bool]:
     """``(redact_questions, forbid_gold)`` for a bench: the registry's, and always both for the
     official question files (recognised by hash), whatever resolver is used."""
-    from .bench_registry import official_bench
+    from ..bench.registry import official_bench
 
     entry = getattr(resolve_bench, "entry", lambda _: None)(name)
     official = official_bench(bench_hash) is not None
@@ -494,7 +418,7 @@ def validate_submission(folder: str | Path, resolve_bench: BenchResolver | None 
             f"benchmark: submission.yaml says {meta.benchmark!r}, results.json {prov.bench_name!r}"
         )
 
-    from .bench_registry import BenchUnavailable
+    from ..bench.registry import BenchUnavailable
 
     resolve_bench = resolve_bench or default_bench_resolver()
     try:
@@ -544,7 +468,7 @@ def validate_submission(folder: str | Path, resolve_bench: BenchResolver | None 
     if completeness or any("bench hash" in p for p in report.problems):
         return report
 
-    from .metrics import score_records
+    from ..metrics import score_records
 
     settings = bootstrap_settings(prov.bootstrap)
     if isinstance(settings, str):
@@ -651,8 +575,8 @@ def _aligned_references(bench_dialogue: Any, turn: Any, record: PredictionRecord
 def redaction_problems(bench: Bench, records: list[PredictionRecord], mode: str) -> list[str]:
     """A redacted bench's log must hold ``sha256:<hex>`` of each asked question, not its text,
     and each digest must be the one of the question the bench gives with the logged references."""
-    from .bench_registry import question_digest
-    from .protocol import render_question
+    from ..bench.registry import question_digest
+    from ..protocol import render_question
 
     plain = wrong = 0
     first = ""
@@ -782,7 +706,7 @@ def _write_log(src: Path, dst: Path, redact: bool) -> None:
         else:
             _gzip_deterministic(src, dst)
         return
-    from .bench_registry import question_digest
+    from ..bench.registry import question_digest
 
     with (
         open(dst, "wb") as raw,

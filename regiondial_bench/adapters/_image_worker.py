@@ -1,4 +1,4 @@
-"""An image encoder process for the ``openai`` adapter: ``python -m regiondial_bench._image_worker``.
+"""An image encoder process for the ``openai`` adapter: ``python -m regiondial_bench.adapters._image_worker``.
 
 :class:`regiondial_bench.adapters.processors.ImagePayloads` starts these with ``subprocess``
 rather than ``multiprocessing``, so a worker never imports the caller's ``__main__`` (a script

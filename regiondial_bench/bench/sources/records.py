@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..schema import RLE, Box
+from ...schema import RLE, Box
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class SourceObject:
         if self.rle is not None:
             return self.rle
         if self.polygons:
-            from ..geometry import polygons_to_rle
+            from ...geometry import polygons_to_rle
 
             return polygons_to_rle(self.polygons, height, width)
         return None

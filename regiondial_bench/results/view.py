@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .metrics import TurnScore, failure_kind, turn_scores
-from .schema import PREDICTIONS_FILE, RESULTS_FILE, Bench, PredictionRecord, RunSpec
+from ..metrics import TurnScore, failure_kind, turn_scores
+from ..schema import PREDICTIONS_FILE, RESULTS_FILE, Bench, PredictionRecord, RunSpec
 
 INDEX_FILE = "index.html"
 IMAGE_DIR = "images"
@@ -56,7 +56,7 @@ def _bench_for(spec: RunSpec, bench: Bench | None) -> Bench:
         if bench.content_hash != spec.bench_hash:
             raise ValueError(f"the given bench has hash {bench.content_hash}, the run was made on {spec.bench_hash}")
         return bench
-    from .api import SAMPLE_BENCH, load_bench
+    from ..bench.specs import SAMPLE_BENCH, load_bench
 
     location = spec.bench_location or "sample"
     if location == str(SAMPLE_BENCH):
@@ -72,8 +72,8 @@ def _bench_for(spec: RunSpec, bench: Bench | None) -> Bench:
 
 def load_view_run(path: str | Path, bench: Bench, label: str | None = None) -> ViewRun:
     """Read a run folder's ``run.json`` and prediction log and score its answered turns."""
+    from ..run.folder import load_run_spec, read_predictions
     from .report import default_label, read_results
-    from .runner import load_run_spec, read_predictions
 
     path = Path(path)
     spec = load_run_spec(path)
@@ -301,7 +301,7 @@ def build_view(
     Returns:
         The path of ``index.html``.
     """
-    from .runner import load_run_spec
+    from ..run.folder import load_run_spec
 
     if not 1 <= len(runs) <= 2:
         raise ValueError(f"the viewer shows one run or two runs side by side; got {len(runs)}")

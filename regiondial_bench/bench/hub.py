@@ -26,9 +26,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..cache import cache_dir
+from ..schema import BENCH_FILE, MANIFEST_FILE, Bench, Dialogue, Manifest, turns_per_round
 from .build import BUILD_INFO_FILE, official_questions
-from .cache import cache_dir
-from .schema import BENCH_FILE, MANIFEST_FILE, Bench, Dialogue, Manifest, turns_per_round
+from .sources.upstream import RELEASED_SUFFIX, released_files
 
 MAX_SHARD_BYTES = 500 * 1024 * 1024
 """Shard size limit, as ``push_to_hub``'s default ``max_shard_size="500MB"``."""
@@ -554,13 +555,12 @@ def load_hub_bench(
 
 
 # --------------------------------------------------------------------------------------------
-# The released test data (lmsdss/regionreasoner_test_data) and bench specs
+# The released test data (lmsdss/regionreasoner_test_data)
 # --------------------------------------------------------------------------------------------
 
 RELEASED_TEST_DATA = "lmsdss/regionreasoner_test_data"
 """The Hub dataset holding upstream's ``*_multi_turn.json`` test files (questions + dense masks)."""
 RELEASED_CONFIGS = ("refcocoplus", "refcocog")
-RELEASED_SUFFIX = "_multi_turn.json"
 
 
 class HubClient:
@@ -570,17 +570,6 @@ class HubClient:
         from huggingface_hub import snapshot_download
 
         return snapshot_download(**kwargs)
-
-
-def released_files(folder: str | Path) -> dict[str, Path]:
-    """``{config: file}`` of the ``<config>_multi_turn.json`` files in a folder or up to two
-    sub-folders down (e.g. ``test/testdata/``); bounded, so a spec naming a huge tree stays fast."""
-    found: dict[str, Path] = {}
-    for depth in ("", "*/", "*/*/"):
-        for file in sorted(Path(folder).glob(f"{depth}*{RELEASED_SUFFIX}")):
-            if file.is_file():
-                found.setdefault(file.name[: -len(RELEASED_SUFFIX)], file)
-    return found
 
 
 def fetch_released(
@@ -645,145 +634,3 @@ def fetch_released(
             f"(found: {', '.join(sorted(found)) or 'nothing'})"
         )
     return found
-
-
-def _exists(path: str) -> bool:
-    """``Path(path).exists()`` that answers False for names the OS refuses (too long, NUL bytes)."""
-    try:
-        return Path(path).exists()
-    except (OSError, ValueError):
-        return False
-
-
-def split_bench_spec(spec: str) -> tuple[str, list[str]]:
-    """``PATH[:config[:split]]`` -> ``(PATH, [config, split])``; a path that exists as given wins.
-
-    >>> split_bench_spec("no/such/folder:refcocoplus:test")
-    ('no/such/folder', ['refcocoplus', 'test'])
-    """
-    if _exists(spec) or ":" not in spec:
-        return spec, []
-    for parts in (1, 2):
-        head, *rest = spec.rsplit(":", parts)
-        if _exists(head):
-            return head, rest
-    head, *rest = spec.split(":", 2)
-    return head, rest
-
-
-def bench_folder_kind(path: Path) -> str | None:
-    """``bench`` (manifest.json), ``build`` (build.json + split folders), ``export`` (exported Hub
-    folder), ``released`` (``*_multi_turn.json`` files), or None."""
-    if (path / MANIFEST_FILE).is_file():
-        return "bench"
-    if (path / BUILD_INFO_FILE).is_file():
-        return "build"
-    if (path / "README.md").is_file() and any(path.glob("*/*.parquet")):
-        return "export"
-    if released_files(path):
-        return "released"
-    return None
-
-
-def build_splits(path: Path) -> dict[str, dict[str, Any]]:
-    """The splits of a build folder (``build.json``), each with its dialogue and turn counts."""
-    try:
-        info = json.loads((path / BUILD_INFO_FILE).read_text(encoding="utf-8"))
-        splits = info["splits"]
-        if not isinstance(splits, dict):
-            raise TypeError("'splits' is not a mapping")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path / BUILD_INFO_FILE} is not a build description: {exc}") from None
-    return {str(k): v if isinstance(v, dict) else {} for k, v in splits.items() if (path / str(k)).is_dir()}
-
-
-def _choose(options: Sequence[str], wanted: str | None, what: str, spec: str, notice: Any) -> str:
-    if wanted is not None:
-        if wanted not in options:
-            raise ValueError(f"{spec}: no {what} {wanted!r}; choose one of {', '.join(options)}")
-        return wanted
-    if len(options) == 1:
-        return options[0]
-    if what == "split" and "test" in options:
-        if notice:
-            notice(f"{spec} has the splits {', '.join(options)}; loading 'test' (choose with {spec}:<split>)")
-        return "test"
-    raise ValueError(f"{spec} has the {what}s {', '.join(options)}; name one ({spec}:<{what}>)")
-
-
-def resolve_bench_spec(
-    spec: str,
-    *,
-    images: str | Path | None = None,
-    annotations: str | Path | None = None,
-    notice: Any = None,
-    client: HubClient | None = None,
-) -> Bench:
-    """Load any bench spec but ``sample`` (see :func:`regiondial_bench.api.load_bench`)."""
-    from .sources.upstream import import_upstream
-
-    if spec.startswith("hf:"):
-        head, *rest = spec[3:].split(":")
-        repo_part, _, revision_text = head.partition("@")
-        repo, config, split, _ = parse_hub_spec(":".join(["hf:" + repo_part, *rest]))
-        revision = revision_text or None
-        if repo == RELEASED_TEST_DATA or (config or "").endswith("_multi_turn"):
-            if config is None:
-                raise ValueError(f"{spec}: name the file, one of {', '.join(RELEASED_CONFIGS)} "
-                                 f"(hf:{repo}:<config>)")
-            config = config.removesuffix("_multi_turn")
-            if split not in (None, "test"):
-                raise ValueError(f"{spec}: the released test data has only the split 'test'")
-            files = fetch_released(repo, revision=revision, configs=[config], client=client, progress=notice)
-            return import_upstream(files[config], images=images, annotations=annotations)
-        if revision is not None:
-            raise ValueError(f"{spec}: a revision (@...) is supported for the released test data only")
-        return load_hub_bench(spec)
-    text, selectors = split_bench_spec(spec)
-    path = Path(text)
-    if not _exists(text):
-        path = Path("\0missing")  # not a path the OS accepts: falls through to "no bench at ..."
-    kind = bench_folder_kind(path) if _exists(str(path)) and path.is_dir() else None
-    if _exists(str(path)) and path.is_file() and path.suffix == ".json":
-        if selectors:
-            raise ValueError(f"{spec}: a question file has no configs or splits")
-        return import_upstream(path, images=images, annotations=annotations)
-    if kind == "bench":
-        if selectors:
-            raise ValueError(f"{spec}: {text} is a single bench folder; it has no configs or splits")
-        from .schema import Bench as _Bench
-
-        return _Bench.load(path)
-    if kind == "build":
-        splits = list(build_splits(path))
-        if len(selectors) == 2:  # benchmark:split
-            info = json.loads((path / BUILD_INFO_FILE).read_text(encoding="utf-8"))
-            if selectors[0] != info.get("benchmark"):
-                raise ValueError(f"{spec}: the build folder holds {info.get('benchmark')!r}, not {selectors[0]!r}")
-        split = _choose(splits, selectors[-1] if selectors else None, "split", text, notice)
-        from .schema import Bench as _Bench
-
-        return _Bench.load(path / split)
-    if kind == "released":
-        files = released_files(path)
-        config = _choose(sorted(files), selectors[0].removesuffix("_multi_turn") if selectors else None,
-                         "config", text, notice)
-        if len(selectors) > 1 and selectors[1] != "test":
-            raise ValueError(f"{spec}: the released test data has only the split 'test'")
-        return import_upstream(files[config], images=images, annotations=annotations)
-    if kind == "export":
-        return _load_export(text, selectors)
-    shown = spec if len(spec) <= 200 else spec[:200] + "..."
-    raise FileNotFoundError(
-        f"no bench at {shown!r}: expected 'sample', a bench folder with {MANIFEST_FILE}, a build folder with "
-        f"{BUILD_INFO_FILE}, an exported Hub folder, a folder of *{RELEASED_SUFFIX} files, "
-        "'hf:org/name[:config[:split]]', or an official question .json file (each folder may take :config[:split])"
-    )
-
-
-def _load_export(path: str, selectors: Sequence[str]) -> Bench:
-    if not selectors:
-        return load_hub_bench(path)
-    config = selectors[0] or None
-    split = selectors[1] if len(selectors) > 1 else None
-    return load_hub_bench(path, config=config, split=split)

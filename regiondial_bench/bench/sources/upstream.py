@@ -16,7 +16,7 @@ import reprlib
 from pathlib import Path
 from typing import Any
 
-from ..schema import (
+from ...schema import (
     RLE,
     UPSTREAM_PLACEHOLDER,
     Bench,
@@ -291,7 +291,7 @@ def dense_mask_to_rle(mask: Any) -> RLE:
     """
     import numpy as np
 
-    from ..geometry import mask_to_rle
+    from ...geometry import mask_to_rle
 
     if isinstance(mask, dict) and {"size", "counts"} <= set(mask):
         return _rle_dict(mask)
@@ -313,7 +313,7 @@ def dense_mask_to_rle(mask: Any) -> RLE:
 
 
 def _rle_dict(data: dict) -> RLE:
-    from ..geometry import _mask_utils
+    from ...geometry import _mask_utils
 
     size = data["size"]
     if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and 0 < v <= MAX_MASK_SIDE
@@ -328,7 +328,7 @@ def _rle_dict(data: dict) -> RLE:
         raise ValueError("RLE counts must be a string or a list of run lengths")
     rle = RLE(size=(size[0], size[1]), counts=counts)
     try:
-        from ..geometry import rle_area
+        from ...geometry import rle_area
 
         rle_area(rle)
     except Exception as exc:  # pycocotools rejects corrupt strings in many ways
@@ -393,7 +393,7 @@ def match_annotation(gold_box: Any, candidates: list[tuple[float, float, float, 
     >>> match_annotation((0, 0, 10, 10), [(50, 50, 60, 60), (70, 70, 80, 80)], 1)
     1
     """
-    from ..geometry import box_iou
+    from ...geometry import box_iou
 
     if not candidates:
         return None
@@ -433,7 +433,7 @@ class _Annotations:
             anns.sort(key=lambda a: a["id"])
 
     def mask(self, ann: dict) -> RLE:
-        from ..geometry import polygons_to_rle
+        from ...geometry import polygons_to_rle
 
         image_id = ann["image_id"]
         if image_id not in self.sizes:
@@ -508,3 +508,18 @@ def attach_annotation_masks(
                                   message=f"gold masks from {Path(annotations).name}: {by_ann_id} by ann_id, "
                                           f"{matched} by box match, {missing} turn(s) without a mask"))
     return out, issues
+
+
+RELEASED_SUFFIX = "_multi_turn.json"
+"""The released test files are ``<config>_multi_turn.json`` (e.g. ``refcocoplus_multi_turn.json``)."""
+
+
+def released_files(folder: str | Path) -> dict[str, Path]:
+    """``{config: file}`` of the ``<config>_multi_turn.json`` files in a folder or up to two
+    sub-folders down (e.g. ``test/testdata/``); bounded, so a spec naming a huge tree stays fast."""
+    found: dict[str, Path] = {}
+    for depth in ("", "*/", "*/*/"):
+        for file in sorted(Path(folder).glob(f"{depth}*{RELEASED_SUFFIX}")):
+            if file.is_file():
+                found.setdefault(file.name[: -len(RELEASED_SUFFIX)], file)
+    return found

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from .adapters.base import AdapterError, ImageInput
-from .geometry import box_to_rle, merge_rles
-from .schema import RLE, Region
+from ..adapters.base import AdapterError, ImageInput
+from ..geometry import box_to_rle, merge_rles
+from ..schema import RLE, Region
 
 
 class MaskProducer:
@@ -64,7 +64,7 @@ def _load_optional() -> None:
     """Import producers whose modules depend on heavy stacks (they register themselves)."""
     import importlib
 
-    for module in ("regiondial_bench.segment_sam2",):
+    for module in ("regiondial_bench.run.segment_sam2",):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

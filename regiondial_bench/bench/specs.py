@@ -1,0 +1,189 @@
+"""Bench specs: the one place a ``--bench`` string becomes a loaded :class:`~regiondial_bench.schema.Bench`.
+
+A spec is ``sample`` (the bundled bench), a local path (bench folder, build folder, exported Hub folder,
+folder of released ``*_multi_turn.json`` files, question ``.json`` file), each folder optionally followed
+by ``:config[:split]``, or ``hf:org/name[@revision][:config[:split]]``. Only the ``hf:`` forms import the
+Hub module (:mod:`regiondial_bench.bench.hub`); readers of local benches never do.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..schema import MANIFEST_FILE, Bench
+from .build import BUILD_INFO_FILE
+from .sources.upstream import RELEASED_SUFFIX, released_files
+
+SAMPLE_BENCH = Path(__file__).resolve().parent.parent / "data" / "sample"
+"""The bundled sample bench (``--bench sample``, the default)."""
+
+
+def load_bench(
+    spec: str | Path | None = "sample",
+    *,
+    images: str | Path | None = None,
+    annotations: str | Path | None = None,
+    notice=None,
+) -> Bench:
+    """Load a bench from ``spec``: the one loader every command (and sweep) calls.
+
+    Args:
+        spec: ``"sample"`` (the bundled sample); a bench folder (``manifest.json``); a build
+            folder (``build.json`` + split folders) as ``PATH[:split]``; an exported Hub folder
+            or ``"hf:org/name"`` as ``...[:config[:split]]``; a folder of the released
+            ``*_multi_turn.json`` files as ``PATH[:config]``; the released test data on the Hub
+            as ``"hf:lmsdss/regionreasoner_test_data[@revision]:refcocoplus"``; or an official
+            question file / released ``*_multi_turn.json`` file (``.json``).
+        images: image folder for an official question file (upstream or COCO layout).
+        annotations: COCO instances JSON that gives a question file's turns their gold masks.
+        notice: ``callable(str)`` told about choices made for the caller (e.g. the default split).
+    """
+    if spec is None or str(spec) == "sample":
+        return Bench.load(SAMPLE_BENCH)
+    return resolve_bench_spec(str(spec), images=images, annotations=annotations, notice=notice)
+
+
+
+def _exists(path: str) -> bool:
+    """``Path(path).exists()`` that answers False for names the OS refuses (too long, NUL bytes)."""
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):
+        return False
+
+
+def split_bench_spec(spec: str) -> tuple[str, list[str]]:
+    """``PATH[:config[:split]]`` -> ``(PATH, [config, split])``; a path that exists as given wins.
+
+    >>> split_bench_spec("no/such/folder:refcocoplus:test")
+    ('no/such/folder', ['refcocoplus', 'test'])
+    """
+    if _exists(spec) or ":" not in spec:
+        return spec, []
+    for parts in (1, 2):
+        head, *rest = spec.rsplit(":", parts)
+        if _exists(head):
+            return head, rest
+    head, *rest = spec.split(":", 2)
+    return head, rest
+
+
+def bench_folder_kind(path: Path) -> str | None:
+    """``bench`` (manifest.json), ``build`` (build.json + split folders), ``export`` (exported Hub
+    folder), ``released`` (``*_multi_turn.json`` files), or None."""
+    if (path / MANIFEST_FILE).is_file():
+        return "bench"
+    if (path / BUILD_INFO_FILE).is_file():
+        return "build"
+    if (path / "README.md").is_file() and any(path.glob("*/*.parquet")):
+        return "export"
+    if released_files(path):
+        return "released"
+    return None
+
+
+def build_splits(path: Path) -> dict[str, dict[str, Any]]:
+    """The splits of a build folder (``build.json``), each with its dialogue and turn counts."""
+    try:
+        info = json.loads((path / BUILD_INFO_FILE).read_text(encoding="utf-8"))
+        splits = info["splits"]
+        if not isinstance(splits, dict):
+            raise TypeError("'splits' is not a mapping")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path / BUILD_INFO_FILE} is not a build description: {exc}") from None
+    return {str(k): v if isinstance(v, dict) else {} for k, v in splits.items() if (path / str(k)).is_dir()}
+
+
+def _choose(options: Sequence[str], wanted: str | None, what: str, spec: str, notice: Any) -> str:
+    if wanted is not None:
+        if wanted not in options:
+            raise ValueError(f"{spec}: no {what} {wanted!r}; choose one of {', '.join(options)}")
+        return wanted
+    if len(options) == 1:
+        return options[0]
+    if what == "split" and "test" in options:
+        if notice:
+            notice(f"{spec} has the splits {', '.join(options)}; loading 'test' (choose with {spec}:<split>)")
+        return "test"
+    raise ValueError(f"{spec} has the {what}s {', '.join(options)}; name one ({spec}:<{what}>)")
+
+
+def resolve_bench_spec(
+    spec: str,
+    *,
+    images: str | Path | None = None,
+    annotations: str | Path | None = None,
+    notice: Any = None,
+    client: Any = None,
+) -> Bench:
+    """Load any bench spec but ``sample`` (see :func:`load_bench`)."""
+    from .sources.upstream import import_upstream
+
+    if spec.startswith("hf:"):
+        from .hub import RELEASED_CONFIGS, RELEASED_TEST_DATA, fetch_released, load_hub_bench, parse_hub_spec
+
+        head, *rest = spec[3:].split(":")
+        repo_part, _, revision_text = head.partition("@")
+        repo, config, split, _ = parse_hub_spec(":".join(["hf:" + repo_part, *rest]))
+        revision = revision_text or None
+        if repo == RELEASED_TEST_DATA or (config or "").endswith("_multi_turn"):
+            if config is None:
+                raise ValueError(f"{spec}: name the file, one of {', '.join(RELEASED_CONFIGS)} "
+                                 f"(hf:{repo}:<config>)")
+            config = config.removesuffix("_multi_turn")
+            if split not in (None, "test"):
+                raise ValueError(f"{spec}: the released test data has only the split 'test'")
+            files = fetch_released(repo, revision=revision, configs=[config], client=client, progress=notice)
+            return import_upstream(files[config], images=images, annotations=annotations)
+        if revision is not None:
+            raise ValueError(f"{spec}: a revision (@...) is supported for the released test data only")
+        return load_hub_bench(spec)
+    text, selectors = split_bench_spec(spec)
+    path = Path(text)
+    if not _exists(text):
+        path = Path("\0missing")  # not a path the OS accepts: falls through to "no bench at ..."
+    kind = bench_folder_kind(path) if _exists(str(path)) and path.is_dir() else None
+    if _exists(str(path)) and path.is_file() and path.suffix == ".json":
+        if selectors:
+            raise ValueError(f"{spec}: a question file has no configs or splits")
+        return import_upstream(path, images=images, annotations=annotations)
+    if kind == "bench":
+        if selectors:
+            raise ValueError(f"{spec}: {text} is a single bench folder; it has no configs or splits")
+        return Bench.load(path)
+    if kind == "build":
+        splits = list(build_splits(path))
+        if len(selectors) == 2:  # benchmark:split
+            info = json.loads((path / BUILD_INFO_FILE).read_text(encoding="utf-8"))
+            if selectors[0] != info.get("benchmark"):
+                raise ValueError(f"{spec}: the build folder holds {info.get('benchmark')!r}, not {selectors[0]!r}")
+        split = _choose(splits, selectors[-1] if selectors else None, "split", text, notice)
+        return Bench.load(path / split)
+    if kind == "released":
+        files = released_files(path)
+        config = _choose(sorted(files), selectors[0].removesuffix("_multi_turn") if selectors else None,
+                         "config", text, notice)
+        if len(selectors) > 1 and selectors[1] != "test":
+            raise ValueError(f"{spec}: the released test data has only the split 'test'")
+        return import_upstream(files[config], images=images, annotations=annotations)
+    if kind == "export":
+        return _load_export(text, selectors)
+    shown = spec if len(spec) <= 200 else spec[:200] + "..."
+    raise FileNotFoundError(
+        f"no bench at {shown!r}: expected 'sample', a bench folder with {MANIFEST_FILE}, a build folder with "
+        f"{BUILD_INFO_FILE}, an exported Hub folder, a folder of *{RELEASED_SUFFIX} files, "
+        "'hf:org/name[:config[:split]]', or an official question .json file (each folder may take :config[:split])"
+    )
+
+
+def _load_export(path: str, selectors: Sequence[str]) -> Bench:
+    from .hub import load_hub_bench
+
+    if not selectors:
+        return load_hub_bench(path)
+    config = selectors[0] or None
+    split = selectors[1] if len(selectors) > 1 else None
+    return load_hub_bench(path, config=config, split=split)
