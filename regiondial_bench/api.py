@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from . import __version__
 from .adapters import Adapter, create_adapter, get_adapter_class
+from .adapters.registry import adapter_option_names
 from .bench.specs import SAMPLE_BENCH, load_bench, split_bench_spec
 from .metrics import MAX_RESAMPLES, score_records
 from .run.folder import RunLock, atomic_write, load_run_spec, read_predictions
@@ -334,27 +335,16 @@ def _takes_device(config: RunConfig) -> bool:
     """Whether the adapter is placed by a ``device`` option (or its options place it already)."""
     if "device" in config.adapter_options or "device_map" in config.adapter_options:
         return True
-    import inspect
-
-    try:
-        return "device" in inspect.signature(get_adapter_class(config.adapter)).parameters
-    except (TypeError, ValueError):
-        return False
+    return "device" in (adapter_option_names(get_adapter_class(config.adapter)) or ())
 
 
 def create_run_adapter(config: RunConfig, device: str | None = None) -> Adapter:
-    """Build ``config.adapter``; ``device`` goes to adapters whose constructor takes one, unless
+    """Build ``config.adapter``; ``device`` goes to adapters that take a ``device`` option, unless
     ``adapter_options`` already names a device (or a ``device_map``)."""
     options = dict(config.adapter_options)
-    if device is not None and "device" not in options and "device_map" not in options:
-        import inspect
-
-        try:
-            parameters = inspect.signature(get_adapter_class(config.adapter)).parameters
-        except (TypeError, ValueError):
-            parameters = {}
-        if "device" in parameters:
-            options["device"] = device
+    if device is not None and "device" not in options and "device_map" not in options \
+            and "device" in (adapter_option_names(get_adapter_class(config.adapter)) or ()):
+        options["device"] = device
     return create_adapter(config.adapter, **options)
 
 

@@ -71,6 +71,11 @@ LABEL_CHARS = r"[\x20-\x21\x23-\x5b\x5d-\x7e]"
 
 DEFAULT_MAX_OBJECTS = 8
 MAX_BUCKETS = 32
+MAX_BOX_BUCKETS = 64
+"""Most buckets per axis a ``box_step`` may give: the rules grow with the square of the buckets
+(64 per axis is about 0.1 s to build and a few seconds to compile; ``box_step: 1`` on an 840
+frame, 840 per axis, stalled start-up for over 30 CPU-seconds)."""
+MAX_FRAME_SIDE = 1 << 16
 """Default bucket count per axis for the box-order rules (32 x 32 = 1024 alternatives)."""
 LABEL_MAX = 63
 """Most characters of a Qwen2.5-VL ``label``."""
@@ -158,11 +163,35 @@ def grammar_frame(preset: Preset, original_size: tuple[int, int], input_size: tu
     """The integer ``(width, height)`` range of a preset's answer coordinates for one image."""
     frame = preset.frame(original_size, input_size)
     width, height = frame.width, frame.height
+    if not (math.isfinite(width) and math.isfinite(height)) or width > MAX_FRAME_SIDE or height > MAX_FRAME_SIDE:
+        raise GrammarError(f"the frame {frame.name} ({width:g}x{height:g}) is not a finite size up to {MAX_FRAME_SIDE}")
     if width < 2 or height < 2 or width != int(width) or height != int(height):
         raise GrammarError(
             f"constrained decoding writes integer coordinates; the frame {frame.name} "
             f"({width:g}x{height:g}) has too few integer positions (use coordinate_frame input or norm-1000)"
         )
+    return int(width), int(height)
+
+
+def _frame_sides(frame: Sequence[Any]) -> tuple[int, int]:
+    """``(width, height)`` of a grammar frame as integers, refusing anything but whole sides in range.
+
+    >>> _frame_sides((840, 840.0))
+    (840, 840)
+    >>> _frame_sides((float("inf"), 840))
+    Traceback (most recent call last):
+    ...
+    regiondial_bench.grammar.GrammarError: the frame must be two whole numbers in 2..65536, got (inf, 840)
+    """
+    try:
+        width, height = frame
+        ok = all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v == int(v)
+                 and 2 <= v <= MAX_FRAME_SIDE for v in (width, height))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        shown = repr(tuple(frame))[:80] if isinstance(frame, Sequence) else repr(frame)[:80]
+        raise GrammarError(f"the frame must be two whole numbers in 2..{MAX_FRAME_SIDE}, got {shown}")
     return int(width), int(height)
 
 
@@ -186,9 +215,7 @@ def response_grammar(
     Raises:
         GrammarError: The budget cannot hold even the answer, or an option is out of range.
     """
-    width, height = (int(v) for v in frame)
-    if width < 2 or height < 2:
-        raise GrammarError(f"the frame must be at least 2x2, got {width}x{height}")
+    width, height = _frame_sides(frame)
     fmt = answer_format(preset)
     tags = preset_tags(preset)
     budget = int(max_new_tokens if max_new_tokens is not None else preset.max_new_tokens)
@@ -200,6 +227,13 @@ def response_grammar(
         raise GrammarError(f"max_objects must be >= 1, got {objects}")
     if box_step is not None and box_step < 1:
         raise GrammarError(f"box_step must be >= 1, got {box_step}")
+    if box_step is not None and math.ceil(max(width, height) / box_step) > MAX_BOX_BUCKETS:
+        smallest = math.ceil(max(width, height) / MAX_BOX_BUCKETS)
+        raise GrammarError(
+            f"box_step {box_step} gives {math.ceil(max(width, height) / box_step)} buckets per axis on the "
+            f"{width}x{height} frame; at most {MAX_BOX_BUCKETS} keep the grammar buildable in seconds "
+            f"(use box_step >= {smallest}, or leave it unset)"
+        )
     step = (box_step or math.ceil(width / MAX_BUCKETS), box_step or math.ceil(height / MAX_BUCKETS))
     builder = _Builder()
     answer_rule, answer_chars = _answer_rules(builder, fmt, width, height, objects, step)

@@ -178,13 +178,16 @@ class Adapter:
     ``needs_pixels`` (the runner checks that images exist before starting), ``needs_image_size``
     (sizes or image files must be known) and ``streaming``
     (the adapter answers requests concurrently; the runner then sends a dialogue's next round as
-    soon as its reference is answered, through :meth:`generate_one`).
+    soon as its reference is answered, through :meth:`generate_one`). An adapter whose options are
+    a pydantic model names it as ``options_class``: options are then validated (names, types,
+    ranges) before the adapter is built (see :mod:`regiondial_bench.adapters.options`).
     """
 
     name: ClassVar[str] = ""
     needs_pixels: ClassVar[bool] = True
     needs_image_size: ClassVar[bool] = True
     streaming: ClassVar[bool] = False
+    options_class: ClassVar[Any] = None
     max_concurrency: int = 1
 
     def prepare(self, bench: Bench) -> None:

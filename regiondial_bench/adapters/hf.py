@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .base import AdapterError, RoundRequest, RoundResponse
-from .presets import Preset, PresetAdapter, get_preset
+from .options import HFOptions, merged
+from .presets import Preset, PresetAdapter
 from .registry import require
 
 logger = logging.getLogger(__name__)
@@ -56,93 +57,33 @@ def resolve_dtype(dtype: str | None, device: str, preset: Preset) -> Any:
 class HFAdapter(PresetAdapter):
     """Batched greedy generation with a transformers chat VLM.
 
-    Args:
-        preset: Preset name (``regionreasoner-7b``, ``visionreasoner-7b``, ``seg-zero-7b``,
-            ``qwen2.5-vl-7b``) or a :class:`Preset`.
-        model: Hub id or local folder; defaults to the preset's checkpoint.
-        dtype: ``bfloat16``, ``float16``, ``float32`` or ``auto`` (default: preset dtype on GPU,
-            float32 on CPU).
-        device: ``auto`` (CUDA if available), ``cuda``, ``cuda:1``, ``cpu``.
-        device_map: ``auto`` (or a transformers device map) to spread a model that does not fit
-            one GPU over all visible ones (accelerate's big-model loading); replaces ``device``.
-        attn_implementation: e.g. ``flash_attention_2``, ``sdpa``, ``eager`` (default: transformers').
-        batch_size: Most requests per ``generate`` call (default: the runner's batch as given).
-        max_new_tokens: Overrides the preset's budget.
-        image_mode: ``native`` or ``squash`` (overrides the preset).
-        squash_size: Side of the squashed image (overrides the preset).
-        min_pixels: Native-resize lower bound (overrides the preset).
-        max_pixels: Native-resize upper bound (overrides the preset).
-        reference_frame: ``model`` (references rendered in the model's frame) or ``original``
-            (upstream parity: original pixels).
-        coordinate_frame: ``input``, ``norm-1000``, ``norm-1`` or ``original`` (overrides the preset).
-        prompt_template: A custom user template with a ``{question}`` slot.
-        trust_remote_code: Passed to ``from_pretrained``.
-        min_new_tokens: Force at least this many new tokens (fixed-length throughput benchmarks).
-        constrained: Decode under the preset's response grammar (xgrammar logits processor; see
-            ``regiondial_bench.grammar``): every answer parses, with coordinates inside the frame.
-        grammar: Grammar options (``max_objects``, ``box_step``) when ``constrained``.
+    Options: :class:`~.options.HFOptions` (the shared preset options plus ``dtype``, ``device``,
+    ``device_map``, ``attn_implementation``, ``batch_size``, ``trust_remote_code``, ``min_new_tokens``),
+    given as an object or as keywords.
     """
 
     needs_pixels = True
+    options_class = HFOptions
 
-    def __init__(
-        self,
-        preset: str | Preset = "qwen2.5-vl-7b",
-        model: str | None = None,
-        dtype: str | None = None,
-        device: str | None = "auto",
-        attn_implementation: str | None = None,
-        batch_size: int | None = None,
-        max_new_tokens: int | None = None,
-        image_mode: str | None = None,
-        squash_size: int | None = None,
-        min_pixels: int | None = None,
-        max_pixels: int | None = None,
-        reference_frame: str | None = None,
-        coordinate_frame: str | None = None,
-        prompt_template: str | None = None,
-        trust_remote_code: bool = False,
-        min_new_tokens: int | None = None,
-        device_map: str | dict[str, Any] | None = None,
-        constrained: bool = False,
-        grammar: dict[str, Any] | None = None,
-        _components: tuple[Any, Any] | None = None,
-    ) -> None:
+    def __init__(self, options: HFOptions | None = None, /, _components: tuple[Any, Any] | None = None,
+                 **kwargs: Any) -> None:
+        self.options = opts = merged(options, kwargs, HFOptions)
         require("transformers", "hf")
         require("torch", "hf")
-        if batch_size is not None and batch_size < 1:
-            raise AdapterError(f"batch_size must be >= 1, got {batch_size}")
-        self.preset = get_preset(
-            preset,
-            model=model,
-            max_new_tokens=max_new_tokens,
-            image_mode=image_mode,
-            squash_size=squash_size,
-            min_pixels=min_pixels,
-            max_pixels=max_pixels,
-            reference_frame=reference_frame,
-            coordinate_frame=coordinate_frame,
-            prompt_template=prompt_template,
-        )
-        self.batch_size = batch_size
-        if device_map is not None and device not in (None, "auto"):
-            raise AdapterError(f"give device ({device!r}) or device_map ({device_map!r}), not both")
-        self.device_map = device_map
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device, self.preset)
-        self.attn_implementation = attn_implementation
-        self.trust_remote_code = trust_remote_code
-        self.min_new_tokens = min_new_tokens
+        self.preset = opts.build_preset()
+        self.batch_size = opts.batch_size
+        self.device_map = opts.device_map
+        self.device = resolve_device(opts.device)
+        self.dtype = resolve_dtype(opts.dtype, self.device, self.preset)
+        self.attn_implementation = opts.attn_implementation
+        self.trust_remote_code = opts.trust_remote_code
+        self.min_new_tokens = opts.min_new_tokens
         self.constrained = None
-        if constrained:
+        if opts.constrained:
             from .constrained import ConstrainedDecoding
 
-            if min_new_tokens:
-                raise AdapterError("min_new_tokens forces tokens past the grammar's end; unset it with constrained")
             require("xgrammar", "constrained")
-            self.constrained = ConstrainedDecoding(self.preset, grammar)
-        elif grammar:
-            raise AdapterError("grammar options need constrained: true")
+            self.constrained = ConstrainedDecoding(self.preset, opts.grammar_options())
         if _components is None:
             self._load()
         else:

@@ -51,7 +51,8 @@ from typing import Any
 from . import http as transports
 from .base import AdapterError, RoundRequest, RoundResponse
 from .http import TransportError, make_transport, resolve_transport
-from .presets import QWEN_PATCH_FACTOR, Preset, PresetAdapter, get_preset
+from .options import OpenAIOptions, merged
+from .presets import QWEN_PATCH_FACTOR, PresetAdapter
 from .processors import EncodedImage, ImagePayloads, image_key
 
 logger = logging.getLogger(__name__)
@@ -146,146 +147,51 @@ _SLOT_MARK = json.dumps("\0regiondial")[1:-1]
 class OpenAIAdapter(PresetAdapter):
     """Chat-completions client with bounded concurrency, retries, deadlines and inline images.
 
-    Args:
-        preset: Preset name or :class:`Preset` (prompt, image resize, coordinate frame).
-        model: Model name sent in the request, as the server knows it (default: the preset's checkpoint id).
-        base_url: Server URL up to ``/v1`` (default: ``$OPENAI_BASE_URL``, else ``http://127.0.0.1:8000/v1``).
-        api_key_env: Environment variable holding the API key (sent as a Bearer token when set).
-        max_concurrency: Requests in flight at once.
-        timeout_s: Deadline of one attempt, from connecting to the last byte of the reply.
-        max_retries: Retries after the first attempt for transient failures.
-        backoff_s: First backoff; doubles each retry (with jitter), capped at ``max_backoff_s``.
-        max_backoff_s: Longest wait between retries, also for a server's ``Retry-After``.
-        max_new_tokens: Overrides the preset's budget (sent as ``max_tokens``).
-        image_format: ``png`` (lossless, default) or ``jpeg`` for the inline image.
-        jpeg_quality: JPEG quality when ``image_format`` is ``jpeg``.
-        png_compress_level: zlib level of the PNG (lossless at every level; 1 is several times
-            faster to encode than Pillow's default 6, for payloads about a fifth larger).
-        image_cache_mb: Bound on the encoded images kept for later rounds.
-        image_encoder: ``process`` (default): images are encoded in worker processes, so the
-            HTTP loop and the run loop keep their share of the interpreter; ``thread``: on threads
-            of this process (Pillow releases the GIL while it decodes and compresses, but many
-            small images then contend for it with the loop).
-        image_workers: Encoder processes (default: the CPU count, at most 4) or threads (at most 8).
-        check_server: Check once, before the first request, that the server answers.
-        check_prompt_tokens: Compare the first replies' ``usage.prompt_tokens`` with the image
-            tokens the preset implies (Qwen2.5-VL) and warn once when the server resized the image.
-        reference_frame: ``model`` or ``original`` (upstream parity).
-        image_mode: ``squash`` resizes client-side before sending; ``native`` sends the original and
-            assumes the server applies Qwen's ``smart_resize`` with the preset's pixel bounds.
-        min_pixels: Native-resize lower bound assumed for the server.
-        max_pixels: Native-resize upper bound assumed for the server.
-        squash_size: Side of the squashed image.
-        coordinate_frame: Frame answers are read in (overrides the preset).
-        extra_body: Extra JSON fields merged into every request (e.g. ``{"top_k": 1}``).
-        constrained: Send the preset's response grammar in the request body (server-side
-            constrained decoding of vLLM or SGLang servers).
-        grammar: Grammar options (``max_objects``, ``box_step``) when ``constrained``.
-        grammar_field: How the grammar is sent: ``structured_outputs`` (vLLM >= 0.12:
-            ``{"structured_outputs": {"grammar": ...}}``), ``guided_grammar`` (older vLLM) or
-            ``ebnf`` (SGLang).
-        transport: ``auto`` (``curl`` when ``pycurl`` is installed, else ``aiohttp``), ``curl`` or
-            ``aiohttp`` (see :mod:`regiondial_bench.adapters.http`).
-        trust_env: Use the proxy environment variables (``https_proxy`` and the like).
+    Options: :class:`~.options.OpenAIOptions` (the shared preset options plus the server, concurrency,
+    retry, image-encoding and transport settings), given as an object or as keywords. ``model`` is
+    the model name the server knows (default: the preset's checkpoint id).
     """
 
     needs_pixels = True
     streaming = True
 
-    def __init__(
-        self,
-        preset: str | Preset = "qwen2.5-vl-7b",
-        model: str | None = None,
-        base_url: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
-        max_concurrency: int = 16,
-        timeout_s: float = 120.0,
-        max_retries: int = 4,
-        backoff_s: float = 1.0,
-        max_backoff_s: float = 30.0,
-        max_new_tokens: int | None = None,
-        image_format: str = "png",
-        jpeg_quality: int = 90,
-        png_compress_level: int = 1,
-        image_cache_mb: float = 512.0,
-        image_encoder: str = "process",
-        image_workers: int | None = None,
-        check_server: bool = True,
-        check_prompt_tokens: bool = True,
-        reference_frame: str | None = None,
-        image_mode: str | None = None,
-        min_pixels: int | None = None,
-        max_pixels: int | None = None,
-        squash_size: int | None = None,
-        coordinate_frame: str | None = None,
-        extra_body: dict[str, Any] | None = None,
-        constrained: bool = False,
-        grammar: dict[str, Any] | None = None,
-        grammar_field: str = "structured_outputs",
-        transport: str = "auto",
-        trust_env: bool = False,
-    ) -> None:
-        self.transport_name = resolve_transport(transport)
-        if max_concurrency < 1:
-            raise AdapterError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        if max_retries < 0 or not timeout_s > 0 or backoff_s < 0 or max_backoff_s < 0:
-            raise AdapterError("max_retries must be >= 0, timeout_s > 0, backoff_s and max_backoff_s >= 0")
-        if image_format not in ("png", "jpeg"):
-            raise AdapterError(f"image_format must be 'png' or 'jpeg', got {image_format!r}")
-        if not 1 <= int(jpeg_quality) <= 95 or not 0 <= int(png_compress_level) <= 9 or not image_cache_mb >= 0:
-            raise AdapterError("jpeg_quality must be in 1..95, png_compress_level in 0..9 and image_cache_mb >= 0")
-        if image_workers is not None and not 1 <= int(image_workers) <= 256:
-            raise AdapterError(f"image_workers must be in 1..256, got {image_workers}")
-        if image_encoder not in ("process", "thread"):
-            raise AdapterError(f"image_encoder must be 'process' or 'thread', got {image_encoder!r}")
-        if extra_body is not None and not isinstance(extra_body, dict):
-            raise AdapterError(f"extra_body must be a mapping, got {type(extra_body).__name__}")
-        self.preset = get_preset(
-            preset,
-            max_new_tokens=max_new_tokens,
-            reference_frame=reference_frame,
-            image_mode=image_mode,
-            min_pixels=min_pixels,
-            max_pixels=max_pixels,
-            squash_size=squash_size,
-            coordinate_frame=coordinate_frame,
-        )
-        self.served_model = model or self.preset.model
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "http://127.0.0.1:8000/v1").rstrip("/")
-        self.api_key_env = api_key_env
-        self.max_concurrency = int(max_concurrency)
-        self.timeout_s = float(timeout_s)
-        self.max_retries = int(max_retries)
-        self.backoff_s = float(backoff_s)
-        self.max_backoff_s = float(max_backoff_s)
-        self.image_format = image_format
-        self.check_server = bool(check_server)
-        self.check_prompt_tokens = bool(check_prompt_tokens)
-        self.extra_body = dict(extra_body or {})
+    options_class = OpenAIOptions
+
+    def __init__(self, options: OpenAIOptions | None = None, /, **kwargs: Any) -> None:
+        self.options = opts = merged(options, kwargs, OpenAIOptions)
+        self.transport_name = resolve_transport(opts.transport)
+        self.preset = opts.build_preset()
+        self.served_model = opts.model or self.preset.model
+        self.base_url = (opts.base_url or os.environ.get("OPENAI_BASE_URL") or "http://127.0.0.1:8000/v1").rstrip("/")
+        self.api_key_env = opts.api_key_env
+        self.max_concurrency = opts.max_concurrency
+        self.timeout_s = opts.timeout_s
+        self.max_retries = opts.max_retries
+        self.backoff_s = opts.backoff_s
+        self.max_backoff_s = opts.max_backoff_s
+        self.image_format = opts.image_format
+        self.check_server = opts.check_server
+        self.check_prompt_tokens = opts.check_prompt_tokens
+        self.extra_body = dict(opts.extra_body or {})
         self._headers = {"Content-Type": "application/json"}
         self.constrained = None
-        if grammar_field not in GRAMMAR_FIELDS:
-            raise AdapterError(f"grammar_field must be one of {GRAMMAR_FIELDS}, got {grammar_field!r}")
-        self.grammar_field = grammar_field
-        if constrained:
+        self.grammar_field = opts.grammar_field
+        if opts.constrained:
             from .constrained import ConstrainedDecoding
 
-            self.constrained = ConstrainedDecoding(self.preset, grammar)
-        elif grammar:
-            raise AdapterError("grammar options need constrained: true")
-        api_key = os.environ.get(api_key_env) if api_key_env else None
+            self.constrained = ConstrainedDecoding(self.preset, opts.grammar_options())
+        api_key = os.environ.get(opts.api_key_env) if opts.api_key_env else None
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        self.trust_env = bool(trust_env)
+        self.trust_env = opts.trust_env
         self._transport = make_transport(self.transport_name, headers=self._headers,
                                          max_connections=self.max_concurrency, timeout_s=self.timeout_s,
                                          trust_env=self.trust_env)
-        self.images = ImagePayloads(self.preset.image_prepare(), image_format=image_format,
-                                    jpeg_quality=jpeg_quality, png_compress_level=png_compress_level,
-                                    max_bytes=int(image_cache_mb * (1 << 20)),
-                                    workers=int(image_workers) if image_workers else
-                                    min(4 if image_encoder == "process" else 8, os.cpu_count() or 2),
-                                    processes=image_encoder == "process")
+        workers = opts.image_workers or min(4 if opts.image_encoder == "process" else 8, os.cpu_count() or 2)
+        self.images = ImagePayloads(self.preset.image_prepare(), image_format=opts.image_format,
+                                    jpeg_quality=opts.jpeg_quality, png_compress_level=opts.png_compress_level,
+                                    max_bytes=int(opts.image_cache_mb * (1 << 20)), workers=workers,
+                                    processes=opts.image_encoder == "process")
         self._url = f"{self.base_url}/chat/completions"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

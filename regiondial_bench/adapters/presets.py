@@ -26,6 +26,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..geometry import CoordinateFrame
+from ..prompts import (
+    QWEN_GROUNDING_TEMPLATE,
+    QWEN_SYSTEM_PROMPT,
+    REGIONREASONER_TEMPLATE,
+    SEGZERO_TEMPLATE,
+    VISIONREASONER_TEMPLATE,
+)
 from ..protocol import NO_REGION_TEXT, format_box
 from ..schema import Box
 from .base import Adapter, AdapterError, ImageInput, RoundResponse
@@ -77,61 +84,6 @@ def smart_resize(
         w = math.ceil(width * beta / factor) * factor
         h = math.ceil(height * beta / factor) * factor
     return w, h
-
-
-_ANSWER_EXAMPLE = (
-    '[{"bbox_2d": [10,100,200,210], "point_2d": [30,110]}, '
-    '{"bbox_2d": [225,296,706,786], "point_2d": [302,410]}]'
-)
-
-REGIONREASONER_TEMPLATE = "\n".join(
-    [
-        'Please find "{question}" with bboxs and points.',
-        "If a reference bbox is provided (e.g., 'above/ below/ to the left of/ to the right of/ inside/ "
-        "overlapping with/ touching bbox=[x1,y1,x2,y2]'), use it as spatial guidance only.",
-        "",
-        "1) In <scene> </scene>, give a concise global scene description.",
-        "2) If a reference bbox exists, in <focus> </focus> describe ONLY what is visible inside that bbox "
-        "(do not output the final answer or target label here).",
-        "3) In <think> </think>, reason over the whole image by combining the global scene and the reference "
-        "bbox relation. Explicitly state which spatial relation from the question you apply (e.g., 'target is "
-        "above the reference'), and use it to constrain the search over the scene to locate the target "
-        "object(s). If multiple candidates exist, compare them and pick the closest match.",
-        "4) In <answer> </answer>, output the bbox(es) and point(s) for the target object(s) in JSON.",
-        "",
-        "Format:",
-        "<scene> global scene description </scene>",
-        "<focus> description of reference bbox content (if provided bbox=[x1,y1,x2,y2]) </focus>",
-        "<think> reasoning that applies the spatial relation to the scene and narrows to the final target(s) "
-        "</think>",
-        "<answer>" + _ANSWER_EXAMPLE + "</answer>",
-    ]
-)
-
-VISIONREASONER_TEMPLATE = "".join(
-    [
-        'Please find "{question}" with bboxs and points.',
-        "Compare the difference between object(s) and find the most closely matched object(s).",
-        "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags.",
-        "Output the bbox(es) and point(s) inside the interested object(s) in JSON format.",
-        "i.e., <think> thinking process here </think>",
-        "<answer>" + _ANSWER_EXAMPLE + "</answer>",
-    ]
-)
-
-SEGZERO_TEMPLATE = "".join(
-    [
-        "Please find '{question}' with bbox and points.",
-        "Compare the difference between objects and find the most closely matched one.",
-        "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags.",
-        "Output the one bbox and points of two largest inscribed circles inside the interested object in JSON "
-        "format.",
-        "i.e., <think> thinking process here </think>",
-        "<answer>{'bbox': [10,100,200,210], 'points_1': [30,110], 'points_2': [35,180]}</answer>",
-    ]
-)
-
-QWEN_GROUNDING_TEMPLATE = 'Locate "{question}", report the bboxes coordinates in JSON format.'
 
 
 @dataclass(frozen=True)
@@ -339,7 +291,7 @@ PRESETS: dict[str, Preset] = {
             name="qwen2.5-vl-7b",
             model="Qwen/Qwen2.5-VL-7B-Instruct",
             prompt_template=QWEN_GROUNDING_TEMPLATE,
-            system_prompt="You are a helpful assistant",
+            system_prompt=QWEN_SYSTEM_PROMPT,
             image_mode="native",
             coordinate_frame="input",
             max_new_tokens=1024,

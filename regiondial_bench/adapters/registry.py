@@ -69,8 +69,11 @@ def get_adapter_class(name: str) -> type[Adapter]:
 
 
 def adapter_option_names(cls: type[Adapter]) -> list[str] | None:
-    """The keyword options an adapter class accepts (its constructor's public parameters), or
-    None when it takes ``**kwargs`` (anything goes)."""
+    """The keyword options an adapter class accepts (its options object's fields, else its
+    constructor's public parameters), or None when it takes any ``**kwargs``."""
+    options_class = getattr(cls, "options_class", None)
+    if options_class is not None:
+        return list(options_class.model_fields)
     import inspect
 
     try:
@@ -89,7 +92,12 @@ def check_adapter_options(name: str, options: dict[str, Any]) -> None:
     Raises:
         AdapterError: for an unknown adapter or an option its constructor does not accept.
     """
-    accepted = adapter_option_names(get_adapter_class(name))
+    cls = get_adapter_class(name)
+    options_class = getattr(cls, "options_class", None)
+    if options_class is not None:  # names, types and ranges, with every problem named
+        options_class.parse(options, name)
+        return
+    accepted = adapter_option_names(cls)
     if accepted is None:
         return
     unknown = [k for k in options if k not in accepted]

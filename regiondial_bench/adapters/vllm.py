@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .base import AdapterError, RoundRequest, RoundResponse
-from .presets import Preset, PresetAdapter, get_preset
+from .options import VLLMOptions, merged
+from .presets import PresetAdapter
 from .registry import require
 
 DATA_PARALLEL_HELP = (
@@ -37,72 +38,29 @@ DATA_PARALLEL_HELP = (
 class VLLMAdapter(PresetAdapter):
     """Greedy generation through ``vllm.LLM``.
 
-    Args:
-        preset: Preset name or :class:`Preset`.
-        model: Hub id or local folder (default: the preset's checkpoint).
-        dtype: ``bfloat16``, ``float16`` or ``auto`` (default: the preset's).
-        tensor_parallel_size: GPUs per model replica.
-        data_parallel_size: Refused above 1: vLLM does not run data parallelism inside one
-            ``vllm.LLM`` (see :data:`DATA_PARALLEL_HELP` for the two ways that work).
-        gpu_memory_utilization: Share of GPU memory vLLM may take.
-        max_model_len: Context length (prompt + answer); default: the preset's budget plus 4096.
-        max_num_seqs: Sequences decoded at once.
-        max_new_tokens: Overrides the preset's budget.
-        seed: Engine seed (decoding is greedy, so it only matters for ties).
-        reference_frame: ``model`` or ``original`` (upstream parity).
-        image_mode: ``native`` or ``squash`` (overrides the preset).
-        squash_size: Side of the squashed image.
-        min_pixels: Native-resize lower bound (passed to the processor).
-        max_pixels: Native-resize upper bound (passed to the processor).
-        coordinate_frame: Frame answers are read in (overrides the preset; ``original`` is
-            upstream's factor-1 reading of Qwen2.5-VL answers).
-        engine_options: Further ``vllm.LLM`` keyword arguments (e.g. ``enforce_eager``).
-        constrained: Decode under the preset's response grammar through vLLM's structured outputs
-            (``StructuredOutputsParams(grammar=...)``; ``GuidedDecodingParams`` on vLLM < 0.12).
-        grammar: Grammar options (``max_objects``, ``box_step``) when ``constrained``.
+    Options: :class:`~.options.VLLMOptions` (the shared preset options plus ``dtype``,
+    ``tensor_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``, ``max_num_seqs``, ``seed``,
+    ``engine_options``). ``data_parallel_size`` above 1 is refused: vLLM does not run data parallelism
+    inside one ``vllm.LLM`` (see :data:`DATA_PARALLEL_HELP` for the two ways that work). Constrained
+    decoding goes through vLLM's structured outputs (``StructuredOutputsParams(grammar=...)``;
+    ``GuidedDecodingParams`` on vLLM < 0.12).
     """
 
     needs_pixels = True
+    options_class = VLLMOptions
 
-    def __init__(
-        self,
-        preset: str | Preset = "qwen2.5-vl-7b",
-        model: str | None = None,
-        dtype: str | None = None,
-        tensor_parallel_size: int = 1,
-        data_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.85,
-        max_model_len: int | None = None,
-        max_num_seqs: int = 256,
-        max_new_tokens: int | None = None,
-        seed: int = 0,
-        reference_frame: str | None = None,
-        image_mode: str | None = None,
-        squash_size: int | None = None,
-        min_pixels: int | None = None,
-        max_pixels: int | None = None,
-        coordinate_frame: str | None = None,
-        engine_options: dict[str, Any] | None = None,
-        constrained: bool = False,
-        grammar: dict[str, Any] | None = None,
-    ) -> None:
-        self.preset = get_preset(
-            preset, model=model, max_new_tokens=max_new_tokens, reference_frame=reference_frame,
-            image_mode=image_mode, squash_size=squash_size, min_pixels=min_pixels, max_pixels=max_pixels,
-            coordinate_frame=coordinate_frame,
-        )
-        if tensor_parallel_size < 1 or data_parallel_size < 1:
-            raise AdapterError("tensor_parallel_size and data_parallel_size must be >= 1")
-        if data_parallel_size > 1 or "data_parallel_size" in (engine_options or {}):
-            n = (engine_options or {}).get("data_parallel_size", data_parallel_size)
+    def __init__(self, options: VLLMOptions | None = None, /, **kwargs: Any) -> None:
+        self.options = opts = merged(options, kwargs, VLLMOptions)
+        self.preset = opts.build_preset()
+        engine_options = opts.engine_options
+        if opts.data_parallel_size > 1 or "data_parallel_size" in (engine_options or {}):
+            n = (engine_options or {}).get("data_parallel_size", opts.data_parallel_size)
             raise AdapterError(DATA_PARALLEL_HELP.format(n=n, n_minus_1=n - 1 if isinstance(n, int) else "N-1"))
         self.constrained = None
-        if constrained:
+        if opts.constrained:
             from .constrained import ConstrainedDecoding
 
-            self.constrained = ConstrainedDecoding(self.preset, grammar)
-        elif grammar:
-            raise AdapterError("grammar options need constrained: true")
+            self.constrained = ConstrainedDecoding(self.preset, opts.grammar_options())
         vllm = require("vllm", "vllm")
         from .processors import load_vlm_processor
 
@@ -110,12 +68,12 @@ class VLLMAdapter(PresetAdapter):
         self.processor = load_vlm_processor(self.preset.model, min_pixels=min_px, max_pixels=max_px)
         options: dict[str, Any] = {
             "model": self.preset.model,
-            "dtype": dtype or self.preset.dtype,
-            "tensor_parallel_size": tensor_parallel_size,
-            "gpu_memory_utilization": gpu_memory_utilization,
-            "max_model_len": max_model_len or self.preset.max_new_tokens + 4096,
-            "max_num_seqs": max_num_seqs,
-            "seed": seed,
+            "dtype": opts.dtype or self.preset.dtype,
+            "tensor_parallel_size": opts.tensor_parallel_size,
+            "gpu_memory_utilization": opts.gpu_memory_utilization,
+            "max_model_len": opts.max_model_len or self.preset.max_new_tokens + 4096,
+            "max_num_seqs": opts.max_num_seqs,
+            "seed": opts.seed,
             "limit_mm_per_prompt": {"image": 1},
             "mm_processor_kwargs": {"min_pixels": min_px, "max_pixels": max_px},
             **(engine_options or {}),

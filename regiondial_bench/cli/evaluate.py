@@ -103,7 +103,7 @@ def command(bench_specs, images, config_file, adapter, preset, model_path, optio
         options["preset"] = preset
     if model_path:
         options["model"] = model_path
-    options.update(cli_options)
+    merge_options(options, cli_options)
     if constrained is not None:
         options["constrained"] = constrained
     data["adapter_options"] = options
@@ -167,24 +167,26 @@ def command(bench_specs, images, config_file, adapter, preset, model_path, optio
                    f"run the same command with --resume --retry-infra (--out {out_dir}) to ask them again", err=True)
 
 
-_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,3}")
 
 
 def parse_option_pairs(pairs: tuple[str, ...]) -> dict[str, Any]:
     """``-o KEY=VALUE`` pairs as a dict; VALUE is a YAML scalar (``8``, ``0.5``, ``true``, ``null``, text).
 
+    A dotted KEY sets a nested option (``grammar.box_step=16`` is ``{"grammar": {"box_step": 16}}``).
+
     >>> parse_option_pairs(("squash_size=448", "dtype=float16", "trust_remote_code=true", "model="))
     {'squash_size': 448, 'dtype': 'float16', 'trust_remote_code': True, 'model': ''}
+    >>> parse_option_pairs(("constrained=true", "grammar.box_step=16", "grammar.max_objects=4"))
+    {'constrained': True, 'grammar': {'box_step': 16, 'max_objects': 4}}
     """
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         key = key.strip()
         if not sep or not _KEY.fullmatch(key):
-            raise click.BadParameter(f"expected KEY=VALUE with KEY a name like max_new_tokens; got {pair[:80]!r}",
-                                     param_hint="-o")
-        if key in options:
-            raise click.BadParameter(f"option {key!r} is given twice", param_hint="-o")
+            raise click.BadParameter(f"expected KEY=VALUE with KEY a name like max_new_tokens (or grammar.box_step "
+                                     f"for a nested option); got {pair[:80]!r}", param_hint="-o")
         try:
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError:
@@ -193,7 +195,30 @@ def parse_option_pairs(pairs: tuple[str, ...]) -> dict[str, Any]:
             value = text  # only scalars: "[1, 2]" stays the text it is
         if isinstance(value, float) and not math.isfinite(value):
             raise click.BadParameter(f"{key}={text}: not a finite number", param_hint="-o")
-        options[key] = value
+        *parents, leaf = key.split(".")
+        target = options
+        for depth, part in enumerate(parents):
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise click.BadParameter(f"{key}: {'.'.join(parents[:depth + 1])} is given a value already",
+                                         param_hint="-o")
+        if leaf in target:
+            raise click.BadParameter(f"option {key!r} is given twice", param_hint="-o")
+        target[leaf] = value
+    return options
+
+
+def merge_options(options: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Apply ``-o`` options over a config's: nested mappings merge key by key, anything else replaces.
+
+    >>> merge_options({"grammar": {"max_objects": 4}, "dtype": "bfloat16"}, {"grammar": {"box_step": 16}})
+    {'grammar': {'max_objects': 4, 'box_step': 16}, 'dtype': 'bfloat16'}
+    """
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(options.get(key), dict):
+            options[key] = merge_options(dict(options[key]), value)
+        else:
+            options[key] = value
     return options
 
 

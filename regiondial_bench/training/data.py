@@ -42,36 +42,13 @@ from typing import Any
 
 from ..cache import cache_dir as user_cache_dir
 from ..geometry import round_half_up
+from ..prompts import DEFAULT_SYSTEM_PROMPT, REGIONREASONER_TRAINING_TEMPLATE
 from ..protocol import format_box
 from ..schema import Bench
 
-SYSTEM_PROMPT = "You are a helpful assistant."
-
-# The released training prompt (train/verl/utils/rl_dataset.py as UPSTREAM.md section 3.1 records
-# it; model-input data). Exact whitespace upstream is unverified. The image goes before the text.
-TRAINING_TEMPLATE = "\n".join(
-    [
-        'Please find "{question}" with bboxs and points.',
-        "If a reference bbox is provided (e.g., 'above/ below/ to the left of/ to the right of/ inside/ "
-        "overlapping with/ touching bbox=[x1,y1,x2,y2]'), use it as spatial guidance.",
-        "",
-        "1) In <scene> </scene>, give a concise global scene description.",
-        "2) In <focus> </focus>, describe what is visible inside the reference bbox (if provided). "
-        "(do not output the final answer or target label here).",
-        "3) In <think> </think>, reason over the whole image by combining the global scene and the reference "
-        "bbox relation. Explicitly state which spatial relation from the question you apply (e.g., 'target is "
-        "above the reference'), and use it to constrain the search over the scene to locate the target "
-        "object(s). If multiple candidates exist, compare them and pick the closest match.",
-        "4) In <answer> </answer>, output the bbox(es) and point(s) for the target object(s) in JSON.",
-        "",
-        "Format:",
-        "<scene> global description of the image here </scene>",
-        "<focus> description of reference bbox content here </focus>",
-        "<think> thinking process here </think>",
-        '<answer>[{"bbox_2d": [10,100,200,210], "point_2d": [30,110]}, '
-        '{"bbox_2d": [225,296,706,786], "point_2d": [302,410]}]</answer>',
-    ]
-)
+SYSTEM_PROMPT = DEFAULT_SYSTEM_PROMPT
+TRAINING_TEMPLATE = REGIONREASONER_TRAINING_TEMPLATE
+"""The released training prompt (see :mod:`regiondial_bench.prompts`); the image goes before the text."""
 
 FRAMES = ("squash-840", "original")
 SQUASH_SIZE = 840

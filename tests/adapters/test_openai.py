@@ -258,7 +258,7 @@ def test_bad_options_fail_clearly():
         create_adapter("openai", max_concurrency=0)
     with pytest.raises(AdapterError, match="image_format"):
         create_adapter("openai", image_format="gif")
-    with pytest.raises(AdapterError, match="image_encoder must be 'process' or 'thread'"):
+    with pytest.raises(AdapterError, match="image_encoder: Input should be 'process' or 'thread'"):
         create_adapter("openai", image_encoder="gpu")
 
 
@@ -587,7 +587,7 @@ def test_the_chosen_transport_is_recorded_and_an_unknown_one_refused(sample_benc
         response = adapter.generate(first_turn_requests(sample_bench, 1))[0]
         adapter.close()
     assert response.error is None
-    with pytest.raises(AdapterError, match="transport must be one of"):
+    with pytest.raises(AdapterError, match="transport: Input should be .auto., .curl. or .aiohttp."):
         create_adapter("openai", preset="regionreasoner-7b", transport="carrier-pigeon")
 
 
