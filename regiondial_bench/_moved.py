@@ -71,7 +71,12 @@ class _Alias(importlib.abc.Loader):
 
 
 class MovedModuleFinder(importlib.abc.MetaPathFinder):
-    """Finds the old names of moved modules (last on ``sys.meta_path``: real files win)."""
+    """Finds the old names of moved modules.
+
+    It goes first on ``sys.meta_path``: a submodule of a moved package (``regiondial_bench.sources.refer``)
+    would otherwise be found by the path finder in the package's folder and loaded a second time under
+    its old name, where its relative imports break. It answers only the names in :data:`MOVED`.
+    """
 
     def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001, ANN201
         new = new_location(fullname)
@@ -80,4 +85,4 @@ class MovedModuleFinder(importlib.abc.MetaPathFinder):
 
 def install() -> None:
     if not any(isinstance(f, MovedModuleFinder) for f in sys.meta_path):
-        sys.meta_path.append(MovedModuleFinder())
+        sys.meta_path.insert(0, MovedModuleFinder())

@@ -104,3 +104,33 @@ def test_the_checks_see_lazy_imports():
     # a check that missed imports inside functions would pass vacuously: the API's lazy imports are seen
     lazy = [(a, b) for a, b, _ in _imports() if a == "regiondial_bench.api" and b == "regiondial_bench.run.shards"]
     assert lazy
+
+
+def test_old_module_paths_still_import_for_one_release():
+    import importlib
+    import subprocess
+    import sys
+
+    # in a fresh interpreter, so that the old name is really looked up (not found in sys.modules)
+    code = (
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import regiondial_bench.runner as old\n"
+        "    from regiondial_bench.hub import fetch_released\n"
+        "    from regiondial_bench.sources.refer import read_refer\n"
+        "import regiondial_bench.run.runner as new\n"
+        "assert old is new, (old, new)\n"
+        "assert fetch_released.__module__ == 'regiondial_bench.bench.hub'\n"
+        "assert any('moved to regiondial_bench.run.runner' in str(w.message) for w in caught), caught\n"
+        "assert all(issubclass(w.category, DeprecationWarning) for w in caught)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    # names that never existed are still errors
+    try:
+        importlib.import_module("regiondial_bench.no_such_module")
+    except ModuleNotFoundError:
+        pass
+    else:
+        raise AssertionError("an unknown module imported")
