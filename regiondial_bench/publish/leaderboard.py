@@ -20,7 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..results.report import escape_markdown, format_value
-from .submission import LEADERBOARD_COLUMNS, BenchResolver, SubmissionReport, validate_all
+from .submission import (
+    COMPRESSED_LOG,
+    FOLDER_PATTERN,
+    LEADERBOARD_COLUMNS,
+    SUBMISSION_FILE,
+    BenchResolver,
+    SubmissionReport,
+    log_size_problem,
+    read_meta,
+    validate_all,
+)
 
 INDEX_FILE = "index.html"
 MARKDOWN_FILE = "LEADERBOARD.md"
@@ -428,3 +438,65 @@ def build_leaderboard(
         (out / name).write_text(text, encoding="utf-8")
         written.append(out / name)
     return reports, written
+
+
+# --------------------------------------------------------------------------------------------
+# Entries as baselines (``regiondial compare RUN leaderboard:<entry>``)
+# --------------------------------------------------------------------------------------------
+
+ENTRY_PREFIX = "leaderboard:"
+
+
+def entry_folder(name: str, submissions: str | Path = "submissions") -> Path:
+    """The folder of leaderboard entry ``name``, checked as a comparison baseline.
+
+    ``name`` is the folder name (``2026-12-01_fixed-box-refcocoplus``) or the part after its date
+    (``fixed-box-refcocoplus``). Only folders listed under ``submissions`` match, so a name cannot
+    reach outside it.
+
+    Raises:
+        FileNotFoundError: no submissions folder.
+        ValueError: no such entry (close names are suggested), an ambiguous name, or an entry
+            that cannot be paired with a run (see :func:`check_baseline`).
+    """
+    root = Path(submissions)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no submissions folder (run from the repository root, or pass --submissions)")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and (p / SUBMISSION_FILE).is_file())
+
+    def short(folder: Path) -> str:
+        match = FOLDER_PATTERN.match(folder.name)
+        return match.group(2) if match else folder.name
+
+    found = [p for p in folders if p.name == name] or [p for p in folders if short(p) == name]
+    if not found:
+        import difflib
+
+        names = [short(p) for p in folders]
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; entries: {', '.join(names[:20]) or 'none'}"
+        raise ValueError(f"no leaderboard entry {name[:100]!r} in {root}{hint}")
+    if len(found) > 1:
+        raise ValueError(f"{name!r} names {len(found)} entries ({', '.join(p.name for p in found)}); give the "
+                         "full folder name")
+    check_baseline(found[0])
+    return found[0]
+
+
+def check_baseline(folder: str | Path) -> None:
+    """Refuse a submission folder that cannot be paired with a run: a reported entry (a paper's
+    numbers, no per-turn predictions), or a missing, oversized or unreadable gzipped log (read
+    streamed, so a gzip bomb stops at the validator's limit)."""
+    folder = Path(folder)
+    meta = read_meta(folder / SUBMISSION_FILE)
+    if meta.status == "reported":
+        raise ValueError(
+            f"{folder.name} is a reported entry ({meta.model}: scores copied from a paper); it has no per-turn "
+            "predictions to pair with a run. `regiondial report --paper-table RUN` shows the paper's rows beside it"
+        )
+    log = folder / COMPRESSED_LOG
+    if not log.is_file():
+        raise ValueError(f"{folder.name} has no {COMPRESSED_LOG}; a paired comparison needs its predictions")
+    problem = log_size_problem(log)
+    if problem:
+        raise ValueError(f"{folder.name}: {problem}")
