@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..results.report import escape_markdown, format_value
+from ..schema import RESULTS_FILE
 from .submission import (
     COMPRESSED_LOG,
     FOLDER_PATTERN,
     LEADERBOARD_COLUMNS,
+    MAX_RESULTS_BYTES,
     SUBMISSION_FILE,
     BenchResolver,
     SubmissionReport,
@@ -538,6 +540,9 @@ def check_baseline(folder: str | Path) -> None:
             f"{folder.name} is a reported entry ({meta.model}: scores copied from a paper); it has no per-turn "
             "predictions to pair with a run. `regiondial report --paper-table RUN` shows the paper's rows beside it"
         )
+    results = folder / RESULTS_FILE
+    if results.is_file() and results.stat().st_size > MAX_RESULTS_BYTES:
+        raise ValueError(f"{folder.name}: {RESULTS_FILE} is {results.stat().st_size} bytes; the limit is {MAX_RESULTS_BYTES}")
     log = folder / COMPRESSED_LOG
     if not log.is_file():
         raise ValueError(f"{folder.name} has no {COMPRESSED_LOG}; a paired comparison needs its predictions")

@@ -218,7 +218,8 @@ def answer_content(record: PredictionRecord, iou: float) -> dict[str, Any]:
     points = _finite([r.point for r in record.regions if r.point is not None], 2)
     mask, mask_cut = _mask(record.mask)
     content: dict[str, Any] = {
-        "q": question_segments(question[:MAX_RAW_CHARS], record.references),
+        # at most MAX_SHAPES references are linked: a hostile record may list any number
+        "q": question_segments(question[:MAX_RAW_CHARS], record.references[:MAX_SHAPES]),
         "raw": raw[:MAX_RAW_CHARS],
         "boxes": boxes[:MAX_SHAPES],
         "points": points[:MAX_SHAPES],

@@ -235,3 +235,8 @@ def test_a_gzip_bomb_entry_is_refused_before_it_is_read(sample_runs, entries, mo
     for spec in ("leaderboard:noisy-seed1", str(folder)):
         out = CliRunner().invoke(main, ["compare", str(sample_runs["predicted"]), spec, "--submissions", str(entries)])
         assert out.exit_code == 1 and "decompresses to more than" in out.output, out.output
+    import regiondial_bench.publish.leaderboard as leaderboard
+
+    monkeypatch.setattr(leaderboard, "MAX_RESULTS_BYTES", 100)  # an oversized results.json is not parsed
+    out = CliRunner().invoke(main, ["compare", str(sample_runs["predicted"]), str(folder)])
+    assert out.exit_code == 1 and "results.json is" in out.output and "the limit is 100" in out.output

@@ -171,7 +171,9 @@ def test_the_largest_possible_turn_fits_a_file():
     turn = Turn(index=0, question=text, gold_boxes=[(-1e300, -1e300, 1e300, 1e300)] * 1000,
                 gold_mask=mask, gold_point=(-1e300, 1e300))
     answer, gold = _json(answer_content(record, 1.0)), _json(_gold_content(turn))
-    assert len(answer_content(record, 1.0)["boxes"]) == MAX_SHAPES
+    content = answer_content(record, 1.0)
+    assert len(content["boxes"]) == MAX_SHAPES
+    assert sum(len(seg) == 3 for seg in content["q"]) == MAX_SHAPES  # 1,000 references, 100 linked
     assert 2 * len(answer) + len(gold) + 1000 < MAX_FILE_BYTES
 
 
