@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .geometry import box_iou, box_iou_matrix, rle_intersection_union
-from .schema import Bench, ConfidenceInterval, PredictionRecord, Provenance, Results, RoundRow
+from .schema import Bench, ConfidenceInterval, PredictionRecord, Provenance, Results, RoundRow, Turn
 
 HIT_THRESHOLD = 0.5
 BUCKET_FROM = 8  # rounds >= 8 are pooled into "8+" (the paper's tables stop at R7)
@@ -88,6 +88,27 @@ def score_turn(gold_boxes: Sequence[Sequence[float]], predicted_boxes: Sequence[
     return float(ious[0]), bool((ious > HIT_THRESHOLD).any()), bool(ious[0] > HIT_THRESHOLD)
 
 
+def score_record(dialogue_id: str, turn: Turn, record: PredictionRecord, *, masks: bool) -> TurnScore:
+    """The scores of one answered turn (``masks``: score the mask when the turn has a gold mask)."""
+    iou, hit, hit_top1 = score_turn(turn.gold_boxes, [r.box for r in record.regions])
+    inter = union = None
+    if masks and turn.gold_mask is not None:
+        inter, union = rle_intersection_union(record.mask, turn.gold_mask)
+    return TurnScore(
+        dialogue_id=dialogue_id,
+        turn=turn.index,
+        round=turn.round,
+        iou=iou,
+        hit=hit,
+        hit_top1=hit_top1,
+        mask_inter=inter,
+        mask_union=union,
+        error=record.error,
+        reference_turns=tuple(ref.turn for ref in turn.references),
+        failure_kind=(record.failure_kind or "answer") if record.error is not None else None,
+    )
+
+
 def turn_scores(
     bench: Bench,
     records: Iterable[PredictionRecord],
@@ -121,25 +142,7 @@ def turn_scores(
                 missing.append(f"{dialogue.dialogue_id}#{turn.index}")
                 continue
             seen += 1
-            iou, hit, hit_top1 = score_turn(turn.gold_boxes, [r.box for r in record.regions])
-            inter = union = None
-            if masks and turn.gold_mask is not None:
-                inter, union = rle_intersection_union(record.mask, turn.gold_mask)
-            scores.append(
-                TurnScore(
-                    dialogue_id=dialogue.dialogue_id,
-                    turn=turn.index,
-                    round=turn.round,
-                    iou=iou,
-                    hit=hit,
-                    hit_top1=hit_top1,
-                    mask_inter=inter,
-                    mask_union=union,
-                    error=record.error,
-                    reference_turns=tuple(ref.turn for ref in turn.references),
-                    failure_kind=(record.failure_kind or "answer") if record.error is not None else None,
-                )
-            )
+            scores.append(score_record(dialogue.dialogue_id, turn, record, masks=masks))
     if seen != len(by_key):
         known = {(d.dialogue_id, t.index) for d in bench for t in d.turns}
         extra = sorted(f"{k[0]}#{k[1]}" for k in by_key if k not in known)

@@ -414,26 +414,22 @@ class PredictionRecord(_Model):
         return (self.dialogue_id, self.turn)
 
 
-def read_prediction_log(
+def iter_prediction_log(
     path: str | Path,
     *,
     strict: bool = True,
     skipped: list[tuple[int, str]] | None = None,
-) -> list[PredictionRecord]:
-    """Read a prediction log (``.jsonl`` or ``.jsonl.gz``), in file order.
+) -> Iterator[PredictionRecord]:
+    """The records of a prediction log (``.jsonl`` or ``.jsonl.gz``), one at a time, in file order.
 
-    ``strict`` (validation, scoring): every line must be a record, duplicates are kept for the
-    caller to reject, and errors name the file and line. Not strict (resuming a killed run):
-    every unreadable line (a torn tail, a corrupted line anywhere) is skipped and reported in
-    ``skipped`` as ``(line number, reason)``; every valid record around it is kept, and a later
-    record for a turn replaces an earlier one.
+    Only one line is held at a time, so a reader that keeps little per record (``compare``,
+    ``view``) stays small on a log of any length. Duplicates are yielded as they come; ``strict``
+    and ``skipped`` are as in :func:`read_prediction_log`.
     """
     import gzip
 
     path = Path(path)
     opener = gzip.open if path.name.endswith(".gz") else open
-    records: list[PredictionRecord] = []
-    latest: dict[tuple[str, int], int] = {}
     line_no = 0
     try:
         with opener(path, "rb") as f:
@@ -452,16 +448,36 @@ def read_prediction_log(
                     if skipped is not None:
                         skipped.append((line_no, _short(exc, 300)))
                     continue
-                if strict:
-                    records.append(record)
-                elif record.key in latest:
-                    records[latest[record.key]] = record
-                else:
-                    latest[record.key] = len(records)
-                    records.append(record)
+                yield record
     except (OSError, EOFError) as exc:
         where = f"{path}:{line_no + 1}" if line_no else str(path)
         raise ValueError(f"{where}: cannot read the prediction log ({exc})") from exc
+
+
+def read_prediction_log(
+    path: str | Path,
+    *,
+    strict: bool = True,
+    skipped: list[tuple[int, str]] | None = None,
+) -> list[PredictionRecord]:
+    """Read a prediction log (``.jsonl`` or ``.jsonl.gz``), in file order.
+
+    ``strict`` (validation, scoring): every line must be a record, duplicates are kept for the
+    caller to reject, and errors name the file and line. Not strict (resuming a killed run):
+    every unreadable line (a torn tail, a corrupted line anywhere) is skipped and reported in
+    ``skipped`` as ``(line number, reason)``; every valid record around it is kept, and a later
+    record for a turn replaces an earlier one.
+    """
+    records: list[PredictionRecord] = []
+    latest: dict[tuple[str, int], int] = {}
+    for record in iter_prediction_log(path, strict=strict, skipped=skipped):
+        if strict:
+            records.append(record)
+        elif record.key in latest:
+            records[latest[record.key]] = record
+        else:
+            latest[record.key] = len(records)
+            records.append(record)
     return records
 
 

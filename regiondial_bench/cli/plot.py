@@ -13,13 +13,20 @@ from ..results.report import load_runs, mixed_bench_warning
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--label", "labels", multiple=True, help="Legend label per run, in order.")
-def command(runs: tuple[Path, ...], out_dir: Path, labels: tuple[str, ...]) -> None:
-    """Write PNG and SVG plots of RUN folders into DIR.
+@click.option("--format", "formats", multiple=True, type=click.Choice(["png", "svg", "pdf"]),
+              help="File format(s), repeatable [default: png and svg].")
+def command(runs: tuple[Path, ...], out_dir: Path, labels: tuple[str, ...], formats: tuple[str, ...]) -> None:
+    """Write plots of RUN folders into DIR (PNG and SVG, or each --format given).
 
     Pass the same adapter run with --reference-mode predicted and gold to get the error-
-    accumulation plot; conditional-accuracy plots need each run's predictions.jsonl.
+    accumulation plot; conditional-accuracy and failure-breakdown plots need each run's
+    predictions.jsonl.
+
+    \b
+    Example:
+      regiondial plot runs/noisy-pred runs/noisy-gold --out plots/ --format pdf
     """
-    from ..results.plots import plot_all
+    from ..results.plots import DEFAULT_FORMATS, plot_all
     from ._display import finished_runs
 
     kept = finished_runs(runs, "plot")
@@ -30,7 +37,7 @@ def command(runs: tuple[Path, ...], out_dir: Path, labels: tuple[str, ...]) -> N
         mixed = mixed_bench_warning(loaded)
         if mixed:
             click.echo(mixed, err=True)
-        written, skipped = plot_all(loaded, out_dir)
+        written, skipped = plot_all(loaded, out_dir, formats or DEFAULT_FORMATS)
     except ImportError as exc:
         raise click.ClickException(f"{exc}") from exc
     except (FileNotFoundError, ValueError) as exc:

@@ -36,6 +36,8 @@ from ..results.report import (
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="terminal", show_default=True)
 @click.option("--all-rounds", is_flag=True, help="One column per round index instead of R1..R7 + R8+.")
 @click.option("--ci", "with_ci", is_flag=True, help="Show 95% bootstrap intervals next to AP50/gIoU.")
+@click.option("--mde", "with_mde", is_flag=True,
+              help="Also the minimum detectable effect per round (points, alpha 0.05, 80% power) at each run's size.")
 @click.option("--paper-table", is_flag=True, help="The paper's two 7-round tables with the runs added.")
 @click.option(
     "--compare-to", default=None, help="Paper row the differences refer to (default: RegionReasoner-7B)."
@@ -48,6 +50,7 @@ def command(
     fmt: str,
     all_rounds: bool,
     with_ci: bool,
+    with_mde: bool,
     paper_table: bool,
     compare_to: str | None,
     output: Path | None,
@@ -74,6 +77,10 @@ def command(
         )
         columns = all_round_columns(loaded) if all_rounds else None
         tables = [round_table(loaded, m, columns) for m in chosen]
+        if with_mde:
+            from ..results.power import mde_table
+
+            tables += [mde_table(loaded, m, columns) for m in chosen if m in ("ap50", "giou")]
     for warning in dict.fromkeys(w for table in tables for w in table.warnings):
         click.echo(warning, err=True)
     if fmt == "terminal" and output is None:

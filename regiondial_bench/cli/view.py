@@ -10,7 +10,7 @@ import click
 @click.command("view")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="folder for index.html and the downscaled images")
+              help="folder for index.html, its data/ files and the downscaled images")
 @click.option("--bench", "bench_spec", help="the bench the runs used [default: the one recorded in run.json]")
 @click.option("--images", type=click.Path(file_okay=False, path_type=Path),
               help="images for a question .json bench (as given to evaluate --images)")
@@ -21,7 +21,8 @@ import click
 def command(runs, out_dir, bench_spec, images, labels, max_image_side, no_progress) -> None:
     """Write DIR/index.html: every dialogue of RUN with its image, gold and predicted regions per
     round, the questions as asked and the raw answers; filters for misses, failures, rounds,
-    wrong references and (with RUN2, same bench) where the two runs differ. Open it from disk.
+    wrong references and (with RUN2, same bench) the turns where the two runs differ. Open it
+    from disk; keep it beside DIR/data/ (the turns, loaded a page at a time) and DIR/images/.
 
     \b
     Example:

@@ -10,6 +10,14 @@ Avg). Turns of one dialogue stay together, as in the per-run intervals of :mod:`
   under the null, ``p = (1 + #{|d* - d| >= |d|}) / (B + 1)``, where ``d`` is the observed
   difference; a column where both runs score identically on every turn gets ``p = 1``.
 
+* minimum detectable effect (MDE): ``2.80 x`` the standard deviation of the resampled
+  differences, the smallest true difference this pair of runs detects at alpha 0.05 with 80%
+  power (:mod:`.power`); a difference below it that is "not significant" says little.
+
+Run B may be a leaderboard entry or submission folder (its gzipped log). Both logs are streamed
+(:mod:`.turns`): memory is the bench plus a few hundred bytes per turn, whatever the log sizes.
+The bench is loaded once, from run A's recorded location (else run B's, else the registry).
+
 Scores are percentages; differences are in points.
 """
 
@@ -22,11 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..schema import Bench
+from .power import minimum_detectable_effect
 from .report import RunResults, escape_markdown, load_run
 
 COLUMNS: tuple[str, ...] = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8+", "Avg")
 METRIC_LABELS = {"ap50": "AP50", "giou": "gIoU"}
 _CHUNK = 500  # resamples per matrix product: memory stays chunk x dialogues, not resamples x dialogues
+_CHUNK_CELLS = 1 << 20  # ... and fewer resamples per product when there are many dialogues (8 MB a matrix)
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,7 @@ class ComparisonRow:
     low: float
     high: float
     p_value: float
+    mde: float = 0.0  # minimum detectable effect (points) at alpha 0.05, power 0.8
 
 
 @dataclass
@@ -67,12 +79,6 @@ class Comparison:
 
 def _column_of(round_: int) -> str:
     return f"R{round_}" if round_ < 8 else "R8+"
-
-
-def _turn_scores(run: RunResults) -> list:
-    from .plots import run_turn_scores
-
-    return run_turn_scores(run)
 
 
 def paired_arrays(scores_a: Sequence, scores_b: Sequence) -> dict[str, np.ndarray]:
@@ -109,18 +115,56 @@ def paired_arrays(scores_a: Sequence, scores_b: Sequence) -> dict[str, np.ndarra
     }
 
 
-def paired_bootstrap(
+@dataclass(frozen=True)
+class PairedStat:
+    """One selection's paired statistic, in points: ``diff`` (A - B), its 95% interval, the
+    two-sided p-value and the standard error (standard deviation of the resampled differences)."""
+
+    diff: float
+    low: float
+    high: float
+    p_value: float
+    se: float
+
+
+def resample_ratios(
     dialogue: np.ndarray,
-    values_a: np.ndarray,
-    values_b: np.ndarray,
-    select: np.ndarray,
+    values: np.ndarray,
+    selections: Sequence[np.ndarray],
     *,
     n_bootstrap: int,
     seed: int,
-) -> tuple[float, float, float, float]:
-    """``(observed diff, low, high, p)`` in points for the mean of ``values_a - values_b`` over
-    the selected turns, resampling whole dialogues (the same draw for both runs)."""
-    return paired_bootstrap_many(dialogue, values_a, values_b, [select], n_bootstrap=n_bootstrap, seed=seed)[0]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(observed, samples)``: the mean of ``values`` over each selection of turns, and its
+    ``n_bootstrap`` resamples over dialogues (``samples[b, j]``; NaN where a draw holds no turn
+    of selection ``j``).
+
+    One resample draws D dialogues with replacement; a dialogue's weight is how often it was
+    drawn, and each selection's mean is a ratio of weighted per-dialogue sums: one matrix
+    product per chunk of resamples for all selections. A chunk holds at most
+    :data:`_CHUNK_CELLS` weights, so memory does not grow with the resamples.
+    """
+    n_dialogues = int(dialogue.max()) + 1
+    count = np.stack([np.bincount(dialogue[sel], minlength=n_dialogues).astype(np.float64) for sel in selections])
+    total = np.stack([np.bincount(dialogue[sel], weights=values[sel], minlength=n_dialogues) for sel in selections])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        observed = total.sum(axis=1) / count.sum(axis=1)
+    sums = np.ascontiguousarray(np.vstack([total, count]).T)  # D x 2S: one product gives both
+    k = len(selections)
+    rng = np.random.default_rng(seed)
+    samples = np.empty((n_bootstrap, k), dtype=np.float64)
+    chunk = max(1, min(_CHUNK, _CHUNK_CELLS // n_dialogues))
+    for start in range(0, n_bootstrap, chunk):
+        size = min(chunk, n_bootstrap - start)
+        draws = rng.integers(0, n_dialogues, size=(size, n_dialogues))
+        flat = (draws + (np.arange(size) * n_dialogues)[:, None]).ravel()
+        del draws
+        weights = np.bincount(flat, minlength=size * n_dialogues).reshape(size, n_dialogues).astype(np.float64)
+        del flat
+        weighted = weights @ sums
+        with np.errstate(invalid="ignore", divide="ignore"):
+            samples[start:start + size] = weighted[:, :k] / weighted[:, k:]
+    return observed, samples
 
 
 def paired_bootstrap_many(
@@ -131,42 +175,41 @@ def paired_bootstrap_many(
     *,
     n_bootstrap: int,
     seed: int,
-) -> list[tuple[float, float, float, float]]:
-    """:func:`paired_bootstrap` for several selections of turns at once, on the same draws.
-
-    One resample draws D dialogues with replacement; a dialogue's weight is how often it was
-    drawn, and each selection's difference is a ratio of weighted per-dialogue sums: one matrix
-    product per chunk of resamples for all selections.
-    """
-    n_dialogues = int(dialogue.max()) + 1
+) -> list[PairedStat]:
+    """The paired statistic of ``values_a - values_b`` for several selections of turns, resampling
+    whole dialogues (the same draws for both runs and every selection)."""
     diff = values_a - values_b
-    count = np.stack([np.bincount(dialogue[sel], minlength=n_dialogues).astype(np.float64) for sel in selections])
-    delta = np.stack([np.bincount(dialogue[sel], weights=diff[sel], minlength=n_dialogues) for sel in selections])
-    rng = np.random.default_rng(seed)
-    samples = np.empty((n_bootstrap, len(selections)), dtype=np.float64)
-    for start in range(0, n_bootstrap, _CHUNK):
-        size = min(_CHUNK, n_bootstrap - start)
-        draws = rng.integers(0, n_dialogues, size=(size, n_dialogues))
-        flat = (draws + (np.arange(size) * n_dialogues)[:, None]).ravel()
-        weights = np.bincount(flat, minlength=size * n_dialogues).reshape(size, n_dialogues).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            samples[start:start + size] = (weights @ delta.T) / (weights @ count.T)
+    observed, samples = resample_ratios(dialogue, diff, selections, n_bootstrap=n_bootstrap, seed=seed)
     out = []
-    for j in range(len(selections)):
-        observed = float(delta[j].sum() / count[j].sum())
+    for j, selection in enumerate(selections):
+        d = float(observed[j])
         column = samples[:, j]
         column = column[np.isfinite(column)]  # a draw without any turn of this selection says nothing
         if column.size == 0:
-            out.append((observed * 100, observed * 100, observed * 100, 1.0))
+            out.append(PairedStat(d * 100, d * 100, d * 100, 1.0, 0.0))
             continue
         low, high = np.percentile(column, [2.5, 97.5])
-        if np.all(delta[j] == 0):
+        if np.all(diff[selection] == 0):
             p = 1.0
         else:
-            extreme = np.count_nonzero(np.abs(column - observed) >= abs(observed) - 1e-12)
+            extreme = np.count_nonzero(np.abs(column - d) >= abs(d) - 1e-12)
             p = (1 + extreme) / (column.size + 1)
-        out.append((observed * 100, float(low) * 100, float(high) * 100, float(min(p, 1.0))))
+        se = float(column.std(ddof=1)) if column.size > 1 else 0.0
+        out.append(PairedStat(d * 100, float(low) * 100, float(high) * 100, float(min(p, 1.0)), se * 100))
     return out
+
+
+def paired_bootstrap(
+    dialogue: np.ndarray,
+    values_a: np.ndarray,
+    values_b: np.ndarray,
+    select: np.ndarray,
+    *,
+    n_bootstrap: int,
+    seed: int,
+) -> PairedStat:
+    """:func:`paired_bootstrap_many` for one selection of turns."""
+    return paired_bootstrap_many(dialogue, values_a, values_b, [select], n_bootstrap=n_bootstrap, seed=seed)[0]
 
 
 def compare_scores(scores_a: Sequence, scores_b: Sequence, *, n_bootstrap: int = 10_000, seed: int = 0,
@@ -197,19 +240,27 @@ def compare_scores(scores_a: Sequence, scores_b: Sequence, *, n_bootstrap: int =
             if select.any():
                 chosen.append((column, select))
         stats = paired_bootstrap_many(arrays["dialogue"], np.nan_to_num(a), np.nan_to_num(b),
-                                      [sel for _, sel in chosen], n_bootstrap=n_bootstrap, seed=seed)
-        for (column, select), (diff, low, high, p) in zip(chosen, stats, strict=True):
+                                      [np.flatnonzero(sel) for _, sel in chosen], n_bootstrap=n_bootstrap, seed=seed)
+        for (column, select), stat in zip(chosen, stats, strict=True):
             comparison.rows.append(ComparisonRow(
                 metric=metric, column=column, n=int(select.sum()),
                 a=round(100 * float(a[select].mean()), 4), b=round(100 * float(b[select].mean()), 4),
-                diff=round(diff, 4), low=round(low, 4), high=round(high, 4), p_value=round(p, 6),
+                diff=round(stat.diff, 4), low=round(stat.low, 4), high=round(stat.high, 4),
+                p_value=round(stat.p_value, 6), mde=round(minimum_detectable_effect(stat.se), 4),
             ))
     return comparison
 
 
 def compare_runs(run_a: str | Path | RunResults, run_b: str | Path | RunResults, *, n_bootstrap: int = 10_000,
-                 seed: int = 0) -> Comparison:
-    """Paired bootstrap comparison of two scored run folders on the same bench.
+                 seed: int = 0, bench: Bench | None = None) -> Comparison:
+    """Paired bootstrap comparison of two scored runs on the same bench.
+
+    Args:
+        run_a: a run folder (or loaded run).
+        run_b: another run folder, or a submission folder (``predictions.jsonl.gz``).
+        n_bootstrap: paired resamples of dialogues.
+        seed: the resampling seed.
+        bench: the bench both runs answered (default: run A's recorded one, else run B's).
 
     Raises:
         ValueError: when the runs were made on different benches or answered different turns.
@@ -223,12 +274,45 @@ def compare_runs(run_a: str | Path | RunResults, run_b: str | Path | RunResults,
             f"the runs were made on different benches ({pa.bench_name} {pa.bench_hash[:19]} vs "
             f"{pb.bench_name} {pb.bench_hash[:19]}); a paired comparison needs the same bench"
         )
+    logs = [run.predictions_path() for run in (a, b)]
+    for run, log in zip((a, b), logs, strict=True):
+        if log is None:
+            raise FileNotFoundError(f"{run.path}: no prediction log (predictions.jsonl) beside the results; "
+                                    "a paired comparison re-scores each turn")
+    if bench is None:
+        bench = _shared_bench(a, b)
+    elif bench.content_hash != pa.bench_hash:
+        raise ValueError(f"the given bench has hash {bench.content_hash}, the runs were made on {pa.bench_hash}")
     label_a, label_b = a.label, b.label
     if label_a == label_b:  # tell them apart by folder, as reports do
         label_a = f"{label_a} [{a.path.name if a.path else 'A'}]"
         label_b = f"{label_b} [{b.path.name if b.path else 'B'}]"
-    return compare_scores(_turn_scores(a), _turn_scores(b), n_bootstrap=n_bootstrap, seed=seed,
-                          label_a=label_a, label_b=label_b, bench_name=pa.bench_name, bench_hash=pa.bench_hash)
+    from .turns import stream_turn_scores
+
+    scores_a = stream_turn_scores(bench, logs[0])
+    scores_b = stream_turn_scores(bench, logs[1])
+    comparison = compare_scores(scores_a, scores_b, n_bootstrap=n_bootstrap, seed=seed, label_a=label_a,
+                                label_b=label_b, bench_name=pa.bench_name, bench_hash=pa.bench_hash)
+    if pa.reference_mode != pb.reference_mode:
+        comparison.notes.append(
+            f"note: the runs used different reference modes (A {pa.reference_mode}, B {pb.reference_mode}): "
+            "the difference includes the effect of the references each turn was given"
+        )
+    return comparison
+
+
+def _shared_bench(a: RunResults, b: RunResults) -> Bench:
+    """The bench of two runs with the same bench hash, loaded once: A's, else B's."""
+    from ..bench.registry import BenchUnavailable
+    from .plots import load_run_bench
+
+    problems = []
+    for run in (a, b):
+        try:
+            return load_run_bench(run)
+        except (FileNotFoundError, ValueError, BenchUnavailable) as exc:
+            problems.append(f"{run.label}: {exc}")
+    raise ValueError("cannot load the runs' bench (" + "; ".join(problems) + "); pass the bench explicitly")
 
 
 def _p_text(p: float) -> str:
@@ -237,7 +321,9 @@ def _p_text(p: float) -> str:
 
 def _caption(c: Comparison) -> str:
     return (f"diff = A - B in points; 95% paired bootstrap interval over {c.dialogues} dialogues "
-            f"({c.resamples} resamples, seed {c.seed}); p two-sided against no difference")
+            f"({c.resamples} resamples, seed {c.seed}); p two-sided against no difference; MDE: the "
+            "smallest true difference these runs detect (alpha 0.05, 80% power), 2.80 x the resampled "
+            "differences' standard deviation")
 
 
 def render_markdown(c: Comparison) -> str:
@@ -256,6 +342,7 @@ def render_markdown(c: Comparison) -> str:
         lines.append("| A - B | " + " | ".join(f"{r.diff:+.1f}" for r in rows) + " |")
         lines.append("| 95% CI | " + " | ".join(f"[{r.low:+.1f}, {r.high:+.1f}]" for r in rows) + " |")
         lines.append("| p | " + " | ".join(_p_text(r.p_value) for r in rows) + " |")
+        lines.append("| MDE | " + " | ".join(f"{r.mde:.1f}" for r in rows) + " |")
         lines.append("")
     lines += [_caption(c), *c.notes]
     return "\n".join(lines) + "\n"
@@ -276,11 +363,11 @@ def render_terminal(c: Comparison, console=None) -> None:  # noqa: ANN001
             continue
         # one line per round column, so the table fits an 80-column terminal
         table = Table(title=Text(f"{METRIC_LABELS[metric]}: A - B"), box=box.SIMPLE_HEAD)
-        for name in ("round", "turns", "A", "B", "A - B", "95% CI", "p"):
+        for name in ("round", "turns", "A", "B", "A - B", "95% CI", "p", "MDE"):
             table.add_column(name, justify="left" if name == "round" else "right", no_wrap=True)
         for r in rows:
             table.add_row(r.column, str(r.n), f"{r.a:.1f}", f"{r.b:.1f}",
                           Text(f"{r.diff:+.1f}", style="bold" if r.p_value < 0.05 else ""),
-                          Text(f"[{r.low:+.1f}, {r.high:+.1f}]"), _p_text(r.p_value))
+                          Text(f"[{r.low:+.1f}, {r.high:+.1f}]"), _p_text(r.p_value), f"{r.mde:.1f}")
         console.print(table)
     console.print(Text("\n".join([_caption(c), *c.notes])))

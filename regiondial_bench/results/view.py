@@ -6,12 +6,28 @@ box and mask and the predicted boxes, points and mask of every round, one colour
 round toggleable; and per turn the question as asked (references highlighted and linked to the
 turn they came from), the raw answer with its tags, the failure reason, IoU and hit. Filters:
 missed or failed turns, round, failure reason, "reference was wrong" and, for two runs of the
-same bench shown side by side, "the runs differ".
+same bench shown side by side, "the runs differ" (per turn).
 
-All data sits in one JSON block that the page's script reads and inserts as text (never as
-HTML); the Content-Security-Policy allows only that script (by hash) and local images, and no
-network, so a raw answer such as ``<script>…`` is shown as the characters it is.
-Pages of 25 dialogues keep a run of thousands of turns quick to open and filter.
+Paged data, so a run of any size opens quickly and no file grows with the run:
+
+* ``index.html`` holds the script and an *index*: per dialogue its id, its turn count, which
+  data files hold it, and per turn and run a few flag bits (answered, hit, failed, reference
+  wrong, infrastructure failure, failure reason). Every filter runs on the index alone.
+* ``data/<token>-<n>.js`` hold the turns' content (questions, raw answers, boxes, points, masks,
+  gold regions) in bench order, about :data:`CHUNK_BYTES` each; a dialogue that does not fit is
+  split between files. The page loads the files of the 25 dialogues it shows, once. A data file
+  is a script (``regiondialChunk(token, n, [...])``) because a page opened from disk may not read
+  files any other way; ``token`` is new on every build, so a stale file is never mixed in.
+* Texts are cut at :data:`MAX_RAW_CHARS`, masks dropped beyond :data:`MAX_MASK_CHARS` and shapes
+  beyond :data:`MAX_SHAPES` (the page says so), which bounds every turn, hence every file, well
+  under 8 MB whatever the answers hold.
+
+Building streams the prediction logs: each record is scored and its page content written to a
+temporary file at once, so memory is the bench plus a few dozen bytes per turn.
+
+All data is inserted as text (never as HTML). The Content-Security-Policy allows the page's own
+script (by hash) and, through ``'strict-dynamic'``, the data files that script loads; local
+images; no network. A raw answer such as ``<script>…`` is shown as the characters it is.
 """
 
 from __future__ import annotations
@@ -21,34 +37,62 @@ import contextlib
 import hashlib
 import html
 import json
+import logging
 import math
 import os
 import re
+import secrets
+import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from ..metrics import TurnScore, failure_kind, turn_scores
-from ..schema import PREDICTIONS_FILE, RESULTS_FILE, Bench, PredictionRecord, RunSpec
+import numpy as np
+
+from ..metrics import failure_kind, score_turn
+from ..schema import PREDICTIONS_FILE, RESULTS_FILE, Bench, PredictionRecord, RunSpec, iter_prediction_log
+
+logger = logging.getLogger(__name__)
 
 INDEX_FILE = "index.html"
 IMAGE_DIR = "images"
+DATA_DIR = "data"
 MAX_IMAGE_SIDE = 512  # the downscaled copies; the page shows them at most 480 px wide
-MAX_RAW_CHARS = 4000  # longer raw answers are cut in the page (the log keeps them whole)
+MAX_RAW_CHARS = 4000  # longer raw answers, questions and failure reasons are cut in the page (the log keeps them)
+MAX_SHAPES = 100  # boxes, and points, drawn per answer or gold turn
+MAX_MASK_CHARS = 1_000_000  # a mask whose RLE counts are longer is not drawn (a few KB is usual)
+CHUNK_BYTES = 512 * 1024  # a data file is closed before it would grow past this (one turn alone may)
+MAX_FILE_BYTES = 8 * 1024 * 1024  # what the cuts above guarantee for every file the viewer writes
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
            "#f032e6", "#9a6324", "#469990", "#800000", "#808000", "#000075")
+
+# a turn's flags in one run, as the page reads them (viewer.js); the failure reason's index + 1
+# sits in the bits from REASON_SHIFT up
+ANSWERED, HIT, FAILED, REFWRONG, INFRA = 1, 2, 4, 8, 16
+REASON_SHIFT = 5
+_CHUNK_FILE = re.compile(r"[0-9a-f]{8}-\d+\.js")
 
 
 @dataclass
 class ViewRun:
-    """A run folder as the viewer reads it (unfinished runs too: unanswered turns show as such)."""
+    """A run folder as the viewer reads it (unfinished runs too: unanswered turns show as such).
+
+    Per turn, in bench order: ``flags`` (the bits above, the reason as a local kind id in
+    ``kind``) and where its page content lies in the build's temporary file (``spans``).
+    """
 
     label: str
     spec: RunSpec
-    records: dict[tuple[str, int], PredictionRecord]
-    scores: dict[tuple[str, int], TurnScore]
     path: Path
+    flags: np.ndarray
+    kind: np.ndarray
+    kinds: list[str]  # local kind id - 1 -> failure reason
+    spans: np.ndarray
+    answered: int = 0
+    skipped: list[tuple[int, str]] = field(default_factory=list)
 
 
 def _bench_for(spec: RunSpec, bench: Bench | None) -> Bench:
@@ -70,9 +114,29 @@ def _bench_for(spec: RunSpec, bench: Bench | None) -> Bench:
     return loaded
 
 
-def load_view_run(path: str | Path, bench: Bench, label: str | None = None) -> ViewRun:
-    """Read a run folder's ``run.json`` and prediction log and score its answered turns."""
-    from ..run.folder import load_run_spec, read_predictions
+class _Layout:
+    """Where each dialogue's turns sit in bench order (one position per turn)."""
+
+    def __init__(self, bench: Bench) -> None:
+        self.first: dict[str, int] = {}
+        position = 0
+        for dialogue in bench:
+            self.first[dialogue.dialogue_id] = position
+            position += len(dialogue.turns)
+        self.total = position
+
+
+def load_view_run(path: str | Path, bench: Bench, spill: IO[bytes], label: str | None = None) -> ViewRun:
+    """Stream a run folder's prediction log: score each record and write its page content to
+    ``spill`` (a binary file), keeping only flags and offsets per turn.
+
+    Unreadable lines (a killed run's torn tail) are skipped with a warning; a later record for a
+    turn replaces an earlier one, as ``--resume`` reads the log.
+
+    Raises:
+        ValueError: the run is on another bench, or names turns the bench does not have.
+    """
+    from ..run.folder import load_run_spec
     from .report import default_label, read_results
 
     path = Path(path)
@@ -83,18 +147,105 @@ def load_view_run(path: str | Path, bench: Bench, label: str | None = None) -> V
     log = path / PREDICTIONS_FILE
     if not log.is_file() and (path / (PREDICTIONS_FILE + ".gz")).is_file():
         log = path / (PREDICTIONS_FILE + ".gz")
-    records = read_predictions(log)  # tolerant: a killed run shows what it answered
     if label is None:
         label = f"{spec.adapter} ({spec.reference_mode})"
         if (path / RESULTS_FILE).is_file():
             with contextlib.suppress(ValueError, FileNotFoundError):  # a bad results file only loses the label
                 label = default_label(read_results(path / RESULTS_FILE), path)
-    scores = turn_scores(bench, records, require_complete=False)
-    return ViewRun(label, spec, {r.key: r for r in records}, {(s.dialogue_id, s.turn): s for s in scores}, path)
+    layout = _Layout(bench)
+    run = ViewRun(label, spec, path, flags=np.zeros(layout.total, dtype=np.int64),
+                  kind=np.zeros(layout.total, dtype=np.int64), kinds=[],
+                  spans=np.full((layout.total, 2), -1, dtype=np.int64))
+    kind_ids: dict[str, int] = {}
+    references: dict[int, tuple[bool, tuple[int, ...]]] = {}  # position -> (no region, referenced positions)
+    unknown: list[str] = []
+    spill.seek(0, os.SEEK_END)
+    for record in (iter_prediction_log(log, strict=False, skipped=run.skipped) if log.is_file() else ()):
+        first = layout.first.get(record.dialogue_id)
+        dialogue = bench.dialogue(record.dialogue_id) if first is not None else None
+        if dialogue is None or not 0 <= record.turn < len(dialogue.turns):
+            unknown.append(f"{record.dialogue_id[:80]}#{record.turn}")
+            continue
+        position = first + record.turn
+        iou, hit, _ = score_turn(dialogue.turns[record.turn].gold_boxes, [r.box for r in record.regions])
+        content = _json(answer_content(record, iou)).encode("ascii")
+        run.spans[position] = (spill.tell(), len(content))
+        spill.write(content)
+        bits = ANSWERED | (HIT if hit else 0)
+        run.kind[position] = 0
+        if record.error is not None:
+            bits |= FAILED | (INFRA if record.failure_kind == "infra" else 0)
+            run.kind[position] = kind_ids.setdefault(failure_kind(record.error), len(kind_ids) + 1)
+        run.flags[position] = bits
+        no_region = any(ref.source == "no-region" for ref in record.references)
+        predicted = tuple(first + ref.turn if 0 <= ref.turn < len(dialogue.turns) else -1
+                          for ref in record.references if ref.source == "predicted")
+        if no_region or predicted:
+            references[position] = (no_region, predicted)
+        else:
+            references.pop(position, None)
+    if run.skipped:
+        logger.warning("%s: %d unreadable line(s) skipped (first: line %d, %s)", log, len(run.skipped),
+                       *run.skipped[0])
+    if unknown:
+        raise ValueError(f"{path}: {len(unknown)} prediction(s) name turns the bench does not have: {unknown[:5]}")
+    for position, (no_region, predicted) in references.items():
+        # a reference was wrong when it held no region, or the referenced turn missed (or was never answered)
+        if no_region or any(p < 0 or not run.flags[p] & HIT for p in predicted):
+            run.flags[position] |= REFWRONG
+    run.kinds = sorted(kind_ids, key=kind_ids.__getitem__)
+    run.answered = int(np.count_nonzero(run.flags & ANSWERED))
+    return run
 
 
-def _finite_boxes(boxes: Sequence[Sequence[float]]) -> list[list[float]]:
-    return [[round(float(v), 2) for v in b] for b in boxes if len(b) == 4 and all(math.isfinite(v) for v in b)]
+def _finite(values: Sequence[Sequence[float]], size: int) -> list[list[float]]:
+    return [[round(float(v), 2) for v in b] for b in values if len(b) == size and all(math.isfinite(v) for v in b)]
+
+
+def _mask(mask: Any) -> tuple[dict[str, Any] | None, bool]:
+    """The page's form of an RLE mask, and whether it was left out for its size."""
+    if mask is None:
+        return None, False
+    if len(mask.counts) > MAX_MASK_CHARS:
+        return None, True
+    return {"size": list(mask.size), "counts": mask.counts}, False
+
+
+def answer_content(record: PredictionRecord, iou: float) -> dict[str, Any]:
+    """What the page shows of one answered turn (texts cut, shapes and masks bounded)."""
+    raw, question = record.raw_text, record.question
+    boxes = _finite([r.box for r in record.regions], 4)
+    points = _finite([r.point for r in record.regions if r.point is not None], 2)
+    mask, mask_cut = _mask(record.mask)
+    content: dict[str, Any] = {
+        # at most MAX_SHAPES references are linked: a hostile record may list any number
+        "q": question_segments(question[:MAX_RAW_CHARS], record.references[:MAX_SHAPES]),
+        "raw": raw[:MAX_RAW_CHARS],
+        "boxes": boxes[:MAX_SHAPES],
+        "points": points[:MAX_SHAPES],
+        "mask": mask,
+        "err": None if record.error is None else record.error[:MAX_RAW_CHARS],
+        "iou": round(iou, 4) if math.isfinite(iou) else 0.0,
+    }
+    extra = {"cut": len(raw) - MAX_RAW_CHARS, "qcut": len(question) - MAX_RAW_CHARS,
+             "shapes": max(0, len(boxes) - MAX_SHAPES) + max(0, len(points) - MAX_SHAPES)}
+    content.update({k: v for k, v in extra.items() if v > 0})
+    if mask_cut:
+        content["maskcut"] = True
+    return content
+
+
+def _gold_content(turn: Any) -> dict[str, Any]:
+    mask, mask_cut = _mask(turn.gold_mask)
+    content = {"gold": _finite(turn.gold_boxes, 4)[:MAX_SHAPES],
+               "gp": list(turn.gold_point) if turn.gold_point is not None else None, "gm": mask}
+    if mask_cut:
+        content["gmcut"] = True
+    return content
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
 
 def question_segments(question: str, used: Sequence[Any]) -> list[list[Any]]:
@@ -118,42 +269,6 @@ def question_segments(question: str, used: Sequence[Any]) -> list[list[Any]]:
     if rest or not segments:
         segments.append([rest])
     return segments
-
-
-def _reference_wrong(record: PredictionRecord, run: ViewRun, dialogue_id: str) -> bool:
-    for ref in record.references:
-        if ref.source == "no-region":
-            return True
-        if ref.source == "predicted":
-            score = run.scores.get((dialogue_id, ref.turn))
-            if score is None or not score.hit:
-                return True
-    return False
-
-
-def _answer(run: ViewRun, dialogue_id: str, turn: int) -> dict[str, Any] | None:
-    record = run.records.get((dialogue_id, turn))
-    score = run.scores.get((dialogue_id, turn))
-    if record is None or score is None:
-        return None
-    raw = record.raw_text
-    cut = len(raw) - MAX_RAW_CHARS if len(raw) > MAX_RAW_CHARS else 0
-    points = [list(r.point) for r in record.regions if r.point is not None]
-    return {
-        "q": question_segments(record.question, record.references),
-        "raw": raw[:MAX_RAW_CHARS],
-        "cut": cut,
-        "boxes": _finite_boxes([r.box for r in record.regions]),
-        "points": [[round(float(v), 2) for v in p] for p in points if all(math.isfinite(v) for v in p)],
-        "mask": None if record.mask is None else {"size": list(record.mask.size), "counts": record.mask.counts},
-        "err": record.error,
-        "kind": failure_kind(record.error) if record.error else None,
-        # "infra" (server/connection) or "answer" where the run recorded it
-        "fk": getattr(record, "failure_kind", None),
-        "iou": round(score.iou, 4),
-        "hit": score.hit,
-        "refwrong": _reference_wrong(record, run, dialogue_id),
-    }
 
 
 def _image_copy(bench: Bench, dialogue: Any, out: Path, index: int, max_side: int) -> tuple[str | None, int, int]:
@@ -182,52 +297,124 @@ def _image_copy(bench: Bench, dialogue: Any, out: Path, index: int, max_side: in
     return None, int(width), int(height)
 
 
-def view_data(runs: Sequence[ViewRun], bench: Bench, out: Path, *, max_image_side: int = MAX_IMAGE_SIDE,
-              progress: bool = False) -> dict[str, Any]:
-    """The JSON the page renders (and the image copies it references, written into ``out``)."""
+class _ChunkWriter:
+    """Writes the data files: parts ``[dialogue, first turn, image or null, turns, answers per run]``
+    in bench order, a file closed before it would pass :data:`CHUNK_BYTES` (so only a file of a
+    single turn can be larger), a dialogue continued in the next file where it does not fit."""
+
+    def __init__(self, folder: Path, token: str, n_runs: int) -> None:
+        self.folder, self.token, self.n_runs = folder, token, n_runs
+        self.number = 0  # the file being filled
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.files: list[Path] = []
+
+    def begin(self, dialogue: int, meta: dict[str, Any]) -> None:
+        self.dialogue, self.t0, self.meta = dialogue, 0, _json(meta).encode("ascii")
+        self.turns: list[bytes] = []
+        self.answers: list[list[bytes]] = [[] for _ in range(self.n_runs)]
+        self.first: int | None = None
+
+    def add(self, turn: bytes, answers: Sequence[bytes]) -> None:
+        size = len(turn) + sum(len(a) for a in answers) + 2 + self.n_runs
+        if self.size + size > CHUNK_BYTES and self.size > 0:
+            self._close_part()
+            self._flush()
+        if self.first is None:
+            self.first = self.number
+        self.turns.append(turn)
+        for run, answer in enumerate(answers):
+            self.answers[run].append(answer)
+        self.size += size
+
+    def end(self) -> tuple[int, int]:
+        """Close the dialogue; the first and last data file holding it."""
+        self._close_part()
+        return (self.first if self.first is not None else self.number), self.number
+
+    def close(self) -> None:
+        if self.parts:
+            self._flush()
+
+    def _close_part(self) -> None:
+        if not self.turns:
+            return
+        runs = b",".join(b"[" + b",".join(a) + b"]" for a in self.answers)
+        self.parts.append(b"[%d,%d,%s,[%s],[%s]]" % (self.dialogue, self.t0, self.meta, b",".join(self.turns), runs))
+        self.meta = b"null"  # the image goes with the dialogue's first part only
+        self.t0 += len(self.turns)
+        self.turns, self.answers = [], [[] for _ in range(self.n_runs)]
+
+    def _flush(self) -> None:
+        path = self.folder / f"{self.token}-{self.number}.js"
+        path.write_bytes(b'regiondialChunk("%s",%d,[%s]);\n' % (self.token.encode(), self.number, b",".join(self.parts)))
+        self.files.append(path)
+        self.parts, self.size = [], 0
+        self.number += 1
+
+
+def _read_span(spill: IO[bytes], span: np.ndarray) -> bytes:
+    if span[0] < 0:
+        return b"null"
+    spill.seek(int(span[0]))
+    return spill.read(int(span[1]))
+
+
+def write_data(bench: Bench, runs: Sequence[ViewRun], images: Sequence[tuple[str | None, int, int]],
+               spill: IO[bytes], out: Path, token: str) -> list[list[Any]]:
+    """Write the data files into ``out/data``; return the page's index of dialogues."""
+    folder = out / DATA_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = _ChunkWriter(folder, token, len(runs))
+    index: list[list[Any]] = []
+    position = 0
+    for di, dialogue in enumerate(bench):
+        image, width, height = images[di]
+        writer.begin(di, {"img": image, "w": width, "h": height})
+        for t, turn in enumerate(dialogue.turns):
+            answers = [_read_span(spill, run.spans[position + t]) for run in runs]
+            writer.add(_json(_gold_content(turn)).encode("ascii"), answers)
+        first, last = writer.end()
+        n = len(dialogue.turns)
+        index.append([dialogue.dialogue_id, first, last, n,
+                      *[run.flags[position:position + n].tolist() for run in runs]])
+        position += n
+    writer.close()
+    return index
+
+
+def _merge_reasons(runs: Sequence[ViewRun]) -> list[str]:
+    """The failure reasons of all runs, commonest first; each run's flags get the reason's index."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        ids, n = np.unique(run.kind[(run.flags & FAILED) > 0], return_counts=True)
+        for kind_id, count in zip(ids.tolist(), n.tolist(), strict=True):
+            reason = run.kinds[kind_id - 1]
+            counts[reason] = counts.get(reason, 0) + count
+    reasons = sorted(counts, key=lambda k: (-counts[k], k))
+    order = {reason: i for i, reason in enumerate(reasons)}
+    for run in runs:
+        remap = np.zeros(len(run.kinds) + 1, dtype=np.int64)
+        for local, reason in enumerate(run.kinds, 1):
+            remap[local] = order.get(reason, -1) + 1
+        failed = (run.flags & FAILED) > 0
+        run.flags[failed] |= remap[run.kind[failed]] << REASON_SHIFT
+    return reasons
+
+
+def _image_copies(bench: Bench, out: Path, max_side: int, progress: bool) -> list[tuple[str | None, int, int]]:
     (out / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
-    dialogues = []
-    reasons: dict[str, int] = {}
     # PIL releases the GIL while decoding and encoding: the copies are made a few at a time
     from concurrent.futures import ThreadPoolExecutor
 
     workers = max(1, min(8, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        jobs = pool.map(lambda item: _image_copy(bench, item[1], out, item[0], max_image_side), enumerate(bench))
+        jobs = pool.map(lambda item: _image_copy(bench, item[1], out, item[0], max_side), enumerate(bench))
         if progress:
             from tqdm.auto import tqdm
 
             jobs = tqdm(jobs, total=len(bench), desc="image copies", unit="image")
-        copies = list(jobs)
-    for index, dialogue in enumerate(bench):
-        image, width, height = copies[index]
-        turns = [{
-            "r": t.round,
-            "gold": _finite_boxes(t.gold_boxes),
-            "gp": list(t.gold_point) if t.gold_point is not None else None,
-            "gm": None if t.gold_mask is None else {"size": list(t.gold_mask.size), "counts": t.gold_mask.counts},
-            "refs": [r.turn for r in t.references],
-        } for t in dialogue.turns]
-        answers = [[_answer(run, dialogue.dialogue_id, t.index) for t in dialogue.turns] for run in runs]
-        for per_run in answers:
-            for a in per_run:
-                if a is not None and a["kind"]:
-                    reasons[a["kind"]] = reasons.get(a["kind"], 0) + 1
-        differ = len(runs) == 2 and any(
-            (a is None) != (b is None) or (a is not None and b is not None and a["hit"] != b["hit"])
-            for a, b in zip(answers[0], answers[1], strict=True)
-        )
-        dialogues.append({"id": dialogue.dialogue_id, "img": image, "w": width, "h": height,
-                          "turns": turns, "runs": answers, "differ": differ})
-    return {
-        "bench": {"name": bench.name, "hash": bench.content_hash, "turns": bench.num_turns},
-        "runs": [{"label": r.label, "adapter": r.spec.adapter, "mode": r.spec.reference_mode,
-                  "answered": len(r.records)} for r in runs],
-        "palette": list(PALETTE),
-        "rounds": max((t.round for d in bench for t in d.turns), default=1),
-        "reasons": sorted(reasons, key=lambda k: (-reasons[k], k)),
-        "dialogues": dialogues,
-    }
+        return list(jobs)
 
 
 def _json_for_html(data: Any) -> str:
@@ -236,11 +423,18 @@ def _json_for_html(data: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+@cache
+def _asset(name: str) -> str:
+    return resources.files("regiondial_bench").joinpath(f"data/viewer/{name}").read_text("utf-8")
+
+
 def render_html(data: dict[str, Any]) -> str:
-    """The page: controls, the data block and the script that renders it."""
-    script_hash = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
+    """The page: controls, the index block and the script that renders it."""
+    script = _asset("viewer.js")
+    script_hash = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    # 'strict-dynamic': the data files the hashed script inserts may run, nothing else
     csp = (f"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' file:; "
-           f"script-src 'sha256-{script_hash}'; base-uri 'none'; form-action 'none'")
+           f"script-src 'sha256-{script_hash}' 'strict-dynamic'; base-uri 'none'; form-action 'none'")
     title = f"RegionDial-Bench run viewer: {' vs '.join(r['label'] for r in data['runs'])}"
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -249,7 +443,7 @@ def render_html(data: dict[str, Any]) -> str:
 <meta http-equiv="Content-Security-Policy" content="{csp}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title>
-<style>{_STYLE}</style>
+<style>{_asset("viewer.css")}</style>
 </head>
 <body>
 <header>
@@ -274,10 +468,19 @@ def render_html(data: dict[str, Any]) -> str:
 </header>
 <main id="dialogues"></main>
 <script type="application/json" id="view-data">{_json_for_html(data)}</script>
-<script>{_SCRIPT}</script>
+<script>{script}</script>
 </body>
 </html>
 """
+
+
+def _clear_previous(out: Path) -> None:
+    """Remove the image copies and data files of an earlier build in the same folder."""
+    for folder, pattern in ((out / IMAGE_DIR, re.compile(r"\d+\.jpg")), (out / DATA_DIR, _CHUNK_FILE)):
+        if folder.is_dir():
+            for old in folder.iterdir():
+                if pattern.fullmatch(old.name) and old.is_file():
+                    old.unlink()
 
 
 def build_view(
@@ -293,10 +496,11 @@ def build_view(
 
     Args:
         runs: one or two run folders (``run.json`` + ``predictions.jsonl``; unfinished runs work).
-        out_dir: the folder of ``index.html`` and ``images/``.
+        out_dir: the folder of ``index.html``, ``data/`` and ``images/``.
         bench: the bench the runs were made on (default: the one recorded in ``run.json``).
         labels: a label per run (default: adapter and reference mode).
         max_image_side: the longest side of the image copies, in pixels.
+        progress: show a progress bar for the image copies.
 
     Returns:
         The path of ``index.html``.
@@ -310,247 +514,60 @@ def build_view(
     if max_image_side < 16:
         raise ValueError("max_image_side must be at least 16 pixels")
     bench = _bench_for(load_run_spec(runs[0]), bench)
-    loaded = [load_view_run(p, bench, labels[i] if labels else None) for i, p in enumerate(runs)]
-    if len(loaded) == 2 and loaded[0].label == loaded[1].label:
-        loaded[0].label += f" [{loaded[0].path.name}]"
-        loaded[1].label += f" [{loaded[1].path.name}]"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for old in (out / IMAGE_DIR).glob("*.jpg") if (out / IMAGE_DIR).is_dir() else ():
-        if re.fullmatch(r"\d+\.jpg", old.name):
-            old.unlink()
-    data = view_data(loaded, bench, out, max_image_side=max_image_side, progress=progress)
+    with tempfile.TemporaryFile(prefix="regiondial-view-") as spill:
+        loaded = [load_view_run(p, bench, spill, labels[i] if labels else None) for i, p in enumerate(runs)]
+        if len(loaded) == 2 and loaded[0].label == loaded[1].label:
+            loaded[0].label += f" [{loaded[0].path.name}]"
+            loaded[1].label += f" [{loaded[1].path.name}]"
+        reasons = _merge_reasons(loaded)
+        _clear_previous(out)
+        images = _image_copies(bench, out, max_image_side, progress)
+        token = secrets.token_hex(4)
+        dialogues = write_data(bench, loaded, images, spill, out, token)
+    data = {
+        "bench": {"name": bench.name, "hash": bench.content_hash, "turns": bench.num_turns},
+        "runs": [{"label": r.label, "adapter": r.spec.adapter, "mode": r.spec.reference_mode,
+                  "answered": r.answered} for r in loaded],
+        "palette": list(PALETTE),
+        "rounds": max((len(d.turns) for d in bench), default=1),
+        "reasons": reasons,
+        "token": token,
+        "data": DATA_DIR,
+        "dialogues": dialogues,
+    }
     index = out / INDEX_FILE
     index.write_text(render_html(data), encoding="utf-8")
     return index
 
 
-_STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 0 1.5rem 2rem; color: #222; }
-header { position: sticky; top: 0; background: #fff; padding: .5rem 0; border-bottom: 1px solid #ddd; z-index: 2; }
-h1 { font-size: 1.2rem; margin: .3rem 0; }
-.controls label { margin-right: 1.2rem; white-space: nowrap; }
-.controls { margin: .3rem 0; }
-.swatch { display: inline-block; width: .8em; height: .8em; border-radius: 2px; margin-right: .2em; vertical-align: -1px; }
-.dialogue { border-top: 1px solid #ccc; padding: .8rem 0; }
-.dialogue h2 { font-size: 1rem; margin: 0 0 .4rem; }
-.runs { display: flex; gap: 1.5rem; align-items: flex-start; }
-.run { flex: 1 1 0; min-width: 0; }
-.run h3 { font-size: .9rem; margin: 0 0 .3rem; }
-.figure { position: relative; display: inline-block; background: #bbb; }
-.figure img, .figure canvas { display: block; }
-.figure canvas { position: absolute; left: 0; top: 0; }
-.turn { display: grid; grid-template-columns: 3.2em 1fr; gap: .1rem .6rem; padding: .3rem 0; border-bottom: 1px dotted #ddd; }
-.turn.dim { opacity: .45; }
-.turn:target, .turn.flash { background: #fff6c8; }
-.rnd { font-weight: 600; }
-.q a.ref { background: #ffe9a8; border-radius: 3px; padding: 0 2px; color: inherit; }
-.q a.ref.wrong { background: #ffc9c9; }
-pre.raw { white-space: pre-wrap; word-break: break-word; margin: .2rem 0; font-size: 12px; background: #f6f6f6; padding: .2rem .4rem; max-height: 12em; overflow: auto; }
-pre.raw .tag { color: #7b3fa0; font-weight: 600; }
-.meta .hit { color: #08752d; font-weight: 600; } .meta .miss { color: #b00020; font-weight: 600; }
-.meta .err { color: #b00020; }
-.pager button { margin: 0 .3rem; }
-"""
-
-_SCRIPT = r"""
-"use strict";
-(function () {
-  const D = JSON.parse(document.getElementById("view-data").textContent);
-  const PAGE = 25, WIDTH = 480;
-  const two = D.runs.length === 2;
-  const state = {turns: "all", round: "any", reason: "any", refwrong: false, differ: false,
-                 gold: true, pred: true, hidden: new Set(), page: 0};
-  const $ = (id) => document.getElementById(id);
-  function el(tag, cls, text) {
-    const e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined && text !== null) e.textContent = String(text);
-    return e;
-  }
-  function colour(r) { return D.palette[(r - 1) % D.palette.length]; }
-
-  // ---- controls
-  $("summary").textContent = D.bench.name + " (" + D.bench.hash.slice(0, 19) + "), " + D.dialogues.length +
-    " dialogues, " + D.bench.turns + " turns; " +
-    D.runs.map((r, i) => (two ? "ABCD"[i] + ": " : "") + r.label + " [" + r.answered + " answered]").join("; ");
-  if (!two) $("differ-label").hidden = true;
-  for (let r = 1; r <= D.rounds; r++) {
-    const o = el("option", null, String(r)); o.value = String(r); $("f-round").appendChild(o);
-    const lab = el("label"); const box = el("input"); box.type = "checkbox"; box.checked = true;
-    box.dataset.round = String(r); box.className = "round-toggle";
-    box.addEventListener("change", () => { if (box.checked) state.hidden.delete(r); else state.hidden.add(r); redraw(); });
-    const sw = el("span", "swatch"); sw.style.background = colour(r);
-    lab.append(box, sw, document.createTextNode("R" + r)); $("round-toggles").appendChild(lab);
-  }
-  for (const k of D.reasons) { const o = el("option", null, k); o.value = k; $("f-reason").appendChild(o); }
-  const bind = (id, key, prop, again) => $(id).addEventListener("change", (ev) => {
-    state[key] = ev.target[prop]; if (again) { state.page = 0; render(); } else redraw(); });
-  bind("f-turns", "turns", "value", true); bind("f-round", "round", "value", true);
-  bind("f-reason", "reason", "value", true); bind("f-refwrong", "refwrong", "checked", true);
-  bind("f-differ", "differ", "checked", true);
-  bind("o-gold", "gold", "checked", false); bind("o-pred", "pred", "checked", false);
-  $("prev").addEventListener("click", () => { if (state.page > 0) { state.page--; render(); } });
-  $("next").addEventListener("click", () => { state.page++; render(); });
-
-  // ---- filtering
-  function turnMatches(d, t, a) {
-    if (state.round !== "any" && d.turns[t].r !== Number(state.round)) return false;
-    if (state.turns === "miss" && (!a || a.hit)) return false;
-    if (state.turns === "failed" && (!a || a.err === null)) return false;
-    if (state.reason !== "any" && (!a || a.kind !== state.reason)) return false;
-    if (state.refwrong && (!a || !a.refwrong)) return false;
-    return true;
-  }
-  function matched(d) {
-    const set = new Set();
-    if (state.differ && !d.differ) return set;
-    d.turns.forEach((_, t) => { if (d.runs.some((run) => turnMatches(d, t, run[t]))) set.add(t); });
-    return set;
-  }
-
-  // ---- COCO compressed RLE (column-major counts, alternating 0/1 runs)
-  function decodeRle(counts) {
-    const out = []; let p = 0;
-    while (p < counts.length) {
-      let x = 0, k = 0, more = 1, c = 0;
-      while (more && p < counts.length) {
-        c = counts.charCodeAt(p) - 48; x |= (c & 0x1f) << (5 * k); more = c & 0x20; p++; k++;
-        if (!more && (c & 0x10)) x |= -1 << (5 * k);
-      }
-      if (out.length > 2) x += out[out.length - 2];
-      out.push(x);
-    }
-    return out;
-  }
-  const maskCache = new Map();
-  function maskCanvas(m, rgb) {
-    const key = m.counts + "|" + rgb;
-    if (maskCache.has(key)) return maskCache.get(key);
-    const h = m.size[0], w = m.size[1];
-    const c = document.createElement("canvas"); c.width = w; c.height = h;
-    if (w > 0 && h > 0 && w * h <= 64e6) {
-      const ctx = c.getContext("2d"); const img = ctx.createImageData(w, h);
-      const runs = decodeRle(m.counts); let i = 0, v = 0;
-      for (const n of runs) {
-        if (v) for (let j = i; j < i + n && j < w * h; j++) {
-          const x = Math.floor(j / h), y = j % h, o = 4 * (y * w + x);
-          img.data[o] = rgb[0]; img.data[o + 1] = rgb[1]; img.data[o + 2] = rgb[2]; img.data[o + 3] = 255;
-        }
-        i += Math.max(n, 0); v = 1 - v;
-      }
-      ctx.putImageData(img, 0, 0);
-    }
-    maskCache.set(key, c);
-    return c;
-  }
-  function hexRgb(h) { return [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16)); }
-
-  // ---- drawing
-  const figures = [];
-  function draw(fig) {
-    const {canvas, d, run, scale} = fig;
-    const ctx = canvas.getContext("2d");
-    ctx.clearRect(0, 0, canvas.width, canvas.height);
-    d.turns.forEach((turn, t) => {
-      if (state.hidden.has(turn.r)) return;
-      const col = colour(turn.r), rgb = hexRgb(col);
-      const a = d.runs[run][t];
-      if (state.gold) {
-        if (turn.gm) { ctx.globalAlpha = 0.25; ctx.drawImage(maskCanvas(turn.gm, rgb), 0, 0, canvas.width, canvas.height); }
-        ctx.globalAlpha = 1; ctx.setLineDash([5, 3]); ctx.lineWidth = 1.5; ctx.strokeStyle = col;
-        for (const b of turn.gold) ctx.strokeRect(b[0] * scale, b[1] * scale, (b[2] - b[0]) * scale, (b[3] - b[1]) * scale);
-      }
-      if (state.pred && a) {
-        if (a.mask) { ctx.globalAlpha = 0.35; ctx.drawImage(maskCanvas(a.mask, rgb), 0, 0, canvas.width, canvas.height); }
-        ctx.globalAlpha = 1; ctx.setLineDash([]); ctx.lineWidth = 2; ctx.strokeStyle = col; ctx.fillStyle = col;
-        for (const b of a.boxes) ctx.strokeRect(b[0] * scale, b[1] * scale, (b[2] - b[0]) * scale, (b[3] - b[1]) * scale);
-        for (const p of a.points) { ctx.beginPath(); ctx.arc(p[0] * scale, p[1] * scale, 3, 0, 2 * Math.PI); ctx.fill(); }
-      }
-    });
-    ctx.globalAlpha = 1;
-  }
-  function redraw() { figures.forEach(draw); }
-
-  function rawText(pre, raw) {
-    const re = /<\/?(think|answer|rethink|reasoning)>/gi; let last = 0, m;
-    while ((m = re.exec(raw)) !== null) {
-      if (m.index > last) pre.appendChild(document.createTextNode(raw.slice(last, m.index)));
-      pre.appendChild(el("span", "tag", m[0])); last = m.index + m[0].length;
-    }
-    if (last < raw.length) pre.appendChild(document.createTextNode(raw.slice(last)));
-  }
-
-  function turnRow(di, d, run, t, isMatch) {
-    const turn = d.turns[t], a = d.runs[run][t];
-    const row = el("div", "turn" + (isMatch ? " match" : " dim"));
-    row.id = "t-" + di + "-" + run + "-" + t; row.dataset.round = String(turn.r);
-    const head = el("div", "rnd"); const sw = el("span", "swatch"); sw.style.background = colour(turn.r);
-    head.append(sw, document.createTextNode("R" + turn.r)); row.appendChild(head);
-    const body = el("div");
-    const q = el("div", "q");
-    if (!a) { q.textContent = "(not answered)"; body.appendChild(q); row.appendChild(body); return row; }
-    for (const seg of a.q) {
-      if (seg.length === 1) { q.appendChild(document.createTextNode(seg[0])); continue; }
-      const link = el("a", "ref", seg[0]);
-      link.href = "#t-" + di + "-" + run + "-" + seg[1];
-      const src = d.runs[run][seg[1]];
-      if (seg[2] === "no-region" || (seg[2] === "predicted" && src && !src.hit)) link.classList.add("wrong");
-      link.title = "from round " + (seg[1] + 1) + " (" + seg[2] + ")";
-      link.addEventListener("click", () => {
-        const target = document.getElementById(link.hash.slice(1));
-        if (target) { target.classList.add("flash"); setTimeout(() => target.classList.remove("flash"), 1500); }
-      });
-      q.appendChild(link);
-    }
-    body.appendChild(q);
-    const pre = el("pre", "raw"); rawText(pre, a.raw);
-    if (a.cut) pre.appendChild(el("span", "cut", " … (" + a.cut + " more characters in the log)"));
-    body.appendChild(pre);
-    const meta = el("div", "meta");
-    meta.appendChild(el("span", a.hit ? "hit" : "miss", a.hit ? "hit" : "miss"));
-    meta.appendChild(document.createTextNode(" · IoU " + a.iou.toFixed(3)));
-    if (a.refwrong) meta.appendChild(document.createTextNode(" · reference was wrong"));
-    if (a.err !== null) { meta.appendChild(document.createTextNode(" · ")); meta.appendChild(el("span", "err", a.err)); }
-    if (a.fk === "infra") meta.appendChild(document.createTextNode(" · infrastructure failure (not the model's answer)"));
-    body.appendChild(meta); row.appendChild(body);
-    return row;
-  }
-
-  function card(di, d, hits) {
-    const sec = el("section", "dialogue"); sec.id = "d-" + di; sec.dataset.dialogue = d.id;
-    sec.appendChild(el("h2", null, d.id + "  (" + d.turns.length + " rounds" + (d.differ ? ", runs differ" : "") + ")"));
-    const runsBox = el("div", "runs");
-    D.runs.forEach((r, run) => {
-      const col = el("div", "run"); col.dataset.run = String(run);
-      if (two) col.appendChild(el("h3", null, "ABCD"[run] + ": " + r.label));
-      const scale = Math.min(WIDTH, d.w) / d.w;
-      const w = Math.round(d.w * scale), h = Math.round(d.h * scale);
-      const fig = el("div", "figure"); fig.style.width = w + "px"; fig.style.height = h + "px";
-      if (d.img) { const img = el("img"); img.src = d.img; img.width = w; img.height = h; img.alt = d.id; fig.appendChild(img); }
-      const canvas = el("canvas"); canvas.width = w; canvas.height = h; fig.appendChild(canvas);
-      col.appendChild(fig);
-      figures.push({canvas, d, run, scale});
-      d.turns.forEach((_, t) => col.appendChild(turnRow(di, d, run, t, hits.has(t))));
-      runsBox.appendChild(col);
-    });
-    sec.appendChild(runsBox);
-    return sec;
-  }
-
-  function render() {
-    const shown = [];
-    let turns = 0;
-    D.dialogues.forEach((d, di) => { const m = matched(d); if (m.size) { shown.push([di, d, m]); turns += m.size; } });
-    const pages = Math.max(1, Math.ceil(shown.length / PAGE));
-    state.page = Math.min(state.page, pages - 1);
-    $("status").textContent = shown.length + " of " + D.dialogues.length + " dialogues, " + turns + " turns match";
-    $("page").textContent = "page " + (state.page + 1) + " of " + pages;
-    const main = $("dialogues"); main.replaceChildren(); figures.length = 0;
-    for (const [di, d, m] of shown.slice(state.page * PAGE, (state.page + 1) * PAGE)) main.appendChild(card(di, d, m));
-    redraw();
-    document.body.dataset.ready = "1";
-  }
-  render();
-})();
-"""
+def read_view_data(out_dir: str | Path) -> dict[str, Any]:
+    """A built viewer's data put back together (for tests and scripts): the index block, with
+    each dialogue as ``{"id", "img", "w", "h", "turns", "runs", "flags"}`` from its data files."""
+    out = Path(out_dir)
+    page = (out / INDEX_FILE).read_text(encoding="utf-8")
+    block = re.search(r'<script type="application/json" id="view-data">(.*?)</script>', page, re.S)
+    if block is None:
+        raise ValueError(f"{out / INDEX_FILE} holds no viewer data")
+    data = json.loads(block.group(1))
+    parts: dict[int, list[Any]] = {}
+    for path in sorted((out / data["data"]).glob(f"{data['token']}-*.js")):
+        text = path.read_text(encoding="ascii")
+        head = f'regiondialChunk("{data["token"]}",'
+        body = text[len(head):].partition(",")[2]
+        for part in json.loads(body.rstrip().removesuffix(");")):
+            parts.setdefault(part[0], []).append(part)
+    dialogues = []
+    for di, (dialogue_id, _, _, _, *flags) in enumerate(data["dialogues"]):
+        entry = {"id": dialogue_id, "img": None, "w": None, "h": None, "turns": [],
+                 "runs": [[] for _ in flags], "flags": flags}
+        for part in sorted(parts.get(di, []), key=lambda p: p[1]):
+            if part[2] is not None:
+                entry.update(part[2])
+            entry["turns"] += part[3]
+            for run, answers in enumerate(part[4]):
+                entry["runs"][run] += answers
+        dialogues.append(entry)
+    data["dialogues"] = dialogues
+    return data

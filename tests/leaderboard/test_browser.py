@@ -87,3 +87,34 @@ def test_markup_in_names_is_shown_as_text(browser, page_url):
     assert page.evaluate("document.querySelectorAll('tbody script, tbody img').length") == 0
     assert dialogs == []
     page.close()
+
+
+def test_reference_modes_are_never_ranked_together(browser, submissions_root, tmp_path):
+    import datetime as dt
+    import shutil
+
+    from regiondial_bench.api import evaluate, load_bench
+    from regiondial_bench.publish.submission import create_submission
+    from regiondial_bench.schema import RunConfig
+
+    root = tmp_path / "submissions"
+    shutil.copytree(submissions_root, root)
+    evaluate(load_bench("sample"), RunConfig(adapter="oracle", reference_mode="gold"), tmp_path / "run",
+             bench_location="sample", progress=False, n_bootstrap=0)
+    create_submission(tmp_path / "run", "oracle-gold", root=root, model="Oracle (gold refs)", date=dt.date(2026, 3, 3))
+    build_leaderboard(root, tmp_path / "leaderboard")
+    page = browser.new_page()
+    page.goto((tmp_path / "leaderboard" / "index.html").as_uri())
+    assert page.input_value("#filter-mode") == "upstream"  # the paper rows: most entries on refcocoplus
+    page.select_option("#filter-benchmark", "sample")  # no upstream entry there: the first mode with some
+    assert page.input_value("#filter-mode") == "predicted"
+    assert [m for m, _ in _visible(page, "Avg")] == ["Oracle", XSS, "Whole image"]
+    page.select_option("#filter-mode", "gold")
+    assert _visible(page, "Avg") == [["Oracle (gold refs)", "100.0000"]]
+    assert page.eval_on_selector_all("#board tbody tr:not([hidden]) td.rank", "els => els.map(e => e.textContent)") == ["1"]
+    assert page.is_visible('svg.plot[data-benchmark="sample"][data-task="detection"][data-mode="gold"]')
+    assert not page.is_visible('svg.plot[data-benchmark="sample"][data-task="detection"][data-mode="predicted"]')
+    page.select_option("#filter-benchmark", "refcocoplus")
+    assert page.input_value("#filter-mode") == "upstream" and len(_visible(page, "Avg")) == 4
+    assert page.is_hidden("#empty")
+    page.close()

@@ -94,3 +94,38 @@ def test_committed_leaderboard_is_up_to_date(official_benches):
     reports, _ = build_leaderboard(PROJECT / "submissions", PROJECT / "leaderboard", check=True)
     official = [r for r in reports if r.meta and r.meta.benchmark == "refcocoplus" and r.meta.status == "submitted"]
     assert official and all(r.status == "verified" for r in official)
+
+
+@pytest.fixture(scope="module")
+def with_gold_entry(submissions_root, tmp_path_factory):
+    """The test submissions plus a gold-reference oracle entry on the sample bench."""
+    import datetime as dt
+
+    from regiondial_bench.api import evaluate, load_bench
+    from regiondial_bench.publish.submission import create_submission
+    from regiondial_bench.schema import RunConfig
+
+    root = tmp_path_factory.mktemp("modes") / "submissions"
+    shutil.copytree(submissions_root, root)
+    run = root.parent / "runs" / "oracle-gold"
+    evaluate(load_bench("sample"), RunConfig(adapter="oracle", reference_mode="gold", mask_producer="box"), run,
+             bench_location="sample", progress=False, n_bootstrap=100)
+    report = create_submission(run, "oracle-gold", root=root, model="Oracle (gold refs)", date=dt.date(2026, 3, 3))
+    assert report.status == "verified", report.summary()
+    out = root.parent / "leaderboard"
+    build_leaderboard(root, out)
+    return out
+
+
+def test_reference_modes_are_ranked_apart(with_gold_entry):
+    md = (with_gold_entry / "LEADERBOARD.md").read_text()
+    sections = {block.split("\n", 1)[0]: block for block in md.split("\n## ")[1:]}
+    gold = sections["sample: Detection (AP50), gold references"]
+    predicted = sections["sample: Detection (AP50), predicted references"]
+    assert "| 1 | Oracle (gold refs) | verified | gold |" in gold and "predicted" not in gold.split("|---")[-1]
+    assert "Oracle (gold refs)" not in predicted and "| 1 | Oracle | verified | predicted |" in predicted
+    assert "sample: Segmentation (gIoU), gold references" in sections
+    assert "refcocoplus: Detection (AP50), upstream references" in sections
+    page = (with_gold_entry / "index.html").read_text()
+    assert '<select id="filter-mode">' in page and 'data-mode="gold"' in page
+    assert '<svg class="plot" data-benchmark="sample" data-task="detection" data-mode="gold"' in page

@@ -103,10 +103,10 @@ def _captured(monkeypatch):
     figures = []
     original = plots.save_figure
 
-    def keep(fig, out_dir, stem):
+    def keep(fig, out_dir, stem, formats=plots.DEFAULT_FORMATS):
         fig.canvas.draw()
         figures.append((stem, fig, fig.get_size_inches().tolist(), fig.canvas.get_renderer()))
-        return original(fig, out_dir, stem)
+        return original(fig, out_dir, stem, formats)
 
     monkeypatch.setattr(plots, "save_figure", keep)
     return figures
@@ -182,3 +182,106 @@ def _big_benches():
                           package_version="0")
         runs.append(RunResults(f"big{k}", Results(provenance=prov, rounds=rows, overall=rows[0])))
     return runs
+
+
+# ---------------------------------------------------------------- formats, intervals, failures
+
+
+def test_formats_are_chosen_and_pdf_is_deterministic(sample_runs, tmp_path):
+    from click.testing import CliRunner
+
+    from regiondial_bench.cli import main
+
+    runner = CliRunner()
+    args = ["plot", str(sample_runs["oracle-gold"]), "--format", "pdf", "--format", "svg"]
+    first = runner.invoke(main, [*args, "--out", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    written = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert "ap50_by_round.pdf" in written and "failures_oracle-gold.svg" in written
+    assert not any(name.endswith(".png") for name in written)
+    runner.invoke(main, [*args, "--out", str(tmp_path / "b")])
+    for name in written:
+        data = (tmp_path / "a" / name).read_bytes()
+        assert data == (tmp_path / "b" / name).read_bytes(), name
+        assert data.startswith(b"%PDF") if name.endswith(".pdf") else b"<svg" in data
+    bad = runner.invoke(main, [*args[:2], "--format", "jpg", "--out", str(tmp_path / "c")])
+    assert bad.exit_code == 2 and "jpg" in bad.output
+
+
+def test_the_gap_band_is_the_paired_interval_and_falls_back_to_the_runs_own(sample_runs, tmp_path):
+    import shutil
+
+    from regiondial_bench.results.compare import compare_runs
+    from regiondial_bench.results.plots import PLOT_RESAMPLES, error_gaps
+
+    predicted, gold = load_runs([sample_runs["test-fallible-predicted"], sample_runs["test-fallible-gold"]])
+    columns = ["R1", "R2", "R5", "R8+"]
+    gaps = error_gaps(predicted, gold, columns)
+    paired = compare_runs(gold, predicted, n_bootstrap=PLOT_RESAMPLES, seed=0)
+    for column in columns:
+        row = paired.row("ap50", column)
+        assert gaps[column] == (row.diff, row.low, row.high)
+    assert gaps["R5"][1] < gaps["R5"][0] < gaps["R5"][2]
+    # without the logs: the runs' own intervals combined as if independent (wider than paired)
+    for name in ("test-fallible-predicted", "test-fallible-gold"):
+        shutil.copytree(sample_runs[name], tmp_path / name, ignore=shutil.ignore_patterns("predictions.jsonl"))
+    bare_predicted, bare_gold = load_runs([tmp_path / "test-fallible-predicted", tmp_path / "test-fallible-gold"])
+    wide = error_gaps(bare_predicted, bare_gold, columns)
+    for column in columns:
+        ci_g, ci_p = gold.results.row(column[1:]).ap50_ci, predicted.results.row(column[1:]).ap50_ci
+        half = ((ci_g.high - ci_g.low) ** 2 + (ci_p.high - ci_p.low) ** 2) ** 0.5 / 2
+        assert wide[column][0] == pytest.approx(gaps[column][0], abs=1e-3)
+        assert wide[column][2] - wide[column][1] == pytest.approx(2 * half)
+    # the two runs err on the same turns, so pairing narrows the interval
+    assert wide["R2"][2] - wide["R2"][1] > gaps["R2"][2] - gaps["R2"][1]
+
+
+def test_conditional_intervals_resample_dialogues():
+    """Turns of one dialogue succeed or fail together here, so an interval over dialogues is about
+    three times as wide as one over turns; it must match a bootstrap loop written out here."""
+    import numpy as np
+
+    from regiondial_bench.metrics import TurnScore
+    from regiondial_bench.results.plots import conditional_intervals
+
+    scores = []
+    for d in range(24):  # turn 0 always right; turns 1..10 refer to it and share the dialogue's fate
+        scores.append(TurnScore(f"d{d}", 0, 1, 1.0, True, True, None, None, None, ()))
+        scores += [TurnScore(f"d{d}", t, t + 1, 1.0, d % 2 == 0, d % 2 == 0, None, None, None, (0,))
+                   for t in range(1, 11)]
+    low, high = conditional_intervals(scores, n_bootstrap=4000)["Avg"]["ref correct"]
+    rng = np.random.RandomState(7)  # another generator, one resample at a time
+    draws = [100 * np.mean([d % 2 == 0 for d in rng.randint(0, 24, 24)]) for _ in range(4000)]
+    ref_low, ref_high = np.percentile(draws, [2.5, 97.5])
+    assert low == pytest.approx(ref_low, abs=2.5) and high == pytest.approx(ref_high, abs=2.5)
+    assert high - low > 30  # turns resampled alone would give about 13 points
+
+
+def test_failure_breakdown_counts_each_outcome(fresh_run, sample_bench, tmp_path):
+    import json
+
+    from regiondial_bench.results.plots import (
+        OUTCOMES,
+        failure_breakdown,
+        plot_failure_breakdown,
+        run_turn_scores,
+    )
+
+    run = fresh_run()
+    log = run / "predictions.jsonl"
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    for record in lines[:3]:  # three turns lost to the server
+        record.update(regions=[], error="server error 503 after 3 tries", failure_kind="infra")
+    lines[3].update(regions=[], error="no JSON found in the text")
+    log.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    scores = turn_scores(sample_bench, read_prediction_log(log))
+    table = failure_breakdown(scores)
+    names = [name for name, _ in OUTCOMES]
+    avg = table["Avg"]
+    assert sum(avg.values()) == len(scores) and avg[names[3]] == 3
+    assert avg[names[2]] == sum(1 for s in scores if s.error and s.failure_kind != "infra") >= 1
+    assert avg[names[0]] == sum(1 for s in scores if s.hit and not s.error)
+    assert sum(sum(table[c].values()) for c in table if c != "Avg") == len(scores)
+    (loaded,) = load_runs([run])
+    paths = plot_failure_breakdown(loaded, run_turn_scores(loaded), tmp_path)
+    assert [p.suffix for p in paths] == [".png", ".svg"]

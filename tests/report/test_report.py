@@ -223,7 +223,7 @@ def test_plot_legends_name_the_bench(sample_runs, refcocoplus_run, tmp_path, mon
     one = plot_round_curves(load_runs([sample_runs["oracle-predicted"]]), tmp_path / "one", "ap50")
     svg = next(p for p in one if p.suffix == ".svg").read_text()
     assert "bench: sample aa8f8a4c" in svg  # one bench: named once, in the legend's title
-    monkeypatch.setattr(plots, "plot_all", lambda runs, out: ([], []))  # the CLI's warning only, no drawing
+    monkeypatch.setattr(plots, "plot_all", lambda runs, out, formats=(): ([], []))  # the CLI's warning only, no drawing
     result = CliRunner().invoke(main, ["plot", str(sample_runs["oracle-predicted"]), str(refcocoplus_run),
                                        "--out", str(tmp_path / "p")])
     assert result.exit_code == 0, result.output

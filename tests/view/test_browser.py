@@ -35,10 +35,22 @@ def _open(browser, index: Path):
     return page
 
 
+def _settled(page) -> None:
+    """Wait until the page has drawn what its controls ask for (its data files are loaded)."""
+    page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+
+
 def _shown(page) -> tuple[int, int]:
     """(dialogue cards on all pages, matching turn rows on this page) as the page reports them."""
+    _settled(page)
     status = page.text_content("#status")
     return int(status.split(" of ")[0]), page.locator(".turn.match").count()
+
+
+def _matching_turns(page) -> int:
+    """The turns that match on all pages, as the status line says."""
+    _settled(page)
+    return int(page.text_content("#status").split(", ")[1].split(" ")[0])
 
 
 @pytest.fixture(scope="module")
@@ -158,9 +170,16 @@ def test_filters_change_what_is_shown(browser, sample_view, sample_runs):
 
     bench = load_bench("sample")
     hits = {name: {(s.dialogue_id, s.turn): s.hit for s in turn_scores(bench, rs)} for name, rs in records.items()}
-    differ = {k[0] for k in hits["gold"] if hits["gold"][k] != hits["predicted"][k]}
-    assert 0 < len(differ) < 40 and _shown(page)[0] == len(differ)
-    assert set(page.locator("section.dialogue").evaluate_all("els => els.map(e => e.dataset.dialogue)")) <= differ
+    differ = {k for k in hits["gold"] if hits["gold"][k] != hits["predicted"][k]}  # turns, not dialogues
+    dialogues = {k[0] for k in differ}
+    assert 0 < len(dialogues) <= 25 and _shown(page) == (len(dialogues), 2 * len(differ))
+    assert _matching_turns(page) == len(differ)
+    shown = page.locator("section.dialogue").evaluate_all(
+        "els => els.flatMap(e => Array.from(e.querySelectorAll('.turn.match'), r => [e.dataset.dialogue, r.id]))")
+    assert {(d, int(row.rsplit("-", 1)[1])) for d, row in shown} == differ  # exactly the differing turns
+    page.select_option("#f-turns", "miss")  # differing turns that one of the runs missed: all of them
+    assert _matching_turns(page) == len(differ)
+    page.select_option("#f-turns", "all")
     page.uncheck("#f-differ")
     page.check("#f-refwrong")
     n_wrong, rows = _shown(page)
@@ -183,6 +202,35 @@ def test_the_official_refcocoplus_run_opens(browser, upstream_file, tmp_path):
     page.click("#next")
     assert page.text_content("#page") == "page 2 of 29"
     page.select_option("#f-round", "5")
-    assert page.locator(".turn.match").count() > 0
+    assert _shown(page)[1] > 0
     assert page.errors == []
+    page.close()
+
+
+def test_a_dialogue_split_between_data_files_is_drawn_whole(browser, sample_runs, tmp_path, monkeypatch):
+    import regiondial_bench.results.view as view
+
+    monkeypatch.setattr(view, "CHUNK_BYTES", 3000)
+    index = build_view([sample_runs["predicted"], sample_runs["gold"]], tmp_path / "view")
+    data = view.read_view_data(tmp_path / "view")
+    page = _open(browser, index)
+    rows = page.locator("section.dialogue").evaluate_all("els => els.map(e => e.querySelectorAll('.turn').length)")
+    assert rows == [2 * len(d["turns"]) for d in data["dialogues"][:25]]
+    assert page.locator(".turn pre.raw").count() == sum(rows)  # every turn's answer arrived
+    page.click("#next")
+    _settled(page)
+    assert page.locator("section.dialogue").count() == 15 and page.errors == []
+    page.close()
+
+
+def test_missing_data_files_are_reported_on_the_page(browser, sample_runs, tmp_path):
+    import shutil
+
+    index = build_view([sample_runs["predicted"]], tmp_path / "view")
+    shutil.rmtree(tmp_path / "view" / "data")
+    page = browser.new_page()
+    page.goto(index.as_uri())
+    _settled(page)
+    assert "cannot load data/" in page.text_content("#status")
+    assert "beside its data/ folder" in page.text_content("#status")
     page.close()
