@@ -304,7 +304,7 @@ def compare_runs(run_a: str | Path | RunResults, run_b: str | Path | RunResults,
 def _shared_bench(a: RunResults, b: RunResults) -> Bench:
     """The bench of two runs with the same bench hash, loaded once: A's, else B's."""
     from ..bench.registry import BenchUnavailable
-    from .plots import load_run_bench
+    from .turns import load_run_bench
 
     problems = []
     for run in (a, b):

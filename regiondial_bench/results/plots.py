@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .report import METRICS, RunResults, bench_label, cell_value
+from .turns import load_run_bench, run_turn_scores
 
 FIGSIZE = (3.4, 2.4)
 ROUND_COLUMNS: tuple[str, ...] = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8+")
@@ -526,41 +527,6 @@ def plot_population(runs: Sequence[RunResults], out_dir: str | Path,
     if len(benches) > 1:
         ax.legend(frameon=False)
     return save_figure(fig, out_dir, "population", formats)
-
-
-def run_turn_scores(run: RunResults, bench: Any = None) -> list[Any]:
-    """Per-turn scores of a run, re-scored from its prediction log against its bench.
-
-    Args:
-        run: a run folder or submission with a prediction log.
-        bench: the bench; by default the one recorded in ``run.json`` / the results' provenance.
-    """
-    from .turns import stream_turn_scores
-
-    log = run.predictions_path()
-    if log is None:
-        raise FileNotFoundError(f"{run.path}: no prediction log (predictions.jsonl) beside the results")
-    if bench is None:
-        bench = load_run_bench(run)
-    return stream_turn_scores(bench, log)
-
-
-def load_run_bench(run: RunResults) -> Any:
-    """The bench a run was scored on: its recorded location, else the bench of that name."""
-    from ..bench.registry import default_bench_resolver
-    from ..bench.specs import load_bench
-
-    prov = run.results.provenance
-    locations = [run.spec.bench_location if run.spec else "", prov.bench_location]
-    for location in locations:
-        if location and Path(location).exists():
-            bench = load_bench(location)
-            if bench.content_hash == prov.bench_hash:
-                return bench
-    bench = default_bench_resolver()(prov.bench_name)
-    if bench.content_hash != prov.bench_hash:
-        raise ValueError(f"{run.label}: bench {prov.bench_name!r} has changed since the run (hash mismatch)")
-    return bench
 
 
 class TurnScores:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from ..metrics import IncompleteRunError, TurnScore, score_record
 from ..schema import Bench, iter_prediction_log
@@ -72,3 +73,36 @@ def stream_turn_scores(bench: Bench, log: str | Path, *, strict: bool = True) ->
         ordered = [s if s.mask_union is None else dataclasses.replace(s, mask_inter=None, mask_union=None)
                    for s in ordered]
     return ordered
+
+
+def run_turn_scores(run: Any, bench: Any = None) -> list[Any]:
+    """Per-turn scores of a run, re-scored from its prediction log against its bench.
+
+    Args:
+        run: a :class:`~.report.RunResults` (a run folder or submission) with a prediction log.
+        bench: the bench; by default the one recorded in ``run.json`` / the results' provenance.
+    """
+    log = run.predictions_path()
+    if log is None:
+        raise FileNotFoundError(f"{run.path}: no prediction log (predictions.jsonl) beside the results")
+    if bench is None:
+        bench = load_run_bench(run)
+    return stream_turn_scores(bench, log)
+
+
+def load_run_bench(run: Any) -> Any:
+    """The bench a run was scored on: its recorded location, else the bench of that name."""
+    from ..bench.registry import default_bench_resolver
+    from ..bench.specs import load_bench
+
+    prov = run.results.provenance
+    locations = [run.spec.bench_location if run.spec else "", prov.bench_location]
+    for location in locations:
+        if location and Path(location).exists():
+            bench = load_bench(location)
+            if bench.content_hash == prov.bench_hash:
+                return bench
+    bench = default_bench_resolver()(prov.bench_name)
+    if bench.content_hash != prov.bench_hash:
+        raise ValueError(f"{run.label}: bench {prov.bench_name!r} has changed since the run (hash mismatch)")
+    return bench
