@@ -256,7 +256,7 @@ def run_part(name: str, settings: SuiteSettings, device: str) -> dict[str, Any]:
             traceback.print_exc()
             figures, status = {"error": f"{type(exc).__name__}: {exc}"}, "failed"
     peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.startswith("cuda") else None
-    return {"status": status, "seconds": round(time.perf_counter() - start, 1), "peak_gpu_mem_gib": peak, **figures}
+    return {**figures, "status": status, "part_s": round(time.perf_counter() - start, 1), "peak_gpu_mem_gib": peak}
 
 
 def run_part_isolated(name: str, timeout: float, argv: list[str], work: Path) -> dict[str, Any]:
@@ -267,11 +267,11 @@ def run_part_isolated(name: str, timeout: float, argv: list[str], work: Path) ->
     try:
         done = subprocess.run(command, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        return {"status": "timed out", "seconds": round(time.perf_counter() - start, 1),
+        return {"status": "timed out", "part_s": round(time.perf_counter() - start, 1),
                 "error": f"killed after its {timeout:.0f} s limit"}
     if out.is_file():
         return json.loads(out.read_text())
-    return {"status": "failed", "seconds": round(time.perf_counter() - start, 1),
+    return {"status": "failed", "part_s": round(time.perf_counter() - start, 1),
             "error": f"the part's process exited with {done.returncode} and wrote no figures"}
 
 
