@@ -110,7 +110,8 @@ TINY = SuiteSettings(
     constrained_batch=2, constrained_rounds=2, constrained_tokens=130, constrained_objects=1,
     sam2_shape="tiny", sam2_items=4, sam2_batch=2,
     grpo_args=("--shape", "7b-mini", "--text-layers", "1", "--vision-layers", "1", "--prompts", "1",
-               "--generations", "2", "--completion-length", "2", "--image-size", "112", "--steps", "1", "--cpu"),
+               "--generations", "2", "--completion-length", "2", "--image-size", "112", "--steps", "1", "--cpu",
+               "--checkpointing", "on"),  # the GPU run's setting, so its code path is the one checked
     timeouts={"generation": 300, "sam2": 120, "grpo": 300},
 )
 """The CPU check: the same code paths at sizes a loaded 2-core machine runs in seconds."""

@@ -319,7 +319,8 @@ def run_direct(options: argparse.Namespace) -> dict[str, Any]:
     config = StepConfig(
         prompts=options.prompts, generations=options.generations, completion_length=options.completion_length,
         micro_batch=options.micro_batch, image_size=options.image_size,
-        gradient_checkpointing=device == "cuda", **({"lora": None} if options.full else {}),
+        gradient_checkpointing=options.checkpointing == "on" or (options.checkpointing == "auto" and device == "cuda"),
+        **({"lora": None} if options.full else {}),
     )
     out = Path(options.out)
     tiny = build_tiny_qwen2_5_vl(out / "tokenizer")
@@ -551,6 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--completion-length", type=int, default=None, help="tokens per completion (256; 8 with --small)")
     parser.add_argument("--micro-batch", type=int, default=2, help="sequences per forward/backward pass")
     parser.add_argument("--image-size", type=int, default=None, help="square image side (840; 224 with --small)")
+    parser.add_argument("--checkpointing", choices=["auto", "on", "off"], default="auto",
+                        help="gradient checkpointing (auto: on a GPU, as the recipe)")
     parser.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA (r 64 on q/k/v/o)")
     parser.add_argument("--out", default="/tmp/grpo_step_gpu", help="scratch folder (tokenizer, images)")
     parser.add_argument("--cpu", action="store_true", help="run on CPU even where a GPU is present")

@@ -55,6 +55,7 @@ def test_gpu_suite_sh_runs_every_part_on_cpu(tmp_path):
 
     grpo = parts["grpo"]
     assert grpo["engine"] == "direct" and grpo["shape"] == "7b-mini" and grpo["lora"]["r"] == 64
+    assert grpo["gradient_checkpointing"] is True  # as on the GPU
     assert list(grpo["phases_s"]) == ["generation", "rewards", "old_logps", "ref_logps", "update", "weight_sync"]
     assert all(grpo["phases_s"][p] > 0 for p in ("generation", "old_logps", "ref_logps", "update", "weight_sync"))
     assert grpo["sequences_per_step"] == 2 and grpo["completion_tokens_per_step"] == 4  # forced length 2
