@@ -155,12 +155,18 @@ def part_generation(settings: SuiteSettings, device: str, work: Path) -> dict[st
     adapter.generate(rounds[:1])  # warm-up (CUDA kernels, allocator)
     figures["prompt_tokens"] = _prompt_tokens(adapter, rounds[0])
     figures["loop"] = tp.measure_loop(adapter, rounds[: settings.loop_rounds], device, settings.new_tokens)
+    save_partial(figures)
     tp.PREBUILT.update(model=model, processor=processor)
-    figures["runner"] = [
-        tp.measure_runner(bench, options, row.batch_size, work / f"run-{row.batch_size}", device,
-                          settings.new_tokens, dialogues=row.dialogues, baseline=figures["loop"])
-        for row in settings.runner
-    ]
+    figures["runner"] = []
+    for row in settings.runner:
+        try:
+            figures["runner"].append(tp.measure_runner(
+                bench, options, row.batch_size, work / f"run-{row.batch_size}", device, settings.new_tokens,
+                dialogues=row.dialogues, baseline=figures["loop"]))
+        except Exception as exc:  # noqa: BLE001  (an out-of-memory batch leaves the smaller ones' figures)
+            figures["runner"].append({"batch_size": row.batch_size, "error": f"{type(exc).__name__}: {exc}"})
+            traceback.print_exc()
+        save_partial(figures)
     try:
         figures["constrained"] = measure_constrained(model, processor, bench, settings, device)
     except Exception as exc:  # noqa: BLE001  (xgrammar missing or failing: the sweep's figures stand)
@@ -233,6 +239,15 @@ def part_grpo(settings: SuiteSettings, device: str, work: Path) -> dict[str, Any
 
 PART_FUNCTIONS = {"generation": part_generation, "sam2": part_sam2, "grpo": part_grpo}
 
+PARTIAL: dict[str, Path] = {}
+"""In a part's child process: where :func:`save_partial` writes the figures measured so far."""
+
+
+def save_partial(figures: dict[str, Any]) -> None:
+    """Keep what a part has measured so far, so a part killed at its time limit still reports it."""
+    if "path" in PARTIAL:
+        PARTIAL["path"].write_text(json.dumps({**figures, "status": "partial"}, indent=2))
+
 
 def _synchronize(device: str) -> None:
     if device.startswith("cuda"):
@@ -268,7 +283,8 @@ def run_part_isolated(name: str, timeout: float, argv: list[str], work: Path) ->
     try:
         done = subprocess.run(command, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        return {"status": "timed out", "part_s": round(time.perf_counter() - start, 1),
+        measured = json.loads(out.read_text()) if out.is_file() else {}  # what it saved before the kill
+        return {**measured, "status": "timed out", "part_s": round(time.perf_counter() - start, 1),
                 "error": f"killed after its {timeout:.0f} s limit"}
     if out.is_file():
         return json.loads(out.read_text())
@@ -314,14 +330,16 @@ def table(report: dict[str, Any]) -> str:
             continue
         if part.get("status") != "ok":
             row(name, part.get("status", "?"), part.get("error", ""))
-            continue
+            if name != "generation" or "loop" not in part:
+                continue  # a generation part cut short still shows the rows it measured
+            part = {"runner": [], "constrained": {"error": "not reached"}, **part}
         if name == "generation":
             shape = f"{part['shape']}, {part['image_size']}² ({part['prompt_tokens']} prompt tokens), {part['new_tokens']} new tokens"
             loop = part["loop"]
             row(name, f"upstream loop, batch 1 ({shape})",
                 f"{loop['rounds_per_s']} rounds/s, {loop['tokens_per_s']} tok/s ({loop['rounds']} rounds)")
             for r in part["runner"]:
-                row(name, f"runner, batch {r['batch_size']}",
+                row(name, f"runner, batch {r['batch_size']}", r["error"] if "error" in r else
                     f"{r['rounds_per_s']} rounds/s, {r['tokens_per_s']} tok/s ({r['rounds']} rounds), "
                     f"{r['speedup_vs_batch1']}x the loop")
             c = part.get("constrained", {})
@@ -362,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = TINY if args.tiny else GPU
     device = "cpu" if args.tiny else "cuda"
     if args.only_part:
+        PARTIAL["path"] = args.part_json
         result = run_part(args.only_part, settings, device)
         args.part_json.write_text(json.dumps(result, indent=2))
         return 0

@@ -155,3 +155,22 @@ def test_trl_profile_splits_a_step_into_phases(step):
     assert phases["update"] == pytest.approx(5.0)
     assert phases["other_rollout"] == pytest.approx(1.0)  # 5.0 - 2.5 - 1.3 - 0.2
     assert phases["weight_sync"] == 0.0
+
+
+def test_a_part_killed_at_its_limit_keeps_what_it_had_measured(suite, tmp_path, monkeypatch):
+    loop = {"rounds": 8, "seconds": 16.0, "rounds_per_s": 0.5, "tokens_per_s": 32.0}
+
+    def killed_after_the_loop(command, timeout, check):
+        partial = {"shape": "7b", "image_size": 840, "new_tokens": 64, "prompt_tokens": 1500, "loop": loop}
+        suite.PARTIAL["path"] = Path(command[command.index("--part-json") + 1])
+        suite.save_partial(partial)
+        raise subprocess.TimeoutExpired(command, timeout)
+
+    monkeypatch.setattr(suite.subprocess, "run", killed_after_the_loop)
+    monkeypatch.setattr(suite, "PARTIAL", {})
+    part = suite.run_part_isolated("generation", 240, [], tmp_path)
+    assert part["status"] == "timed out" and part["loop"] == loop
+    report = {"environment": {"device": "GPU", "torch": "2", "transformers": "5"}, "settings": "GPU",
+              "date": "today", "seconds": 240, "parts": {"generation": part}}
+    text = suite.table(report)
+    assert "| generation | timed out |" in text and "0.5 rounds/s" in text
