@@ -58,8 +58,9 @@ class SuiteSettings:
         shape: Qwen2.5-VL shape for ``generation`` (``7b``, ``7b-mini``).
         image_size: Square input side of the generation rounds (squash preset).
         new_tokens: Tokens per round in the sweep (min = max, so rounds cost the same).
-        turns: Turns kept per dialogue (the first ones), so a run's length is bounded; the second
-            turn still references the first, so the runner propagates references.
+        turns: Turns kept per dialogue (the first ones), so a run's length is bounded; in most
+            sample dialogues the second turn references the first, so the runner still propagates
+            references and schedules in dependency order.
         repeat: Copies of the sample bench's 40 dialogues (enough for ``max(dialogues)``).
         loop_rounds: Rounds answered by the upstream batch-1 loop.
         runner: Runner rows.

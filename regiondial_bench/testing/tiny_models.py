@@ -405,7 +405,7 @@ def build_random_sam2(out_dir: str | Path, shape: str = "large", seed: int = 0) 
 
     Args:
         out_dir: Folder to write.
-        shape: ``large`` (the upstream checkpoint's architecture, 224M parameters) or ``tiny``
+        shape: ``large`` (the upstream checkpoint's architecture, 217M parameters) or ``tiny``
             (:func:`build_tiny_sam2`).
         seed: Seed for the random weights.
 
