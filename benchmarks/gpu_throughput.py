@@ -1,7 +1,8 @@
 """Rounds per second: the upstream loop (one turn at a time, batch 1) vs our runner at larger batches, plus SAM2 masks/s.
 
 The model is built from a config with random weights: ``--shape 7b`` is Qwen2.5-VL-7B's
-architecture (28 layers, hidden 3584, 32-block vision tower), ``--shape tiny`` the test model.
+architecture (28 layers, hidden 3584, 32-block vision tower), ``--shape 7b-mini`` the same
+vocabulary and topology narrow and shallow (CPU), ``--shape tiny`` the test model.
 Every round generates exactly ``--new-tokens`` tokens (min = max), so the work per round is fixed
 and rounds/s compare across batch sizes. Both paths answer rounds of the bundled sample bench with
 the ``hf`` adapter and the same preset; the runner path goes through ``regiondial_bench.api.evaluate``
@@ -39,24 +40,6 @@ import tempfile
 import time
 from pathlib import Path
 
-QWEN_7B_TEXT = {
-    "vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
-    "num_attention_heads": 28, "num_key_value_heads": 4, "max_position_embeddings": 128000,
-    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
-    "rms_norm_eps": 1e-6,
-}
-QWEN_7B_VISION = {
-    "depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 3584,
-    "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
-    "fullatt_block_indexes": [7, 15, 23, 31],
-}
-SAM2_LARGE_BACKBONE = {
-    "model_type": "sam2_hiera_det_model", "hidden_size": 144, "num_attention_heads": 2,
-    "blocks_per_stage": [2, 6, 36, 4], "embed_dim_per_stage": [144, 288, 576, 1152],
-    "num_attention_heads_per_stage": [2, 4, 8, 16], "window_size_per_stage": [8, 4, 16, 8],
-    "global_attention_blocks": [23, 33, 43], "window_positional_embedding_background_size": [7, 7],
-}
-
 
 def device_name(device: str) -> str:
     import torch
@@ -67,51 +50,28 @@ def device_name(device: str) -> str:
 
 
 def build_vlm(shape: str, device: str, work: Path):
-    """A random Qwen2.5-VL of the given shape on ``device`` plus the tiny tokenizer/processor."""
-    import torch
-    from transformers import AutoConfig, AutoModelForImageTextToText, Qwen2_5_VLForConditionalGeneration
+    """A random Qwen2.5-VL of the given shape on ``device`` plus the tiny tokenizer/processor.
+
+    ``tiny`` is the test checkpoint; ``7b`` and ``7b-mini`` are
+    :data:`regiondial_bench.testing.QWEN2_5_VL_SHAPES` (built directly on the device, seed 0, so
+    every process of the multi-process mode holds the same weights).
+    """
+    from transformers import AutoModelForImageTextToText
 
     from regiondial_bench.adapters.processors import load_vlm_processor
-    from regiondial_bench.testing import build_tiny_qwen2_5_vl
+    from regiondial_bench.testing import build_tiny_qwen2_5_vl, random_qwen2_5_vl
 
     tiny = build_tiny_qwen2_5_vl(work / "tiny-qwen")
     processor = load_vlm_processor(tiny)
     if shape == "tiny":
         return AutoModelForImageTextToText.from_pretrained(tiny).to(device).eval(), processor
-    tiny_config = AutoConfig.from_pretrained(tiny)
-    config = type(tiny_config)(
-        text_config={**QWEN_7B_TEXT, "bos_token_id": tiny_config.text_config.bos_token_id,
-                     "eos_token_id": tiny_config.text_config.eos_token_id,
-                     "pad_token_id": tiny_config.text_config.pad_token_id},
-        vision_config=QWEN_7B_VISION,
-        image_token_id=tiny_config.image_token_id, video_token_id=tiny_config.video_token_id,
-        vision_start_token_id=tiny_config.vision_start_token_id,
-        vision_end_token_id=tiny_config.vision_end_token_id,
-    )
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    torch.manual_seed(0)  # the same random weights in every process (multi-process mode)
-    with torch.device(device):
-        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype)
-    return model.eval(), processor
+    return random_qwen2_5_vl(shape, tiny, device=device), processor
 
 
 def build_sam2(shape: str, work: Path) -> Path:
-    from regiondial_bench.testing import build_tiny_sam2
+    from regiondial_bench.testing import build_random_sam2
 
-    if shape == "tiny":
-        return build_tiny_sam2(work / "tiny-sam2")
-    import json as _json
-
-    import torch
-    from transformers import Sam2Config, Sam2Model
-
-    config = Sam2Config(vision_config={"backbone_config": SAM2_LARGE_BACKBONE,
-                                       "backbone_channel_list": [1152, 576, 288, 144]})
-    out = work / "sam2-large-random"
-    torch.manual_seed(0)
-    Sam2Model(config).save_pretrained(out)
-    (out / "preprocessor_config.json").write_text(_json.dumps({"size": {"height": 1024, "width": 1024}}))
-    return out
+    return build_random_sam2(work / f"sam2-{shape}", shape=shape)
 
 
 PREBUILT: dict = {}
@@ -141,8 +101,8 @@ def register_prebuilt_adapter() -> None:
             self.__dict__.update(prebuilt.__dict__)
 
 
-def bench_rounds(bench, image_size: int):
-    """Every round of the bench as a request (references filled with gold boxes for the batch-1 loop)."""
+def bench_rounds(bench):
+    """Every round of the bench as a request (the question as written; the batch-1 loop needs no references)."""
     from regiondial_bench.adapters.base import ImageInput, RoundRequest
 
     requests = []
@@ -154,9 +114,79 @@ def bench_rounds(bench, image_size: int):
     return requests
 
 
+def fixed_length_options(image_size: int, new_tokens: int) -> dict:
+    """``hf`` adapter options: the RegionReasoner preset squashed to ``image_size``, exactly ``new_tokens`` per round."""
+    return {"preset": "regionreasoner-7b", "squash_size": image_size, "max_new_tokens": new_tokens,
+            "min_new_tokens": new_tokens}
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work, so a wall-clock reading covers it."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def measure_loop(adapter, requests: list, device: str, new_tokens: int) -> dict:
+    """The upstream evaluation loop: one ``generate`` call per round, batch 1, in order."""
+    from tqdm import tqdm
+
+    synchronize(device)
+    start = time.perf_counter()
+    for request in tqdm(requests, desc="batch-1 loop", file=sys.stderr):
+        adapter.generate([request])
+    synchronize(device)
+    elapsed = time.perf_counter() - start
+    return {"rounds": len(requests), "seconds": round(elapsed, 3), "rounds_per_s": round(len(requests) / elapsed, 4),
+            "tokens_per_s": round(len(requests) * new_tokens / elapsed, 2)}
+
+
+def measure_runner(bench, options: dict, batch_size: int, out: Path, device: str, new_tokens: int, *,
+                   dialogues: int | None = None, baseline: dict | None = None) -> dict:
+    """``regiondial evaluate`` with the prebuilt model (``bench-hf``) at one batch size, scoring included."""
+    from regiondial_bench.api import evaluate
+    from regiondial_bench.schema import RunConfig
+
+    config = RunConfig(adapter="bench-hf", adapter_options=options, batch_size=batch_size, limit=dialogues)
+    synchronize(device)
+    start = time.perf_counter()
+    results = evaluate(bench, config, out, progress=True, n_bootstrap=10, overwrite=True)
+    synchronize(device)
+    elapsed = time.perf_counter() - start
+    turns = int(results.provenance.timings["turns"])
+    row = {"batch_size": batch_size, "rounds": turns, "seconds": round(elapsed, 3),
+           "rounds_per_s": round(turns / elapsed, 4), "tokens_per_s": round(turns * new_tokens / elapsed, 2)}
+    if baseline:
+        row["speedup_vs_batch1"] = round((turns / elapsed) / baseline["rounds_per_s"], 2)
+    return row
+
+
+def measure_sam2(checkpoint: Path, bench, device: str, items: int, batch_size: int, *, shape: str) -> dict:
+    """Masks per second of the ``sam2`` producer: one box + one point per image, ``batch_size`` images per pass."""
+    from regiondial_bench.run.segment import create_mask_producer
+    from regiondial_bench.schema import Region
+
+    producer = create_mask_producer("sam2", model=str(checkpoint), device=device, batch_size=batch_size)
+    work = []
+    for request in bench_rounds(bench)[:items]:
+        w, h = request.image.size
+        work.append((request.image, [Region(box=(w * 0.2, h * 0.2, w * 0.6, h * 0.7), point=(w * 0.4, h * 0.4))]))
+    producer.masks(work[:2])  # warm-up
+    synchronize(device)
+    start = time.perf_counter()
+    masks = producer.masks(work)
+    synchronize(device)
+    elapsed = time.perf_counter() - start
+    if any(m is None for m in masks):
+        raise RuntimeError("the sam2 producer left a prompted image without a mask")
+    return {"shape": shape, "masks": len(work), "batch_size": batch_size, "seconds": round(elapsed, 3),
+            "masks_per_s": round(len(work) / elapsed, 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", choices=["tiny", "7b"], default="tiny")
+    parser.add_argument("--shape", choices=["tiny", "7b-mini", "7b"], default="tiny")
     parser.add_argument("--sam2-shape", choices=["tiny", "large", "none"], default="tiny")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dialogues", type=int, default=None, help="answer only the first N dialogues")
@@ -178,11 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         return worker(args)
 
     import torch
-    from tqdm import tqdm
 
     from regiondial_bench.adapters.hf import HFAdapter, resolve_device
-    from regiondial_bench.api import evaluate, load_bench
-    from regiondial_bench.schema import RunConfig
+    from regiondial_bench.api import load_bench
 
     device = resolve_device(args.device)
     register_prebuilt_adapter()
@@ -192,70 +220,27 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model, processor = build_vlm(args.shape, device, work)
-        options = {"preset": "regionreasoner-7b", "squash_size": args.image_size,
-                   "max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens}
+        options = fixed_length_options(args.image_size, args.new_tokens)
         adapter = HFAdapter.from_components(model, processor, **options)
-
-        def sync():
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-
-        # warm-up (CUDA kernels, allocator)
-        adapter.generate(bench_rounds(bench, args.image_size)[:1])
-        requests = bench_rounds(bench, args.image_size)[: args.baseline_rounds]
-        sync()
-        start = time.perf_counter()
-        for request in tqdm(requests, desc="batch-1 loop", file=sys.stderr):
-            adapter.generate([request])
-        sync()
-        elapsed = time.perf_counter() - start
-        figures["baseline"] = {"rounds": len(requests), "seconds": round(elapsed, 3),
-                               "rounds_per_s": round(len(requests) / elapsed, 4),
-                               "tokens_per_s": round(len(requests) * args.new_tokens / elapsed, 2)}
-
-        figures["runner"] = []
+        adapter.generate(bench_rounds(bench)[:1])  # warm-up (CUDA kernels, allocator)
+        figures["baseline"] = measure_loop(adapter, bench_rounds(bench)[: args.baseline_rounds], device,
+                                           args.new_tokens)
         PREBUILT.update(model=model, processor=processor)
-        for batch_size in args.batch_sizes:
-            config = RunConfig(adapter="bench-hf", adapter_options=options, batch_size=batch_size,
-                               limit=args.dialogues)
-            sync()
-            start = time.perf_counter()
-            results = evaluate(bench, config, work / f"run-{batch_size}", progress=True, n_bootstrap=10,
-                               overwrite=True)
-            sync()
-            elapsed = time.perf_counter() - start
-            turns = int(results.provenance.timings["turns"])
-            figures["runner"].append({
-                "batch_size": batch_size, "rounds": turns, "seconds": round(elapsed, 3),
-                "rounds_per_s": round(turns / elapsed, 4),
-                "tokens_per_s": round(turns * args.new_tokens / elapsed, 2),
-                "speedup_vs_batch1": round((turns / elapsed) / figures["baseline"]["rounds_per_s"], 2),
-            })
+        figures["runner"] = [
+            measure_runner(bench, options, batch_size, work / f"run-{batch_size}", device, args.new_tokens,
+                           dialogues=args.dialogues, baseline=figures["baseline"])
+            for batch_size in args.batch_sizes
+        ]
         del model, adapter
         PREBUILT.clear()
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
         if args.processes > 1:
             figures["multi_process"] = multi_process(args, argv, work, figures["runner"][0])
-
         if args.sam2_shape != "none":
-            from regiondial_bench.run.segment import create_mask_producer
-            from regiondial_bench.schema import Region
+            figures["sam2"] = measure_sam2(build_sam2(args.sam2_shape, work), bench, device, args.sam2_items,
+                                           args.sam2_batch, shape=args.sam2_shape)
 
-            producer = create_mask_producer("sam2", model=str(build_sam2(args.sam2_shape, work)), device=device,
-                                            batch_size=args.sam2_batch)
-            items = []
-            for request in bench_rounds(bench, args.image_size)[: args.sam2_items]:
-                w, h = request.image.size
-                items.append((request.image, [Region(box=(w * 0.2, h * 0.2, w * 0.6, h * 0.7), point=(w * 0.4, h * 0.4))]))
-            producer.masks(items[:2])  # warm-up
-            sync()
-            start = time.perf_counter()
-            producer.masks(items)
-            sync()
-            elapsed = time.perf_counter() - start
-            figures["sam2"] = {"shape": args.sam2_shape, "masks": len(items), "batch_size": args.sam2_batch,
-                               "seconds": round(elapsed, 3), "masks_per_s": round(len(items) / elapsed, 2)}
 
     print(json.dumps(figures, indent=2))
     if args.json:
@@ -278,8 +263,7 @@ def worker(args) -> int:
     model, processor = build_vlm(args.shape, device, out / f"build-{launch.index}")
     PREBUILT.update(model=model, processor=processor)
     register_prebuilt_adapter()
-    options = {"preset": "regionreasoner-7b", "squash_size": args.image_size,
-               "max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens}
+    options = fixed_length_options(args.image_size, args.new_tokens)
     config = RunConfig(adapter="bench-hf", adapter_options=options, batch_size=args.batch_sizes[0],
                        limit=args.dialogues)
     runs = plan_sweep([(repeated(load_bench("sample"), args.repeat), "sample")], ["predicted"], out / "run")

@@ -11,12 +11,17 @@ Example::
 
     path = build_tiny_qwen2_5_vl(tmp_path / "qwen")
     processor = load_vlm_processor(path)
+
+``random_qwen2_5_vl`` and ``build_random_sam2`` build the same architectures at the released
+checkpoints' shapes (Qwen2.5-VL-7B, SAM2 Hiera-L) with random weights, for GPU benchmarks where
+no download is possible, plus a narrow ``7b-mini`` stand-in that runs the same code on CPU.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -280,3 +285,149 @@ def _tiny_sam2_processor(config: Any) -> Any:
             }, indent=2))
 
     return _Saver()
+
+
+@dataclass(frozen=True)
+class VLMShape:
+    """The architecture of a Qwen2.5-VL: text and vision config entries (no token ids).
+
+    Attributes:
+        name: The shape's name.
+        text: ``text_config`` entries (widths, depth, vocabulary, rotary sections).
+        vision: ``vision_config`` entries (widths, depth, patching, windowed attention).
+    """
+
+    name: str
+    text: dict[str, Any] = field(repr=False)
+    vision: dict[str, Any] = field(repr=False)
+
+
+QWEN2_5_VL_SHAPES: dict[str, VLMShape] = {
+    # Qwen2.5-VL-7B-Instruct's config.json (8.3B parameters with the vision tower)
+    "7b": VLMShape(
+        "7b",
+        text={"vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+              "num_attention_heads": 28, "num_key_value_heads": 4, "max_position_embeddings": 128000,
+              "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+              "rms_norm_eps": 1e-6, "tie_word_embeddings": False},
+        vision={"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
+                "out_hidden_size": 3584, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+                "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31]},
+    ),
+    # 7B's vocabulary, head layout (head_dim 64 here), patching and windowing, narrow and shallow:
+    # the code paths of the 7B shape (a vocabulary far larger than the tiny tokenizer's, full-size
+    # image grids) at a size a CPU runs in seconds
+    "7b-mini": VLMShape(
+        "7b-mini",
+        text={"vocab_size": 152064, "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 32768,
+              "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [8, 12, 12]},
+              "rms_norm_eps": 1e-6, "tie_word_embeddings": False},
+        vision={"depth": 4, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2, "out_hidden_size": 256,
+                "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
+                "fullatt_block_indexes": [1, 3]},
+    ),
+}
+"""Named Qwen2.5-VL shapes for :func:`random_qwen2_5_vl`."""
+
+
+def random_qwen2_5_vl(
+    shape: str | VLMShape,
+    tokenizer_dir: str | Path,
+    *,
+    device: str = "cpu",
+    dtype: Any = None,
+    text_layers: int | None = None,
+    vision_layers: int | None = None,
+    seed: int = 0,
+) -> Any:
+    """A random-weight Qwen2.5-VL of a named shape, built in memory directly on ``device``.
+
+    Token ids (image, video, vision start/end, eos, pad) come from a checkpoint folder made by
+    :func:`build_tiny_qwen2_5_vl`, whose tokenizer and processor go with the model. The output
+    vocabulary is the shape's (152064 for ``7b``), larger than that tokenizer's: generated ids
+    past it decode to nothing, which fixed-length throughput runs do not mind.
+
+    Args:
+        shape: A key of :data:`QWEN2_5_VL_SHAPES` or a :class:`VLMShape`.
+        tokenizer_dir: A folder written by :func:`build_tiny_qwen2_5_vl`.
+        device: Where the weights are created (``cuda`` builds a 7B model in seconds, no host copy).
+        dtype: A torch dtype (default: bfloat16 on CUDA, float32 elsewhere).
+        text_layers: Fewer (or more) decoder layers than the shape has.
+        vision_layers: Fewer (or more) vision blocks; the full-attention blocks past the new depth
+            are dropped and the last block is made full-attention if none is left.
+        seed: Seed for the random weights (same seed, same weights in every process).
+
+    Returns:
+        A ``Qwen2_5_VLForConditionalGeneration`` in eval mode.
+    """
+    import torch
+    from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
+
+    if isinstance(shape, str):
+        if shape not in QWEN2_5_VL_SHAPES:
+            raise ValueError(f"unknown Qwen2.5-VL shape {shape!r}; choose one of {sorted(QWEN2_5_VL_SHAPES)}")
+        shape = QWEN2_5_VL_SHAPES[shape]
+    tiny = AutoConfig.from_pretrained(str(tokenizer_dir))
+    text = {**shape.text, "bos_token_id": tiny.text_config.bos_token_id,
+            "eos_token_id": tiny.text_config.eos_token_id, "pad_token_id": tiny.text_config.pad_token_id}
+    vision = dict(shape.vision)
+    if text_layers is not None:
+        text["num_hidden_layers"] = text_layers
+    if vision_layers is not None:
+        vision["depth"] = vision_layers
+        vision["fullatt_block_indexes"] = [i for i in vision["fullatt_block_indexes"] if i < vision_layers] or [
+            vision_layers - 1]
+    config = type(tiny)(
+        text_config=text, vision_config=vision, image_token_id=tiny.image_token_id,
+        video_token_id=tiny.video_token_id, vision_start_token_id=tiny.vision_start_token_id,
+        vision_end_token_id=tiny.vision_end_token_id, tie_word_embeddings=text["tie_word_embeddings"],
+    )
+    if dtype is None:
+        dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype)
+    return model.eval()
+
+
+SAM2_HIERA_LARGE_BACKBONE: dict[str, Any] = {
+    "model_type": "sam2_hiera_det_model", "hidden_size": 144, "num_attention_heads": 2,
+    "blocks_per_stage": [2, 6, 36, 4], "embed_dim_per_stage": [144, 288, 576, 1152],
+    "num_attention_heads_per_stage": [2, 4, 8, 16], "window_size_per_stage": [8, 4, 16, 8],
+    "global_attention_blocks": [23, 33, 43], "window_positional_embedding_background_size": [7, 7],
+}
+"""facebook/sam2-hiera-large's image encoder (its prompt encoder and mask decoder are transformers' defaults)."""
+
+
+def build_random_sam2(out_dir: str | Path, shape: str = "large", seed: int = 0) -> Path:
+    """Write a random SAM2 checkpoint folder of a named shape (``large`` = Hiera-L at 1024 px, or ``tiny``).
+
+    Args:
+        out_dir: Folder to write.
+        shape: ``large`` (the upstream checkpoint's architecture, 217M parameters) or ``tiny``
+            (:func:`build_tiny_sam2`).
+        seed: Seed for the random weights.
+
+    Returns:
+        The folder path, loadable by the ``sam2`` mask producer.
+    """
+    if shape == "tiny":
+        return build_tiny_sam2(out_dir, seed=seed)
+    if shape != "large":
+        raise ValueError(f"unknown SAM2 shape {shape!r}; choose 'large' or 'tiny'")
+    import torch
+    from transformers import Sam2Config, Sam2Model
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = Sam2Config(vision_config={"backbone_config": SAM2_HIERA_LARGE_BACKBONE,
+                                       "backbone_channel_list": [1152, 576, 288, 144]})
+    torch.manual_seed(seed)
+    Sam2Model(config).eval().save_pretrained(out)
+    (out / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "Sam2ImageProcessorFast", "size": {"height": 1024, "width": 1024},
+        "image_mean": list(SAM2_IMAGE_MEAN), "image_std": list(SAM2_IMAGE_STD), "processor_class": "Sam2Processor",
+    }, indent=2))
+    (out / "regiondial_tiny.json").write_text(json.dumps({"kind": "random-sam2-large", "seed": seed}))
+    return out
