@@ -95,6 +95,28 @@ CASES = [
     ("qwen2.5-vl-7b", '```json\n[\n\t{"bbox_2d": [161, 119, 483, 357], "label": "a"\n', [(160, 120, 480, 360)],
      None, None),
     ("qwen2.5-vl-7b", '```json\n[\n\t{"bbox_2d": [161, 119, 4', [], None, "not valid JSON"),
+    # Qwen3-VL: the same fenced list, but 0-1000 of the image (not pixels)
+    ("qwen3-vl-instruct", '```json\n[\n\t{"bbox_2d": [250, 250, 750, 750], "label": "the man in blue"}\n]\n```',
+     [(160, 120, 480, 360)], None, None),
+    ("qwen3-vl-instruct", '```json\n[\n\t{"bbox_2d": [0, 0, 500, 1000], "label": "a"},\n\t'
+     '{"bbox_2d": [500, 0, 1000, 1000], "label": "b"}\n]\n```', [(0, 0, 320, 480), (320, 0, 640, 480)], None, None),
+    ("qwen3-vl-instruct", "There is no such object in the image.", [], None, "no JSON"),
+    # Qwen3-VL-Thinking: reasoning (its template opens <think> in the prompt), then the answer
+    ("qwen3-vl-thinking", "The question asks for the man in blue. A box like [0, 0, 10, 10] is too small; he stands "
+     'in the middle.</think>\n\n```json\n[\n\t{"bbox_2d": [250, 250, 750, 750], "label": "man"}\n]\n```',
+     [(160, 120, 480, 360)], None, None),
+    ("qwen3-vl-thinking", "The question asks for the man in blue. He stands in the", [], None, "no JSON"),
+    ("qwen3-vl-thinking", "He stands in the middle.</think>\n\n", [], None, "no JSON"),
+    # InternVL3.5: <ref>phrase</ref><box>[[x1, y1, x2, y2]]</box>, 0-1000 of the image
+    ("internvl3.5", "<ref>the man in blue</ref><box>[[250, 250, 750, 750]]</box>", [(160, 120, 480, 360)], None, None),
+    ("internvl3.5", "<ref>a cat</ref><box>[[0, 0, 500, 1000]]</box>, <ref>a dog</ref><box>[[500, 0, 1000, 1000]]</box>",
+     [(0, 0, 320, 480), (320, 0, 640, 480)], None, None),
+    ("internvl3.5", "[[250, 250, 750, 750]]", [(160, 120, 480, 360)], None, None),  # the RefCOCO eval's bare form
+    ("internvl3.5", "<ref>the man</ref><box>[[250, 250, 750]]</box>", [], None, "expected 4 numbers"),
+    # hosted models: JSON only, in the frame the prompt asked for
+    ("hosted-pixels", '[{"bbox_2d": [160, 120, 480, 360]}]', [(160, 120, 480, 360)], None, None),
+    ("hosted-norm-1000", '[{"bbox_2d": [250, 250, 750, 750]}]', [(160, 120, 480, 360)], None, None),
+    ("hosted-norm-1000", "I can't identify people in images.", [], None, "no JSON"),
 ]
 
 
@@ -165,9 +187,11 @@ def test_every_preset_renders_question_and_frames(name):
     preset = PRESETS[name]
     text = preset.user_text("Find the guy near the [47, 107, 303, 466].")
     assert "guy near the" in text
-    if name != "qwen2.5-vl-7b":
+    if preset.require_answer_tag:  # the reasoning models
         assert "find the guy near the [47, 107, 303, 466]" in text  # lowercased, end punctuation stripped
         assert "<answer>" in text
+    else:  # the grounding prompts of the general models keep the question as written
+        assert "Find the guy near the [47, 107, 303, 466]." in text
     message = preset.messages("Find it.")[-1]
     assert message["role"] == "user"
     assert [part["type"] for part in message["content"]] == ["image", "text"]  # image first
