@@ -137,6 +137,8 @@ class HFAdapter(PresetAdapter):
     def _setup_generation(self) -> None:
         from transformers import GenerationConfig
 
+        self._backend: dict[str, Any] | None = None
+        self.backend()
         self.model.eval()
         tokenizer = self.processor.tokenizer
         tokenizer.padding_side = "left"
@@ -199,7 +201,7 @@ class HFAdapter(PresetAdapter):
         with torch.inference_mode():
             output = self.model.generate(**inputs, generation_config=self.generation_config, **generate_options)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
-        decoded = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        decoded = self._decode(new_tokens)
         pad = self.generation_config.pad_token_id
         responses = []
         for i, text in enumerate(decoded):
@@ -211,6 +213,18 @@ class HFAdapter(PresetAdapter):
                     extra["grammar_rejected"] = True
             responses.append(self.response(text, sizes[i], input_size, extra))
         return responses
+
+    def _decode(self, new_tokens: Any) -> list[str]:
+        """The generated text of each row, special tokens dropped except those the preset's answers
+        are written in (InternVL's ``<ref>``/``<box>``, which ``skip_special_tokens`` would strip)."""
+        if not self.preset.keep_special_tokens:
+            return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        tokenizer = self.processor.tokenizer
+        vocab = tokenizer.get_vocab()
+        keep = {vocab[t] for t in self.preset.keep_special_tokens if t in vocab}
+        drop = set(tokenizer.all_special_ids) - keep
+        return [tokenizer.decode([t for t in row.tolist() if t not in drop], skip_special_tokens=False)
+                for row in new_tokens]
 
     def _input_size(self, grid: Any, original_size: tuple[int, int]) -> tuple[int, int]:
         """The processed image size: from ``image_grid_thw`` (t, h/14, w/14) when the model reports it."""
@@ -237,13 +251,16 @@ class HFAdapter(PresetAdapter):
         }
 
     def backend(self) -> dict[str, Any]:
-        """What answered (provenance): transformers' version, the model class and the image processor."""
-        import transformers
+        """What answered (provenance): transformers' version, the model class and the image processor
+        (read when the model is set up, so it is still known after :meth:`close`)."""
+        if self._backend is None:
+            import transformers
 
-        from .processors import image_processor_kind
+            from .processors import image_processor_kind
 
-        return {"name": "transformers", "version": transformers.__version__,
-                "model_class": type(self.model).__name__, **image_processor_kind(self.processor)}
+            self._backend = {"name": "transformers", "version": transformers.__version__,
+                             "model_class": type(self.model).__name__, **image_processor_kind(self.processor)}
+        return self._backend
 
     def close(self) -> None:
         self.model = None

@@ -286,3 +286,29 @@ def merged(options: ModelOptions | None, kwargs: dict[str, Any], cls: type[Model
             raise AdapterError(f"expected {cls.__name__}, got {type(options).__name__}")
         return options
     return cls.parse(kwargs)
+
+
+def run_frames(adapter: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The frame a run's answers are read in, and the common frames the frame check compares it with.
+
+    A preset-driven adapter (``hf``, ``vllm``, ``openai``, or any whose options are a
+    :class:`~.options.ModelOptions`) reads in its preset's ``coordinate_frame``; any other adapter
+    returns regions in original pixels. Options that no longer validate fall back to the latter.
+
+    >>> declared, frames = run_frames("hf", {"preset": "regionreasoner-7b"})
+    >>> declared, sorted(frames), frames["input"]((640, 480)).width
+    ('input', ['input', 'norm-1', 'norm-1000', 'original'], 840.0)
+    """
+    from ..frames import default_frames
+    from .registry import get_adapter_class
+
+    try:
+        options_class = getattr(get_adapter_class(adapter), "options_class", None)
+        if options_class is None or not issubclass(options_class, ModelOptions):
+            return "original", default_frames()
+        preset = options_class.parse(options).build_preset()
+    except AdapterError:
+        return "original", default_frames()
+    as_input = preset.with_options(coordinate_frame="input")
+    has_input = preset.image_mode == "squash" or preset.patch_factor is not None or preset.coordinate_frame == "input"
+    return preset.coordinate_frame, default_frames(as_input.frame if has_input else None)

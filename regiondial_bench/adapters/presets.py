@@ -149,6 +149,8 @@ class Preset:
         sizes: The sizes the family was released in (``size`` must be one of them).
         size: The size ``model`` is built from (``model_template``).
         source: Where the prompt, frame and format come from (model card, cookbook, eval code).
+        keep_special_tokens: Special tokens that carry the answer (InternVL's ``<ref>``/``<box>``):
+            kept when the output is decoded, while every other special token is dropped.
     """
 
     name: str
@@ -177,6 +179,7 @@ class Preset:
     sizes: tuple[str, ...] = ()
     size: str | None = None
     source: str = ""
+    keep_special_tokens: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if "{question}" not in self.prompt_template:
@@ -364,6 +367,7 @@ class Preset:
             data["upstream_prompt_template"] = hashlib.sha256(self.upstream_prompt_template.encode()).hexdigest()[:12]
         data["sent_template"] = hashlib.sha256(self.template.encode()).hexdigest()[:12]
         data["sizes"] = list(self.sizes)
+        data["keep_special_tokens"] = list(self.keep_special_tokens)
         return data
 
 
@@ -445,6 +449,7 @@ PRESETS: dict[str, Preset] = {
             max_new_tokens=1024,
             require_answer_tag=False,
             answer_format="box-tags",
+            keep_special_tokens=("<ref>", "</ref>", "<box>", "</box>"),
             mask_prompt="box",
             source="OpenGVLab/InternVL internvl_chat/eval/refcoco/evaluate_grounding.py (prompt; boxes / 1000 "
                    "* image size) and the OpenGVLab InternVL3.5 -HF collection (sizes)",
@@ -540,3 +545,4 @@ class PresetAdapter(Adapter):
             max_regions=self.preset.max_objects,
             extra=extra or {},
         )
+

@@ -101,8 +101,11 @@ class VLLMAdapter(PresetAdapter):
         return self.preset.decoding_repetition_penalty(value)
 
     def _sampling_options(self) -> dict[str, Any]:
-        return {"temperature": 0.0, "top_p": 1.0, "top_k": -1, "repetition_penalty": self.repetition_penalty,
-                "max_tokens": self.preset.max_new_tokens}
+        options = {"temperature": 0.0, "top_p": 1.0, "top_k": -1, "repetition_penalty": self.repetition_penalty,
+                   "max_tokens": self.preset.max_new_tokens}
+        if self.preset.keep_special_tokens:  # InternVL writes its boxes in special <ref>/<box> tokens
+            options.update(skip_special_tokens=False, spaces_between_special_tokens=False)
+        return options
 
     def sampling_for(self, size: tuple[int, int]) -> Any:
         """The sampling parameters of one request: the shared greedy ones, plus its grammar when constrained."""

@@ -2,13 +2,17 @@
 
 Nothing here downloads weights. ``build_tiny_qwen2_5_vl`` writes a small random Qwen2.5-VL
 folder (model, tokenizer, image processor, chat template) that loads with the same code paths
-as a real checkpoint; ``build_tiny_sam2`` does the same for SAM2.
+as a real checkpoint; ``build_tiny_qwen3_vl`` and ``build_tiny_internvl`` do the same for the
+current families, ``build_tiny_sam2`` for SAM2.
 """
 
 from .tiny_models import (
     QWEN_SPECIAL_TOKENS,
+    build_tiny_internvl,
     build_tiny_qwen2_5_vl,
+    build_tiny_qwen3_vl,
     build_tiny_sam2,
 )
 
-__all__ = ["QWEN_SPECIAL_TOKENS", "build_tiny_qwen2_5_vl", "build_tiny_sam2"]
+__all__ = ["QWEN_SPECIAL_TOKENS", "build_tiny_internvl", "build_tiny_qwen2_5_vl", "build_tiny_qwen3_vl",
+           "build_tiny_sam2"]
