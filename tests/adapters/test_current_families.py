@@ -138,3 +138,27 @@ def test_openai_sends_the_pinned_penalty_and_leaves_checkpoint_to_the_server(sam
             adapter.close()
             assert server.bodies[-1].get("repetition_penalty") == sent, options
 
+
+
+# ---------------------------------------------------------------------- the openai frame
+
+
+def test_openai_native_preset_reads_answers_in_the_frame_it_writes_references_in(sample_bench, tmp_path):
+    """Qwen2.5-VL over a server: the server resizes the original (smart_resize, 640x480 -> 644x476), so
+    answers are read in that frame, the frame references are written in. A model that answers the
+    referenced box then gives back the very box it was shown (up to integer rounding)."""
+    from regiondial_bench.api import evaluate
+    from regiondial_bench.run.folder import read_predictions
+    from regiondial_bench.schema import RunConfig
+
+    from .test_openai import ScriptedServer
+
+    with ScriptedServer() as server:
+        config = RunConfig(adapter="openai", adapter_options={
+            "preset": "qwen2.5-vl-7b", "base_url": server.url, "model": "tiny", "max_concurrency": 2}, limit=4)
+        evaluate(sample_bench, config, tmp_path / "run", progress=False, n_bootstrap=10)
+    records = read_predictions(tmp_path / "run" / "predictions.jsonl")
+    copies = [(r.regions[0].box, used.box) for r in records for used in r.references if used.source == "predicted"]
+    assert copies
+    for answered, shown in copies:
+        assert answered == pytest.approx(shown, abs=1.0), (answered, shown)
