@@ -128,7 +128,7 @@ class HFAdapter(PresetAdapter):
             # e.g. flash_attention_2 without the flash-attn package, or on a CPU
             raise AdapterError(f"cannot load model {path!r} with attn_implementation={self.attn_implementation!r}: "
                                f"{str(exc)[:300]}; install what it needs or set attn_implementation: sdpa "
-                               "(baselines/README.md says what the kernel changes)") from exc
+                               "(baselines/README.md: the kernel each upstream model ran with)") from exc
         if self.device_map is None:
             self.model.to(self.device)
         else:  # inputs go where the embeddings live; accelerate's hooks move activations on

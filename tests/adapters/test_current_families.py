@@ -162,3 +162,16 @@ def test_openai_native_preset_reads_answers_in_the_frame_it_writes_references_in
     assert copies
     for answered, shown in copies:
         assert answered == pytest.approx(shown, abs=1.0), (answered, shown)
+
+
+def test_an_attention_kernel_that_cannot_load_fails_with_the_option_named(tiny_qwen):
+    """The parity configs ask for flash-attn 2; without its package (or a GPU) the run stops with one line."""
+    import importlib.util
+
+    from regiondial_bench.adapters import AdapterError
+
+    if importlib.util.find_spec("flash_attn") is not None:
+        pytest.skip("flash-attn is installed here")
+    with pytest.raises(AdapterError, match="attn_implementation='flash_attention_2'.*set attn_implementation: sdpa"):
+        create_adapter("hf", preset="qwen2.5-vl-7b", model=str(tiny_qwen), device="cpu",
+                       attn_implementation="flash_attention_2")

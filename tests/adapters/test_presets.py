@@ -229,3 +229,46 @@ def test_bad_preset_options_fail_clearly():
         get_preset("regionreasoner-7b", temperature=0.7)
     with pytest.raises(AdapterError, match="question"):
         get_preset("regionreasoner-7b", prompt_template="no slot")
+
+
+def test_cli_lists_presets_with_their_frames():
+    from click.testing import CliRunner
+
+    from regiondial_bench.cli import main
+
+    result = CliRunner().invoke(main, ["adapters"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("  ")}
+    assert set(lines) == set(PRESETS)
+    assert "frame: 0-1000 of the image" in lines["qwen3-vl-instruct"]
+    assert "Qwen/Qwen3-VL-{size}-Instruct" in lines["qwen3-vl-instruct"] and "235B-A22B" in lines["qwen3-vl-instruct"]
+    assert "frame: 0-1000 of the image" in lines["internvl3.5"]
+    assert "frame: pixels of the smart_resize input (factor 28)" in lines["qwen2.5-vl-7b"]
+    assert "frame: pixels of the original image" in lines["hosted-pixels"]
+
+
+@pytest.mark.parametrize(("name", "size", "model"), [
+    ("qwen3-vl-instruct", "2B", "Qwen/Qwen3-VL-2B-Instruct"),
+    ("qwen3-vl-thinking", "30B-A3B", "Qwen/Qwen3-VL-30B-A3B-Thinking"),
+    ("internvl3.5", "38B", "OpenGVLab/InternVL3_5-38B-HF"),
+])
+def test_sizes_are_a_preset_parameter(name, size, model):
+    preset = get_preset(name, size=size)
+    assert preset.model == model and preset.size == size
+    assert get_preset(name, size=size, model="/local/copy").model == "/local/copy"  # an explicit model wins
+    with pytest.raises(AdapterError, match="not a released size"):
+        get_preset(name, size="7B")
+
+
+def test_qwen3_vl_smart_resize_uses_factor_32():
+    preset = get_preset("qwen3-vl-instruct")
+    assert preset.input_size((640, 480)) == (640, 480)  # already multiples of 32
+    assert preset.input_size((644, 476)) == (640, 480)
+    assert get_preset("qwen2.5-vl-7b").input_size((640, 480)) == (644, 476)
+    assert preset.processor_pixel_bounds() == (64 * 32 * 32, 16384 * 32 * 32)
+
+
+def test_hosted_pixels_prompt_states_the_size_of_the_image_sent():
+    preset = get_preset("hosted-pixels")
+    text = preset.user_text("Find the dog.", image_size=(640, 480))
+    assert "640x480 image" in text and '"Find the dog."' in text and "{width}" not in text
