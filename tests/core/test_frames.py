@@ -157,3 +157,17 @@ def test_the_frame_check_never_changes_a_score(bench, tmp_path):
     assert results.frame_check is not None and plain.frame_check is None
     assert results.model_dump(exclude={"frame_check"}) == plain.model_dump(exclude={"frame_check"})
     assert score(tmp_path / "run", bench=bench, n_bootstrap=10, write=False).overall == plain.overall
+
+
+def test_benchmark_script_tiny_path(capsys):
+    """benchmarks/frame_check.py's quick path runs (so the script cannot rot)."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "frame_check.py"
+    spec = importlib.util.spec_from_file_location("frame_check_benchmark", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--tiny"]) == 0
+    header, row = capsys.readouterr().out.splitlines()[:2]
+    assert "frame check ms" in header and int(row.split()[0]) > 0
