@@ -105,6 +105,10 @@ CASES = [
     ("qwen3-vl-thinking", "The question asks for the man in blue. A box like [0, 0, 10, 10] is too small; he stands "
      'in the middle.</think>\n\n```json\n[\n\t{"bbox_2d": [250, 250, 750, 750], "label": "man"}\n]\n```',
      [(160, 120, 480, 360)], None, None),
+    # a draft answer inside the reasoning is not the answer: only the text after </think> is read
+    ("qwen3-vl-thinking", 'A first guess: ```json\n[{"bbox_2d": [0, 0, 100, 100], "label": "man"}]\n``` is too small.'
+     '</think>\n\n```json\n[\n\t{"bbox_2d": [250, 250, 750, 750], "label": "man"}\n]\n```',
+     [(160, 120, 480, 360)], None, None),
     ("qwen3-vl-thinking", "The question asks for the man in blue. He stands in the", [], None, "no JSON"),
     ("qwen3-vl-thinking", "He stands in the middle.</think>\n\n", [], None, "no JSON"),
     # InternVL3.5: <ref>phrase</ref><box>[[x1, y1, x2, y2]]</box>, 0-1000 of the image
