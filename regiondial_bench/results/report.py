@@ -347,10 +347,11 @@ def frame_check_lines(results: Results) -> tuple[str | None, str | None]:
     check = results.frame_check
     if check is None or not check.turns:
         return None, None
-    readings = ", ".join(f"{name} {value:.1f}" for name, value in check.ap50_by_frame.items())
-    summary = (f"frame check (declared {check.declared}): {check.outside_image:.1f}% of boxes outside the image, "
-               f"{check.fits_unit:.1f}% would fit [0,1], {check.fits_1000:.1f}% [0,1000]; AP50 read as {readings}")
-    return summary, check.warning
+    readings = ", ".join(f"{name[:40]} {format_value(value)}" for name, value in list(check.ap50_by_frame.items())[:8])
+    summary = (f"frame check (declared {check.declared[:40]}): {format_value(check.outside_image)}% of boxes outside "
+               f"the image, {format_value(check.fits_unit)}% would fit [0,1], {format_value(check.fits_1000)}% "
+               f"[0,1000]; AP50 read as {readings}")
+    return summary, None if check.warning is None else check.warning[:1000]
 
 
 def all_round_columns(runs: Iterable[RunResults]) -> list[str]:

@@ -171,3 +171,15 @@ def test_benchmark_script_tiny_path(capsys):
     assert module.main(["--tiny"]) == 0
     header, row = capsys.readouterr().out.splitlines()[:2]
     assert "frame check ms" in header and int(row.split()[0]) > 0
+
+
+def test_summary_lines_survive_a_hostile_results_file():
+    """A results.json written by someone else: missing shares, NaN, long names print, never raise."""
+    from regiondial_bench.results.report import frame_check_lines
+    from regiondial_bench.schema import FrameCheck, Results
+
+    check = FrameCheck(declared="x" * 500, turns=3, boxes=0, outside_image=None, fits_unit=float("nan"),
+                       ap50_by_frame={f"f{i}": float(i) for i in range(50)}, warning="w" * 10_000)
+    summary, warning = frame_check_lines(Results.model_construct(frame_check=check))
+    assert "– % of boxes" not in summary and "–% of boxes outside" in summary
+    assert len(summary) < 600 and len(warning) == 1000
