@@ -33,6 +33,7 @@ from .schema import (
     PREDICTIONS_FILE,
     RESULTS_FILE,
     Bench,
+    PredictionRecord,
     Provenance,
     Results,
     RunConfig,
@@ -267,7 +268,8 @@ def _evaluate_locked(run_bench: Bench, config: RunConfig, spec: RunSpec, out_dir
     score_start = time.perf_counter()
     provenance = make_provenance(spec, adapter.config() or config.adapter_options,
                                  producer.config() if producer else None)
-    results = score_records(run_bench, records, provenance=provenance, n_bootstrap=n_bootstrap)
+    results = with_frame_check(score_records(run_bench, records, provenance=provenance, n_bootstrap=n_bootstrap),
+                               run_bench, records, spec)
     timings = {
         "run_s": round(wall, 3),
         "model_s": round(runner.model_seconds, 3),
@@ -279,6 +281,16 @@ def _evaluate_locked(run_bench: Bench, config: RunConfig, spec: RunSpec, out_dir
     results = results.model_copy(update={"provenance": results.provenance.model_copy(update={"timings": timings})})
     results.write(Path(out_dir) / RESULTS_FILE)
     return results
+
+
+def with_frame_check(results: Results, bench: Bench, records: Sequence[PredictionRecord], spec: RunSpec) -> Results:
+    """``results`` with the run's coordinate-frame diagnostic (:mod:`regiondial_bench.frames`) added;
+    the scores are unchanged."""
+    from .adapters.options import run_frames
+    from .frames import check_frames
+
+    declared, frames = run_frames(spec.adapter, spec.adapter_options)
+    return results.model_copy(update={"frame_check": check_frames(bench, records, declared, frames)})
 
 
 def score(
@@ -325,6 +337,7 @@ def score(
     with frozen_gc():  # the bench and the records stay alive while they are scored
         results = score_records(bench, records, provenance=make_provenance(spec), n_bootstrap=n_bootstrap,
                                 require_complete=not partial)
+        results = with_frame_check(results, bench, records, spec)
     if write and not partial:
         with RunLock(run_dir):  # not while a run is still writing this folder
             results.write(run_dir / RESULTS_FILE)
@@ -427,7 +440,8 @@ def merge(
     write_merged_folder(out_dir, spec, records, shard_dirs=[s.folder for s in shards], overwrite=overwrite)
     provenance = make_provenance(spec, first.provenance.adapter_config if first else None,
                                  first.provenance.mask_producer_config if first else None)
-    results = score_records(full, records, provenance=provenance, n_bootstrap=resamples, seed=seed)
+    results = with_frame_check(score_records(full, records, provenance=provenance, n_bootstrap=resamples, seed=seed),
+                               full, records, spec)
     timings = [r.provenance.timings for r in shard_results if r is not None]
     merged_timings = {"shards": float(len(shards)), "turns": float(full.num_turns)}
     if timings:

@@ -9,8 +9,11 @@ root rule ``root``. It fixes
   bounded length with no ``<`` (so no nested or stray tags);
 - the ``<answer>`` JSON of the preset's schema: a list of ``{"bbox_2d": [x1, y1, x2, y2],
   "point_2d": [x, y]}`` objects (RegionReasoner, VisionReasoner), one ``{'bbox': ...,
-  'points_1': ..., 'points_2': ...}`` object (Seg-Zero), or Qwen2.5-VL's fenced ```json list of
-  ``{"bbox_2d": [...], "label": "..."}`` objects;
+  'points_1': ..., 'points_2': ...}`` object (Seg-Zero), Qwen-VL's fenced ```json list of
+  ``{"bbox_2d": [...], "label": "..."}`` objects (Qwen2.5-VL, Qwen3-VL), the same list unfenced and
+  without labels (``json-objects``: the hosted presets ask for JSON only), or InternVL's
+  ``<ref>label</ref><box>[[x1, y1, x2, y2]]</box>`` per object;
+- for a thinking model (Qwen3-VL-Thinking), free reasoning text closed by ``</think>`` before the answer;
 - integer coordinates inside the frame (``0..width``, ``0..height``), with ``x2 > x1`` and
   ``y2 > y1`` (see *Box order* below), so every answer the grammar admits parses into at least one
   valid region.
@@ -48,7 +51,10 @@ from typing import Any, Literal, Protocol
 
 class Preset(Protocol):
     """What a grammar needs of a model's preset (:class:`regiondial_bench.adapters.presets.Preset`
-    has it): its answer format, its prompt (for the reasoning tags), its token budget and frame."""
+    has it): its answer format, its prompt (for the reasoning tags), its token budget and frame.
+
+    Two attributes are read when present: ``answer_format`` (the schema, else derived from the
+    answer tag and ``max_objects``) and ``thinking`` (reasoning closed by ``</think>`` first)."""
 
     require_answer_tag: bool
     max_objects: int | None
@@ -57,7 +63,7 @@ class Preset(Protocol):
 
     def frame(self, original_size: tuple[int, int], input_size: tuple[int, int] | None = None) -> Any: ...
 
-AnswerFormat = Literal["objects", "single-object", "fenced-objects"]
+AnswerFormat = Literal["objects", "single-object", "fenced-objects", "json-objects", "box-tags"]
 
 REASONING_TAGS = ("scene", "focus", "think")
 OPTIONAL_TAGS = frozenset({"focus"})
@@ -68,6 +74,9 @@ TEXT_CHARS = r"[\x20-\x3b\x3d-\x7e\t\n]"
 
 LABEL_CHARS = r"[\x20-\x21\x23-\x5b\x5d-\x7e]"
 """A JSON label: printable ASCII without ``"`` and ``\\`` (no escapes needed)."""
+
+REF_CHARS = r"[\x20-\x3b\x3d-\x5a\x5c\x5e-\x7e]"
+"""An InternVL ``<ref>`` phrase: printable ASCII without ``<`` (no stray tag) or brackets (no box)."""
 
 DEFAULT_MAX_OBJECTS = 8
 MAX_BUCKETS = 32
@@ -143,7 +152,10 @@ class ResponseGrammar:
 
 
 def answer_format(preset: Preset) -> AnswerFormat:
-    """The answer schema a preset's model writes."""
+    """The answer schema a preset's model writes (its ``answer_format`` when it names one)."""
+    explicit = getattr(preset, "answer_format", None)
+    if explicit is not None:
+        return explicit
     if not preset.require_answer_tag:
         return "fenced-objects"
     if preset.max_objects == 1:
@@ -218,6 +230,7 @@ def response_grammar(
     width, height = _frame_sides(frame)
     fmt = answer_format(preset)
     tags = preset_tags(preset)
+    thinking = bool(getattr(preset, "thinking", False)) and not tags
     budget = int(max_new_tokens if max_new_tokens is not None else preset.max_new_tokens)
     if fmt == "single-object":
         objects = 1
@@ -242,6 +255,8 @@ def response_grammar(
     fixed = answer_chars + 1  # + the stop token
     if tags:
         fixed += len("<answer></answer>") + sum(len(f"<{t}></{t}>") + 2 for t in tags)
+    if thinking:
+        fixed += len("</think>") + 2
     spare = budget - fixed
     if spare < 0:
         raise GrammarError(
@@ -250,6 +265,8 @@ def response_grammar(
         )
     shares = sum(TEXT_SHARE[t] for t in tags) or 1
     text_rules = {t: _bounded_text(builder, spare * TEXT_SHARE[t] // shares) for t in tags}
+    if thinking:  # the whole spare budget is the reasoning's
+        text_rules = {"think": _bounded_text(builder, spare)}
     limits = {t: chars for t, (_, chars) in text_rules.items()}
 
     if tags:
@@ -258,10 +275,12 @@ def response_grammar(
             piece = f'"<{tag}>" {text_rules[tag][0]} "</{tag}>" sep'
             parts.append(f"({piece})?" if tag in OPTIONAL_TAGS else piece)
         root = " ".join([*parts, f'"<answer>" {answer_rule} "</answer>"'])
+    elif thinking:
+        root = f'{text_rules["think"][0]} "</think>" sep {answer_rule}'
     else:
         root = answer_rule
     lines = [f"root ::= {root}"]
-    if tags:
+    if tags or thinking:
         lines.append(f"sep ::= {SEPARATOR}")
     lines.extend(builder.lines)
     max_chars = fixed - 1 + sum(limits.values())
@@ -296,7 +315,18 @@ def _answer_rules(builder: _Builder, fmt: AnswerFormat, width: int, height: int,
         single = _segzero_object(builder, box, point, "'") + " | " + _segzero_object(builder, box, point, '\\"')
         answer = builder.rule("answer", single)
         return answer, len("{'bbox': , 'points_1': , 'points_2': }") + box_chars + 2 * point_chars
-    # fenced-objects: Qwen2.5-VL's ```json list with an optional label per object
+    if fmt == "box-tags":  # InternVL: <ref>label</ref><box>[[x1, y1, x2, y2]]</box> per object
+        ref_text, ref_chars = _bounded_text(builder, LABEL_MAX, REF_CHARS, "ref_text")
+        item = builder.rule("object", f'"<ref>" {ref_text} "</ref><box>[" {box} "]</box>"')
+        item_chars = len("<ref></ref><box>[]</box>") + ref_chars + box_chars
+        answer = builder.rule("answer", f'{item} ("," {sp} {item}){{0,{objects - 1}}}')
+        return answer, objects * item_chars + (objects - 1) * 2
+    if fmt == "json-objects":  # a bare JSON list of {"bbox_2d": [...]} (the hosted presets' prompt)
+        item = builder.rule("object", f'"{{\\"bbox_2d\\":" {sp} {box} "}}"')
+        item_chars = len('{"bbox_2d": }') + box_chars
+        answer = builder.rule("answer", f'"[" {item} ("," {sp} {item}){{0,{objects - 1}}} "]"')
+        return answer, 2 + objects * item_chars + (objects - 1) * 2
+    # fenced-objects: Qwen-VL's ```json list with an optional label per object
     label_text, label_chars = _bounded_text(builder, LABEL_MAX, LABEL_CHARS, "label_text")
     label = builder.rule("label", f'"\\"" {label_text} "\\""')
     ws = builder.rule("fence_space", FENCE_SPACE)

@@ -101,3 +101,49 @@ QWEN_GROUNDING_TEMPLATE = 'Locate "{question}", report the bboxes coordinates in
 
 QWEN_SYSTEM_PROMPT = "You are a helpful assistant"
 """The system message of the upstream Qwen baseline path (no full stop, UPSTREAM.md 3.4)."""
+
+QWEN_GROUNDING_TEMPLATE_UPSTREAM = (
+    "\n"
+    "            " + QWEN_GROUNDING_TEMPLATE + "\n"
+    "            "
+)
+"""The same prompt exactly as the upstream baseline sends it (``prompt_variant: upstream``, the
+parity config): ``qwen_vl.py`` writes it as a triple-quoted string inside ``__init__``'s ``if``
+branch, so it opens with a newline and 12 spaces and ends with a newline and 12 spaces."""
+
+# ---------------------------------------------------------------- current model families (UPSTREAM.md 3.4b)
+
+QWEN3_VL_GROUNDING_TEMPLATE = (
+    'Locate every object that matches the description "{question}" in the image. '
+    "Report bbox coordinates in JSON format."
+)
+"""Qwen3-VL (Instruct and Thinking): the RefCOCO grounding prompt its authors use (QwenLM/Qwen3-VL#1721);
+boxes come back as a fenced JSON list of ``{"bbox_2d": [...], "label": ...}`` in 0-1000 of the image."""
+
+INTERNVL_GROUNDING_TEMPLATE = (
+    "Please provide the bounding box coordinate of the region this sentence describes: <ref>{question}</ref>"
+)
+"""InternVL3.5: the prompt of InternVL's own RefCOCO evaluation
+(``OpenGVLab/InternVL: internvl_chat/eval/refcoco/evaluate_grounding.py``); the answer is
+``[[x1, y1, x2, y2]]`` (optionally in ``<ref>..</ref><box>..</box>``), normalised to 0-1000."""
+
+_HOSTED_ASK = (
+    'Locate "{question}" in the image. Answer with JSON only: a list with one object '
+    '{"bbox_2d": [x1, y1, x2, y2]} per matching object, where (x1, y1) is the top-left and (x2, y2) the '
+    "bottom-right corner of its box"
+)
+_HOSTED_SAME_FRAME = " Boxes mentioned in the question use the same coordinates."
+
+HOSTED_PIXELS_TEMPLATE = (
+    _HOSTED_ASK + ", in integer pixels of this {width}x{height} image (x to the right, y down from the "
+    "top-left corner)." + _HOSTED_SAME_FRAME
+)
+"""Hosted chat models through ``openai`` (preset ``hosted-pixels``): absolute pixels of the image
+as sent (the original), whose size the prompt states."""
+
+HOSTED_NORM_1000_TEMPLATE = (
+    _HOSTED_ASK + ", each coordinate an integer from 0 to 1000 relative to the image (x as a share of its "
+    "width, y of its height; 0 is the left or top edge, 1000 the right or bottom edge)." + _HOSTED_SAME_FRAME
+)
+"""Hosted chat models through ``openai`` (preset ``hosted-norm-1000``): coordinates relative to the
+image in 0-1000, which no server-side resize can change."""

@@ -154,6 +154,13 @@ def upstream_style_for(preset: Any) -> str:
     return PRESET_UPSTREAM_STYLE.get(preset, "regionreasoner") if isinstance(preset, str) else "regionreasoner"
 
 
+DEFAULT_MAX_REGIONS = 100
+"""Most objects the tolerant reader takes from one answer when no cap is given (a bound on a runaway
+answer; the upstream reader keeps every object, as upstream does)."""
+
+MAX_BOX_TAGS = 100
+"""Most InternVL ``<box>`` blocks read from one answer."""
+
 MAX_SCAN_TOKENS = 10_000
 """How many tokens the tolerant reader reads per answer, over all candidate texts together.
 
@@ -239,7 +246,7 @@ def parse_answer(
     frame: CoordinateFrame | None = None,
     image_size: tuple[int, int] | None = None,
     require_answer_tag: bool = False,
-    max_regions: int = 100,
+    max_regions: int | None = None,
     parser: ParserName = "tolerant",
     upstream_style: str = "regionreasoner",
 ) -> ParsedAnswer:
@@ -248,8 +255,15 @@ def parse_answer(
     ``parser="tolerant"`` (default) accepts an ``<answer>`` JSON list of
     ``{"bbox_2d": [...], "point_2d": [...]}`` objects and the common variants: code fences, a
     single object, ``bbox``/``points_1`` keys, a bare ``[x1, y1, x2, y2]`` list, Python-literal
-    quoting, JSON inside prose; unusable items are dropped with a note. ``parser="upstream"``
-    reads as the upstream evaluator does (:func:`parse_answer_upstream`, in ``upstream_style``).
+    quoting, JSON inside prose, InternVL's ``<ref>...</ref><box>[[...]]</box>`` (every ``<box>``
+    block), and, without an ``<answer>`` tag, only the text after a closed ``</think>`` (a
+    thinking model's answer follows its reasoning); unusable items are dropped with a note.
+    ``parser="upstream"`` reads as the upstream evaluator does (:func:`parse_answer_upstream`, in
+    ``upstream_style``).
+
+    ``max_regions`` caps the objects read: None means the reader's own rule, the first
+    :data:`DEFAULT_MAX_REGIONS` for the tolerant reader and every object for the upstream reader
+    (upstream keeps them all); a preset's ``max_objects`` (Seg-Zero: 1) applies to both.
 
     Coordinates are read in ``frame`` and returned in original pixels of an image of
     ``image_size`` = ``(width, height)``; without a frame they are taken as original pixels
@@ -273,6 +287,8 @@ def parse_answer(
                                      style=upstream_style)
     if parser != "tolerant":
         return ParsedAnswer(error=f"unknown parser {_short(parser)}; choose one of {PARSERS}")
+    if max_regions is None:
+        max_regions = DEFAULT_MAX_REGIONS
     tags = extract_tags(text)
     body = tags["answer"]
     if body is None:
@@ -282,11 +298,15 @@ def parse_answer(
         elif require_answer_tag:
             return ParsedAnswer(error="no <answer> tag", tags=tags)
         else:
-            body = text
-    data, error = _load_json(body)
-    if error is not None:
-        return ParsedAnswer(error=error, tags=tags)
-    items, error = _as_items(data)
+            body = _after_thinking(text)
+    boxes = _box_tag_blocks(body)
+    if boxes:
+        items, error = _box_tag_items(boxes)
+    else:
+        data, error = _load_json(body)
+        items = []
+        if error is None:
+            items, error = _as_items(data)
     if error is not None:
         return ParsedAnswer(error=error, tags=tags)
 
@@ -321,14 +341,16 @@ def parse_answer_upstream(
     max_regions: int | None = None,
     style: str = "regionreasoner",
 ) -> ParsedAnswer:
-    """Read an answer exactly as the upstream RegionReasoner evaluator does (UPSTREAM.md 1, 3.1).
+    r"""Read an answer exactly as the upstream RegionReasoner evaluator does (UPSTREAM.md 1, 3.1).
 
     ``style="seg-zero"`` and ``style="qwen"`` read as upstream's Seg-Zero and Qwen2.5-VL model
     classes do (UPSTREAM.md 3.3, 3.4; :func:`_upstream_seg_zero`, :func:`_upstream_qwen`).
     The RegionReasoner / VisionReasoner reading:
 
-    * the content of the first ``<answer>`` ... ``</answer>`` (case-sensitive) is decoded with
-      strict ``json.loads``: no fences, no prose, no single quotes; it must be a list;
+    * the content of the first ``<answer>`` ... ``</answer>`` (case-sensitive), stripped of
+      whatever Python's ``\s`` matches (Unicode whitespace such as U+00A0 and U+3000 included, as
+      upstream's ``<answer>\s*(.*?)\s*</answer>`` does), is decoded with strict ``json.loads``: no
+      fences, no prose, no single quotes; it must be a list; every object is kept (no cap);
     * every item must be an object with ``bbox_2d`` holding at least 4 numbers (the first 4 are
       read), or **the whole answer** gives no boxes;
     * each coordinate is rescaled to original pixels and rounded half up as upstream does,
@@ -364,7 +386,9 @@ def parse_answer_upstream(
         return ParsedAnswer(error=f"upstream parser: the answer is longer than {MAX_UPSTREAM_ANSWER_CHARS} "
                                   "characters (MAX_UPSTREAM_ANSWER_CHARS)", tags=tags)
     try:
-        data = json.loads(text[start + 8:end])
+        # upstream's <answer>\s*(.*?)\s*</answer> strips every character Python's \s matches
+        # (U+00A0, U+3000, \x1c-\x1f, ...), not only JSON's four: str.strip() strips exactly those
+        data = json.loads(text[start + 8:end].strip())
     except (ValueError, RecursionError):  # also integers beyond the int string-conversion limit
         return ParsedAnswer(error="upstream parser: the answer is not strict JSON", tags=tags)
     if not isinstance(data, list):
@@ -422,49 +446,76 @@ def _upstream_seg_zero(text: str, fx: float, fy: float, tags: dict[str, str | No
 def _upstream_qwen(
     text: str, fx: float, fy: float, tags: dict[str, str | None], max_regions: int | None
 ) -> ParsedAnswer:
-    """Qwen2.5-VL's reader: the first fenced ``json`` block, else the first ``[...]``, else the
-    first ``{...}``, by strict ``json.loads``; keys ``bbox_2d``/``bbox`` and ``point_2d``/``point``.
+    r"""The Qwen2.5-VL baseline's reader (``qwen_vl.py``), as released (UPSTREAM.md 3.4).
 
-    A ``[...]`` or ``{...}`` span runs from the first opening bracket to the last closing one.
-    Items without a box key are skipped; a malformed box loses the whole answer.
+    * The JSON is the first ````` ```json ````` block (stripped of Python's ``\s``), else the text
+      from the first ``[`` to the **first** ``]`` after it (upstream's non-greedy ``\[(.*?)\]``,
+      so a list of objects stops inside its first box and fails), else the first ``{`` to the first
+      ``}``; a fenced block or bracket span that is not strict JSON gives no boxes (no further
+      fallback).
+    * The JSON must be a **list** (a top-level object gives no boxes).
+    * For each item, for each key in order ``bbox`` then ``bbox_2d``: if the item has it and its
+      value has length exactly 4, the box ``[int(v * factor) for v]`` is appended, so floats
+      **truncate**, an item with both keys gives **two** boxes and a 5-number box is skipped;
+      with factor 1 (Qwen2.5-VL) ``"10" * 1`` is ``"10"`` and ``int("10")`` reads a quoted number.
+      Points likewise from ``point`` then ``point_2d`` (length exactly 2), in a list of their own
+      that pairs with the boxes by position (upstream zips them).
+    * Any exception on the way (an item that is not an object, a value ``int`` cannot take, a
+      non-finite number) loses the whole answer, as upstream's ``try``/``except`` returns no boxes.
     """
-    fence = text.find("```json")
     body = None
+    fence = text.find("```json")
     if fence >= 0:
         close = text.find("```", fence + 7)
         if close >= 0:
-            body = text[fence + 7:close]
+            body = text[fence + 7:close].strip()
     if body is None:
         for opening, closing in (("[", "]"), ("{", "}")):
-            start, end = text.find(opening), text.rfind(closing)
-            if 0 <= start < end:
+            start = text.find(opening)
+            end = text.find(closing, start + 1) if start >= 0 else -1
+            if end >= 0:
                 body = text[start:end + 1]
                 break
     if body is None:
         return ParsedAnswer(error="upstream parser: no JSON block in the answer", tags=tags)
+    if len(body) > MAX_UPSTREAM_ANSWER_CHARS:
+        return ParsedAnswer(error=f"upstream parser: the JSON is longer than {MAX_UPSTREAM_ANSWER_CHARS} "
+                                  "characters (MAX_UPSTREAM_ANSWER_CHARS)", tags=tags)
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
         return ParsedAnswer(error="upstream parser: the answer is not strict JSON", tags=tags)
-    items = [data] if isinstance(data, dict) else data if isinstance(data, list) else []
-    regions: list[Region] = []
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        box_key = "bbox_2d" if "bbox_2d" in item else "bbox" if "bbox" in item else None
-        if box_key is None:
-            continue
-        boxes, problem = _upstream_coordinates([item], box_key, 4, fx, fy)
-        if problem is not None:
-            return ParsedAnswer(error=f"upstream parser: {problem}; the whole answer is lost", tags=tags)
-        point_key = "point_2d" if "point_2d" in item else "point" if "point" in item else None
-        point = _upstream_coordinates([item], point_key, 2, fx, fy)[0] if point_key else None
-        regions.append(Region(box=tuple(boxes[0]), point=tuple(point[0]) if point else None))
-        if max_regions is not None and len(regions) >= max_regions:
-            break
+    if not isinstance(data, list) or not data:
+        what = "an empty list" if isinstance(data, list) else f"a {_type_name(data)}, not a list"
+        return ParsedAnswer(error=f"upstream parser: the answer is {what}", tags=tags)
+    # upstream multiplies by the int 1 for Qwen2.5-VL: keep it an int, so a quoted number reads
+    xf = 1 if fx == 1 else fx
+    yf = 1 if fy == 1 else fy
+    boxes: list[list[int]] = []
+    points: list[list[int]] = []
+    try:
+        for item in data:
+            for key in ("bbox", "bbox_2d"):
+                if key in item and len(item[key]) == 4:
+                    value = item[key]
+                    boxes.append([int(value[0] * xf), int(value[1] * yf), int(value[2] * xf), int(value[3] * yf)])
+            for key in ("point", "point_2d"):
+                if key in item and len(item[key]) == 2:
+                    value = item[key]
+                    points.append([int(value[0] * xf), int(value[1] * yf)])
+        regions = [Region(box=tuple(float(v) for v in box),
+                          point=tuple(float(v) for v in points[i]) if i < len(points) else None)
+                   for i, box in enumerate(boxes)]
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError, AttributeError, MemoryError) as exc:
+        return ParsedAnswer(error=f"upstream parser: {type(exc).__name__} reading the items; the whole answer "
+                                  f"is lost", tags=tags)
     if not regions:
         return ParsedAnswer(error="upstream parser: the answer holds no box", tags=tags)
-    return ParsedAnswer(regions=regions, tags=tags)
+    notes = []
+    if max_regions is not None and len(regions) > max_regions:
+        notes.append(f"{len(regions) - max_regions} boxes beyond the first {max_regions} ignored")
+        regions = regions[:max_regions]
+    return ParsedAnswer(regions=regions, notes=notes, tags=tags)
 
 
 def _upstream_coordinates(
@@ -535,6 +586,54 @@ def _fenced_blocks(body: str) -> list[str]:
         blocks.append(body[content:closed])
         pos = closed + 3
     return blocks
+
+
+def _after_thinking(text: str) -> str:
+    """The text after the last ``</think>``: a thinking model's answer (the whole text without one).
+
+    Qwen3-VL-Thinking's chat template opens ``<think>`` in the prompt, so its output holds only the
+    closing tag; its authors split the output at the last ``</think>`` the same way.
+    """
+    closed = text.rfind("</think>")
+    return text if closed < 0 else text[closed + len("</think>"):]
+
+
+def _box_tag_blocks(body: str) -> list[str]:
+    """The contents of InternVL's ``<box>[[x1, y1, x2, y2], ...]</box>`` blocks (at most
+    :data:`MAX_BOX_TAGS`); blocks that do not hold a list (a question's ``<box>{context_bbox}</box>``
+    echoed back) are skipped. Literal searches only, so linear."""
+    blocks: list[str] = []
+    pos = 0
+    while len(blocks) < MAX_BOX_TAGS:
+        opened = body.find("<box>", pos)
+        if opened < 0:
+            break
+        closed = body.find("</box>", opened + 5)
+        if closed < 0:
+            break
+        content = body[opened + 5:closed].strip()
+        if content.startswith("["):
+            blocks.append(content)
+        pos = closed + 6
+    return blocks
+
+
+def _box_tag_items(blocks: list[str]) -> tuple[list[Any], str | None]:
+    """The boxes of all ``<box>`` blocks, in order: each block is one ``[x1, y1, x2, y2]`` or a list of them."""
+    items: list[Any] = []
+    problem = None
+    for block in blocks:
+        data, error = _load_json(block)
+        if error is not None:
+            problem = problem or f"a <box> block is not a list of boxes ({error})"
+            continue
+        if isinstance(data, list) and data and all(isinstance(v, list | tuple) for v in data):
+            items.extend(data)
+        else:
+            items.append(data)
+    if not items:
+        return [], problem or "the <box> blocks hold no box"
+    return items, None
 
 
 _FAIL = object()

@@ -606,6 +606,25 @@ class Provenance(_Model):
     bootstrap: dict[str, Any] = Field(default_factory=dict)
 
 
+class FrameCheck(_Model):
+    """The coordinate-frame diagnostic of a run (:mod:`regiondial_bench.frames`); it never changes a score.
+
+    Shares and AP50 are percentages over the turns with at least one box (``turns``) or over their
+    boxes (``boxes``). ``ap50_by_frame`` holds the AP50 the same answers would get if read in each
+    common frame; ``warning`` names the likely frame when it is not the declared one.
+    """
+
+    declared: str
+    turns: int = 0
+    boxes: int = 0
+    outside_image: float | None = None
+    fits_unit: float | None = None
+    fits_1000: float | None = None
+    ap50_by_frame: dict[str, float] = Field(default_factory=dict)
+    best: str | None = None
+    warning: str | None = None
+
+
 class Results(_Model):
     """``results.json``: per-round rows (every round index), the ``8+`` bucket and ``all``."""
 
@@ -617,6 +636,7 @@ class Results(_Model):
     failure_reasons: dict[str, int] = Field(default_factory=dict)
     # failed turns by kind: {"answer": n, "infra": m} (see PredictionRecord.failure_kind)
     failure_kinds: dict[str, int] = Field(default_factory=dict)
+    frame_check: FrameCheck | None = None
 
     def row(self, name: str) -> RoundRow | None:
         """The row named ``"1"``..``"12"``, ``"8+"`` or ``"all"``."""

@@ -24,7 +24,9 @@ from .registry import require
 
 logger = logging.getLogger(__name__)
 
-_VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
+_VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
+                  "<IMG_CONTEXT>", "<img>", "</img>", "<video>")
+"""Vision placeholders (Qwen-VL family, InternVL) a model must never generate."""
 
 
 def _is_qwen_style(image_processor: Any) -> bool:
@@ -120,6 +122,13 @@ class HFAdapter(PresetAdapter):
             self.model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
         except OSError as exc:
             raise AdapterError(f"cannot load model {path!r}: {exc}") from exc
+        except (ImportError, ValueError) as exc:
+            if not self.attn_implementation:
+                raise
+            # e.g. flash_attention_2 without the flash-attn package, or on a CPU
+            raise AdapterError(f"cannot load model {path!r} with attn_implementation={self.attn_implementation!r}: "
+                               f"{str(exc)[:300]}; install what it needs or set attn_implementation: sdpa "
+                               "(baselines/README.md: the kernel each upstream model ran with)") from exc
         if self.device_map is None:
             self.model.to(self.device)
         else:  # inputs go where the embeddings live; accelerate's hooks move activations on
@@ -128,6 +137,8 @@ class HFAdapter(PresetAdapter):
     def _setup_generation(self) -> None:
         from transformers import GenerationConfig
 
+        self._backend: dict[str, Any] | None = None
+        self.backend()
         self.model.eval()
         tokenizer = self.processor.tokenizer
         tokenizer.padding_side = "left"
@@ -138,13 +149,17 @@ class HFAdapter(PresetAdapter):
         eos = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>") if t in vocab]
         eos = eos or [tokenizer.eos_token_id]
         # Pin every decoding parameter: derivative checkpoints ship sampling / repetition-penalty
-        # settings in generation_config.json that HF generate would otherwise apply.
+        # settings in generation_config.json that HF generate would otherwise apply. The one
+        # exception, on request: repetition_penalty "checkpoint" applies the checkpoint's value, as
+        # upstream's generate(max_new_tokens, do_sample) does (1.05 for Qwen2.5-VL-7B-Instruct).
+        self.repetition_penalty = self.preset.decoding_repetition_penalty(
+            getattr(getattr(self.model, "generation_config", None), "repetition_penalty", None))
         self.generation_config = GenerationConfig(
             do_sample=False,
             num_beams=1,
             max_new_tokens=self.preset.max_new_tokens,
             min_new_tokens=self.min_new_tokens,
-            repetition_penalty=1.0,
+            repetition_penalty=self.repetition_penalty,
             eos_token_id=eos,
             pad_token_id=tokenizer.pad_token_id,
             suppress_tokens=suppress or None,
@@ -186,7 +201,7 @@ class HFAdapter(PresetAdapter):
         with torch.inference_mode():
             output = self.model.generate(**inputs, generation_config=self.generation_config, **generate_options)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
-        decoded = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        decoded = self._decode(new_tokens)
         pad = self.generation_config.pad_token_id
         responses = []
         for i, text in enumerate(decoded):
@@ -198,6 +213,18 @@ class HFAdapter(PresetAdapter):
                     extra["grammar_rejected"] = True
             responses.append(self.response(text, sizes[i], input_size, extra))
         return responses
+
+    def _decode(self, new_tokens: Any) -> list[str]:
+        """The generated text of each row, special tokens dropped except those the preset's answers
+        are written in (InternVL's ``<ref>``/``<box>``, which ``skip_special_tokens`` would strip)."""
+        if not self.preset.keep_special_tokens:
+            return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        tokenizer = self.processor.tokenizer
+        vocab = tokenizer.get_vocab()
+        keep = {vocab[t] for t in self.preset.keep_special_tokens if t in vocab}
+        drop = set(tokenizer.all_special_ids) - keep
+        return [tokenizer.decode([t for t in row.tolist() if t not in drop], skip_special_tokens=False)
+                for row in new_tokens]
 
     def _input_size(self, grid: Any, original_size: tuple[int, int]) -> tuple[int, int]:
         """The processed image size: from ``image_grid_thw`` (t, h/14, w/14) when the model reports it."""
@@ -215,11 +242,27 @@ class HFAdapter(PresetAdapter):
             "dtype": str(self.dtype),
             "attn_implementation": self.attn_implementation,
             "batch_size": self.batch_size,
-            "generation": {"do_sample": False, "max_new_tokens": self.preset.max_new_tokens, "repetition_penalty": 1.0},
+            "generation": {"do_sample": False, "max_new_tokens": self.preset.max_new_tokens,
+                           "repetition_penalty": self.repetition_penalty,
+                           "repetition_penalty_from": self.preset.repetition_penalty_from},
+            "backend": self.backend(),
             "constrained": self.constrained is not None,
             **({"grammar": self.constrained.config()} if self.constrained is not None else {}),
         }
 
+    def backend(self) -> dict[str, Any]:
+        """What answered (provenance): transformers' version, the model class and the image processor
+        (read when the model is set up, so it is still known after :meth:`close`)."""
+        if self._backend is None:
+            import transformers
+
+            from .processors import image_processor_kind
+
+            self._backend = {"name": "transformers", "version": transformers.__version__,
+                             "model_class": type(self.model).__name__, **image_processor_kind(self.processor)}
+        return self._backend
+
     def close(self) -> None:
         self.model = None
         self.processor = None
+

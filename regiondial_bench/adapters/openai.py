@@ -130,13 +130,14 @@ def _clean_text(text: str) -> str:
     return text
 
 
-def qwen_image_tokens(input_size: tuple[int, int]) -> int:
-    """Image tokens Qwen2-VL/2.5-VL spends on an input of this size: one per merged 28x28 patch.
+def qwen_image_tokens(input_size: tuple[int, int], factor: int = QWEN_PATCH_FACTOR) -> int:
+    """Image tokens a Qwen-VL model spends on an input of this size: one per merged patch
+    (28x28 for Qwen2-VL/2.5-VL, 32x32 for Qwen3-VL).
 
-    >>> qwen_image_tokens((840, 840))
-    900
+    >>> qwen_image_tokens((840, 840)), qwen_image_tokens((640, 480), 32)
+    (900, 300)
     """
-    return (input_size[0] // QWEN_PATCH_FACTOR) * (input_size[1] // QWEN_PATCH_FACTOR)
+    return (input_size[0] // factor) * (input_size[1] // factor)
 
 GRAMMAR_FIELDS = ("structured_outputs", "guided_grammar", "ebnf")
 _IMAGE_SLOT, _TEXT_SLOT = "\0regiondial-image-slot\0", "\0regiondial-text-slot\0"
@@ -162,6 +163,9 @@ class OpenAIAdapter(PresetAdapter):
         self.transport_name = resolve_transport(opts.transport)
         self.preset = opts.build_preset()
         self.served_model = opts.model or self.preset.model
+        if not self.served_model:
+            raise AdapterError(f"preset {self.preset.name!r} names no model: set model to the name the server "
+                               "serves it under (e.g. -o model=gpt-4o)")
         self.base_url = (opts.base_url or os.environ.get("OPENAI_BASE_URL") or "http://127.0.0.1:8000/v1").rstrip("/")
         self.api_key_env = opts.api_key_env
         self.max_concurrency = opts.max_concurrency
@@ -171,7 +175,9 @@ class OpenAIAdapter(PresetAdapter):
         self.max_backoff_s = opts.max_backoff_s
         self.image_format = opts.image_format
         self.check_server = opts.check_server
-        self.check_prompt_tokens = opts.check_prompt_tokens
+        # the image-token count is known for Qwen-VL presets (patch-based smart_resize) only
+        self.check_prompt_tokens = (opts.check_prompt_tokens if opts.check_prompt_tokens is not None
+                                    else self.preset.patch_factor is not None)
         self.extra_body = dict(opts.extra_body or {})
         self._headers = {"Content-Type": "application/json"}
         self.constrained = None
@@ -206,6 +212,7 @@ class OpenAIAdapter(PresetAdapter):
         self._templates: dict[str | None, tuple[bytes, ...]] = {}  # request-body templates, by grammar
         self._checks_left = PROMPT_TOKEN_CHECKS if self.check_prompt_tokens else 0
         self._checked_server = False
+        self.server_info: dict[str, Any] = {"served_by": None, "version": None}
         self.stats: dict[str, Any] = {"requests": 0, "retries": 0, "failures": 0, "malformed": 0}
 
     # ------------------------------------------------------------------ event loop
@@ -370,12 +377,26 @@ class OpenAIAdapter(PresetAdapter):
                                f"set ${self.api_key_env}")
         if status == 200:
             try:
-                served = [m.get("id") for m in json.loads(data).get("data", []) if isinstance(m, dict)]
+                models = [m for m in json.loads(data).get("data", []) if isinstance(m, dict)]
             except (ValueError, AttributeError, TypeError, RecursionError):
-                served = []
+                models = []
+            served = [m.get("id") for m in models]
             if served and self.served_model not in served:
                 logger.warning("the server at %s serves %s, not %r; set adapter_options.model (--model-path)",
                                self.base_url, served[:5], self.served_model)
+            owner = next((m.get("owned_by") for m in models if m.get("id") == self.served_model), None)
+            self.server_info["served_by"] = owner[:100] if isinstance(owner, str) else None
+            self.server_info["version"] = await self._server_version()
+
+    async def _server_version(self) -> str | None:
+        """The server's version from ``GET /version`` (vLLM, SGLang answer it; hosted APIs do not)."""
+        root = self.base_url.removesuffix("/v1")
+        try:
+            status, _, data = await self._transport.request("GET", f"{root}/version", timeout_s=min(self.timeout_s, 5.0))
+            version = json.loads(data).get("version") if status == 200 and data else None
+        except (TransportError, ValueError, AttributeError, TypeError, RecursionError):
+            return None
+        return version[:100] if isinstance(version, str) else None
 
     async def _answer(self, request: RoundRequest) -> RoundResponse:
         try:
@@ -444,8 +465,12 @@ class OpenAIAdapter(PresetAdapter):
         usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
         completion_tokens = usage.get("completion_tokens")
         if self._checks_left > 0:
-            self._check_prompt_tokens(usage.get("prompt_tokens"), image.input_size, request.question)
-        return self.response(text, image.original_size, image.input_size,
+            self._check_prompt_tokens(usage.get("prompt_tokens"), self.preset.input_size(image.original_size),
+                                      request.question)
+        # The frame is the input the *server* makes of the image sent (the preset's smart_resize in
+        # native mode), the same frame reference boxes are written in (Preset.reference_text):
+        # not the size of the image sent, which a native-mode server resizes again.
+        return self.response(text, image.original_size, None,
                              extra={"completion_tokens": completion_tokens if _is_count(completion_tokens) else None})
 
     def _check_prompt_tokens(self, prompt_tokens: Any, input_size: tuple[int, int], question: str) -> None:
@@ -453,7 +478,7 @@ class OpenAIAdapter(PresetAdapter):
         if not _is_count(prompt_tokens):
             return
         self._checks_left -= 1
-        expected = qwen_image_tokens(input_size)
+        expected = qwen_image_tokens(input_size, self.preset.patch_factor or QWEN_PATCH_FACTOR)
         chars = len(self.preset.user_text(question)) + len(self.preset.system_prompt or "")
         # Text is 2-8 characters per BPE token for these prompts, plus a few dozen chat-template tokens.
         text_low, text_high = chars // 8, chars // 2 + 64
@@ -466,7 +491,7 @@ class OpenAIAdapter(PresetAdapter):
         bounds = json.dumps({"min_pixels": low, "max_pixels": high})
         message = (
             f"the server counted {prompt_tokens} prompt tokens, but a {input_size[0]}x{input_size[1]} image is "
-            f"{expected} image tokens for Qwen2.5-VL plus about {text_low}-{text_high} text tokens: the server "
+            f"{expected} image tokens for this Qwen-VL preset plus about {text_low}-{text_high} text tokens: the server "
             f"resized the image with other pixel bounds, so answers come in a frame this preset does not read. "
             f"Start the server with the preset's bounds, e.g. vllm serve ... --mm-processor-kwargs '{bounds}'"
         )
@@ -475,14 +500,16 @@ class OpenAIAdapter(PresetAdapter):
 
     # ------------------------------------------------------------------ request body
 
-    def payload(self, question: str, image: Any) -> dict[str, Any]:
+    def payload(self, question: str, image: Any, image_size: tuple[int, int] | None = None) -> dict[str, Any]:
         """The chat-completions JSON for one round (image first, as the models were trained).
 
-        ``image`` is a data URL (as :class:`ImagePayloads` makes) or a PIL image, encoded here.
+        ``image`` is a data URL (as :class:`ImagePayloads` makes) or a PIL image, encoded here;
+        ``image_size`` is the size of the image sent (for templates that state it).
         """
         if not isinstance(image, str):
-            image = self.images._encode(_PilImage(image)).data_url
-        return self._payload(image, self.preset.user_text(question))
+            encoded = self.images._encode(_PilImage(image))
+            image, image_size = encoded.data_url, encoded.input_size
+        return self._payload(image, self.preset.user_text(question, image_size))
 
     def _payload(self, image_url: str, text: str) -> dict[str, Any]:
         messages: list[dict[str, Any]] = []
@@ -495,11 +522,15 @@ class OpenAIAdapter(PresetAdapter):
                 {"type": "text", "text": text},
             ],
         })
+        # a pinned repetition penalty is sent, so a server that applies its checkpoint's
+        # generation config (vllm serve's default) decodes as hf and vllm do; "checkpoint" sends none
+        penalty = self.preset.repetition_penalty
         return {
             "model": self.served_model,
             "messages": messages,
             "temperature": 0.0,
             "max_tokens": self.preset.max_new_tokens,
+            **({"repetition_penalty": float(penalty)} if penalty != "checkpoint" else {}),
             **self.extra_body,
         }
 
@@ -527,11 +558,11 @@ class OpenAIAdapter(PresetAdapter):
                 template = tuple(p.encode("utf-8", "replace") for p in parts)
             self._templates[ebnf] = template
         if not template:
-            payload = self._payload(image.data_url, self.preset.user_text(question))
+            payload = self._payload(image.data_url, self.preset.user_text(question, image.input_size))
             payload.update(self._grammar_field_of(ebnf))
             return json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace")
         head, mid, tail = template
-        text = json.dumps(self.preset.user_text(question), ensure_ascii=False).encode("utf-8", "replace")
+        text = json.dumps(self.preset.user_text(question, image.input_size), ensure_ascii=False).encode("utf-8", "replace")
         return b"".join((head, b'"', image.data_url.encode("ascii"), b'"', mid, text, tail))
 
     def _grammar(self, original_size: tuple[int, int]) -> str | None:
@@ -566,6 +597,10 @@ class OpenAIAdapter(PresetAdapter):
             "max_retries": self.max_retries,
             "image_format": self.image_format,
             "extra_body": self.extra_body,
+            "repetition_penalty": (self.preset.repetition_penalty if self.preset.repetition_penalty == "checkpoint"
+                                   else float(self.preset.repetition_penalty)),
+            "backend": {"name": "openai-compatible server", **self.server_info,
+                        "image_processor": "server-side", "image_encoding": self.image_format},
             "image_encoder": self.images.stats["image_encoder"],
             "stats": {**self.stats, **self.images.stats, "image_encode_s": round(self.images.stats["image_encode_s"], 4)},
             "constrained": self.constrained is not None,

@@ -22,7 +22,7 @@ regiondial_bench.adapters.base.AdapterError: bad options for adapter 'openai': g
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -71,6 +71,12 @@ class ModelOptions(BaseModel):
             (upstream parity: original pixels).
         coordinate_frame: Frame answers are read in: ``input``, ``norm-1000``, ``norm-1`` or ``original``.
         prompt_template: A custom user template with a ``{question}`` slot.
+        prompt_variant: ``default`` or ``upstream`` (the released code's exact prompt text, for parity).
+        size: The released size of a model family (``qwen3-vl-instruct``: ``2B`` ... ``235B-A22B``);
+            picks the checkpoint unless ``model`` is given.
+        repetition_penalty: A number (default: the preset's, 1.0 for local models) pins it on every
+            backend; ``checkpoint`` takes the checkpoint's ``generation_config.json`` value as
+            upstream's ``generate`` does (``openai`` then sends none: the server's default applies).
         constrained: Decode under the preset's response grammar: every answer parses, inside the frame.
         grammar: :class:`GrammarOptions` (only with ``constrained``).
     """
@@ -88,6 +94,9 @@ class ModelOptions(BaseModel):
     reference_frame: Literal["model", "original"] | None = None
     coordinate_frame: Literal["input", "norm-1000", "norm-1", "original"] | None = None
     prompt_template: str | None = Field(None, max_length=100_000)
+    prompt_variant: Literal["default", "upstream"] | None = None
+    size: str | None = Field(None, max_length=64)
+    repetition_penalty: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] | Literal["checkpoint"] | None = None
     constrained: bool = False
     grammar: GrammarOptions | None = None
 
@@ -104,7 +113,7 @@ class ModelOptions(BaseModel):
     # the preset fields a run may override, and how the backends name them
     _PRESET_FIELDS: ClassVar[tuple[str, ...]] = (
         "max_new_tokens", "image_mode", "squash_size", "min_pixels", "max_pixels", "reference_frame",
-        "coordinate_frame", "prompt_template",
+        "coordinate_frame", "prompt_template", "prompt_variant", "size", "repetition_penalty",
     )
     _MODEL_IS_WEIGHTS: ClassVar[bool] = True
 
@@ -233,7 +242,8 @@ class OpenAIOptions(ModelOptions):
         image_workers: Encoder processes (default: the CPU count, at most 4) or threads (at most 8).
         check_server: Check once, before the first request, that the server answers.
         check_prompt_tokens: Compare the first replies' ``usage.prompt_tokens`` with the image
-            tokens the preset implies (Qwen2.5-VL) and warn once when the server resized the image.
+            tokens the preset implies and warn once when the server resized the image (default: on
+            for the Qwen-VL presets, whose image-token count is known; off for the others).
         extra_body: Extra JSON fields merged into every request (e.g. ``{"top_k": 1}``).
         grammar_field: How the grammar is sent: ``structured_outputs`` (vLLM >= 0.12:
             ``{"structured_outputs": {"grammar": ...}}``), ``guided_grammar`` (older vLLM) or
@@ -260,7 +270,7 @@ class OpenAIOptions(ModelOptions):
     image_encoder: Literal["process", "thread"] = "process"
     image_workers: int | None = Field(None, ge=1, le=256)
     check_server: bool = True
-    check_prompt_tokens: bool = True
+    check_prompt_tokens: bool | None = None
     extra_body: dict[str, Any] | None = None
     grammar_field: Literal["structured_outputs", "guided_grammar", "ebnf"] = "structured_outputs"
     transport: Literal["auto", "curl", "aiohttp"] = "auto"
@@ -276,3 +286,29 @@ def merged(options: ModelOptions | None, kwargs: dict[str, Any], cls: type[Model
             raise AdapterError(f"expected {cls.__name__}, got {type(options).__name__}")
         return options
     return cls.parse(kwargs)
+
+
+def run_frames(adapter: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The frame a run's answers are read in, and the common frames the frame check compares it with.
+
+    A preset-driven adapter (``hf``, ``vllm``, ``openai``, or any whose options are a
+    :class:`~.options.ModelOptions`) reads in its preset's ``coordinate_frame``; any other adapter
+    returns regions in original pixels. Options that no longer validate fall back to the latter.
+
+    >>> declared, frames = run_frames("hf", {"preset": "regionreasoner-7b"})
+    >>> declared, sorted(frames), frames["input"]((640, 480)).width
+    ('input', ['input', 'norm-1', 'norm-1000', 'original'], 840.0)
+    """
+    from ..frames import default_frames
+    from .registry import get_adapter_class
+
+    try:
+        options_class = getattr(get_adapter_class(adapter), "options_class", None)
+        if options_class is None or not issubclass(options_class, ModelOptions):
+            return "original", default_frames()
+        preset = options_class.parse(options).build_preset()
+    except AdapterError:
+        return "original", default_frames()
+    as_input = preset.with_options(coordinate_frame="input")
+    has_input = preset.image_mode == "squash" or preset.patch_factor is not None or preset.coordinate_frame == "input"
+    return preset.coordinate_frame, default_frames(as_input.frame if has_input else None)

@@ -63,9 +63,23 @@ def load_vlm_processor(path: str | Path, **image_processor_options: Any) -> Any:
         )
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     image_processor = AutoImageProcessor.from_pretrained(str(path), backend="pil", **image_processor_options)
-    processor_cls = _image_only(_processor_class(path))
+    name, settings = _processor_config(path)
+    processor_cls = _image_only(getattr(transformers, name))
     return processor_cls(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-                         chat_template=tokenizer.chat_template)
+                         chat_template=tokenizer.chat_template, **settings)
+
+
+def image_processor_kind(processor: Any) -> dict[str, Any]:
+    """The image processor a run used, for provenance: its class and whether it is a fast one.
+
+    transformers 5 image processors have a torchvision backend (the "fast" one) or a PIL backend;
+    older ones subclass ``BaseImageProcessorFast`` or not. The two resize differently (antialiasing,
+    interpolation), so the pixels a model sees, and its answers, can differ between them.
+    """
+    image_processor = getattr(processor, "image_processor", processor)
+    bases = {cls.__name__ for cls in type(image_processor).__mro__}
+    fast = bool(bases & {"TorchvisionBackend", "BaseImageProcessorFast"})
+    return {"image_processor": type(image_processor).__name__, "fast": fast}
 
 
 def _image_only(processor_cls: Any) -> Any:
@@ -82,20 +96,24 @@ def _image_only(processor_cls: Any) -> Any:
     return ImageOnlyProcessor
 
 
-def _processor_class(path: str | Path) -> Any:
-    """The processor class a checkpoint names (Qwen2.5-VL when it names none)."""
-    import transformers
+PROCESSOR_SETTINGS = ("image_seq_length",)
+"""``processor_config.json`` settings passed on to the processor (InternVL's image tokens per tile)."""
 
-    name = "Qwen2_5_VLProcessor"
+
+def _processor_config(path: str | Path) -> tuple[str, dict[str, Any]]:
+    """The processor class a checkpoint names (Qwen2.5-VL when it names none) and its settings."""
+    name, settings = "Qwen2_5_VLProcessor", {}
     try:
         from huggingface_hub import hf_hub_download
 
         local = Path(path) / "processor_config.json"
         config_file = local if local.is_file() else Path(hf_hub_download(str(path), "processor_config.json"))
-        name = json.loads(config_file.read_text()).get("processor_class", name)
+        config = json.loads(config_file.read_text())
+        name = config.get("processor_class", name)
+        settings = {k: config[k] for k in PROCESSOR_SETTINGS if k in config}
     except Exception:  # noqa: BLE001  (many checkpoints ship no processor_config.json)
         logger.debug("no processor_config.json for %s; assuming %s", path, name)
-    return getattr(transformers, name)
+    return name, settings
 
 
 # ---------------------------------------------------------------------- inline image payloads

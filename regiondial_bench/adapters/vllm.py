@@ -65,7 +65,10 @@ class VLLMAdapter(PresetAdapter):
         from .processors import load_vlm_processor
 
         min_px, max_px = self.preset.processor_pixel_bounds()
-        self.processor = load_vlm_processor(self.preset.model, min_pixels=min_px, max_pixels=max_px)
+        # smart_resize processors take the preset's pixel bounds; others (InternVL's tiles) their own
+        pixel_bounds = {"min_pixels": min_px, "max_pixels": max_px} if self.preset.patch_factor else {}
+        self.processor = load_vlm_processor(self.preset.model, **pixel_bounds)
+        self.repetition_penalty = self._repetition_penalty()
         options: dict[str, Any] = {
             "model": self.preset.model,
             "dtype": opts.dtype or self.preset.dtype,
@@ -75,7 +78,7 @@ class VLLMAdapter(PresetAdapter):
             "max_num_seqs": opts.max_num_seqs,
             "seed": opts.seed,
             "limit_mm_per_prompt": {"image": 1},
-            "mm_processor_kwargs": {"min_pixels": min_px, "max_pixels": max_px},
+            **({"mm_processor_kwargs": pixel_bounds} if pixel_bounds else {}),
             **(engine_options or {}),
         }
         self.engine_options = {k: v for k, v in options.items() if k != "model"}
@@ -84,9 +87,25 @@ class VLLMAdapter(PresetAdapter):
         self.sampling = vllm.SamplingParams(**self._sampling_options())
         self._constrained_sampling: dict[str, Any] = {}
 
+    def _repetition_penalty(self) -> float:
+        """The preset's number, or under ``checkpoint`` the value in the checkpoint's
+        ``generation_config.json`` (what ``hf`` and upstream's ``generate`` apply; 1.0 without one)."""
+        value = None
+        if self.preset.repetition_penalty == "checkpoint":
+            try:
+                from transformers import GenerationConfig
+
+                value = GenerationConfig.from_pretrained(self.preset.model).repetition_penalty
+            except (OSError, ValueError):  # a checkpoint without generation_config.json
+                value = None
+        return self.preset.decoding_repetition_penalty(value)
+
     def _sampling_options(self) -> dict[str, Any]:
-        return {"temperature": 0.0, "top_p": 1.0, "top_k": -1, "repetition_penalty": 1.0,
-                "max_tokens": self.preset.max_new_tokens}
+        options = {"temperature": 0.0, "top_p": 1.0, "top_k": -1, "repetition_penalty": self.repetition_penalty,
+                   "max_tokens": self.preset.max_new_tokens}
+        if self.preset.keep_special_tokens:  # InternVL writes its boxes in special <ref>/<box> tokens
+            options.update(skip_special_tokens=False, spaces_between_special_tokens=False)
+        return options
 
     def sampling_for(self, size: tuple[int, int]) -> Any:
         """The sampling parameters of one request: the shared greedy ones, plus its grammar when constrained."""
@@ -130,8 +149,15 @@ class VLLMAdapter(PresetAdapter):
         ]
 
     def config(self) -> dict[str, Any]:
+        from .processors import image_processor_kind
+
+        backend = {"name": "vllm", "version": getattr(self._vllm, "__version__", None),
+                   **image_processor_kind(self.processor)}
         return {"preset": self.preset.describe(), "engine": self.engine_options,
-                "sampling": {"temperature": 0.0, "max_tokens": self.preset.max_new_tokens},
+                "sampling": {"temperature": 0.0, "max_tokens": self.preset.max_new_tokens,
+                             "repetition_penalty": self.repetition_penalty,
+                             "repetition_penalty_from": self.preset.repetition_penalty_from},
+                "backend": backend,
                 "constrained": self.constrained is not None,
                 **({"grammar": self.constrained.config()} if self.constrained is not None else {})}
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
-from ..results.report import render_terminal, summary_table
+from ..results.report import frame_check_lines, render_terminal, summary_table
 from ..schema import Results
 
 
@@ -22,6 +23,11 @@ def print_results(results: Results, console: Console | None = None) -> None:
     if results.failure_reasons:
         top = ", ".join(f"{k} ×{v}" for k, v in list(results.failure_reasons.items())[:3])
         console.print(f"[yellow]failed turns (scored as misses):[/] {top}", markup=True, highlight=False)
+    summary, warning = frame_check_lines(results)
+    if summary is not None:
+        console.print(summary, markup=False, highlight=False)
+    if warning is not None:
+        console.print(f"[yellow]frame warning:[/] {escape(warning)}", markup=True, highlight=False)
 
 
 def finished_runs(paths: tuple, command: str) -> list:  # noqa: ANN001

@@ -335,6 +335,25 @@ def summary_table(results: Results, title: str | None = None) -> Table:
     return Table(title, columns, rows, notes, label_header="metric")
 
 
+def frame_check_lines(results: Results) -> tuple[str | None, str | None]:
+    """The frame check in words: a summary line and the warning (each None when there is nothing to say).
+
+    >>> from regiondial_bench.schema import FrameCheck
+    >>> check = FrameCheck(declared="original", turns=4, boxes=4, outside_image=75.0, fits_unit=0.0,
+    ...                    fits_1000=100.0, ap50_by_frame={"original": 0.0, "norm-1000": 100.0}, best="norm-1000")
+    >>> frame_check_lines(Results.model_construct(frame_check=check))[0]
+    'frame check (declared original): 75.0% of boxes outside the image, 0.0% would fit [0,1], 100.0% [0,1000]; AP50 read as original 0.0, norm-1000 100.0'
+    """
+    check = results.frame_check
+    if check is None or not check.turns:
+        return None, None
+    readings = ", ".join(f"{name[:40]} {format_value(value)}" for name, value in list(check.ap50_by_frame.items())[:8])
+    summary = (f"frame check (declared {check.declared[:40]}): {format_value(check.outside_image)}% of boxes outside "
+               f"the image, {format_value(check.fits_unit)}% would fit [0,1], {format_value(check.fits_1000)}% "
+               f"[0,1000]; AP50 read as {readings}")
+    return summary, None if check.warning is None else check.warning[:1000]
+
+
 def all_round_columns(runs: Iterable[RunResults]) -> list[str]:
     """``R1``..``Rk`` for every round index any run has, then ``R8+`` (if present) and ``Avg``."""
     indices: set[int] = set()

@@ -70,8 +70,10 @@ class Sam2MaskProducer(MaskProducer):
     Args:
         model: Hub id or local folder of a transformers SAM2 checkpoint.
         device: ``auto`` (CUDA if present), ``cuda``, ``cpu``.
-        dtype: ``bfloat16`` (upstream runs SAM2 under bf16 autocast), ``float16`` or ``float32``;
-            default bf16 on GPU, float32 on CPU.
+        dtype: ``bfloat16``, ``float16`` or ``float32``; default bf16 on GPU (faster; masks can
+            differ from fp32 at the edges), float32 on CPU. Upstream's RegionReasoner, VisionReasoner
+            and Qwen evaluation paths run SAM2 in fp32 (no autocast), so their parity configs set
+            ``float32``; only Seg-Zero's own scripts autocast it to bf16 (UPSTREAM.md 4).
         batch_size: Images encoded per forward pass.
         prompt: ``box+points`` (reasoning models) or ``box`` (Qwen2.5-VL zero-shot, upstream).
         missing_point: ``box-only`` or ``empty-turn`` (upstream parity), see the module docstring.

@@ -3,6 +3,8 @@
 The models have random weights; they exist so that the real loading, preprocessing, batched
 generation and mask-decoding code runs end to end in tests and CPU benchmarks without any
 download. ``build_tiny_qwen2_5_vl`` is shared with the GRPO trainer: keep its signature stable.
+``build_tiny_qwen3_vl`` and ``build_tiny_internvl`` build the current families the same way
+(transformers' ``Qwen3VLForConditionalGeneration`` and ``InternVLForConditionalGeneration``).
 
 Example::
 
@@ -43,7 +45,24 @@ QWEN_SPECIAL_TOKENS: tuple[str, ...] = (
     "<|image_pad|>",
     "<|video_pad|>",
 )
-"""Qwen2.5-VL's special tokens, in the order the tiny tokenizer assigns them ids."""
+"""Qwen2.5-VL's special tokens, in the order the tiny tokenizer assigns them ids (Qwen3-VL's are the same)."""
+
+INTERNVL_SPECIAL_TOKENS: tuple[str, ...] = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<img>",
+    "</img>",
+    "<IMG_CONTEXT>",
+    "<video>",
+    "<ref>",
+    "</ref>",
+    "<box>",
+    "</box>",
+    "<quad>",
+    "</quad>",
+)
+"""InternVL3.5-HF's image and grounding tokens around a ChatML core."""
 
 # A ChatML template written for this project with the behaviour of Qwen2.5-VL's: a default system
 # message, image/video placeholders wrapped in vision start/end tokens, string or list content.
@@ -93,12 +112,20 @@ def _tokenizer_corpus() -> list[str]:
         lines.append(f"<think> The target is {words[(i + 3) % len(words)]} the reference {word}. </think>")
         lines.append(f'<answer>[{{"bbox_2d": {box}, "point_2d": [{box[0] + 20}, {box[1] + 30}]}}]</answer>')
         lines.append(f'```json\n[{{"bbox_2d": {box}, "label": "{word}"}}]\n```')
+        lines.append(f"The {word} is the target.</think>\n\n<ref>the {word}</ref><box>[{box}]</box>")
     lines.extend(str(n) for n in range(1001))
     return lines
 
 
-def _build_tokenizer(vocab_size: int) -> Any:
-    """Train a byte-level BPE on the local corpus and wrap it as a Qwen-style fast tokenizer."""
+QWEN_EXTRA_TOKENS = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
+                     "vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>"}
+INTERNVL_EXTRA_TOKENS = {"start_image_token": "<img>", "end_image_token": "</img>",
+                         "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}
+
+
+def _build_tokenizer(vocab_size: int, special_tokens: tuple[str, ...] = QWEN_SPECIAL_TOKENS,
+                     extra_special_tokens: dict[str, str] | None = None, chat_template: str = CHAT_TEMPLATE) -> Any:
+    """Train a byte-level BPE on the local corpus and wrap it as a ChatML fast tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -107,7 +134,7 @@ def _build_tokenizer(vocab_size: int) -> Any:
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(QWEN_SPECIAL_TOKENS),
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -118,14 +145,47 @@ def _build_tokenizer(vocab_size: int) -> Any:
         pad_token="<|endoftext|>",
         unk_token=None,
         bos_token=None,
-        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
-                              "vision_start_token": "<|vision_start|>",
-                              "vision_end_token": "<|vision_end|>"},
+        extra_special_tokens=dict(QWEN_EXTRA_TOKENS if extra_special_tokens is None else extra_special_tokens),
         model_max_length=32768,
         padding_side="left",
     )
-    fast.chat_template = CHAT_TEMPLATE
+    fast.chat_template = chat_template
     return fast
+
+
+def _text_config(vocab: int, ids: dict[str, int], **extra: Any) -> dict[str, Any]:
+    """A 2-layer decoder with hidden size 64 (4 heads of 16, 2 KV heads), tied embeddings."""
+    return {
+        "vocab_size": vocab,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+        "tie_word_embeddings": True,
+        **extra,
+    }
+
+
+def _save_tiny(model: Any, tokenizer: Any, image_processor: Any, out: Path, ids: dict[str, int],
+               never: tuple[str, ...], processor: dict[str, Any], chat_template: str, kind: str, seed: int) -> Path:
+    """Greedy generation settings that stop at ``<|im_end|>`` and never emit ``never``; write the folder."""
+    model.generation_config.do_sample = False
+    model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    # random weights can emit vision placeholders, which break re-tokenisation downstream
+    model.generation_config.suppress_tokens = [ids[t] for t in never]
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    image_processor.save_pretrained(out)
+    (out / "chat_template.jinja").write_text(chat_template)
+    (out / "processor_config.json").write_text(json.dumps(processor))
+    (out / "regiondial_tiny.json").write_text(json.dumps({"kind": kind, "seed": seed}))
+    return out
 
 
 def build_tiny_qwen2_5_vl(out_dir: str | Path, seed: int = 0) -> Path:
@@ -208,6 +268,100 @@ def build_tiny_qwen2_5_vl(out_dir: str | Path, seed: int = 0) -> Path:
     (out / "processor_config.json").write_text(json.dumps({"processor_class": "Qwen2_5_VLProcessor"}))
     (out / "regiondial_tiny.json").write_text(json.dumps({"kind": "tiny-qwen2.5-vl", "seed": seed}))
     return out
+
+
+def build_tiny_qwen3_vl(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write a tiny random Qwen3-VL checkpoint folder loadable by ``from_pretrained``.
+
+    Qwen3-VL's layout at toy size: 2 text layers (hidden 64, head_dim 16, interleaved mrope
+    sections summing to 8), a 2-block vision tower of 16-pixel patches merged 2x2 (so
+    ``smart_resize`` works in multiples of 32, as the real one) with one deepstack layer, the
+    Qwen tokenizer's special tokens, and a Qwen2-VL image processor (patch 16, mean/std 0.5) bound
+    to 16..64 merged patches. The same folder serves the Instruct and Thinking presets (they differ
+    in prompt budget and grammar, not in architecture).
+
+    Args:
+        out_dir: Folder to write (created; existing files are overwritten).
+        seed: Seed for the random weights.
+
+    Returns:
+        The folder path.
+    """
+    import torch
+    from transformers import Qwen2VLImageProcessorPil, Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = _build_tokenizer(vocab_size=640)
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in QWEN_SPECIAL_TOKENS}
+    config = Qwen3VLConfig(
+        text_config=_text_config(len(tokenizer), ids, head_dim=16, rope_parameters={
+            "rope_type": "default", "rope_theta": 5000000.0, "mrope_section": [2, 3, 3], "mrope_interleaved": True}),
+        vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
+                       "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2,
+                       "num_position_embeddings": 64, "deepstack_visual_indexes": [1]},
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration(config).eval()
+    image_processor = Qwen2VLImageProcessorPil(patch_size=16, merge_size=2, temporal_patch_size=2,
+                                               min_pixels=16 * 32 * 32, max_pixels=64 * 32 * 32,
+                                               image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    never = tuple(t for t in QWEN_SPECIAL_TOKENS[3:] if t != "<|im_end|>")
+    return _save_tiny(model, tokenizer, image_processor, out, ids, never, {"processor_class": "Qwen3VLProcessor"},
+                      CHAT_TEMPLATE, "tiny-qwen3-vl", seed)
+
+
+INTERNVL_TILE = 56
+"""Side of a tiny InternVL tile: 4x4 patches of 14 pixels, 4 image tokens after the 0.5 pixel shuffle."""
+
+
+def build_tiny_internvl(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write a tiny random InternVL3.5-style checkpoint folder (transformers' ``InternVLForConditionalGeneration``).
+
+    A 2-layer InternViT on 56-pixel tiles (14-pixel patches, pixel shuffle 0.5: 4 image tokens per
+    tile), a 2-layer Qwen3 text model (as InternVL3.5's), InternVL's ``<img>``/``<IMG_CONTEXT>``
+    and ``<ref>``/``<box>`` tokens, and the GOT-OCR2 tiling image processor (1 to 2 tiles plus the
+    thumbnail), so the real ``crop_to_patches`` path runs.
+
+    Args:
+        out_dir: Folder to write.
+        seed: Seed for the random weights.
+
+    Returns:
+        The folder path.
+    """
+    import torch
+    from transformers import InternVLConfig, InternVLForConditionalGeneration
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    template = CHAT_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>", "<IMG_CONTEXT>\n")
+    tokenizer = _build_tokenizer(640, INTERNVL_SPECIAL_TOKENS, INTERNVL_EXTRA_TOKENS, template)
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in INTERNVL_SPECIAL_TOKENS}
+    tokens_per_tile = (INTERNVL_TILE // 14) ** 2 // 4
+    config = InternVLConfig(
+        vision_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+                       "image_size": [INTERNVL_TILE, INTERNVL_TILE], "patch_size": [14, 14]},
+        text_config=_text_config(len(tokenizer), ids, model_type="qwen3", head_dim=16),
+        image_token_id=ids["<IMG_CONTEXT>"],
+        image_seq_length=tokens_per_tile,
+        downsample_ratio=0.5,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = InternVLForConditionalGeneration(config).eval()
+    image_processor = GotOcr2ImageProcessorPil(size={"height": INTERNVL_TILE, "width": INTERNVL_TILE},
+                                               crop_to_patches=True, min_patches=1, max_patches=2)
+    never = ("<img>", "</img>", "<IMG_CONTEXT>", "<video>", "<quad>", "</quad>")
+    return _save_tiny(model, tokenizer, image_processor, out, ids, never,
+                      {"processor_class": "InternVLProcessor", "image_seq_length": tokens_per_tile},
+                      template, "tiny-internvl3.5", seed)
 
 
 def build_tiny_sam2(out_dir: str | Path, seed: int = 0) -> Path:

@@ -19,6 +19,20 @@ def tiny_qwen(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen3(tmp_path_factory) -> Path:
+    from regiondial_bench.testing import build_tiny_qwen3_vl
+
+    return build_tiny_qwen3_vl(tmp_path_factory.mktemp("tiny-qwen3"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_internvl(tmp_path_factory) -> Path:
+    from regiondial_bench.testing import build_tiny_internvl
+
+    return build_tiny_internvl(tmp_path_factory.mktemp("tiny-internvl"), seed=0)
+
+
+@pytest.fixture(scope="session")
 def tiny_sam2(tmp_path_factory) -> Path:
     from regiondial_bench.testing import build_tiny_sam2
 

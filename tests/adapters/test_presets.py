@@ -95,6 +95,32 @@ CASES = [
     ("qwen2.5-vl-7b", '```json\n[\n\t{"bbox_2d": [161, 119, 483, 357], "label": "a"\n', [(160, 120, 480, 360)],
      None, None),
     ("qwen2.5-vl-7b", '```json\n[\n\t{"bbox_2d": [161, 119, 4', [], None, "not valid JSON"),
+    # Qwen3-VL: the same fenced list, but 0-1000 of the image (not pixels)
+    ("qwen3-vl-instruct", '```json\n[\n\t{"bbox_2d": [250, 250, 750, 750], "label": "the man in blue"}\n]\n```',
+     [(160, 120, 480, 360)], None, None),
+    ("qwen3-vl-instruct", '```json\n[\n\t{"bbox_2d": [0, 0, 500, 1000], "label": "a"},\n\t'
+     '{"bbox_2d": [500, 0, 1000, 1000], "label": "b"}\n]\n```', [(0, 0, 320, 480), (320, 0, 640, 480)], None, None),
+    ("qwen3-vl-instruct", "There is no such object in the image.", [], None, "no JSON"),
+    # Qwen3-VL-Thinking: reasoning (its template opens <think> in the prompt), then the answer
+    ("qwen3-vl-thinking", "The question asks for the man in blue. A box like [0, 0, 10, 10] is too small; he stands "
+     'in the middle.</think>\n\n```json\n[\n\t{"bbox_2d": [250, 250, 750, 750], "label": "man"}\n]\n```',
+     [(160, 120, 480, 360)], None, None),
+    # a draft answer inside the reasoning is not the answer: only the text after </think> is read
+    ("qwen3-vl-thinking", 'A first guess: ```json\n[{"bbox_2d": [0, 0, 100, 100], "label": "man"}]\n``` is too small.'
+     '</think>\n\n```json\n[\n\t{"bbox_2d": [250, 250, 750, 750], "label": "man"}\n]\n```',
+     [(160, 120, 480, 360)], None, None),
+    ("qwen3-vl-thinking", "The question asks for the man in blue. He stands in the", [], None, "no JSON"),
+    ("qwen3-vl-thinking", "He stands in the middle.</think>\n\n", [], None, "no JSON"),
+    # InternVL3.5: <ref>phrase</ref><box>[[x1, y1, x2, y2]]</box>, 0-1000 of the image
+    ("internvl3.5", "<ref>the man in blue</ref><box>[[250, 250, 750, 750]]</box>", [(160, 120, 480, 360)], None, None),
+    ("internvl3.5", "<ref>a cat</ref><box>[[0, 0, 500, 1000]]</box>, <ref>a dog</ref><box>[[500, 0, 1000, 1000]]</box>",
+     [(0, 0, 320, 480), (320, 0, 640, 480)], None, None),
+    ("internvl3.5", "[[250, 250, 750, 750]]", [(160, 120, 480, 360)], None, None),  # the RefCOCO eval's bare form
+    ("internvl3.5", "<ref>the man</ref><box>[[250, 250, 750]]</box>", [], None, "expected 4 numbers"),
+    # hosted models: JSON only, in the frame the prompt asked for
+    ("hosted-pixels", '[{"bbox_2d": [160, 120, 480, 360]}]', [(160, 120, 480, 360)], None, None),
+    ("hosted-norm-1000", '[{"bbox_2d": [250, 250, 750, 750]}]', [(160, 120, 480, 360)], None, None),
+    ("hosted-norm-1000", "I can't identify people in images.", [], None, "no JSON"),
 ]
 
 
@@ -165,9 +191,11 @@ def test_every_preset_renders_question_and_frames(name):
     preset = PRESETS[name]
     text = preset.user_text("Find the guy near the [47, 107, 303, 466].")
     assert "guy near the" in text
-    if name != "qwen2.5-vl-7b":
+    if preset.require_answer_tag:  # the reasoning models
         assert "find the guy near the [47, 107, 303, 466]" in text  # lowercased, end punctuation stripped
         assert "<answer>" in text
+    else:  # the grounding prompts of the general models keep the question as written
+        assert "Find the guy near the [47, 107, 303, 466]." in text
     message = preset.messages("Find it.")[-1]
     assert message["role"] == "user"
     assert [part["type"] for part in message["content"]] == ["image", "text"]  # image first
@@ -205,3 +233,46 @@ def test_bad_preset_options_fail_clearly():
         get_preset("regionreasoner-7b", temperature=0.7)
     with pytest.raises(AdapterError, match="question"):
         get_preset("regionreasoner-7b", prompt_template="no slot")
+
+
+def test_cli_lists_presets_with_their_frames():
+    from click.testing import CliRunner
+
+    from regiondial_bench.cli import main
+
+    result = CliRunner().invoke(main, ["adapters"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("  ")}
+    assert set(lines) == set(PRESETS)
+    assert "frame: 0-1000 of the image" in lines["qwen3-vl-instruct"]
+    assert "Qwen/Qwen3-VL-{size}-Instruct" in lines["qwen3-vl-instruct"] and "235B-A22B" in lines["qwen3-vl-instruct"]
+    assert "frame: 0-1000 of the image" in lines["internvl3.5"]
+    assert "frame: pixels of the smart_resize input (factor 28)" in lines["qwen2.5-vl-7b"]
+    assert "frame: pixels of the original image" in lines["hosted-pixels"]
+
+
+@pytest.mark.parametrize(("name", "size", "model"), [
+    ("qwen3-vl-instruct", "2B", "Qwen/Qwen3-VL-2B-Instruct"),
+    ("qwen3-vl-thinking", "30B-A3B", "Qwen/Qwen3-VL-30B-A3B-Thinking"),
+    ("internvl3.5", "38B", "OpenGVLab/InternVL3_5-38B-HF"),
+])
+def test_sizes_are_a_preset_parameter(name, size, model):
+    preset = get_preset(name, size=size)
+    assert preset.model == model and preset.size == size
+    assert get_preset(name, size=size, model="/local/copy").model == "/local/copy"  # an explicit model wins
+    with pytest.raises(AdapterError, match="not a released size"):
+        get_preset(name, size="7B")
+
+
+def test_qwen3_vl_smart_resize_uses_factor_32():
+    preset = get_preset("qwen3-vl-instruct")
+    assert preset.input_size((640, 480)) == (640, 480)  # already multiples of 32
+    assert preset.input_size((644, 476)) == (640, 480)
+    assert get_preset("qwen2.5-vl-7b").input_size((640, 480)) == (644, 476)
+    assert preset.processor_pixel_bounds() == (64 * 32 * 32, 16384 * 32 * 32)
+
+
+def test_hosted_pixels_prompt_states_the_size_of_the_image_sent():
+    preset = get_preset("hosted-pixels")
+    text = preset.user_text("Find the dog.", image_size=(640, 480))
+    assert "640x480 image" in text and '"Find the dog."' in text and "{width}" not in text

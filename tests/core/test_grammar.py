@@ -33,6 +33,7 @@ OFF_FORMAT = {
     '<answer>[{"bbox_2d": [84, 84, 168, 168]}]</answer>': "no <scene>/<think>, no point_2d",
     'The object is located here: {"bbox_2d": [0, 0, 644, 476], "label": "table"}': "prose, no fenced list",
     '```json\n[\n\t{"bbox_2d": [161, 119, 483, 357], "label": "a"\n': "truncated",
+    "[[250, 250, 750, 750]]": "InternVL's bare form, without <ref>/<box>",
 }
 
 

@@ -17,7 +17,7 @@ FLOORS = {
     # ground floor: typed artefacts, the user cache, prompt texts, answer grammars
     "schema": 0, "cache": 0, "prompts": 0, "grammar": 0,
     "geometry": 1,
-    "protocol": 2, "metrics": 2,
+    "protocol": 2, "metrics": 2, "frames": 2,
     "bench": 3, "adapters": 3,       # where benches come from; how models are asked
     "run": 4, "training": 4,        # running a bench; training on one
     "api": 5,                        # the public verbs

@@ -124,8 +124,8 @@ QWEN = 'Sure.\n```json\n[{"bbox_2d": [10, 20, 300, 400], "label": "cat"}, {"poin
     ("seg-zero", SEG_ZERO, [BOX_A], [((50.0, 60.0), ((70.0, 80.0),))]),  # int(10.7) = 10 before scaling
     ("seg-zero", SEG_ZERO.replace('"points_2": [70, 80]', '"x": 1'), [BOX_A], [(None, ())]),
     ("seg-zero", SEG_ZERO.replace('"', "'"), None, None),  # single quotes: strict JSON fails
-    ("qwen", QWEN, [BOX_A], [(None, ())]),
-    ("qwen", 'It is [{"bbox": [10, 20, 300, 400], "point": [5, 6]}].', [BOX_A], [((5.0, 6.0), ())]),
+    ("qwen", QWEN, [BOX_A], [((1.0, 2.0), ())]),  # points pair with boxes by position (upstream zips)
+    ("qwen", 'It is [{"bbox": [10, 20, 300, 400], "point": [5, 6]}].', None, None),  # non-greedy [...]
     ("qwen", "```json\n[{'bbox_2d': [10, 20, 300, 400]}]\n```", None, None),
     ("regionreasoner", SEG_ZERO, None, None),  # a dict is not RegionReasoner's list
 ])
