@@ -25,6 +25,7 @@ from .adapters import Adapter, create_adapter, get_adapter_class
 from .adapters.registry import adapter_option_names
 from .bench.specs import SAMPLE_BENCH, load_bench, split_bench_spec
 from .metrics import MAX_RESAMPLES, score_records
+from .protocol import upstream_parser_problem
 from .run.folder import RunLock, atomic_write, load_run_spec, read_predictions
 from .run.runner import AllInfraFailedError, Runner, frozen_gc
 from .run.segment import MaskProducer, create_mask_producer
@@ -237,6 +238,8 @@ def evaluate(
     if run_bench.num_turns == 0:
         raise ValueError(f"bench {bench.name!r} ({bench_location or bench.root or 'in memory'}) has no turns to "
                          f"evaluate ({len(bench.issues)} import issues; see `regiondial bench validate`)")
+    if spec.parser == "upstream" and (problem := upstream_parser_problem(config.adapter_options.get("preset"))):
+        raise ValueError(problem)
     with RunLock(out_dir), frozen_gc():
         return _evaluate_locked(run_bench, config, spec, out_dir, start, resume=resume, overwrite=overwrite,
                                 progress=progress, n_bootstrap=n_bootstrap, retry_infra=retry_infra,

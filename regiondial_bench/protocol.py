@@ -143,6 +143,27 @@ PARSERS: tuple[str, ...] = ("tolerant", "upstream")
 UPSTREAM_STYLES: tuple[str, ...] = ("regionreasoner", "seg-zero", "qwen")
 """The upstream evaluator reads each baseline with that model's own reader (UPSTREAM.md 3.1-3.4)."""
 PRESET_UPSTREAM_STYLE = {"seg-zero-7b": "seg-zero", "qwen2.5-vl-7b": "qwen"}
+RELEASED_READER_PRESETS = frozenset({"regionreasoner-7b", "visionreasoner-7b", "seg-zero-7b", "qwen2.5-vl-7b"})
+"""The presets whose answers the released evaluation code read (the upstream parser reproduces those readers)."""
+
+
+def upstream_parser_problem(preset: Any) -> str | None:
+    """Why the upstream parser cannot read a preset's answers (None when it can).
+
+    The upstream parser is the released code's reader; a model the released code never evaluated has
+    none, and reading its answers with RegionReasoner's strict reader would fail every turn.
+
+    >>> upstream_parser_problem("qwen2.5-vl-7b") is None, upstream_parser_problem(None) is None
+    (True, True)
+    >>> upstream_parser_problem("qwen3-vl-instruct")[:62]
+    "preset 'qwen3-vl-instruct' has no released reader: the upstream"
+    """
+    if not isinstance(preset, str) or preset in RELEASED_READER_PRESETS:
+        return None
+    return (f"preset {preset!r} has no released reader: the upstream parser (a run config's 'parser: upstream', "
+            f"or --reference-mode upstream when the config sets no parser) reproduces the released code's readers "
+            f"of {', '.join(sorted(RELEASED_READER_PRESETS))}; set 'parser: tolerant' in the run config to keep "
+            "upstream's references and read this preset's answers with its own format")
 
 
 def upstream_style_for(preset: Any) -> str:

@@ -270,6 +270,12 @@ def _check_names_early(config: RunConfig) -> None:
             get_preset(preset)
     except AdapterError as exc:
         raise click.UsageError(str(exc)) from exc
+    if config.answer_parser == "upstream":
+        from ..protocol import upstream_parser_problem
+
+        problem = upstream_parser_problem(config.adapter_options.get("preset"))
+        if problem:
+            raise click.UsageError(problem)
 
 
 def _check_hub(config: RunConfig, bench_spec: str) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from regiondial_bench.adapters.base import ImageInput, RoundRequest, RoundResponse
 from regiondial_bench.geometry import CoordinateFrame
-from regiondial_bench.protocol import DEFAULT_MAX_REGIONS, parse_answer
+from regiondial_bench.protocol import DEFAULT_MAX_REGIONS, parse_answer, upstream_parser_problem
 from regiondial_bench.run.records import build_record
 
 SIZE = (640, 480)
@@ -141,3 +141,27 @@ def test_upstream_record_keeps_every_object_when_the_preset_sets_no_cap():
     record = build_record(request, capped, 0.0, batch=0,
                           parse_options={"parser": "upstream", "upstream_style": "regionreasoner"})
     assert len(record.regions) == 1  # a preset's own cap (Seg-Zero reads one object) still applies
+
+
+def test_the_upstream_parser_is_refused_for_a_preset_the_released_code_never_read(tmp_path):
+    # RegionReasoner's strict reader would fail every Qwen3-VL answer: refused before the run, with the way out
+    from click.testing import CliRunner
+
+    from regiondial_bench.api import evaluate, load_bench
+    from regiondial_bench.cli import main
+    from regiondial_bench.schema import RunConfig
+
+    config_file = tmp_path / "upstream.yaml"
+    config_file.write_text("adapter: hf\nparser: upstream\nadapter_options: {preset: qwen3-vl-instruct}\n")
+    for flags in (["--model", "hf", "--preset", "qwen3-vl-instruct", "--reference-mode", "upstream"],
+                  ["--config", str(config_file)]):
+        result = CliRunner().invoke(main, ["evaluate", *flags, "--out", str(tmp_path / "cli")])
+        assert result.exit_code == 2 and "has no released reader" in result.output, result.output
+        assert "parser: tolerant" in result.output and "Traceback" not in result.output
+    assert upstream_parser_problem("qwen3-vl-instruct") and not upstream_parser_problem("seg-zero-7b")
+    config = RunConfig(adapter="oracle", reference_mode="upstream", adapter_options={})
+    evaluate(load_bench("sample"), config, tmp_path / "ok", progress=False)  # no preset: the oracle's own regions
+    bad = RunConfig(adapter="fixed-box", parser="upstream", adapter_options={"preset": "internvl3.5"})
+    with pytest.raises(ValueError, match="'internvl3.5' has no released reader"):
+        evaluate(load_bench("sample"), bad, tmp_path / "api", progress=False)
+    assert not (tmp_path / "api").exists()  # refused before the folder is claimed
