@@ -116,8 +116,8 @@ def write_released(path: Path, *, target_bytes: int = 0, encoding: str = "indent
     return dialogues, turns
 
 
-def run_cli(*args: str, env: dict[str, str]) -> tuple[float, float, str]:
-    """``(seconds, peak RSS in MB, stdout)`` of ``regiondial ARGS`` in a fresh process."""
+def run_cli(*args: str, env: dict[str, str]) -> tuple[float, float, str, float]:
+    """``(seconds, peak RSS in MB, stdout, CPU seconds)`` of ``regiondial ARGS`` in a fresh process."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([sys.executable, "-m", "regiondial_bench.cli", *args], stdout=subprocess.PIPE,
@@ -130,7 +130,7 @@ def run_cli(*args: str, env: dict[str, str]) -> tuple[float, float, str]:
         if proc.returncode:
             err.seek(0)
             raise SystemExit(f"regiondial {' '.join(args)} failed:\n{err.read().decode()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024, out.decode()
+    return seconds, usage.ru_maxrss / 1024, out.decode(), usage.ru_utime + usage.ru_stime
 
 
 def ijson_child(path: str) -> None:
@@ -154,12 +154,12 @@ def ijson_child(path: str) -> None:
 
 def measure(path: Path, env: dict[str, str], with_ijson: bool) -> dict:
     size_mb = path.stat().st_size / 1e6
-    seconds, peak, out = run_cli("bench", "info", str(path), "--no-cache", "--json", env=env)
+    seconds, peak, out, cpu = run_cli("bench", "info", str(path), "--no-cache", "--json", env=env)
     info = json.loads(out)
     row = {"file_mb": size_mb, "turns": info["turns"], "masks": info["turns_with_gold_mask"],
-           "import_s": seconds, "import_in_process_s": info["cache"]["seconds"], "peak_mb": peak}
+           "import_s": seconds, "import_in_process_s": info["cache"]["seconds"], "peak_mb": peak, "cpu_s": cpu}
     run_cli("bench", "info", str(path), env=env)  # stores the cache entry
-    seconds, peak_cached, out = run_cli("bench", "info", str(path), "--json", env=env)
+    seconds, peak_cached, out, _ = run_cli("bench", "info", str(path), "--json", env=env)
     row.update(cached_s=seconds, cached_load_s=json.loads(out)["cache"]["seconds"], cached_peak_mb=peak_cached)
     if with_ijson:
         out = subprocess.run([sys.executable, __file__, "--ijson-child", str(path)], capture_output=True, text=True,
@@ -184,9 +184,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.tmp, prefix="released-masks-") as tmp:
         env = {**os.environ, "REGIONDIAL_CACHE": str(Path(tmp) / "cache"),
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        print("| encoding | file MB | turns | MB/turn | bench info --no-cache s | import s | MB/s | peak RSS MB | "
-              "cached bench info s | cache load s | cached peak RSS MB |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print(f"load average at the start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)\n")
+        print("| encoding | file MB | turns | MB/turn | bench info --no-cache s | import s | MB/s | CPU s | MB per CPU s | "
+              "peak RSS MB | cached bench info s | cache load s | cached peak RSS MB |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         ijson_rows = []
         for encoding in args.encoding:
             for size in args.sizes_mb:
@@ -196,7 +197,8 @@ def main() -> None:
                 path.unlink()
                 print(f"| {encoding} | {r['file_mb']:.0f} | {r['turns']} | {r['file_mb'] / r['turns']:.2f} | "
                       f"{r['import_s']:.2f} | {r['import_in_process_s']:.2f} | "
-                      f"{r['file_mb'] / r['import_in_process_s']:.0f} | {r['peak_mb']:.0f} | {r['cached_s']:.2f} | "
+                      f"{r['file_mb'] / r['import_in_process_s']:.0f} | {r['cpu_s']:.1f} | "
+                      f"{r['file_mb'] / r['cpu_s']:.0f} | {r['peak_mb']:.0f} | {r['cached_s']:.2f} | "
                       f"{r['cached_load_s']:.3f} | {r['cached_peak_mb']:.0f} |", flush=True)
                 if "ijson" in r:
                     ijson_rows.append((encoding, r))
@@ -220,6 +222,7 @@ def main() -> None:
                   f"({r['file_mb'] / r['import_in_process_s']:.0f} MB/s, peak {r['peak_mb']:.0f} MB); cached: "
                   f"bench info {r['cached_s']:.2f} s, of which loading the entry {r['cached_load_s']:.3f} s "
                   f"(peak {r['cached_peak_mb']:.0f} MB)")
+        print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

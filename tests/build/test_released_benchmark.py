@@ -16,7 +16,7 @@ def test_the_benchmark_prints_speed_memory_and_cache_rows(tmp_path):
     out = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [line for line in out.stdout.splitlines() if line.startswith("| indent") or line.startswith("| bool")]
-    assert len(rows) == 2 and all(len(row.split("|")) == 13 for row in rows), out.stdout
+    assert len(rows) == 2 and all(len(row.split("|")) == 15 for row in rows), out.stdout
     if "--cache-turns" in args:
         assert "30 turns" in out.stdout and "loading the entry" in out.stdout
     assert not list(tmp_path.iterdir())  # the generated files are deleted
