@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from ..bench.import_cache import ImportCache
+    from ..schema import Bench
+
 
 def _load(path: str, images: Path | None, annotations: Path | None = None, *, lenient: bool = False,
-          cache=True):  # noqa: ANN001, ANN202
+          cache: ImportCache | bool = True) -> Bench:
     from ..bench.hub_check import HubUnavailableError, check_hub_id
     from ..bench.specs import load_bench
     from ..schema import MANIFEST_FILE, Bench

@@ -37,7 +37,14 @@ from ...schema import (
     is_file,
     path_inside,
 )
-from .dense_masks import MAX_MASK_SIDE, MasksField, dense_mask_to_rle, masks_field, rle_dict
+from .dense_masks import (
+    MAX_MASK_SIDE,
+    MasksField,
+    decode_masks_field,
+    dense_mask_to_rle,
+    masks_field,
+    rle_dict,
+)
 from .json_stream import MAX_ELEMENT_BYTES, JSONStreamError, OversizedField, iter_list_elements
 
 __all__ = [
@@ -147,7 +154,8 @@ def parse_upstream(
     seen_ids: dict[str, int] = {}
     try:
         with open(path, "rb") as file:
-            for element in iter_list_elements(file, dense_key="masks", decode=_decode_masks, on_chunk=on_chunk):
+            for element in iter_list_elements(file, dense_key="masks", decode=decode_masks_field,
+                                              on_chunk=on_chunk):
                 parsed.entries += 1
                 _add_dialogue(parsed, element.position, element.value, seen_ids)
     except JSONStreamError as exc:
@@ -175,12 +183,6 @@ def _top_level_message(path: Path, exc: JSONStreamError) -> str:
     except OSError:
         pass
     return text
-
-
-def _decode_masks(text: bytes) -> MasksField:
-    from .dense_masks import decode_masks_field
-
-    return decode_masks_field(text)
 
 
 def _add_dialogue(parsed: ParsedQuestions, position: int, record: Any, seen_ids: dict[str, int]) -> None:
