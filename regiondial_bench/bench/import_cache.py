@@ -214,9 +214,10 @@ def _parsed(path: Path, name: str | None, cache: ImportCache,
         )
         try:
             _write_entry(folder, parsed, record)
-        except OSError as exc:
-            return parsed, CacheOutcome("not stored", path, folder, seconds,
-                                        f"cannot write {folder}: {exc.strerror or exc}", size=identity[0])
+        except (OSError, ValueError) as exc:  # no space or permission; text JSON cannot hold (lone surrogates)
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
+            return parsed, CacheOutcome("not stored", path, folder, seconds, f"cannot write {folder}: {why}",
+                                        size=identity[0])
         state: State = "imported" if why == "absent" else "reimported"
         return parsed, CacheOutcome(state, path, folder, seconds, "" if why == "absent" else why, size=identity[0])
 

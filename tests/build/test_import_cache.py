@@ -239,3 +239,16 @@ def test_oracle_scores_giou_100_through_the_stream_and_the_cache_alike(released,
                       read_prediction_log(tmp_path / run / "predictions.jsonl"))
 
     assert answers("run-cached") == answers("run-stream")
+
+
+def test_text_the_cache_cannot_hold_is_imported_each_time(tmp_path):
+    """Lone surrogates are valid JSON but not UTF-8: the file loads, the cache says why it cannot help,
+    and the bench is the direct import's."""
+    path = tmp_path / "odd.json"
+    path.write_text('[{"image_id": 1, "image_path": "a\\ud800.jpg", "conversational_turns": [{"question": '
+                    '"Find \\ud800 it.", "bboxes": [[1, 1, 5, 5]]}]}]')
+    for _ in range(2):
+        cache = ImportCache()
+        bench = load_question_file(path, cache=cache)
+        assert bench.content_hash == import_upstream(path).content_hash
+        assert cache.outcomes[0].state == "not stored" and "surrogates" in cache.outcomes[0].detail
