@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -29,7 +30,7 @@ from typing import Any
 from ..cache import cache_dir
 from ..schema import BENCH_FILE, MANIFEST_FILE, Bench, Dialogue, Manifest, turns_per_round
 from .build import BUILD_INFO_FILE, official_questions
-from .sources.upstream import RELEASED_SUFFIX, released_files
+from .sources.upstream import RELEASED_IMAGES_SUFFIX, RELEASED_SUFFIX, released_files
 
 MAX_SHARD_BYTES = 500 * 1024 * 1024
 """Shard size limit, as ``push_to_hub``'s default ``max_shard_size="500MB"``."""
@@ -431,8 +432,9 @@ def parse_hub_spec(spec: str) -> tuple[str, str | None, str | None, bool]:
     """
     if spec.startswith("hf:"):
         parts = spec[3:].split(":")
-        if not parts[0] or len(parts) > 3 or not re.match(r"^[\w.-]+/[\w.-]+$", parts[0]):
-            raise ValueError(f"expected hf:org/name[:config[:split]], got {spec!r}")
+        if not parts[0] or len(parts) > 3 or not re.match(r"^[\w.-]{1,96}/[\w.-]{1,96}\Z", parts[0]):
+            shown = spec if len(spec) <= 120 else spec[:120] + f"... ({len(spec)} characters)"
+            raise ValueError(f"expected hf:org/name[:config[:split]], got {shown!r}")
         parts += [None] * (3 - len(parts))  # type: ignore[list-item]
         return parts[0], parts[1] or None, parts[2] or None, True
     return spec, None, None, False
@@ -501,26 +503,34 @@ def load_hub_bench(
     config, split = config or spec_config, split or spec_split
     if not is_hub and not (Path(path) / "README.md").is_file():
         raise FileNotFoundError(f"{path} is not an exported bench folder (README.md with configs is missing)")
-    if config is None:
-        config = datasets.get_dataset_default_config_name(path)
-        if config is None:
-            names = datasets.get_dataset_config_names(path)
-            if len(names) != 1:
-                raise ValueError(f"{spec}: name a config, one of {names} (hf:org/name:<config>)")
-            config = names[0]
-    # datasets caches a local folder by its name, config and file patterns, not by content: a
-    # re-exported folder of the same name would load the old rows, so a local export is always reread
-    reread = {} if is_hub else {"download_mode": "force_redownload"}
     try:
+        if config is None:
+            config = datasets.get_dataset_default_config_name(path)
+            if config is None:
+                names = datasets.get_dataset_config_names(path)
+                if len(names) != 1:
+                    raise ValueError(f"{spec}: name a config, one of {names} (hf:org/name:<config>)")
+                config = names[0]
+        # datasets caches a local folder by its name, config and file patterns, not by content: a
+        # re-exported folder of the same name would load the old rows, so a local export is always reread
+        reread = {} if is_hub else {"download_mode": "force_redownload"}
         dataset_dict = datasets.load_dataset(path, config, **reread)
     except ValueError as exc:
-        raise ValueError(f"{spec}: cannot load config {config!r}: {exc}") from exc
+        if str(exc).startswith(f"{spec}: "):
+            raise
+        raise ValueError(f"{spec}: cannot load config {config!r}: {_one_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - a malformed card, unreadable parquet, no network: one line
+        raise ValueError(f"{spec}: cannot read the dataset ({_one_line(exc)})") from None
     if split is None:
         split = "test" if "test" in dataset_dict else next(iter(dataset_dict)) if len(dataset_dict) == 1 else None
         if split is None:
             raise ValueError(f"{spec}: name a split, one of {list(dataset_dict)} (hf:org/name:{config}:<split>)")
     if split not in dataset_dict:
         raise ValueError(f"{spec}: config {config!r} has no split {split!r}; it has {list(dataset_dict)}")
+    missing = [c for c in hub_features() if c not in dataset_dict[split].column_names]
+    if missing:
+        raise ValueError(f"{spec}: config {config!r} split {split!r} is not an exported bench: it lacks the "
+                         f"columns {', '.join(missing)} (it has {', '.join(dataset_dict[split].column_names)[:200]})")
     rows = dataset_dict[split].cast_column("image", datasets.Image(decode=False))
 
     key = hashlib.sha256(f"{Path(path).resolve() if not is_hub else path}:{config}:{split}".encode()).hexdigest()[:16]
@@ -528,8 +538,14 @@ def load_hub_bench(
     safe_name = re.sub(r"[^\w.-]", "_", Path(path).name)
     root = root / f"{safe_name}-{config}-{split}-{key}"
     dialogues = []
-    for row in rows:
-        dialogue = row_dialogue(row)
+    for index, row in enumerate(rows):
+        try:
+            if not isinstance(row.get("turns"), list):
+                raise TypeError(f"turns is {type(row.get('turns')).__name__}, not a list")
+            dialogue = row_dialogue(row)
+        except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            raise ValueError(f"{spec}: row {index} of {config}/{split} is not an exported dialogue "
+                             f"({_one_line(exc)})") from None
         dialogues.append(dialogue)
         image = row["image"]
         if dialogue.image.path and image and image.get("bytes"):
@@ -555,21 +571,91 @@ def load_hub_bench(
 
 
 # --------------------------------------------------------------------------------------------
-# The released test data (lmsdss/regionreasoner_test_data)
+# The released data (lmsdss/regionreasoner_test_data, lmsdss/regionreasoner_data)
 # --------------------------------------------------------------------------------------------
 
 RELEASED_TEST_DATA = "lmsdss/regionreasoner_test_data"
-"""The Hub dataset holding upstream's ``*_multi_turn.json`` test files (questions + dense masks)."""
+"""The Hub dataset holding upstream's test files: ``raw/<config>_multi_turn.json`` (questions + dense
+masks) and ``raw/<config>_test_multi_bbox_images/<image id>.jpg`` (the benchmark's images)."""
 RELEASED_CONFIGS = ("refcocoplus", "refcocog")
+RELEASED_TRAINING_DATA = "lmsdss/regionreasoner_data"
+"""The Hub dataset holding upstream's training data: ``regionreasoner_train.json`` (``{"samples": [...]}``,
+UPSTREAM.md 2.2) and the images its samples name."""
+TRAINING_FILE = "regionreasoner_train.json"
+_REVISION = re.compile(r"[\w.-]+(/[\w.-]+)*")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+class HubCacheError(ValueError):
+    """The Hub cache hands out a folder that is not one of its snapshots."""
 
 
 class HubClient:
-    """The two ``huggingface_hub`` calls the fetcher makes; tests pass a fake with the same shape."""
+    """The ``huggingface_hub`` call the fetchers make; tests pass a fake with the same shape."""
 
     def snapshot_download(self, **kwargs: Any) -> str:
+        """``huggingface_hub.snapshot_download``, refusing a cached snapshot outside the cache.
+
+        Offline, the library turns a branch name into a commit through the cache's ``refs/<branch>``
+        file and returns ``snapshots/<its content>``; a ref holding ``../..`` would make any folder
+        on the machine pass for the pinned snapshot.
+
+        Raises:
+            HubCacheError: the folder is not ``.../snapshots/<40-hex commit>``.
+        """
         from huggingface_hub import snapshot_download
 
-        return snapshot_download(**kwargs)
+        folder = snapshot_download(**kwargs)
+        if kwargs.get("local_dir") is None:
+            path = Path(os.path.normpath(folder))
+            if path.parent.name != "snapshots" or not _COMMIT.fullmatch(path.name):
+                raise HubCacheError(
+                    f"the Hub cache gives {str(folder)[:200]!r} for {kwargs.get('repo_id')}@"
+                    f"{kwargs.get('revision') or 'main'}, which is not one of its snapshot folders (a damaged or "
+                    "forged refs/ file?); delete that repo's folder in the Hub cache and fetch it again")
+        return folder
+
+
+def check_revision(revision: str | None) -> str | None:
+    """``revision`` when it is a plain branch, tag or commit name (it becomes a path in the Hub cache).
+
+    Raises:
+        ValueError: it could name another folder (``..``, an absolute path) or is not a name.
+    """
+    if revision is None:
+        return None
+    if not (isinstance(revision, str) and len(revision) <= 200 and _REVISION.fullmatch(revision)) \
+            or ".." in revision.split("/"):
+        raise ValueError(f"revision {str(revision)[:80]!r} is not a branch, tag or commit name")
+    return revision
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def _snapshot(client: HubClient, kwargs: dict[str, Any], progress: Any) -> str:
+    """The snapshot folder: downloaded, or from the cache when the Hub cannot be reached."""
+    try:
+        return client.snapshot_download(**kwargs)
+    except HubCacheError:
+        raise
+    except Exception as online_error:  # noqa: BLE001 - no network, Hub down, offline mode: try the cache
+        try:
+            folder = client.snapshot_download(**kwargs, local_files_only=True)
+        except HubCacheError:
+            raise
+        except Exception:  # noqa: BLE001 - not cached either: say how to get it
+            where = f"{kwargs['repo_id']}@{kwargs.get('revision') or 'default branch'}"
+            raise FileNotFoundError(
+                f"cannot fetch {where} ({_one_line(online_error)}) and it is not in the Hub cache; run "
+                "'regiondial bench fetch' once with network access (or copy the files and pass their folder "
+                "as --bench)"
+            ) from None
+    if progress:
+        progress(f"the Hub is unreachable; using the cached snapshot {folder}")
+    return folder
 
 
 def fetch_released(
@@ -577,23 +663,29 @@ def fetch_released(
     *,
     revision: str | None = None,
     configs: Sequence[str] | None = None,
+    images: bool = True,
     cache_dir: str | Path | None = None,
+    local_dir: str | Path | None = None,
     client: HubClient | None = None,
     progress: Any = None,
 ) -> dict[str, Path]:
-    """Download (or find in the Hub cache) the released ``*_multi_turn.json`` files.
+    """Download (or find in the Hub cache) the released ``*_multi_turn.json`` files and their images.
 
     Uses ``huggingface_hub.snapshot_download`` with ``allow_patterns``, so only the named configs'
-    files come down, into the usual Hub cache (``HF_HOME``); a second call is served from it. When
-    the Hub cannot be reached (or ``HF_HUB_OFFLINE=1``), the cached snapshot of that revision is
-    used; without one the error says how to get it.
+    files come down (``raw/<config>_multi_turn.json`` and, with ``images``, the folder
+    ``raw/<config>_test_multi_bbox_images/``), into the usual Hub cache (``HF_HOME``) or
+    ``local_dir``; a second call is served from it. When the Hub cannot be reached (or
+    ``HF_HUB_OFFLINE=1``), the cached snapshot of that revision is used; without one the error
+    says how to get it. A bench loaded from a returned file finds its images beside it.
 
     Args:
         repo_id: The dataset repo (default :data:`RELEASED_TEST_DATA`).
         revision: A commit sha (pin it: the leaderboard's ``benches.yaml`` does), tag or branch;
             None is the repo's default branch.
         configs: Which files, e.g. ``["refcocoplus"]``; None fetches every ``*_multi_turn.json``.
+        images: Also fetch each config's image folder.
         cache_dir: Override the Hub cache folder.
+        local_dir: Put the files in this folder instead of the Hub cache.
         client: The Hub client (tests pass a fake).
         progress: ``callable(str)`` told what is happening.
 
@@ -602,30 +694,24 @@ def fetch_released(
 
     Raises:
         FileNotFoundError: When the files are neither reachable nor cached, or a config is absent.
+        ValueError: A revision that is not a name, or a damaged Hub cache.
     """
     client = client or HubClient()
-    patterns = [f"{c}{RELEASED_SUFFIX}" for c in configs] if configs else [f"*{RELEASED_SUFFIX}"]
-    patterns += [f"*/{p}" for p in patterns] + [f"*/*/{p}" for p in patterns]
-    kwargs: dict[str, Any] = {"repo_id": repo_id, "repo_type": "dataset", "revision": revision,
+    names = [f"{c}{RELEASED_SUFFIX}" for c in configs] if configs else [f"*{RELEASED_SUFFIX}"]
+    if images:
+        names += [f"{c}{RELEASED_IMAGES_SUFFIX}/*" for c in configs] if configs else [f"*{RELEASED_IMAGES_SUFFIX}/*"]
+    # the repo keeps them under raw/; a copy may have them at the top or two folders down
+    patterns = names + [f"*/{p}" for p in names] + [f"*/*/{p}" for p in names]
+    kwargs: dict[str, Any] = {"repo_id": repo_id, "repo_type": "dataset", "revision": check_revision(revision),
                               "allow_patterns": patterns}
     if cache_dir is not None:
         kwargs["cache_dir"] = str(cache_dir)
+    if local_dir is not None:
+        kwargs["local_dir"] = str(local_dir)
     where = f"{repo_id}@{revision or 'default branch'}"
     if progress:
-        progress(f"fetching {', '.join(patterns[: len(patterns) // 3])} from {where}")
-    try:
-        folder = client.snapshot_download(**kwargs)
-    except Exception as online_error:  # no network, Hub down, offline mode: fall back to the cache
-        try:
-            folder = client.snapshot_download(**kwargs, local_files_only=True)
-        except Exception:
-            raise FileNotFoundError(
-                f"cannot fetch {where} ({type(online_error).__name__}: {online_error}) and it is not in the "
-                "Hub cache; run 'regiondial bench fetch' once with network access (or copy the files and "
-                "pass their folder as --bench)"
-            ) from None
-        if progress:
-            progress(f"the Hub is unreachable; using the cached snapshot {folder}")
+        progress(f"fetching {', '.join(names)} from {where}")
+    folder = _snapshot(client, kwargs, progress)
     found = released_files(folder)
     missing = [c for c in configs or () if c not in found]
     if missing or not found:
@@ -634,3 +720,42 @@ def fetch_released(
             f"(found: {', '.join(sorted(found)) or 'nothing'})"
         )
     return found
+
+
+def fetch_training(
+    repo_id: str = RELEASED_TRAINING_DATA,
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    local_dir: str | Path | None = None,
+    client: HubClient | None = None,
+    progress: Any = None,
+) -> Path:
+    """Download (or find in the Hub cache) the released training data: the whole dataset repo.
+
+    With ``local_dir="data"`` the files land where the trainer's configs read them
+    (``data/regionreasoner_train.json``, images relative to ``data/``).
+
+    Returns:
+        The training JSON (``regionreasoner_train.json``) in the snapshot or ``local_dir``.
+
+    Raises:
+        FileNotFoundError: When the repo is neither reachable nor cached, or has no training JSON.
+        ValueError: A revision that is not a name, or a damaged Hub cache.
+    """
+    client = client or HubClient()
+    kwargs: dict[str, Any] = {"repo_id": repo_id, "repo_type": "dataset", "revision": check_revision(revision)}
+    if cache_dir is not None:
+        kwargs["cache_dir"] = str(cache_dir)
+    if local_dir is not None:
+        kwargs["local_dir"] = str(local_dir)
+    where = f"{repo_id}@{revision or 'default branch'}"
+    if progress:
+        progress(f"fetching {where} (training data)")
+    folder = Path(_snapshot(client, kwargs, progress))
+    for depth in ("", "*/", "*/*/"):
+        found = sorted(folder.glob(f"{depth}{TRAINING_FILE}"))
+        if found:
+            return found[0]
+    raise FileNotFoundError(f"{where} has no {TRAINING_FILE} (found: "
+                            f"{', '.join(sorted(p.name for p in folder.iterdir())[:10]) or 'nothing'})")

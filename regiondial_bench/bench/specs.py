@@ -3,7 +3,10 @@
 A spec is ``sample`` (the bundled bench), a local path (bench folder, build folder, exported Hub folder,
 folder of released ``*_multi_turn.json`` files, question ``.json`` file), each folder optionally followed
 by ``:config[:split]``, or ``hf:org/name[@revision][:config[:split]]``. Only the ``hf:`` forms import the
-Hub module (:mod:`regiondial_bench.bench.hub`); readers of local benches never do.
+Hub module (:mod:`regiondial_bench.bench.hub`); readers of local benches never do. Question files
+(official or released) load through the import cache (:mod:`regiondial_bench.bench.import_cache`),
+and find their images in the released layout's ``<config>_test_multi_bbox_images/`` folder beside
+them when no ``images`` folder is given.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Any
 
 from ..schema import MANIFEST_FILE, Bench
 from .build import BUILD_INFO_FILE
-from .sources.upstream import RELEASED_SUFFIX, released_files
+from .import_cache import ImportCache
+from .sources.upstream import RELEASED_SUFFIX, released_files, released_images
 
 SAMPLE_BENCH = Path(__file__).resolve().parent.parent / "data" / "sample"
 """The bundled sample bench (``--bench sample``, the default)."""
@@ -27,6 +31,7 @@ def load_bench(
     images: str | Path | None = None,
     annotations: str | Path | None = None,
     notice=None,
+    cache: ImportCache | bool = True,
 ) -> Bench:
     """Load a bench from ``spec``: the one loader every command (and sweep) calls.
 
@@ -37,13 +42,17 @@ def load_bench(
             ``*_multi_turn.json`` files as ``PATH[:config]``; the released test data on the Hub
             as ``"hf:lmsdss/regionreasoner_test_data[@revision]:refcocoplus"``; or an official
             question file / released ``*_multi_turn.json`` file (``.json``).
-        images: image folder for an official question file (upstream or COCO layout).
+        images: image folder for an official question file (upstream or COCO layout); without it
+            a released file's ``<config>_test_multi_bbox_images/`` folder beside it is used.
         annotations: COCO instances JSON that gives a question file's turns their gold masks.
         notice: ``callable(str)`` told about choices made for the caller (e.g. the default split).
+        cache: question files go through the import cache (an
+            :class:`~regiondial_bench.bench.import_cache.ImportCache` records what it did); False
+            imports them every time.
     """
     if spec is None or str(spec) == "sample":
         return Bench.load(SAMPLE_BENCH)
-    return resolve_bench_spec(str(spec), images=images, annotations=annotations, notice=notice)
+    return resolve_bench_spec(str(spec), images=images, annotations=annotations, notice=notice, cache=cache)
 
 
 
@@ -118,9 +127,12 @@ def resolve_bench_spec(
     annotations: str | Path | None = None,
     notice: Any = None,
     client: Any = None,
+    cache: ImportCache | bool = True,
 ) -> Bench:
     """Load any bench spec but ``sample`` (see :func:`load_bench`)."""
-    from .sources.upstream import import_upstream
+
+    def question_file(file: Path) -> Bench:
+        return _question_file(file, images=images, annotations=annotations, notice=notice, cache=cache)
 
     if spec.startswith("hf:"):
         from .hub import RELEASED_CONFIGS, RELEASED_TEST_DATA, fetch_released, load_hub_bench, parse_hub_spec
@@ -137,7 +149,7 @@ def resolve_bench_spec(
             if split not in (None, "test"):
                 raise ValueError(f"{spec}: the released test data has only the split 'test'")
             files = fetch_released(repo, revision=revision, configs=[config], client=client, progress=notice)
-            return import_upstream(files[config], images=images, annotations=annotations)
+            return question_file(files[config])
         if revision is not None:
             raise ValueError(f"{spec}: a revision (@...) is supported for the released test data only")
         return load_hub_bench(spec)
@@ -149,7 +161,7 @@ def resolve_bench_spec(
     if _exists(str(path)) and path.is_file() and path.suffix == ".json":
         if selectors:
             raise ValueError(f"{spec}: a question file has no configs or splits")
-        return import_upstream(path, images=images, annotations=annotations)
+        return question_file(path)
     if kind == "bench":
         if selectors:
             raise ValueError(f"{spec}: {text} is a single bench folder; it has no configs or splits")
@@ -168,7 +180,7 @@ def resolve_bench_spec(
                          "config", text, notice)
         if len(selectors) > 1 and selectors[1] != "test":
             raise ValueError(f"{spec}: the released test data has only the split 'test'")
-        return import_upstream(files[config], images=images, annotations=annotations)
+        return question_file(files[config])
     if kind == "export":
         return _load_export(text, selectors)
     shown = spec if len(spec) <= 200 else spec[:200] + "..."
@@ -177,6 +189,18 @@ def resolve_bench_spec(
         f"{BUILD_INFO_FILE}, an exported Hub folder, a folder of *{RELEASED_SUFFIX} files, "
         "'hf:org/name[:config[:split]]', or an official question .json file (each folder may take :config[:split])"
     )
+
+
+def _question_file(file: Path, *, images: str | Path | None, annotations: str | Path | None, notice: Any,
+                   cache: ImportCache | bool) -> Bench:
+    """A question file through the import cache, its images beside it when none are given."""
+    from .import_cache import load_question_file
+
+    if images is None:
+        images = released_images(file)
+        if images is not None and notice:
+            notice(f"images: {images} (beside {file.name}; --images picks another folder)")
+    return load_question_file(file, images=images, annotations=annotations, cache=cache, notice=notice)
 
 
 def _load_export(path: str, selectors: Sequence[str]) -> Bench:

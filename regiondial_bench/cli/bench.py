@@ -5,23 +5,46 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from ..bench.import_cache import ImportCache
+    from ..schema import Bench
 
-def _load(path: str, images: Path | None, annotations: Path | None = None, *, lenient: bool = False):
+
+def _load(path: str, images: Path | None, annotations: Path | None = None, *, lenient: bool = False,
+          cache: ImportCache | bool = True) -> Bench:
+    from ..bench.hub_check import HubUnavailableError, check_hub_id
     from ..bench.specs import load_bench
     from ..schema import MANIFEST_FILE, Bench
 
     try:
-        if lenient and (Path(path) / MANIFEST_FILE).is_file():
+        if path.startswith("hf:"):
+            check_hub_id(path[3:].split(":")[0].split("@")[0], "dataset", "bench")
+        if lenient and _is(Path(path) / MANIFEST_FILE, "file"):
             return Bench.load(path, lenient=True)  # every bad line becomes an issue, not the first an error
         return load_bench(path, images=images, annotations=annotations,
-                          notice=lambda text: click.echo(text, err=True))
-    except (FileNotFoundError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+                          notice=lambda text: click.echo(text, err=True), cache=cache)
+    except (FileNotFoundError, ValueError, HubUnavailableError) as exc:
+        raise click.ClickException(_one_line(str(exc))) from exc
+
+
+def _one_line(text: str, limit: int = 2000) -> str:
+    """An error message on one line, cut to ``limit`` characters (hostile input can be huge)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _is(path: Path, kind: str) -> bool:
+    """``path.is_dir()`` or ``is_file()`` (``kind``), False for names the OS refuses (too long, NUL)."""
+    try:
+        return path.is_dir() if kind == "dir" else path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _build_splits(path: str) -> dict | None:
@@ -29,7 +52,7 @@ def _build_splits(path: str) -> dict | None:
     from ..bench.specs import bench_folder_kind, build_splits
 
     folder = Path(path)
-    if not folder.is_dir() or bench_folder_kind(folder) != "build":
+    if not _is(folder, "dir") or bench_folder_kind(folder) != "build":
         return None
     try:
         return build_splits(folder)
@@ -53,20 +76,30 @@ def command() -> None:
 @click.option("--images", type=click.Path(file_okay=False, path_type=Path), help="image folder for a question .json")
 @_ANNOTATIONS
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def info(path: str, images: Path | None, annotations: Path | None, as_json: bool) -> None:
+@click.option("--no-cache", is_flag=True, help="import a question file again instead of reading the import cache")
+@click.option("--full-hash", is_flag=True,
+              help="recognise a cached question file by the hash of all its bytes (reads the whole file)")
+def info(path: str, images: Path | None, annotations: Path | None, as_json: bool, no_cache: bool,
+         full_hash: bool) -> None:
     """Print dialogues, turns and turns per round index of the bench at PATH.
 
-    PATH may name a config and split (PATH:config:split); a build folder lists its splits.
+    PATH may name a config and split (PATH:config:split); a build folder lists its splits. A
+    question file is imported once into the user cache ($REGIONDIAL_CACHE/imports); the 'cache'
+    line says whether this load read it.
     """
+    from ..bench.import_cache import ImportCache
     from ..bench.validation import bench_stats
 
     splits = _build_splits(path)
-    bench = _load(path, images, annotations)
+    cache = ImportCache(enabled=not no_cache, full_hash=full_hash)
+    bench = _load(path, images, annotations, cache=cache)
     stats = bench_stats(bench)
     if splits is not None:
         stats["splits"] = {name: {k: v for k, v in meta.items() if k in ("dialogues", "turns", "content_hash")}
                            for name, meta in splits.items()}
+    outcome = cache.outcomes[-1] if cache.outcomes else None
     if as_json:
+        stats["cache"] = outcome.as_dict() if outcome else None
         click.echo(json.dumps(stats, indent=2))
         return
     console = Console()
@@ -87,6 +120,7 @@ def info(path: str, images: Path | None, annotations: Path | None, as_json: bool
     table.add_row(*[str(v) for v in rounds.values()])
     console.print(table)
     console.print("turns per dialogue: " + ", ".join(f"{k}:{v}" for k, v in stats["turns_per_dialogue"].items()))
+    click.echo(outcome.line() if outcome else "cache: not used (only question files are imported)")
 
 
 @command.command("validate")
@@ -118,27 +152,59 @@ def validate(path: str, images: Path | None, annotations: Path | None, as_json: 
 
 
 @command.command("fetch")
-@click.argument("repo", default="lmsdss/regionreasoner_test_data")
+@click.argument("repo", required=False)
 @click.option("--revision", help="commit sha, tag or branch [default: leaderboard/benches.yaml's pin, else main]")
 @click.option("--config", "configs", multiple=True, help="refcocoplus, refcocog (repeatable) [default: all]")
+@click.option("--no-images", is_flag=True, help="only the question files, not the benchmark images")
+@click.option("--training", is_flag=True,
+              help="fetch the training data (lmsdss/regionreasoner_data) instead of the test data")
+@click.option("--local-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="put the files in this folder instead of the Hub cache (e.g. data/ for the trainer)")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Hub cache [default: HF_HOME's]")
-def fetch(repo: str, revision: str | None, configs: tuple[str, ...], cache_dir: Path | None) -> None:
-    """Download the released *_multi_turn.json test files (questions + gold masks) into the Hub cache.
+def fetch(repo: str | None, revision: str | None, configs: tuple[str, ...], no_images: bool, training: bool,
+          local_dir: Path | None, cache_dir: Path | None) -> None:
+    """Download the released data from the Hub: the test files, their images, or the training data.
 
-    Offline later (HF_HUB_OFFLINE=1, or no network) the cached copy is used. Load them with
-    --bench hf:lmsdss/regionreasoner_test_data:refcocoplus (images still come from --images).
+    \b
+    By default: lmsdss/regionreasoner_test_data's raw/<config>_multi_turn.json (questions + gold
+    masks) and raw/<config>_test_multi_bbox_images/ (the benchmark's images), into the Hub cache.
+    Benches loaded from these files find their images beside them: no --images needed.
+    --training: lmsdss/regionreasoner_data (regionreasoner_train.json and its images); with
+    --local-dir data it lands where the trainer's configs read it (data/regionreasoner_train.json).
+    Offline later (HF_HUB_OFFLINE=1, or no network) the cached copy is used.
     """
-    from ..bench.hub import fetch_released
+    from ..bench.hub import (
+        RELEASED_TEST_DATA,
+        RELEASED_TRAINING_DATA,
+        HubCacheError,
+        fetch_released,
+        fetch_training,
+    )
     from ..bench.registry import pinned_revision
 
+    if training and (configs or no_images):
+        raise click.UsageError("--config and --no-images choose test files; --training fetches the training data")
+    repo = repo or (RELEASED_TRAINING_DATA if training else RELEASED_TEST_DATA)
     revision = revision or pinned_revision(repo)
+    progress = lambda text: click.echo(text, err=True)  # noqa: E731
     try:
-        files = fetch_released(repo, revision=revision, configs=list(configs) or None, cache_dir=cache_dir,
-                               progress=lambda text: click.echo(text, err=True))
-    except (FileNotFoundError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        if training:
+            file = fetch_training(repo, revision=revision, cache_dir=cache_dir, local_dir=local_dir, progress=progress)
+            click.echo(f"training data: {file}")
+            if local_dir is None:
+                click.echo("next: point the trainer's data.source at it (and data.image_root at its folder), or "
+                           "fetch again with --local-dir data for the configs' data/regionreasoner_train.json")
+            return
+        files = fetch_released(repo, revision=revision, configs=list(configs) or None, images=not no_images,
+                               cache_dir=cache_dir, local_dir=local_dir, progress=progress)
+    except (FileNotFoundError, ValueError, HubCacheError) as exc:
+        raise click.ClickException(_one_line(str(exc))) from exc
+    from ..bench.sources.upstream import released_images
+
     for config, file in sorted(files.items()):
-        click.echo(f"{config}: {file}")
+        folder = released_images(file)
+        click.echo(f"{config}: {file}" + (f" (images: {folder})" if folder else " (no images)"))
     first = sorted(files)[0]
     at = f"@{revision}" if revision else ""
-    click.echo(f"next: regiondial bench info hf:{repo}{at}:{first}")
+    spec = f"{local_dir}:{first}" if local_dir is not None else f"hf:{repo}{at}:{first}"
+    click.echo(f"next: regiondial bench info {spec}")

@@ -49,6 +49,7 @@ from ._display import print_results
               help="with --resume: ask again the turns that failed for infrastructure reasons (and their dependents)")
 @click.option("--bootstrap", "n_bootstrap", default=1000, show_default=True, help="bootstrap resamples for CIs")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
+@click.option("--no-cache", is_flag=True, help="import a question file again instead of reading the import cache")
 @click.option("--constrained/--unconstrained", default=None,
               help="decode under the preset's answer grammar (hf/vllm/openai; sets adapter_options.constrained)")
 @click.option("--shard", "shard_text", default="auto", show_default=True,
@@ -57,7 +58,7 @@ from ._display import print_results
                    "into OUT; none: the whole bench even under a launcher")
 def command(bench_specs, images, config_file, adapter, preset, model_path, option_pairs, max_new_tokens,
             reference_modes, mask_producer, batch_size, limit, out_dir, resume, overwrite, n_bootstrap, no_progress,
-            shard_text, annotations=None, retry_infra=False, constrained=None) -> None:
+            shard_text, annotations=None, retry_infra=False, constrained=None, no_cache=False) -> None:
     """Evaluate a model round by round, its own answers filling later references.
 
     \b
@@ -132,7 +133,7 @@ def command(bench_specs, images, config_file, adapter, preset, model_path, optio
     if launch is not None:
         click.echo(f"{launch.describe()}: writing {out_dir}/{launch.folder_name}", err=True)
     try:
-        benches = [(api.load_bench(spec, images=images, annotations=annotations,
+        benches = [(api.load_bench(spec, images=images, annotations=annotations, cache=not no_cache,
                                    notice=lambda text: click.echo(text, err=True)), str(spec))
                    for spec in dict.fromkeys(bench_specs)]
         runs = api.plan_sweep(benches, modes, out_dir)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -199,11 +201,15 @@ def test_card_describes_the_cli_and_reference_modes_as_they_are(two_builds):
 # --------------------------------------------------------------------------------------------
 
 
-def _released_folder(root, configs=("refcocoplus", "refcocog")):
-    """A folder in the released layout (testdata/<config>_multi_turn.json, dense masks)."""
+def _released_folder(root, configs=("refcocoplus", "refcocog"), images=True):
+    """A folder laid out as lmsdss/regionreasoner_test_data: ``raw/<config>_multi_turn.json`` (dense
+    masks) and ``raw/<config>_test_multi_bbox_images/<image id>.jpg``."""
     import json
 
-    (root / "testdata").mkdir(parents=True)
+    from PIL import Image
+
+    (root / "raw").mkdir(parents=True)
+    (root / "README.md").write_text("# RegionReasoner test data\n")
     for k, config in enumerate(configs):
         turns = [
             {"question": f"Find the {config} cat.", "bboxes": [[1, 1, 4, 4]], "ann_ids": [10 + k],
@@ -211,8 +217,29 @@ def _released_folder(root, configs=("refcocoplus", "refcocog")):
             {"question": "Find the one left of the <box>{context_bbox}</box>.", "bboxes": [[0, 0, 2, 5]],
              "context_from_turn": 0, "ann_ids": [20 + k], "masks": [[[1, 1, 0, 0, 0]] * 5]},
         ]
-        (root / "testdata" / f"{config}_multi_turn.json").write_text(
-            json.dumps([{"image_id": 42 + k, "conversational_turns": turns}]))
+        dialogues = [{"image_id": 42 + k, "conversational_turns": turns,
+                      "image_path": f"{config}_test_multi_bbox_images/{42 + k}.jpg"},
+                     {"image_id": 50 + k, "conversational_turns": turns[:1]}]  # no image_path, as most of RefCOCOg
+        (root / "raw" / f"{config}_multi_turn.json").write_text(json.dumps(dialogues))
+        if images:
+            folder = root / "raw" / f"{config}_test_multi_bbox_images"
+            folder.mkdir()
+            for d in dialogues:
+                Image.new("RGB", (5, 5), (k * 60, 90, 30)).save(folder / f"{d['image_id']}.jpg")
+    return root
+
+
+def _training_folder(root):
+    """A folder laid out as lmsdss/regionreasoner_data: the samples JSON and its images."""
+    import json
+
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(root / "images" / "1.jpg")
+    samples = [{"id": "1", "problem": "Find the cat.", "image": "images/1.jpg", "img_height": 8, "img_width": 8,
+                "solution": json.dumps([{"bbox_2d": [1, 1, 5, 5], "point_2d": [3, 3]}])}]
+    (root / "regionreasoner_train.json").write_text(json.dumps({"samples": samples}))
     return root
 
 
@@ -231,10 +258,11 @@ class FakeHub:
         import fnmatch
         import shutil
 
-        out = self.folder.parent / f"snapshot-{len(self.calls)}"
+        out = Path(kwargs["local_dir"]) if kwargs.get("local_dir") else self.folder.parent / f"snapshot-{len(self.calls)}"
+        patterns = kwargs.get("allow_patterns")
         for file in self.folder.rglob("*"):
             rel = file.relative_to(self.folder).as_posix()
-            if file.is_file() and any(fnmatch.fnmatch(rel, p) for p in kwargs["allow_patterns"]):
+            if file.is_file() and (patterns is None or any(fnmatch.fnmatch(rel, p) for p in patterns)):
                 (out / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(file, out / rel)
         return str(out)
@@ -247,7 +275,7 @@ def test_hf_spec_fetches_the_released_file_with_masks(tmp_path, monkeypatch):
     fake = FakeHub(_released_folder(tmp_path / "repo"))
     monkeypatch.setattr(hub, "HubClient", lambda: fake)
     bench = api.load_bench("hf:lmsdss/regionreasoner_test_data@abc123:refcocoplus")
-    assert bench.name == "refcocoplus_multi_turn" and bench.num_turns == 2
+    assert bench.name == "refcocoplus_multi_turn" and bench.num_turns == 3
     assert all(t.gold_mask is not None for d in bench for t in d.turns)
     assert bench.dialogues[0].turns[0].ann_ids == [10]
     call = fake.calls[0]
@@ -341,3 +369,211 @@ def test_a_hostile_bench_spec_is_a_clear_error(spec):
 
     with pytest.raises(FileNotFoundError, match="no bench at"):
         api.load_bench(spec)
+
+
+# --------------------------------------------------------------------------------------------
+# bench fetch: test files, their images and the training data; hostile Hub caches and specs
+# --------------------------------------------------------------------------------------------
+
+
+class Repos:
+    """A fake Hub client serving one local folder per dataset repo (the real repos' layouts)."""
+
+    def __init__(self, **folders):
+        self.hubs = {repo.replace("__", "/"): FakeHub(folder) for repo, folder in folders.items()}
+
+    def snapshot_download(self, **kwargs):
+        return self.hubs[kwargs["repo_id"]].snapshot_download(**kwargs)
+
+
+def _pretend_cached(tmp_path, monkeypatch, repo):
+    """What a real fetch leaves in the Hub cache, so evaluate's fail-fast Hub check passes offline."""
+    cache = tmp_path / "hf-hub-cache"
+    (cache / f"datasets--{repo.replace('/', '--')}" / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: the Hub is unreachable
+
+
+def test_bench_fetch_brings_files_images_and_training_data_and_evaluate_needs_no_images(tmp_path, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from regiondial_bench.bench import hub
+    from regiondial_bench.cli import main
+    from regiondial_bench.training.data import samples_from_released_json
+
+    repos = Repos(lmsdss__regionreasoner_test_data=_released_folder(tmp_path / "test-repo"),
+                  lmsdss__regionreasoner_data=_training_folder(tmp_path / "train-repo"))
+    monkeypatch.setattr(hub, "HubClient", lambda: repos)
+    runner = CliRunner()
+    fetched = runner.invoke(main, ["bench", "fetch"])
+    assert fetched.exit_code == 0, fetched.output
+    for config in ("refcocoplus", "refcocog"):
+        line = next(x for x in fetched.stdout.splitlines() if x.startswith(f"{config}: "))
+        assert f"raw/{config}_multi_turn.json" in line and "(images: " in line
+    patterns = repos.hubs[hub.RELEASED_TEST_DATA].calls[0]["allow_patterns"]
+    assert "*/refcocoplus_test_multi_bbox_images/*" in patterns or "*/*_test_multi_bbox_images/*" in patterns
+
+    training = runner.invoke(main, ["bench", "fetch", "--training", "--local-dir", str(tmp_path / "data")])
+    assert training.exit_code == 0, training.output
+    assert (tmp_path / "data" / "regionreasoner_train.json").is_file()
+    samples = samples_from_released_json(tmp_path / "data" / "regionreasoner_train.json", image_root=tmp_path / "data")
+    assert Path(samples[0]["image"]).is_file()  # where the trainer's configs read it: data/ + image paths
+
+    _pretend_cached(tmp_path, monkeypatch, hub.RELEASED_TEST_DATA)
+    out = tmp_path / "run"
+    run = runner.invoke(main, ["evaluate", "--model", "whole-image", "--bench", f"hf:{hub.RELEASED_TEST_DATA}:refcocog",
+                               "--out", str(out), "--no-progress", "--bootstrap", "0"])
+    assert run.exit_code == 0, run.output
+    assert "images: " in run.stderr and "refcocog_test_multi_bbox_images" in run.stderr
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and all(r["regions"][0]["box"] == [0.0, 0.0, 5.0, 5.0] for r in records)
+    # with --no-images only the question files come down
+    bare = runner.invoke(main, ["bench", "fetch", "--no-images", "--config", "refcocoplus"])
+    assert bare.exit_code == 0 and "(no images)" in bare.stdout
+    assert not any("images" in p for p in repos.hubs[hub.RELEASED_TEST_DATA].calls[-1]["allow_patterns"])
+
+
+def test_a_local_copy_of_the_released_repo_finds_its_images(tmp_path):
+    from regiondial_bench import api
+
+    folder = _released_folder(tmp_path / "copy")
+    notices = []
+    bench = api.load_bench(f"{folder}:refcocog", notice=notices.append)
+    assert len(bench.image_files) == 2 and any("refcocog_test_multi_bbox_images" in n for n in notices)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    assert not api.load_bench(f"{folder}:refcocog", images=other).image_files  # --images wins
+
+
+def _offline_hub(monkeypatch):
+    """The real huggingface_hub.snapshot_download, with the network down (so it reads the cache)."""
+    import huggingface_hub
+
+    real = huggingface_hub.snapshot_download
+
+    def offline(**kwargs):
+        if not kwargs.get("local_files_only"):
+            raise ConnectionError("no network")
+        return real(**kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+
+
+def _hub_cache_entry(cache, repo, ref_content, files):
+    """A Hub cache in huggingface_hub's layout: refs/main holding ``ref_content``; ``files`` written
+    under snapshots/<commit>/ or, for a forged ref, wherever it points."""
+    storage = cache / f"datasets--{repo.replace('/', '--')}"
+    (storage / "refs").mkdir(parents=True)
+    (storage / "refs" / "main").write_text(ref_content)
+    (storage / "snapshots").mkdir()
+    target = storage / "snapshots" / ref_content
+    for rel, text in files.items():
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        (target / rel).write_text(text)
+    return storage
+
+
+def test_a_cached_snapshot_serves_offline_but_a_forged_ref_is_refused(tmp_path, monkeypatch):
+    from regiondial_bench.bench.hub import RELEASED_TEST_DATA, HubCacheError, HubClient, fetch_released
+
+    _offline_hub(monkeypatch)
+    good = tmp_path / "good-cache"
+    _hub_cache_entry(good, RELEASED_TEST_DATA, "a" * 40, {"raw/refcocoplus_multi_turn.json": "[]"})
+    files = fetch_released(revision="main", configs=["refcocoplus"], cache_dir=good, client=HubClient())
+    assert files["refcocoplus"].parent.parent.name == "a" * 40
+    forged = tmp_path / "forged-cache"
+    outside = tmp_path / "outside"
+    (outside / "raw").mkdir(parents=True)
+    (outside / "raw" / "refcocoplus_multi_turn.json").write_text("[]")
+    _hub_cache_entry(forged, RELEASED_TEST_DATA, "../../../outside", {})
+    with pytest.raises(HubCacheError, match="not one of its snapshot folders"):
+        fetch_released(revision="main", configs=["refcocoplus"], cache_dir=forged, client=HubClient())
+
+
+@pytest.mark.parametrize("revision", ["../../outside", "/abs", "main/../../x", "a b", "x" * 300])
+def test_a_revision_that_is_not_a_name_is_refused(tmp_path, revision):
+    from click.testing import CliRunner
+
+    from regiondial_bench.bench.hub import fetch_released
+    from regiondial_bench.cli import main
+
+    fake = FakeHub(_released_folder(tmp_path / "repo", images=False))
+    with pytest.raises(ValueError, match="not a branch, tag or commit"):
+        fetch_released(revision=revision, client=fake)
+    assert not fake.calls
+    result = CliRunner().invoke(main, ["bench", "fetch", "--revision", revision])
+    assert result.exit_code == 1 and "Traceback" not in result.output and len(result.output.splitlines()) == 1
+
+
+def test_hostile_hub_specs_and_offline_misses_are_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-hub-cache"),
+           "HF_DATASETS_CACHE": str(tmp_path / "datasets-cache")}
+    for spec in ("hf:someone/not-cached", "hf:lmsdss/regionreasoner_test_data:refcocoplus", "hf:" + "a" * 10_000,
+                 "hf:" + "a" * 50 + "/" + "b" * 9_950 + ":cfg"):
+        proc = subprocess.run([sys.executable, "-m", "regiondial_bench.cli", "bench", "info", spec],
+                              capture_output=True, text=True, env=env, timeout=120)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr[-2000:]
+        assert len(lines[0]) < 500 and "Traceback" not in proc.stderr
+
+
+def _broken_export(tmp_path, how):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from regiondial_bench.bench.specs import SAMPLE_BENCH
+
+    folder = publish([SAMPLE_BENCH], "me/regiondial", dry_run=tmp_path / f"export-{how}")
+    shard = next((folder / "sample").glob("*.parquet"))
+    if how == "yaml":
+        card = (folder / "README.md").read_text()
+        (folder / "README.md").write_text(card.replace("configs:", "configs: [unclosed", 1))
+    elif how == "schema":
+        pq.write_table(pa.table({"foo": [1, 2], "bar": ["x", "y"]}), shard)
+    else:  # turns: null
+        table = pq.read_table(shard)
+        index = table.schema.get_field_index("turns")
+        nulls = pa.nulls(table.num_rows, type=table.schema.field("turns").type)
+        pq.write_table(table.set_column(index, table.schema.field("turns"), nulls), shard)
+    return folder
+
+
+@pytest.mark.parametrize(("how", "message"), [("yaml", "cannot read the dataset"),
+                                              ("schema", "is not an exported bench: it lacks the columns"),
+                                              ("null_turns", "row 0 of sample/test is not an exported dialogue")])
+def test_a_broken_export_is_one_clear_error(tmp_path, how, message):
+    from click.testing import CliRunner
+
+    from regiondial_bench.cli import main
+
+    folder = _broken_export(tmp_path, how)
+    result = CliRunner().invoke(main, ["bench", "info", str(folder)])
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.output, result.output
+
+
+def test_an_unreachable_hub_is_one_error_line_even_when_the_library_writes_several(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from regiondial_bench.bench import hub
+    from regiondial_bench.cli import main
+
+    class Unreachable:
+        def snapshot_download(self, **kwargs):
+            raise OSError("Got: ConnectError: [Errno -2] Name or service not known\nAn error happened while "
+                          "trying to locate the files on the Hub.\n\nPlease check your internet connection.")
+
+    monkeypatch.setattr(hub, "HubClient", Unreachable)
+    for args in (["bench", "fetch"], ["bench", "fetch", "--training"]):
+        result = CliRunner().invoke(main, args)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+        assert result.exit_code == 1 and len(errors) == 1, result.output
+        assert "Name or service not known An error happened" in errors[0] and "regiondial bench fetch" in errors[0]
+        assert len(result.stderr.splitlines()) == 2  # "fetching ..." and the error

@@ -173,7 +173,9 @@ def test_oracle_with_its_masks_scores_giou_100_on_the_released_layout(upstream_f
         ([[0, 1], [1]], "different lengths"),
         ([[0, 2], [1, 0]], "only 0 and 1"),
         ("not a mask", "H x W grid"),
-        ([[[0]]], "not an H x W grid"),
+        ([[0, [1]], [1, 0]], "not an H x W grid"),
+        ([[0, None], [1, 0]], "not an H x W grid"),
+        ([[0.5, 1], [1, 0]], "only 0 and 1"),
         ({"size": [2, 2], "counts": [1, 1]}, "sum to height x width"),
     ],
 )

@@ -1,10 +1,17 @@
 """Import the official RegionDial question files (the upstream JSON layout) into a Bench.
 
 The layout is a JSON list of ``{image_id, conversational_turns: [{question, bboxes,
-context_from_turn?}], image_path?}`` (UPSTREAM.md, section 2.1). Every known defect of the
-released files is tolerated and reported as a :class:`~regiondial_bench.schema.ValidationIssue`;
-no turn is dropped silently, and questions are kept verbatim so the ``upstream`` reference mode
-renders exactly what the official evaluator renders.
+context_from_turn?}], image_path?}`` (UPSTREAM.md, section 2.1); the released ``*_multi_turn.json``
+files add ``ann_ids`` and dense ``masks`` to each turn and are 13 GB and 26 GB. Files are streamed
+one dialogue at a time (:mod:`.json_stream`), each dense mask turned into COCO RLE as it is read
+(:mod:`.dense_masks`), so memory does not grow with the file. Every known defect of the released
+files is tolerated and reported as a :class:`~regiondial_bench.schema.ValidationIssue`; no turn is
+dropped silently, and questions are kept verbatim so the ``upstream`` reference mode renders exactly
+what the official evaluator renders.
+
+An import has two steps: :func:`parse_upstream` reads the file (what the import cache keeps, see
+:mod:`regiondial_bench.bench.import_cache`) and :func:`finish_import` looks up images and
+annotations, which depend on the caller's folders, not on the file.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ import json
 import math
 import re
 import reprlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +37,30 @@ from ...schema import (
     is_file,
     path_inside,
 )
+from .dense_masks import (
+    MAX_MASK_SIDE,
+    MasksField,
+    decode_masks_field,
+    dense_mask_to_rle,
+    masks_field,
+    rle_dict,
+)
+from .json_stream import MAX_ELEMENT_BYTES, JSONStreamError, OversizedField, iter_list_elements
+
+__all__ = [
+    "MAX_MASK_SIDE",
+    "RELEASED_IMAGES_SUFFIX",
+    "RELEASED_SUFFIX",
+    "ParsedQuestions",
+    "attach_annotation_masks",
+    "dense_mask_to_rle",
+    "finish_import",
+    "import_upstream",
+    "match_annotation",
+    "parse_upstream",
+    "released_files",
+    "released_images",
+]
 
 SECOND_PLACEHOLDER = "<box>{context_bbox_2}</box>"
 _BROKEN_PLACEHOLDER = re.compile(r"<box>(?!\{context_bbox(?:_\d+)?\}</box>)")
@@ -39,23 +72,37 @@ _repr.maxlevel, _repr.maxlist, _repr.maxdict, _repr.maxstring, _repr.maxother = 
 _brief = _repr.repr  # a bounded repr for messages: hostile values can be huge or deeply nested
 
 
-def _image_file(images: Path | None, record: dict[str, Any], image_id: int) -> Path | None:
+def _image_file(images: Path, image_path: str | None, image_id: int) -> Path | None:
     """Find the image under ``images`` in the upstream layout or COCO's ``train2014`` layout.
 
     Raises:
         ValueError: the record's ``image_path`` leads outside ``images`` (``..`` or absolute).
     """
-    if images is None:
-        return None
     candidates = []
-    if isinstance(record.get("image_path"), str):
-        rel = Path(record["image_path"])
+    if image_path is not None:
+        rel = Path(image_path)
         if not path_inside(rel, images):
-            raise ValueError(f"image_path {record['image_path'][:200]!r} leads outside the --images folder {images}")
+            raise ValueError(f"image_path {image_path[:200]!r} leads outside the --images folder {images}")
         candidates += [images / rel, images / rel.name]
     coco = _COCO_NAME.format(image_id)
     candidates += [images / f"{image_id}.jpg", images / "train2014" / coco, images / coco]
     return next((c for c in candidates if is_file(c)), None)
+
+
+@dataclass
+class ParsedQuestions:
+    """What a question file says, before images and annotations are looked up.
+
+    This is what the import cache keeps: it depends on the file alone.
+    """
+
+    name: str
+    file_name: str
+    dialogues: list[Dialogue]
+    issues: list[ValidationIssue]
+    image_paths: dict[str, str] = field(default_factory=dict)  # dialogue id -> the file's image_path
+    entries: int = 0  # entries of the file's list, usable or not
+    derived_paths: int = 0  # dialogues without image_path
 
 
 def import_upstream(
@@ -68,7 +115,7 @@ def import_upstream(
     """Read an official question file into a :class:`Bench`, with its defects as issues.
 
     Args:
-        path: the question JSON (e.g. ``refcocoplus.json``).
+        path: the question JSON (e.g. ``refcocoplus.json``) or a released ``*_multi_turn.json``.
         images: folder holding the images, either upstream's
             ``<name>_test_multi_bbox_images/<id>.jpg`` layout or COCO's
             ``train2014/COCO_train2014_<id:012d>.jpg``. Without it the bench is layout-only
@@ -79,100 +126,151 @@ def import_upstream(
             matches (:func:`match_annotation`). Turns left without a mask are reported as
             ``no_gold_mask`` issues and kept. Turns of a released ``*_multi_turn.json`` file
             carry their own ``masks`` and need no annotations.
+
+    Raises:
+        ValueError: the file cannot be read, or is not a JSON list (the message names the byte).
+        FileNotFoundError: ``images`` is not a folder.
+    """
+    path = Path(path)
+    return finish_import(parse_upstream(path, name=name), root=path.parent, images=images, annotations=annotations)
+
+
+def parse_upstream(
+    path: str | Path, *, name: str | None = None, on_chunk: Callable[[bytes], None] | None = None
+) -> ParsedQuestions:
+    """Read a question file, one dialogue at a time (the first step of :func:`import_upstream`).
+
+    Args:
+        path: the question file.
+        name: bench name; defaults to the file's stem.
+        on_chunk: called with each chunk of the file as it is read (hashing, progress).
+
+    Raises:
+        ValueError: the file cannot be read, or is not a JSON list (the message names the byte).
     """
     path = Path(path)
     name = name or path.stem.removesuffix("-checkpoint")
+    parsed = ParsedQuestions(name=name, file_name=path.name, dialogues=[], issues=[])
+    seen_ids: dict[str, int] = {}
     try:
-        # dense masks are turned into RLE as each turn is decoded, so a released file never holds
-        # all its H x W nested lists in memory at once
-        data = json.loads(path.read_bytes(), object_hook=_compact_turn_masks)
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path} is not UTF-8 text: {exc}") from exc
-    except RecursionError as exc:
-        raise ValueError(f"{path}: the JSON is nested too deeply to be a question file") from exc
-    except ValueError as exc:  # JSONDecodeError, or an integer beyond Python's digit limit
-        raise ValueError(f"{path} is not valid JSON: {str(exc)[:300]}") from exc
+        with open(path, "rb") as file:
+            for element in iter_list_elements(file, dense_key="masks", decode=decode_masks_field,
+                                              on_chunk=on_chunk):
+                parsed.entries += 1
+                _add_dialogue(parsed, element.position, element.value, seen_ids)
+    except JSONStreamError as exc:
+        raise ValueError(f"{path}: {_top_level_message(path, exc)}") from None
     except OSError as exc:
         raise ValueError(f"{path}: cannot read the question file ({exc})") from exc
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of dialogues (upstream layout), got {type(data).__name__}")
+    if parsed.derived_paths:
+        parsed.issues.append(ValidationIssue(
+            code="image_path_derived",
+            message=f"{parsed.derived_paths} dialogues have no image_path; derived from image_id"))
+    return parsed
+
+
+def _top_level_message(path: Path, exc: JSONStreamError) -> str:
+    """The stream's error; for a small file whose top level is not a list, what ``json`` says of it."""
+    text = str(exc)
+    if not text.startswith("expected a JSON list"):
+        return text
+    try:
+        if path.stat().st_size <= MAX_ELEMENT_BYTES:
+            data = json.loads(path.read_bytes())
+            return f"expected a JSON list of dialogues (upstream layout), got {type(data).__name__}"
+    except (ValueError, RecursionError) as error:
+        return f"not valid JSON: {str(error)[:300]}"
+    except OSError:
+        pass
+    return text
+
+
+def _add_dialogue(parsed: ParsedQuestions, position: int, record: Any, seen_ids: dict[str, int]) -> None:
+    """Turn one entry of the file into a dialogue of ``parsed`` (or issues saying why not)."""
+    issues = parsed.issues
+    if not isinstance(record, dict) or "conversational_turns" not in record or "image_id" not in record:
+        issues.append(ValidationIssue(code="malformed_dialogue", severity="error",
+                                      message=f"entry {position} lacks image_id or conversational_turns; skipped"))
+        return
+    image_id = _image_id(record["image_id"])
+    if image_id is None:
+        issues.append(ValidationIssue(code="bad_image_id", severity="error",
+                                      message=f"entry {position}: image_id {_brief(record['image_id'])} is not "
+                                              "a non-negative integer; skipped"))
+        return
+    dialogue_id = f"{parsed.name}-{image_id}"
+    if dialogue_id in seen_ids:
+        seen_ids[dialogue_id] += 1
+        dialogue_id = f"{dialogue_id}-{seen_ids[dialogue_id]}"
+        issues.append(ValidationIssue(code="duplicate_image", dialogue_id=dialogue_id,
+                                      message=f"image {image_id} has a second dialogue; renamed {dialogue_id}"))
+    else:
+        seen_ids[dialogue_id] = 1
+    if "image_path" not in record:
+        parsed.derived_paths += 1
+    turns, turn_issues = _turns(record["conversational_turns"], dialogue_id)
+    issues.extend(turn_issues)
+    if not turns:
+        if not any(i.code == "dialogue_skipped" and i.dialogue_id == dialogue_id for i in turn_issues):
+            issues.append(ValidationIssue(code="empty_dialogue", dialogue_id=dialogue_id, severity="error",
+                                          message="no usable turn; dialogue skipped"))
+        return
+    if isinstance(record.get("image_path"), str):
+        parsed.image_paths[dialogue_id] = record["image_path"]
+    parsed.dialogues.append(
+        Dialogue(
+            dialogue_id=dialogue_id,
+            # Identity only: where the pixels are (and so their sizes) stays out of the
+            # content hash; the runner reads sizes from the files when it needs them.
+            image=ImageRef(coco_id=image_id, file_name=_COCO_NAME.format(image_id)),
+            turns=turns,
+            source={"format": "upstream-question-json", "file": parsed.file_name, "image_id": image_id},
+        )
+    )
+
+
+def finish_import(
+    parsed: ParsedQuestions,
+    *,
+    root: Path | None,
+    images: str | Path | None = None,
+    annotations: str | Path | None = None,
+) -> Bench:
+    """The bench of a parsed file: its images looked up under ``images``, masks from ``annotations``
+    (the second step of :func:`import_upstream`; see there for the arguments)."""
     images_dir = Path(images) if images is not None else None
     if images_dir is not None and not images_dir.is_dir():
         raise FileNotFoundError(f"--images {images_dir} is not a folder")
-
-    issues: list[ValidationIssue] = []
-    dialogues: list[Dialogue] = []
+    issues = list(parsed.issues)
     image_files: dict[str, Path] = {}
-    seen_ids: dict[str, int] = {}
-    derived_paths = missing_images = 0
-    for position, record in enumerate(data):
-        if not isinstance(record, dict) or "conversational_turns" not in record or "image_id" not in record:
-            issues.append(ValidationIssue(code="malformed_dialogue", severity="error",
-                                          message=f"entry {position} lacks image_id or conversational_turns; skipped"))
-            continue
-        image_id = _image_id(record["image_id"])
-        if image_id is None:
-            issues.append(ValidationIssue(code="bad_image_id", severity="error",
-                                          message=f"entry {position}: image_id {_brief(record['image_id'])} is not "
-                                                  "a non-negative integer; skipped"))
-            continue
-        dialogue_id = f"{name}-{image_id}"
-        if dialogue_id in seen_ids:
-            seen_ids[dialogue_id] += 1
-            dialogue_id = f"{dialogue_id}-{seen_ids[dialogue_id]}"
-            issues.append(ValidationIssue(code="duplicate_image", dialogue_id=dialogue_id,
-                                          message=f"image {image_id} has a second dialogue; renamed {dialogue_id}"))
-        else:
-            seen_ids[dialogue_id] = 1
-        if "image_path" not in record:
-            derived_paths += 1
-        turns, turn_issues = _turns(record["conversational_turns"], dialogue_id)
-        issues.extend(turn_issues)
-        if not turns:
-            if not any(i.code == "dialogue_skipped" and i.dialogue_id == dialogue_id for i in turn_issues):
-                issues.append(ValidationIssue(code="empty_dialogue", dialogue_id=dialogue_id, severity="error",
-                                              message="no usable turn; dialogue skipped"))
-            continue
-        try:
-            image_file = _image_file(images_dir, record, image_id)
-        except ValueError as exc:
-            issues.append(ValidationIssue(code="image_outside_root", dialogue_id=dialogue_id, severity="error",
-                                          message=str(exc)))
-            image_file = None
-        if image_file is not None:
-            image_files[dialogue_id] = image_file.resolve()
-        elif images_dir is not None and not (issues and issues[-1].code == "image_outside_root"):
-            missing_images += 1
-            issues.append(ValidationIssue(code="image_missing", dialogue_id=dialogue_id,
-                                          message=f"no image for COCO id {image_id} under {images_dir}"))
-        dialogues.append(
-            Dialogue(
-                dialogue_id=dialogue_id,
-                # Identity only: where the pixels are (and so their sizes) stays out of the
-                # content hash; the runner reads sizes from the files when it needs them.
-                image=ImageRef(
-                    coco_id=image_id,
-                    file_name=_COCO_NAME.format(image_id),
-                ),
-                turns=turns,
-                source={"format": "upstream-question-json", "file": path.name, "image_id": image_id},
-            )
-        )
-    if derived_paths:
-        issues.append(ValidationIssue(code="image_path_derived",
-                                      message=f"{derived_paths} dialogues have no image_path; derived from image_id"))
-    if images_dir is None:
-        issues.append(ValidationIssue(code="layout_only",
-                                      message="no --images folder: the bench has no pixels"))
-    if not dialogues:
+    if images_dir is not None:
+        for dialogue in parsed.dialogues:
+            try:
+                image_file = _image_file(images_dir, parsed.image_paths.get(dialogue.dialogue_id),
+                                         dialogue.image.coco_id)
+            except ValueError as exc:
+                issues.append(ValidationIssue(code="image_outside_root", dialogue_id=dialogue.dialogue_id,
+                                              severity="error", message=str(exc)))
+                continue
+            if image_file is not None:
+                image_files[dialogue.dialogue_id] = image_file.resolve()
+            else:
+                issues.append(ValidationIssue(code="image_missing", dialogue_id=dialogue.dialogue_id,
+                                              message=f"no image for COCO id {dialogue.image.coco_id} "
+                                                      f"under {images_dir}"))
+    else:
+        issues.append(ValidationIssue(code="layout_only", message="no --images folder: the bench has no pixels"))
+    if not parsed.dialogues:
         issues.append(ValidationIssue(code="empty_bench", severity="error",
-                                      message=f"{path}: no usable dialogue ({len(data)} entries)"))
-    source = {"format": "upstream-question-json", "file": path.name, "images": str(images_dir) if images_dir else None}
+                                      message=f"{parsed.file_name}: no usable dialogue ({parsed.entries} entries)"))
+    source: dict[str, Any] = {"format": "upstream-question-json", "file": parsed.file_name,
+                              "images": str(images_dir) if images_dir else None}
+    dialogues = list(parsed.dialogues)
     if annotations is not None:
         dialogues, mask_issues = attach_annotation_masks(dialogues, annotations)
         issues.extend(mask_issues)
         source["annotations"] = Path(annotations).name
-    return Bench(dialogues, name=name, root=path.parent, source=source, issues=issues, image_files=image_files)
+    return Bench(dialogues, name=parsed.name, root=root, source=source, issues=issues, image_files=image_files)
 
 
 def _box(value: Any) -> tuple[float, float, float, float]:
@@ -278,98 +376,28 @@ def _turns(raw_turns: Any, dialogue_id: str) -> tuple[list[Turn], list[Validatio
 # Gold masks: the released ``*_multi_turn.json`` files and COCO annotations
 # --------------------------------------------------------------------------------------------
 
-MAX_MASK_SIDE = 10_000
-"""Largest height or width accepted for a dense gold mask (COCO images are at most 640 px)."""
-_MASK_ERROR = "__regiondial_mask_error__"
+def _turn_mask(value: Any, issue: Any) -> RLE | None:
+    """The turn's gold mask from the released ``masks`` field: the first mask, as upstream.
 
-
-def dense_mask_to_rle(mask: Any) -> RLE:
-    """A dense ``H x W`` 0/1 mask (nested lists or an array, as the released files hold) as RLE.
-
-    Raises:
-        ValueError: When the mask is not a rectangular 2-D grid of 0/1 (or booleans).
+    ``value`` is what the stream decoded (:class:`MasksField`), an :class:`OversizedField`, or a
+    plain JSON value (a field holding RLE objects, read as ordinary JSON).
     """
-    import numpy as np
-
-    from ...geometry import mask_to_rle
-
-    if isinstance(mask, dict) and {"size", "counts"} <= set(mask):
-        return _rle_dict(mask)
-    if not isinstance(mask, (list, np.ndarray)) or len(mask) == 0:
-        raise ValueError("a mask is an H x W grid of 0/1 values")
-    height = len(mask)
-    width = len(mask[0]) if isinstance(mask[0], (list, np.ndarray)) else -1
-    if not (0 < height <= MAX_MASK_SIDE and 0 < width <= MAX_MASK_SIDE):
-        raise ValueError(f"a mask is an H x W grid with 1..{MAX_MASK_SIDE} rows and columns")
-    try:
-        array = np.asarray(mask)
-    except ValueError as exc:  # ragged rows
-        raise ValueError(f"the mask rows have different lengths ({exc})") from None
-    if array.shape != (height, width) or array.dtype.kind not in "biu":
-        raise ValueError(f"the mask is not an H x W grid of integers (shape {array.shape}, {array.dtype})")
-    if array.size and (array.min() < 0 or array.max() > 1):
-        raise ValueError("a mask holds only 0 and 1")
-    return mask_to_rle(array.astype(bool))
-
-
-def _rle_dict(data: dict) -> RLE:
-    from ...geometry import _mask_utils
-
-    size = data["size"]
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and 0 < v <= MAX_MASK_SIDE
-                                                               for v in size)):
-        raise ValueError(f"RLE size {size!r} is not [height, width]")
-    counts = data["counts"]
-    if isinstance(counts, list):  # uncompressed RLE
-        if not all(isinstance(v, int) and v >= 0 for v in counts) or sum(counts) != size[0] * size[1]:
-            raise ValueError("uncompressed RLE counts must be non-negative and sum to height x width")
-        counts = _mask_utils().frPyObjects({"size": size, "counts": counts}, *size)["counts"].decode("ascii")
-    if not isinstance(counts, str):
-        raise ValueError("RLE counts must be a string or a list of run lengths")
-    rle = RLE(size=(size[0], size[1]), counts=counts)
-    try:
-        from ...geometry import rle_area
-
-        rle_area(rle)
-    except Exception as exc:  # pycocotools rejects corrupt strings in many ways
-        raise ValueError(f"RLE counts cannot be decoded ({exc})") from None
-    return rle
-
-
-def _compact_turn_masks(obj: dict) -> dict:
-    """``json`` object hook: a turn's dense ``masks`` become RLE (or an error marker) at once."""
-    masks = obj.get("masks")
-    if "question" not in obj or not isinstance(masks, list):
-        return obj
-    out: list[Any] = []
-    for mask in masks:
-        try:
-            out.append(dense_mask_to_rle(mask))
-        except (ValueError, TypeError, KeyError) as exc:
-            out.append({_MASK_ERROR: str(exc)})
-    return {**obj, "masks": out}
-
-
-def _turn_mask(masks: Any, issue: Any) -> RLE | None:
-    """The turn's gold mask from the released ``masks`` field (the first mask, as upstream)."""
-    if masks is None:
+    if value is None:
         return None
-    if not isinstance(masks, list) or not masks:
-        issue("bad_gold_mask", f"masks is {type(masks).__name__}, not a non-empty list; no gold mask", "error")
+    if isinstance(value, OversizedField):
+        found = MasksField(None, f"the masks field has {value.size} bytes, more than can be decoded", 0)
+    elif isinstance(value, MasksField):
+        found = value
+    else:
+        found = masks_field(value)
+    if found.error is not None:
+        issue("bad_gold_mask", f"unusable gold mask ({found.error}); no gold mask", "error")
         return None
-    first = masks[0]
-    if isinstance(first, dict) and _MASK_ERROR in first:
-        issue("bad_gold_mask", f"unusable gold mask ({first[_MASK_ERROR]}); no gold mask", "error")
-        return None
-    if not isinstance(first, RLE):
-        try:
-            first = dense_mask_to_rle(first)
-        except (ValueError, TypeError, KeyError) as exc:
-            issue("bad_gold_mask", f"unusable gold mask ({exc}); no gold mask", "error")
-            return None
-    if len(masks) > 1:
-        issue("several_gold_masks", f"{len(masks)} gold masks; the first is used, as upstream")
-    return first
+    if found.nested:
+        issue("nested_gold_masks", "masks holds per-object lists of masks; the first mask of the first is used")
+    if found.count > 1:
+        issue("several_gold_masks", f"{found.count} gold masks; the first is used, as upstream")
+    return found.mask
 
 
 def _ann_ids(value: Any, issue: Any) -> list[int]:
@@ -441,7 +469,7 @@ class _Annotations:
         height, width = self.sizes[image_id]
         segmentation = ann.get("segmentation")
         if isinstance(segmentation, dict):
-            return _rle_dict(segmentation)
+            return rle_dict(segmentation)
         if isinstance(segmentation, list):
             polygons = [p for p in segmentation if isinstance(p, list) and len(p) >= 6
                         and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p)]
@@ -523,3 +551,21 @@ def released_files(folder: str | Path) -> dict[str, Path]:
             if file.is_file():
                 found.setdefault(file.name[: -len(RELEASED_SUFFIX)], file)
     return found
+
+
+RELEASED_IMAGES_SUFFIX = "_test_multi_bbox_images"
+"""The released dataset keeps each config's images in ``raw/<config>_test_multi_bbox_images/<id>.jpg``."""
+
+
+def released_images(file: str | Path) -> Path | None:
+    """The image folder of the released layout beside a question file, if there is one.
+
+    ``raw/refcocoplus_multi_turn.json`` (or ``refcocoplus.json``) -> ``raw/refcocoplus_test_multi_bbox_images/``.
+    """
+    file = Path(file)
+    config = file.name.removesuffix(RELEASED_SUFFIX).removesuffix(".json").removesuffix("-checkpoint")
+    folder = file.parent / f"{config}{RELEASED_IMAGES_SUFFIX}"
+    try:
+        return folder if folder.is_dir() else None
+    except OSError:
+        return None
