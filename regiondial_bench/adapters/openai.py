@@ -161,6 +161,7 @@ class OpenAIAdapter(PresetAdapter):
         self.options = opts = merged(options, kwargs, OpenAIOptions)
         self.transport_name = resolve_transport(opts.transport)
         self.preset = opts.build_preset()
+        self.sampling_settings = opts.sampling()
         self.served_model = opts.model or self.preset.model
         self.base_url = (opts.base_url or os.environ.get("OPENAI_BASE_URL") or "http://127.0.0.1:8000/v1").rstrip("/")
         self.api_key_env = opts.api_key_env
@@ -170,6 +171,7 @@ class OpenAIAdapter(PresetAdapter):
         self.backoff_s = opts.backoff_s
         self.max_backoff_s = opts.max_backoff_s
         self.image_format = opts.image_format
+        self.jpeg_quality = opts.jpeg_quality
         self.check_server = opts.check_server
         self.check_prompt_tokens = opts.check_prompt_tokens
         self.extra_body = dict(opts.extra_body or {})
@@ -495,13 +497,29 @@ class OpenAIAdapter(PresetAdapter):
                 {"type": "text", "text": text},
             ],
         })
+        sampling = self.sampling_settings
+        drawn: dict[str, Any] = {}
+        if not sampling.greedy:
+            drawn["top_p"] = sampling.top_p
+            if sampling.seed is not None:
+                drawn["seed"] = sampling.seed
         return {
             "model": self.served_model,
             "messages": messages,
-            "temperature": 0.0,
+            "temperature": sampling.temperature,
+            **drawn,
             "max_tokens": self.preset.max_new_tokens,
             **self.extra_body,
         }
+
+    def sampling_changed(self) -> None:
+        self._templates.clear()  # the request-body templates hold the decoding fields
+
+    def cache_identity(self) -> dict[str, Any]:
+        image = {"format": self.image_format, **({"quality": self.jpeg_quality} if self.image_format == "jpeg" else {})}
+        return self.preset_identity(
+            {"model": self.served_model}, image=image, extra_body=self.extra_body,
+            constrained={"field": self.grammar_field, **self.constrained.config()} if self.constrained else False)
 
     def request_body(self, question: str, image: EncodedImage) -> bytes:
         """The UTF-8 JSON of :meth:`payload` plus :meth:`grammar_body`, built from parts encoded once.
@@ -568,6 +586,7 @@ class OpenAIAdapter(PresetAdapter):
             "extra_body": self.extra_body,
             "image_encoder": self.images.stats["image_encoder"],
             "stats": {**self.stats, **self.images.stats, "image_encode_s": round(self.images.stats["image_encode_s"], 4)},
+            **({"sampling": self.sampling_settings.describe()} if self.samples else {}),
             "constrained": self.constrained is not None,
             **({"grammar": {"field": self.grammar_field, **self.constrained.config()}}
                if self.constrained is not None else {}),
