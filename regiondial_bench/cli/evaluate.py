@@ -201,6 +201,7 @@ def command(bench_specs, images, config_file, adapter, preset, model_path, optio
         else:
             click.echo(f"{int(t['turns'])} turns in {t['run_s']:.2f}s (model {t['model_s']:.2f}s, "
                        f"harness {t['harness_s']:.2f}s, scoring {t['score_s']:.2f}s) -> {run.run_dir}")
+    _print_repeats(runs)
     infra = sum(run.results.failure_kinds.get("infra", 0) for run in runs if run.results is not None)
     if infra:
         click.echo(f"warning: {infra} turns failed for infrastructure reasons; once the server is healthy, "
@@ -262,6 +263,19 @@ def merge_options(options: dict[str, Any], overrides: dict[str, Any]) -> dict[st
         else:
             options[key] = value
     return options
+
+
+def _print_repeats(runs: list) -> None:
+    """The mean, spread and consensus of each repeats folder the runs wrote."""
+    from ..results.report import render_terminal
+    from ..results.repeats import is_repeats_folder, load_repeats, repeats_table
+
+    folders = list(dict.fromkeys(run.run_dir.parent for run in runs if run.repeat is not None))
+    groups = [load_repeats(folder) for folder in folders if is_repeats_folder(folder)]
+    if groups:
+        click.echo("")
+        render_terminal(repeats_table(groups))
+        click.echo(f"-> {', '.join(str(g.path) for g in groups)} (regiondial report / plot take the folder)")
 
 
 def _cache_line(record: dict[str, Any]) -> str:
