@@ -267,8 +267,8 @@ def merge_options(options: dict[str, Any], overrides: dict[str, Any]) -> dict[st
 
 def _print_repeats(runs: list) -> None:
     """The mean, spread and consensus of each repeats folder the runs wrote."""
-    from ..results.report import render_terminal
     from ..results.repeats import is_repeats_folder, load_repeats, repeats_table
+    from ..results.report import render_terminal
 
     folders = list(dict.fromkeys(run.run_dir.parent for run in runs if run.repeat is not None))
     groups = [load_repeats(folder) for folder in folders if is_repeats_folder(folder)]

@@ -137,7 +137,16 @@ def plot_repeats(groups: Sequence[RepeatGroup], out_dir: str | Path, metric: str
                  formats: Sequence[str] = ("png", "svg")) -> list[Path]:
     """``repeats_<metric>_by_round``: each group's mean per round with a ±1 sd band, each repeat as a
     thin line, and (AP50) the consensus dashed."""
-    from .plots import _check_count, _columns_present, _figure, _legend, _pyplot, _round_axis, run_style, save_figure
+    from .plots import (
+        _check_count,
+        _columns_present,
+        _figure,
+        _legend,
+        _pyplot,
+        _round_axis,
+        run_style,
+        save_figure,
+    )
 
     if not any(group.mean_sd(metric, "R1")[0] is not None for group in groups):
         raise ValueError(f"no repeats have {METRICS[metric]} scores")
