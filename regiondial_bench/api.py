@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from . import __version__
 from .adapters import Adapter, create_adapter, get_adapter_class
 from .adapters.registry import adapter_option_names
-from .bench.specs import SAMPLE_BENCH, load_bench, split_bench_spec
+from .bench.specs import SAMPLE_BENCH, is_bench_name, load_bench, split_bench_spec
 from .metrics import MAX_RESAMPLES, score_records, summarize_repeats
 from .run.folder import RunLock, atomic_write, load_run_spec, read_predictions
 from .run.response_cache import ResponseCacheSettings, open_for_run
@@ -168,6 +168,8 @@ def resolve_recorded_bench(spec: RunSpec, run_dir: Path) -> str:
     location = spec.bench_location or "sample"
     if location == str(SAMPLE_BENCH) or location == "sample" or location.startswith("hf:"):
         return "sample" if location == str(SAMPLE_BENCH) else location
+    if is_bench_name(location):  # a registered name (--bench refcocoplus): looked up again, hash checked
+        return location
     text, selectors = split_bench_spec(location)
     path = Path(text)
     if not path.is_absolute() and spec.working_dir:

@@ -208,6 +208,73 @@ def load_registry(path: str | Path | None = None, overrides: Mapping[str, str] |
     return registry
 
 
+def registry_file() -> Path | None:
+    """The registry a bench name (``--bench refcocoplus``) is looked up in: the working directory's
+    ``leaderboard/benches.yaml``, else the one of the checkout this package runs from, else None."""
+    checkout = Path(__file__).resolve().parents[2] / REGISTRY_FILE
+    for candidate in (REGISTRY_FILE, checkout):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def named_registry(overrides: Mapping[str, str] | None = None) -> BenchRegistry:
+    """The registry of :func:`registry_file` (just ``sample`` without one), for benches by name."""
+    found = registry_file()
+    if found is None:
+        return load_registry(overrides=overrides)
+    return load_registry(found, overrides=overrides)
+
+
+@dataclass(frozen=True)
+class BenchListing:
+    """Where a registered bench is found here (``regiondial bench list``)."""
+
+    name: str
+    entry: RegisteredBench
+    where: str = ""  # how it was found ("$REGIONDIAL_BENCH_REFCOCOPLUS", "benches.yaml location", ...)
+    spec: str = ""  # the spec it was loaded from
+    content_hash: str = ""  # the hash found, when loaded
+    turns: int | None = None
+    dialogues: int | None = None
+    problem: str = ""  # why it is not available, or why it was refused
+
+    @property
+    def available(self) -> bool:
+        return not self.problem
+
+
+def list_benches(registry: BenchRegistry, loader: Any = None, hub: bool = False) -> list[BenchListing]:
+    """Each registered bench with where it is found, its hash and its turns (loading it).
+
+    Hub locations are only tried with ``hub`` (they may download); an entry found nowhere else is
+    listed with the way to provide it.
+    """
+    if loader is None:
+        from .specs import load_bench as loader
+    out = []
+    for name, entry in registry.benches.items():
+        candidates = [c for c in registry.candidates(name) if hub or c[0] != "the Hub"]
+        listing = BenchListing(name, entry, problem=f"not found here; {entry.how_to_provide()}")
+        tried = []
+        for where, spec in candidates:
+            try:
+                bench = loader(spec)
+            except (FileNotFoundError, OSError, ValueError) as exc:
+                tried.append(f"{where} {spec}: {str(exc)[:200]}")
+                continue
+            problem = ""
+            if entry.content_hash and bench.content_hash != entry.content_hash:
+                problem = f"refused: {where} {spec} has hash {bench.content_hash}, the registry expects {entry.content_hash}"
+            listing = BenchListing(name, entry, where, spec, bench.content_hash, bench.num_turns, len(bench), problem)
+            break
+        else:
+            if tried:
+                listing = BenchListing(name, entry, problem="; ".join(tried) + f"; {entry.how_to_provide()}")
+        out.append(listing)
+    return out
+
+
 def pinned_revision(repo: str, path: str | Path | None = None) -> str | None:
     """The revision ``benches.yaml`` pins for a Hub repo, if any."""
     try:
