@@ -376,8 +376,11 @@ class CachingAdapter:
         self._last_flush = time.monotonic()
         self._on = True
         self.stats = CacheStats(extra={"path": str(store.path)})
+        self._upcoming: list | None = None
         if callable(getattr(adapter, "submit", None)):
             self.submit = self._submit
+        if callable(getattr(adapter, "upcoming", None)):
+            self.upcoming = self._defer_upcoming
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name == "_inner":
@@ -410,6 +413,16 @@ class CachingAdapter:
             with self._guard:
                 self._pending.append((key, self._adapter_name, value))
 
+    def _defer_upcoming(self, images: Sequence[Any]) -> None:
+        """The adapter is told which images come (and encodes them ahead) only once a request goes to
+        it: a run answered from the cache encodes none."""
+        self._upcoming = list(images)
+
+    def _asking(self) -> None:
+        if self._upcoming is not None:
+            upcoming, self._upcoming = self._upcoming, None
+            self._inner.upcoming(upcoming)
+
     def _answered(self, key: str, future: Future) -> None:
         if not future.cancelled() and future.exception() is None:
             self._remember(key, future.result())
@@ -425,6 +438,7 @@ class CachingAdapter:
         self.stats.misses += len(ask)
         self._used.extend(k for k, response in zip(keys, out, strict=True) if response is not None and k)
         if ask:
+            self._asking()
             answers = self._inner.generate([requests[i] for i in ask])
             if len(answers) != len(ask):
                 raise AdapterError(f"adapter {self._inner.name!r} returned {len(answers)} responses for "
@@ -443,6 +457,7 @@ class CachingAdapter:
             self._used.append(key)
             return cached
         self.stats.misses += 1
+        self._asking()
         response = self._inner.generate_one(request)
         self._remember(key, response)
         return response
@@ -458,6 +473,7 @@ class CachingAdapter:
             future.set_result(cached)
             return future
         self.stats.misses += 1
+        self._asking()
         future = self._inner.submit(request)
         if key is not None:
             future.add_done_callback(lambda f, k=key: self._answered(k, f))
