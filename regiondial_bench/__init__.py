@@ -18,7 +18,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "merge": "api",
     "load_run_config": "api",
     "load_bench": "bench.specs",
-    "report": "results.report",
+    "report": "results.tables",
     "load_run": "results.report",
     "compare": ("results.compare", "compare_runs"),
     "RunConfig": "schema",

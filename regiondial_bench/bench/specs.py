@@ -59,7 +59,7 @@ def is_bench_name(spec: str) -> bool:
     name = spec.partition("=")[0]
     if not _BENCH_NAME.match(name) or _exists(spec):
         return False
-    from .registry import named_registry
+    from .catalog import named_registry
 
     return named_registry().get(name) is not None
 
@@ -77,7 +77,7 @@ def _registered_bench(spec: str, *, images: Any, annotations: Any, notice: Any) 
     name, sep, path = spec.partition("=")
     if spec.startswith("hf:") or not _BENCH_NAME.match(name) or _exists(spec) or (not sep and _exists(name)):
         return None
-    from .registry import BenchUnavailable, named_registry
+    from .catalog import BenchUnavailable, named_registry
 
     registry = named_registry(overrides={name: path} if sep else None)
     if registry.get(name) is None:

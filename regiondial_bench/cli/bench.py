@@ -125,13 +125,14 @@ def list_(hub: bool, as_json: bool) -> None:
 
     Evaluate one with --bench NAME (its hash is checked), or --bench NAME=PATH for a copy elsewhere.
     """
-    from ..bench.registry import RegistryError, list_benches, named_registry, registry_file
+    from ..bench.catalog import RegistryError, list_benches, named_registry, registry_file
+    from ..bench.specs import load_bench
 
     try:
         registry = named_registry()
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from exc
-    listings = list_benches(registry, hub=hub)
+    listings = list_benches(registry, load_bench, hub=hub)
     if as_json:
         click.echo(json.dumps([{"name": b.name, "available": b.available, "where": b.where, "spec": b.spec,
                                 "content_hash": b.content_hash or b.entry.content_hash, "turns": b.turns,
