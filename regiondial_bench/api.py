@@ -451,7 +451,12 @@ def merge(
         merged_timings["run_s"] = max(t.get("run_s", 0.0) for t in timings)
         for key in ("model_s", "mask_s", "harness_s"):
             merged_timings[f"{key[:-2]}_sum_s"] = round(sum(t.get(key, 0.0) for t in timings), 3)
-    results = results.model_copy(update={"provenance": results.provenance.model_copy(update={"timings": merged_timings})})
+    caches = [r.provenance.response_cache for r in shard_results if r is not None and r.provenance.response_cache]
+    cache_record = {"enabled": any(c.get("enabled") for c in caches),
+                    **{k: sum(int(c.get(k, 0)) for c in caches) for k in ("hits", "misses", "stored", "unusable")},
+                    "shards": len(caches)} if caches else {}
+    update = {"timings": merged_timings, "response_cache": cache_record}
+    results = results.model_copy(update={"provenance": results.provenance.model_copy(update=update)})
     atomic_write(Path(out_dir) / RESULTS_FILE, results.model_dump_json(indent=2) + "\n")
     return results
 

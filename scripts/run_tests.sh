@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
   # Say what is coming before a silent install: measured on this project's machine (see README).
   echo "run_tests.sh: installing the test environment into .venv: the CPU wheel of torch, transformers, TRL," >&2
-  echo "  spaCy, playwright and the dev extras (about 3.2 GB on disk; INSTALL_MINUTES on a first run), then" >&2
+  echo "  spaCy, playwright and the dev extras (about 3.2 GB on disk; 8 minutes on a first run here), then" >&2
   echo "  Debian's Chromium if it is missing. Later runs reuse .venv and only check it." >&2
   python3 -m venv .venv
 fi

@@ -248,7 +248,8 @@ class OpenAIAdapter(PresetAdapter):
             if path is not None:
                 counts[path] = counts.get(path, 0) + len(dialogue.turns)
         self.images.expect(counts)
-        self.images.start()
+        # the encoder processes start with the first image asked or prefetched (a run answered from the
+        # response cache asks none, and skips their start-up)
         if self.check_server and not self._checked_server:
             loop = self._ensure_loop()
             if self._driven:

@@ -313,3 +313,15 @@ def test_the_trainer_without_its_extra_names_it(tmp_path):
     proc = subprocess.run([sys.executable, "-c", shim], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "pip install 'regiondial-bench[train]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_startup_benchmark_runs():
+    """benchmarks/cli_startup.py, once per command, so the script cannot rot (it prints; it asserts nothing)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "cli_startup.py"
+    done = subprocess.run([sys.executable, str(script), "--repeats", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert re.search(r"\| regiondial evaluate --help \| \d+\.\d+ s \|", done.stdout), done.stdout
