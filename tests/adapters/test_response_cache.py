@@ -62,7 +62,8 @@ def test_a_rerun_into_a_new_folder_sends_no_request(sample_bench, tmp_path):
     assert answers(tmp_path / "b") == answers(tmp_path / "a")
     assert again.rounds == first.rounds
     assert first.provenance.adapter_config["stats"]["images_encoded"] == DIALOGUES
-    assert again.provenance.adapter_config["stats"]["images_encoded"] == 0  # nothing asked, nothing encoded
+    stats = again.provenance.adapter_config["stats"]
+    assert stats["image_prefetched"] == stats["images_encoded"] == 0  # nothing asked, nothing encoded
 
 
 def test_a_predicted_run_after_a_gold_run_asks_only_the_turns_whose_request_differs(sample_bench, tmp_path):
