@@ -27,7 +27,8 @@ COMMANDS = (["--help"], ["evaluate", "--help"], ["report", "--help"], ["cache", 
 def cpu_of(argv: list[str], env: dict[str, str]) -> float:
     """CPU seconds (user + system) of one run of ``argv`` in a child process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    # in the checkout's folder: `python -m` puts the working directory first on sys.path
+    subprocess.run(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
