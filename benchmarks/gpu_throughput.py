@@ -146,12 +146,14 @@ def measure_runner(bench, options: dict, batch_size: int, out: Path, device: str
                    dialogues: int | None = None, baseline: dict | None = None) -> dict:
     """``regiondial evaluate`` with the prebuilt model (``bench-hf``) at one batch size, scoring included."""
     from regiondial_bench.api import evaluate
+    from regiondial_bench.run.response_cache import ResponseCacheSettings
     from regiondial_bench.schema import RunConfig
 
     config = RunConfig(adapter="bench-hf", adapter_options=options, batch_size=batch_size, limit=dialogues)
     synchronize(device)
     start = time.perf_counter()
-    results = evaluate(bench, config, out, progress=True, n_bootstrap=10, overwrite=True)
+    results = evaluate(bench, config, out, progress=True, n_bootstrap=10, overwrite=True,
+                       response_cache=ResponseCacheSettings(enabled=False))  # every batch size asks the model
     synchronize(device)
     elapsed = time.perf_counter() - start
     turns = int(results.provenance.timings["turns"])
@@ -254,6 +256,7 @@ def worker(args) -> int:
     """One launched rank of the multi-process mode: build the model, evaluate the shard, merge."""
     from regiondial_bench.adapters.hf import resolve_device
     from regiondial_bench.api import evaluate_sweep, load_bench, plan_sweep
+    from regiondial_bench.run.response_cache import ResponseCacheSettings
     from regiondial_bench.run.shards import detect_launch
     from regiondial_bench.schema import RunConfig
 
@@ -276,7 +279,8 @@ def worker(args) -> int:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     start = time.perf_counter()
-    evaluate_sweep(runs, config, launch=launch, overwrite=True, progress=False, n_bootstrap=10)
+    evaluate_sweep(runs, config, launch=launch, overwrite=True, progress=False, n_bootstrap=10,
+                   response_cache=ResponseCacheSettings(enabled=False))
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     group.close()

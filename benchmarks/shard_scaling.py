@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                                       "reference_mode": args.reference_mode, "batch_size": args.batch_size,
                                       **({"limit": args.limit} if args.limit else {})}))
         base = ["-m", "regiondial_bench.cli", "evaluate", "--config", str(config), "--bench", args.bench,
-                "--no-progress", "--bootstrap", "100"]
+                "--no-progress", "--bootstrap", "100", "--no-cache"]  # both runs ask the model
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_ARRAY", "RANK", "WORLD_SIZE"))}
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
 

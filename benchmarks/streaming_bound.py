@@ -145,6 +145,7 @@ def serve(port_file: Path, latency_s: float, expected: int, max_connections: int
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), lifetime_s)
         server.close()
+        print(f"served {state['n']}", flush=True)  # answers sent in all (benchmarks/response_cache.py reads it)
 
     loop.run_until_complete(main())
 
@@ -167,7 +168,8 @@ class Server:
         self.url = f"http://127.0.0.1:{port_file.read_text()}/v1"
         self.events: dict[str, list[str]] = {}
         self.on_event = None
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         for line in self.process.stdout:
@@ -182,6 +184,7 @@ class Server:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+        self._reader.join(timeout=10)  # its last lines (``served N``) are read
         self.dir.cleanup()
 
 
@@ -364,6 +367,7 @@ def thread_breakdown(args, images: Path, work: Path, latency_s: float, concurren
     sampled every 20 ms.
     """
     from regiondial_bench import api
+    from regiondial_bench.run.response_cache import ResponseCacheSettings
     from regiondial_bench.schema import RunConfig
 
     tick = os.sysconf("SC_CLK_TCK")
@@ -400,7 +404,8 @@ def thread_breakdown(args, images: Path, work: Path, latency_s: float, concurren
         sampler = threading.Thread(target=sample, name="sampler", daemon=True)
         sampler.start()
         cpu, wall = time.process_time(), time.perf_counter()
-        api.evaluate(bench, config, work / f"threads-{concurrency}", progress=False, n_bootstrap=10)
+        api.evaluate(bench, config, work / f"threads-{concurrency}", progress=False, n_bootstrap=10,
+                     response_cache=ResponseCacheSettings(enabled=False))  # every run asks the server
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         stop.set()
         sampler.join()
@@ -439,7 +444,7 @@ def run_once(args, images: Path, work: Path, latency_s: float, concurrency: int,
             command = [sys.executable, "-c", "from regiondial_bench.cli import main; main()",  # = `regiondial`
                        "evaluate", "--config", str(config),
                        "--bench", str(args.questions), "--images", str(images), "--out", str(out),
-                       "--no-progress", "--bootstrap", "10"]
+                       "--no-progress", "--bootstrap", "10", "--no-cache"]  # every run asks the server
             if shards > 1:
                 command += ["--shard", f"{shard}/{shards}"]
             if args.limit:

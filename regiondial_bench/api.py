@@ -23,19 +23,22 @@ from pydantic import ValidationError
 from . import __version__
 from .adapters import Adapter, create_adapter, get_adapter_class
 from .adapters.registry import adapter_option_names
-from .bench.specs import SAMPLE_BENCH, load_bench, split_bench_spec
-from .metrics import MAX_RESAMPLES, score_records
+from .bench.specs import SAMPLE_BENCH, is_bench_name, load_bench, split_bench_spec
+from .metrics import MAX_RESAMPLES, score_records, summarize_repeats
 from .protocol import upstream_parser_problem
 from .run.folder import RunLock, atomic_write, load_run_spec, read_predictions
+from .run.response_cache import ResponseCacheSettings, open_for_run
 from .run.runner import AllInfraFailedError, Runner, frozen_gc
 from .run.segment import MaskProducer, create_mask_producer
 from .run.shards import Launch
 from .schema import (
     PREDICTIONS_FILE,
+    REPEATS_FILE,
     RESULTS_FILE,
     Bench,
     PredictionRecord,
     Provenance,
+    RepeatsSummary,
     Results,
     RunConfig,
     RunSpec,
@@ -136,6 +139,7 @@ def make_provenance(spec: RunSpec, adapter_config: dict | None = None, mask_conf
         mask_producer_config=mask_config if mask_config is not None else spec.mask_producer_options,
         batch_size=spec.batch_size,
         limit=spec.limit,
+        seed=spec.seed,
         package_version=__version__,
         packages=package_versions(),
         git_revision=git_revision(),
@@ -166,6 +170,8 @@ def resolve_recorded_bench(spec: RunSpec, run_dir: Path) -> str:
     location = spec.bench_location or "sample"
     if location == str(SAMPLE_BENCH) or location == "sample" or location.startswith("hf:"):
         return "sample" if location == str(SAMPLE_BENCH) else location
+    if is_bench_name(location):  # a registered name (--bench refcocoplus): looked up again, hash checked
+        return location
     text, selectors = split_bench_spec(location)
     path = Path(text)
     if not path.is_absolute() and spec.working_dir:
@@ -202,6 +208,7 @@ def evaluate(
     adapter: Adapter | None = None,
     mask_producer: MaskProducer | None = None,
     retry_infra: bool = False,
+    response_cache: ResponseCacheSettings | None = None,
 ) -> Results:
     """Run ``config.adapter`` on ``bench`` and write ``run.json``, ``predictions.jsonl``, ``results.json``.
 
@@ -216,6 +223,8 @@ def evaluate(
         adapter: an adapter already built (a sweep shares one); it is not closed here.
         mask_producer: a mask producer already built (shared like ``adapter``).
         retry_infra: with ``resume``, ask again the turns that failed for infrastructure reasons.
+        response_cache: whether and where answers are reused across runs (default: on, in the user
+            cache; see :mod:`regiondial_bench.run.response_cache`); ``results.json`` records the hits.
 
     Raises:
         ValueError: the bench has no turns.
@@ -243,22 +252,29 @@ def evaluate(
     with RunLock(out_dir), frozen_gc():
         return _evaluate_locked(run_bench, config, spec, out_dir, start, resume=resume, overwrite=overwrite,
                                 progress=progress, n_bootstrap=n_bootstrap, retry_infra=retry_infra,
-                                device=device, adapter=adapter, mask_producer=mask_producer)
+                                device=device, adapter=adapter, mask_producer=mask_producer,
+                                response_cache=response_cache)
 
 
 def _evaluate_locked(run_bench: Bench, config: RunConfig, spec: RunSpec, out_dir: str | Path, start: float, *,
                      resume: bool, overwrite: bool, progress: bool, n_bootstrap: int, retry_infra: bool,
-                     device: str | None, adapter: Adapter | None, mask_producer: MaskProducer | None) -> Results:
+                     device: str | None, adapter: Adapter | None, mask_producer: MaskProducer | None,
+                     response_cache: ResponseCacheSettings | None) -> Results:
     owned = adapter is None
     if adapter is None:
         adapter = create_run_adapter(config, device)
+    if config.seed is not None:
+        adapter.reseed(config.seed)
     producer = mask_producer
     if producer is None and config.mask_producer:
         producer = create_mask_producer(config.mask_producer, **config.mask_producer_options)
-    runner = Runner(run_bench, adapter, spec, out_dir, mask_producer=producer, progress=progress)
+    cached, cache_record = open_for_run(adapter, response_cache, config.adapter)
+    runner = Runner(run_bench, cached or adapter, spec, out_dir, mask_producer=producer, progress=progress)
     try:
         records = runner.run(resume=resume, overwrite=overwrite, retry_infra=retry_infra)
     finally:
+        if cached is not None:
+            cache_record = cached.finish()
         if owned:
             adapter.close()
     infra = [r for r in records if r.failure_kind == "infra"]
@@ -281,7 +297,8 @@ def _evaluate_locked(run_bench: Bench, config: RunConfig, spec: RunSpec, out_dir
         "score_s": round(time.perf_counter() - score_start, 3),
         "turns": float(run_bench.num_turns),
     }
-    results = results.model_copy(update={"provenance": results.provenance.model_copy(update={"timings": timings})})
+    provenance = results.provenance.model_copy(update={"timings": timings, "response_cache": cache_record})
+    results = results.model_copy(update={"provenance": provenance})
     results.write(Path(out_dir) / RESULTS_FILE)
     return results
 
@@ -451,7 +468,12 @@ def merge(
         merged_timings["run_s"] = max(t.get("run_s", 0.0) for t in timings)
         for key in ("model_s", "mask_s", "harness_s"):
             merged_timings[f"{key[:-2]}_sum_s"] = round(sum(t.get(key, 0.0) for t in timings), 3)
-    results = results.model_copy(update={"provenance": results.provenance.model_copy(update={"timings": merged_timings})})
+    caches = [r.provenance.response_cache for r in shard_results if r is not None and r.provenance.response_cache]
+    cache_record = {"enabled": any(c.get("enabled") for c in caches),
+                    **{k: sum(int(c.get(k, 0)) for c in caches) for k in ("hits", "misses", "stored", "unusable")},
+                    "shards": len(caches)} if caches else {}
+    update = {"timings": merged_timings, "response_cache": cache_record}
+    results = results.model_copy(update={"provenance": results.provenance.model_copy(update=update)})
     atomic_write(Path(out_dir) / RESULTS_FILE, results.model_dump_json(indent=2) + "\n")
     return results
 
@@ -471,6 +493,8 @@ class SweepRun:
     shard_dir: Path | None = None
     results: Results | None = None
     merged: bool = False
+    seed: int | None = None  # the run's sampling seed (a repeat of --repeats), None: the config's
+    repeat: int | None = None  # the repeat index under a repeats folder (``repeat-<i>``)
 
 
 def sweep_folder_name(bench: Bench, mode: str) -> str:
@@ -479,9 +503,21 @@ def sweep_folder_name(bench: Bench, mode: str) -> str:
     return f"{name}-{mode}"
 
 
-def plan_sweep(benches: Sequence[tuple[Bench, str]], modes: Sequence[str], out_dir: str | Path) -> list[SweepRun]:
-    """One :class:`SweepRun` per (bench, mode); a single run uses ``out_dir`` itself."""
+REPEAT_FOLDER = "repeat-{index}"
+"""The run folder of repeat ``index`` under a repeats folder (``evaluate --repeats N``)."""
+
+
+def plan_sweep(benches: Sequence[tuple[Bench, str]], modes: Sequence[str], out_dir: str | Path,
+               seeds: Sequence[int] | None = None) -> list[SweepRun]:
+    """One :class:`SweepRun` per (bench, mode, seed); a single run uses ``out_dir`` itself.
+
+    Args:
+        seeds: one run per seed (``--repeats N --seed S``: ``S .. S+N-1``), each in
+            ``<run folder>/repeat-<i>``, the run folder holding their ``repeats.json``; a single
+            seed is one run with that seed.
+    """
     out_dir = Path(out_dir)
+    seeds = list(seeds) if seeds else [None]
     single = len(benches) * len(modes) == 1
     runs, used = [], set()
     for bench, location in benches:
@@ -492,7 +528,13 @@ def plan_sweep(benches: Sequence[tuple[Bench, str]], modes: Sequence[str], out_d
                 name = f"{sweep_folder_name(bench, mode)}-{k}"
                 k += 1
             used.add(name)
-            runs.append(SweepRun(bench, location, mode, out_dir if single else out_dir / name))
+            folder = out_dir if single else out_dir / name
+            for index, seed in enumerate(seeds):
+                if len(seeds) == 1:
+                    runs.append(SweepRun(bench, location, mode, folder, seed=seed))
+                else:
+                    runs.append(SweepRun(bench, location, mode, folder / REPEAT_FOLDER.format(index=index),
+                                         seed=seed, repeat=index))
     return runs
 
 
@@ -508,6 +550,7 @@ def evaluate_sweep(
     n_bootstrap: int = 1000,
     retry_infra: bool = False,
     log: Callable[[str], None] = lambda message: None,
+    response_cache: ResponseCacheSettings | None = None,
 ) -> list[SweepRun]:
     """Evaluate every planned run with one adapter and one mask producer instance.
 
@@ -519,6 +562,10 @@ def evaluate_sweep(
             writes ``RUN/shard-I-of-N/`` and is merged into ``RUN`` by rank 0 after a barrier
             (torchrun) or by the last shard to finish (no process group).
         log: receives one line per finished shard or merge.
+        response_cache: as for :func:`evaluate`.
+
+    Repeats (runs with a ``repeat`` index) get their ``seed``; once all repeats of a run folder are
+    scored, its ``repeats.json`` is written (:func:`write_repeats`).
     """
     from .run.shards import ShardError, open_process_group, shard_folder_name, shards_complete
 
@@ -531,19 +578,24 @@ def evaluate_sweep(
             "give each rank its own with CUDA_VISIBLE_DEVICES (docs/adapters.md, 'Scale-out')")
     adapter = create_run_adapter(config, device)
     producer = create_run_mask_producer(config, device)
+    if any(run.repeat is not None for run in runs) and not adapter.samples:
+        log(f"warning: adapter {config.adapter!r} decodes greedily, so its repeats will be identical; sample "
+            "with -o temperature=0.7 (hf, vllm, openai)")
     try:
         for run in runs:
             run.shard_dir = run.run_dir / launch.folder_name if launch is not None else None
             target = run.shard_dir or run.run_dir
-            run.results = evaluate(run.bench, config.model_copy(update={"reference_mode": run.reference_mode}),
+            update = {"reference_mode": run.reference_mode, **({"seed": run.seed} if run.seed is not None else {})}
+            run.results = evaluate(run.bench, config.model_copy(update=update),
                                    target, bench_location=run.bench_location, resume=resume, overwrite=overwrite,
                                    progress=progress, n_bootstrap=n_bootstrap, shard=shard, adapter=adapter,
-                                   mask_producer=producer, retry_infra=retry_infra)
+                                   mask_producer=producer, retry_infra=retry_infra, response_cache=response_cache)
             if launch is not None:
                 log(f"{launch.describe()} of {run.run_dir} finished -> {target}")
     finally:
         adapter.close()
     if launch is None:
+        _write_all_repeats(runs, log, complete=lambda run: run.results is not None)
         return list(runs)
     if group is not None:
         group.barrier()  # every shard of every run is written
@@ -567,8 +619,49 @@ def evaluate_sweep(
                 if whole_job:
                     raise
                 log(f"{run.run_dir}: not merged yet ({exc})")
+        _write_all_repeats(runs, log, complete=lambda run: run.merged)
     finally:
         if group is not None:
             group.barrier()  # no rank leaves before rank 0 has merged
             group.close()
     return list(runs)
+
+
+def _write_all_repeats(runs: Sequence[SweepRun], log: Callable[[str], None],
+                       complete: Callable[[SweepRun], bool]) -> None:
+    groups: dict[Path, list[SweepRun]] = {}
+    for run in runs:
+        if run.repeat is not None:
+            groups.setdefault(run.run_dir.parent, []).append(run)
+    for folder, members in groups.items():
+        if not all(complete(m) for m in members):
+            continue  # another process merges the rest (a SLURM array): not all repeats are scored here
+        summary = write_repeats(folder, members[0].bench, [m.run_dir for m in members])
+        log(f"{len(members)} repeats -> {folder / REPEATS_FILE} (AP50 {summary.overall.ap50_mean:.1f} "
+            f"± {summary.overall.ap50_sd or 0.0:.1f}, consensus {summary.overall.ap50_consensus:.1f})")
+
+
+def write_repeats(folder: str | Path, bench: Bench, run_dirs: Sequence[str | Path]) -> RepeatsSummary:
+    """Score the repeats of one evaluation together and write ``folder/repeats.json``.
+
+    Per round: each repeat's AP50 (and gIoU), their mean and sample standard deviation, the
+    consensus AP50 (turns a majority of the repeats hit) and the agreement (turns every repeat
+    scores alike). Every repeat must be finished and on ``bench``.
+    """
+    folder = Path(folder)
+    records, specs = [], []
+    for run_dir in run_dirs:
+        spec = load_run_spec(Path(run_dir))
+        if spec.bench_hash != bench.content_hash:
+            raise ValueError(f"{run_dir} was run on {spec.bench_hash}, not {bench.content_hash}")
+        specs.append(spec)
+        records.append(read_prediction_log(Path(run_dir) / PREDICTIONS_FILE, strict=True))
+    run_bench = _limited(bench, specs[0].limit)
+    if specs[0].shard is not None:
+        from .run.shards import subset
+
+        run_bench = subset(run_bench, specs[0].shard.dialogue_ids)
+    summary = summarize_repeats(run_bench, records, specs=specs,
+                                runs=[os.path.relpath(d, folder) for d in run_dirs])
+    atomic_write(folder / REPEATS_FILE, summary.model_dump_json(indent=2) + "\n")
+    return summary

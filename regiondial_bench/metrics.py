@@ -8,6 +8,8 @@ Definitions (UPSTREAM.md, section 1):
 * **gIoU**: mean over turns of |P∧G| / |P∨G| of the masks; **cIoU**: Σ|P∧G| / Σ|P∨G|. A turn
   without a predicted mask counts as ``(0, |G|)``; a zero union counts as IoU 0.
 * **Avg** (row ``all``): the micro-average over every turn, rounds 8+ included.
+* **Mask pass rates** (``mask_pass``): the share of turns (with masks) whose mask IoU is above 0.3,
+  0.5, 0.7 and 0.9 (strict), per round, as upstream's per-round evaluator prints them.
 * 95% confidence intervals by bootstrap over dialogues (turns of one dialogue are dependent).
 
 All scores are percentages.
@@ -19,13 +21,26 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .geometry import box_iou, box_iou_matrix, rle_intersection_union
-from .schema import Bench, ConfidenceInterval, PredictionRecord, Provenance, Results, RoundRow, Turn
+from .schema import (
+    Bench,
+    ConfidenceInterval,
+    PredictionRecord,
+    Provenance,
+    RepeatRow,
+    RepeatsSummary,
+    Results,
+    RoundRow,
+    Turn,
+)
 
 HIT_THRESHOLD = 0.5
+MASK_PASS_THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
+"""Mask IoU thresholds of the pass rates upstream's per-round evaluator prints (UPSTREAM.md section 1)."""
 BUCKET_FROM = 8  # rounds >= 8 are pooled into "8+" (the paper's tables stop at R7)
 SCALAR_IOU_PAIRS = 16  # up to this many (predicted, gold) pairs, IoU is computed without numpy
 MAX_RESAMPLES = 10_000
@@ -202,10 +217,13 @@ def _pct(num: float, den: float) -> float | None:
 
 
 def _sums(c: _Columns, select: np.ndarray) -> tuple:
-    """``(n, hits, top-1 hits, IoU sum, turns with masks, mask IoU sum, ΣI, ΣU, failures)`` of ``select``."""
+    """``(n, hits, top-1 hits, IoU sum, turns with masks, mask IoU sum, ΣI, ΣU, failures, mask passes)``
+    of ``select``; mask passes count the turns above each of :data:`MASK_PASS_THRESHOLDS`."""
     masked = select[~np.isnan(c.mask_iou[select])]
+    passes = tuple(int((c.mask_iou[masked] > t).sum()) for t in MASK_PASS_THRESHOLDS)
     return (len(select), c.hit[select].sum(), c.hit_top1[select].sum(), c.iou[select].sum(), len(masked),
-            c.mask_iou[masked].sum(), c.inter[masked].sum(), c.union[masked].sum(), int(c.failed[select].sum()))
+            c.mask_iou[masked].sum(), c.inter[masked].sum(), c.union[masked].sum(), int(c.failed[select].sum()),
+            passes)
 
 
 SMALL_SELECTION = 8  # below this many turns numpy sums sequentially, exactly as bincount does
@@ -234,13 +252,15 @@ def _small_sums(c: _Columns, selects: list[np.ndarray]) -> list[tuple]:
     n_mask = np.bincount(which[valid], minlength=k)
     giou, inter, union = total(c.mask_iou, valid), total(c.inter, valid), total(c.union, valid)
     failures = np.bincount(which, weights=c.failed[turns], minlength=k)
-    return [(sizes[i], hit[i], top1[i], iou[i], int(n_mask[i]), giou[i], inter[i], union[i], int(failures[i]))
-            for i in range(k)]
+    ious = c.mask_iou[turns]
+    passes = [np.bincount(which[valid], weights=ious[valid] > t, minlength=k) for t in MASK_PASS_THRESHOLDS]
+    return [(sizes[i], hit[i], top1[i], iou[i], int(n_mask[i]), giou[i], inter[i], union[i], int(failures[i]),
+             tuple(int(p[i]) for p in passes)) for i in range(k)]
 
 
 def _row(name: str, sums: tuple, cis: dict[str, tuple[float, float]] | None) -> RoundRow:
     """The row of one selection from its :func:`_sums`."""
-    n, hit, top1, iou, n_mask, giou, inter, union, failures = sums
+    n, hit, top1, iou, n_mask, giou, inter, union, failures, passes = sums
     row = RoundRow(
         round=name,
         n=n,
@@ -252,6 +272,8 @@ def _row(name: str, sums: tuple, cis: dict[str, tuple[float, float]] | None) -> 
         ap50_ci=ConfidenceInterval(low=cis["ap50"][0], high=cis["ap50"][1]) if cis and "ap50" in cis else None,
         giou_ci=ConfidenceInterval(low=cis["giou"][0], high=cis["giou"][1]) if cis and "giou" in cis else None,
         failures=failures,
+        mask_pass={f"{t:g}": _pct(p, n_mask) for t, p in zip(MASK_PASS_THRESHOLDS, passes, strict=True)}
+        if n_mask else None,
     )
     return row
 
@@ -393,3 +415,76 @@ def score_records(
     """Score a prediction log against its bench: :func:`turn_scores` then :func:`aggregate`."""
     scores = turn_scores(bench, records, masks=masks, require_complete=require_complete)
     return aggregate(scores, provenance, n_bootstrap=n_bootstrap, seed=seed)
+
+
+# --------------------------------------------------------------------------------------------
+# Repeats
+# --------------------------------------------------------------------------------------------
+
+
+def _mean_sd(values: list[float | None]) -> tuple[float | None, float | None]:
+    present = [v for v in values if v is not None]
+    if not present:
+        return None, None
+    mean = round(float(np.mean(present)), 4)
+    sd = round(float(np.std(present, ddof=1)), 4) if len(present) > 1 else None
+    return mean, sd
+
+
+def summarize_repeats(
+    bench: Bench,
+    repeats: Sequence[Iterable[PredictionRecord]],
+    *,
+    specs: Sequence[Any],
+    runs: Sequence[str],
+) -> RepeatsSummary:
+    """Per-round spread and consensus of several runs of one evaluation (``evaluate --repeats``).
+
+    Args:
+        bench: the bench every repeat answered (all of it).
+        repeats: each repeat's records.
+        specs: each repeat's run spec (its seed, adapter and reference mode are recorded).
+        runs: each repeat's folder, as recorded.
+
+    >>> from regiondial_bench.bench.specs import load_bench
+    >>> from regiondial_bench.schema import PredictionRecord, Region, RunSpec
+    >>> bench = load_bench("sample")
+    >>> gold = [PredictionRecord(dialogue_id=d.dialogue_id, turn=t.index, round=t.round, question="", raw_text="",
+    ...         regions=[Region(box=t.gold_boxes[0])]) for d in bench for t in d.turns]
+    >>> miss = [r.model_copy(update={"regions": []}) for r in gold]
+    >>> spec = RunSpec(adapter="x", bench_name="s", bench_hash=bench.content_hash, bench_location="sample")
+    >>> row = summarize_repeats(bench, [gold, gold, miss], specs=[spec] * 3, runs=["a", "b", "c"]).overall
+    >>> row.ap50, row.ap50_mean, row.ap50_consensus, row.agreement
+    ([100.0, 100.0, 0.0], 66.6667, 100.0, 0.0)
+    """
+    if not repeats:
+        raise ValueError("no repeats to summarize")
+    scored = [turn_scores(bench, records) for records in repeats]
+    hits = np.array([[s.hit for s in scores] for scores in scored], dtype=np.float64)  # repeats x turns
+    masks = [np.array([np.nan if s.mask_iou is None else s.mask_iou for s in scores]) for scores in scored]
+    rounds = np.array([s.round for s in scored[0]], dtype=np.int64)
+    selections = {str(r): np.flatnonzero(rounds == r) for r in sorted(set(rounds.tolist()))}
+    if any(r >= BUCKET_FROM for r in rounds.tolist()):
+        selections[f"{BUCKET_FROM}+"] = np.flatnonzero(rounds >= BUCKET_FROM)
+    selections["all"] = np.arange(len(rounds))
+    majority = hits.sum(axis=0) > len(repeats) / 2
+    unanimous = (hits.min(axis=0) == hits.max(axis=0))
+    rows = {}
+    for name, select in selections.items():
+        per_repeat = [_pct(h[select].sum(), len(select)) for h in hits]
+        giou = None
+        if any(not np.isnan(m[select]).all() for m in masks):
+            giou = [_pct(np.nansum(m[select]), int((~np.isnan(m[select])).sum())) for m in masks]
+        mean, sd = _mean_sd(per_repeat)
+        giou_mean, giou_sd = _mean_sd(giou) if giou is not None else (None, None)
+        rows[name] = RepeatRow(round=name, n=len(select), ap50=per_repeat, ap50_mean=mean, ap50_sd=sd,
+                               ap50_consensus=_pct(majority[select].sum(), len(select)),
+                               agreement=_pct(unanimous[select].sum(), len(select)),
+                               giou=giou, giou_mean=giou_mean, giou_sd=giou_sd)
+    first = specs[0]
+    return RepeatsSummary(
+        repeats=len(repeats), seeds=[s.seed for s in specs], runs=list(runs), bench_name=first.bench_name,
+        bench_hash=first.bench_hash, adapter=first.adapter, reference_mode=first.reference_mode,
+        rounds=[rows[k] for k in selections if k.isdigit()],
+        buckets=[rows[k] for k in selections if k.endswith("+")], overall=rows["all"],
+    )

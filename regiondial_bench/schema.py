@@ -501,6 +501,11 @@ class RunConfig(_Model):
         description="answer parser: 'tolerant', or 'upstream' (exact upstream parity); "
         "None derives it from reference_mode (upstream -> upstream, else tolerant)",
     )
+    seed: int | None = Field(
+        default=None, ge=0,
+        description="the seed sampling adapters draw from in this run (evaluate --repeats N --seed S "
+        "gives repeat i the seed S + i); None leaves the adapter's own",
+    )
 
     @property
     def answer_parser(self) -> ParserName:
@@ -582,6 +587,9 @@ class RoundRow(_Model):
     ap50_ci: ConfidenceInterval | None = None
     giou_ci: ConfidenceInterval | None = None
     failures: int = 0
+    # share of the turns with masks whose mask IoU is above each threshold ("0.3", "0.5", "0.7", "0.9"),
+    # as upstream's per-round evaluator prints them; None when the run produced no masks
+    mask_pass: dict[str, float | None] | None = None
 
 
 class Provenance(_Model):
@@ -604,6 +612,9 @@ class Provenance(_Model):
     created_at: str = ""
     timings: dict[str, float] = Field(default_factory=dict)
     bootstrap: dict[str, Any] = Field(default_factory=dict)
+    seed: int | None = None  # the run's sampling seed (RunConfig.seed)
+    # what the response cache did: {"enabled": true, "hits": n, "misses": m, "stored": k, ...} or why it was off
+    response_cache: dict[str, Any] = Field(default_factory=dict)
 
 
 class FrameCheck(_Model):
@@ -653,3 +664,52 @@ class Results(_Model):
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------
+# Repeats (evaluate --repeats N --seed S)
+# --------------------------------------------------------------------------------------------
+
+REPEATS_FILE = "repeats.json"
+
+
+class RepeatRow(_Model):
+    """One round (``"1"``..., ``"8+"``, ``"all"``) over the repeats of a sampled evaluation.
+
+    Scores are percentages; ``*_sd`` is the sample standard deviation across repeats (None for one
+    repeat). ``ap50_consensus``: the share of turns a majority (more than half) of the repeats hit;
+    ``agreement``: the share of turns every repeat scores alike (all hit or all miss).
+    """
+
+    round: str
+    n: int
+    ap50: list[float | None]
+    ap50_mean: float | None
+    ap50_sd: float | None
+    ap50_consensus: float | None
+    agreement: float | None
+    giou: list[float | None] | None = None
+    giou_mean: float | None = None
+    giou_sd: float | None = None
+
+
+class RepeatsSummary(_Model):
+    """``repeats.json``: the repeats of one evaluation (one run folder each, ``repeat-<i>/``) together."""
+
+    schema_version: str = SCHEMA_VERSION
+    repeats: int
+    seeds: list[int | None]
+    runs: list[str]  # the repeat folders, relative to the folder holding this file
+    bench_name: str
+    bench_hash: str
+    adapter: str
+    reference_mode: str
+    rounds: list[RepeatRow]
+    buckets: list[RepeatRow] = Field(default_factory=list)
+    overall: RepeatRow
+
+    def row(self, name: str) -> RepeatRow | None:
+        """The row named ``"1"``..``"12"``, ``"8+"`` or ``"all"``."""
+        if name == "all":
+            return self.overall
+        return next((r for r in [*self.rounds, *self.buckets] if r.round == name), None)

@@ -5,15 +5,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ ! -x .venv/bin/python ]; then
+  # Say what is coming before a silent install: measured on this project's machine (see README).
+  echo "run_tests.sh: installing the test environment into .venv: the CPU wheel of torch, transformers, TRL," >&2
+  echo "  spaCy, playwright and the dev extras (about 3.2 GB on disk; 8 minutes on a first run here), then" >&2
+  echo "  Debian's Chromium if it is missing. Later runs reuse .venv and only check it." >&2
   python3 -m venv .venv
 fi
 . .venv/bin/activate
+echo "run_tests.sh: [1/4] pip" >&2
 python -m pip install -q --upgrade pip
 # The CPU wheel of torch (an unpinned torch pulls a multi-GB CUDA build); no torchvision.
+echo "run_tests.sh: [2/4] torch 2.13.0 (CPU wheel)" >&2
 python -m pip install -q "torch==2.13.0"
+echo "run_tests.sh: [3/4] regiondial-bench with its dev extras" >&2
 python -m pip install -q -e ".[dev]"
 
 # Headless Chromium for the leaderboard's browser test (Debian's package).
+echo "run_tests.sh: [4/4] Chromium (Debian's package), then the tests" >&2
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null

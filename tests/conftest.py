@@ -45,13 +45,10 @@ def upstream_file():
     return get
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _isolated_cache(tmp_path_factory):
-    """Keep the tests' derived files (Hub images, squashed training images) out of the user's cache."""
-    previous = os.environ.get("REGIONDIAL_CACHE")
-    os.environ["REGIONDIAL_CACHE"] = str(tmp_path_factory.mktemp("regiondial-cache"))
-    yield
-    if previous is None:
-        os.environ.pop("REGIONDIAL_CACHE", None)
-    else:
-        os.environ["REGIONDIAL_CACHE"] = previous
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep the tests' derived files (Hub images, squashed training images) and answers (the response
+    cache) out of the user's cache, and each test's out of the others': a test that evaluates twice
+    sees only its own answers."""
+    monkeypatch.delenv("REGIONDIAL_CACHE_DIR", raising=False)
+    monkeypatch.setenv("REGIONDIAL_CACHE", str(tmp_path_factory.mktemp("regiondial-cache")))

@@ -209,5 +209,30 @@ class Adapter:
         """The settings recorded in the run's provenance."""
         return {}
 
+    def cache_identity(self) -> dict[str, Any] | None:
+        """What makes this adapter's answers what they are, for the response cache; None keeps its
+        answers out of the cache (the default).
+
+        An adapter that opts in returns the model's identity (checkpoint name, revision or weights
+        fingerprint where known), its preset and every option and generation setting that can change
+        an answer, but nothing about where or how fast it runs (device, batch size, server URL,
+        concurrency). Two runs whose adapters give equal identities may reuse each other's answers
+        to identical requests (see :mod:`regiondial_bench.run.response_cache`); an answer that also
+        depends on something outside the request (the gold data, the adapter's own earlier answers)
+        must not be cached.
+        """
+        return None
+
+    @property
+    def samples(self) -> bool:
+        """Whether answers are drawn by sampling (temperature above 0), so that the same request can
+        get another answer. Sampled answers are reused from the response cache only when asked
+        (``--cache-sampled``); repeats (``--repeats``) of an adapter that does not sample are identical."""
+        return False
+
+    def reseed(self, seed: int) -> None:
+        """Draw sampled answers from ``seed`` from now on (``evaluate --repeats N --seed S`` gives
+        repeat ``i`` the seed ``S + i``). Adapters that do not sample ignore it."""
+
     def close(self) -> None:
         """Release models, servers or processes."""

@@ -142,6 +142,13 @@ class NoisyOracleAdapter(Adapter):
     def prepare(self, bench: Bench) -> None:
         self._turns = {d.dialogue_id: list(d.turns) for d in bench}
 
+    @property
+    def samples(self) -> bool:
+        return True  # its mistakes are drawn from its seed: repeats with other seeds differ
+
+    def reseed(self, seed: int) -> None:
+        self.seed = seed
+
     def config(self) -> dict[str, float | int]:
         return {"error_rate": self.error_rate, "wrong_reference_error_rate": self.wrong_reference_error_rate,
                 "round_drift": self.round_drift, "format_error_share": self.format_error_share, "seed": self.seed}

@@ -19,7 +19,7 @@ from typing import Any
 
 from .base import AdapterError, RoundRequest, RoundResponse
 from .options import HFOptions, merged
-from .presets import Preset, PresetAdapter
+from .presets import Preset, PresetAdapter, weights_fingerprint
 from .registry import require
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def resolve_dtype(dtype: str | None, device: str, preset: Preset) -> Any:
 
 
 class HFAdapter(PresetAdapter):
-    """Batched greedy generation with a transformers chat VLM.
+    """Batched generation (greedy unless ``temperature`` is set) with a transformers chat VLM.
 
     Options: :class:`~.options.HFOptions` (the shared preset options plus ``dtype``, ``device``,
     ``device_map``, ``attn_implementation``, ``batch_size``, ``trust_remote_code``, ``min_new_tokens``),
@@ -73,6 +73,7 @@ class HFAdapter(PresetAdapter):
         require("transformers", "hf")
         require("torch", "hf")
         self.preset = opts.build_preset()
+        self.sampling_settings = opts.sampling()
         self.batch_size = opts.batch_size
         self.device_map = opts.device_map
         self.device = resolve_device(opts.device)
@@ -91,6 +92,7 @@ class HFAdapter(PresetAdapter):
         else:
             self.model, self.processor = _components
         self._setup_generation()
+        self._seed_sampler()
 
     @classmethod
     def from_components(cls, model: Any, processor: Any, **options: Any) -> HFAdapter:
@@ -154,8 +156,11 @@ class HFAdapter(PresetAdapter):
         # upstream's generate(max_new_tokens, do_sample) does (1.05 for Qwen2.5-VL-7B-Instruct).
         self.repetition_penalty = self.preset.decoding_repetition_penalty(
             getattr(getattr(self.model, "generation_config", None), "repetition_penalty", None))
+        sampling = self.sampling_settings
+        sampled = {} if sampling.greedy else {"temperature": sampling.temperature, "top_p": sampling.top_p}
         self.generation_config = GenerationConfig(
-            do_sample=False,
+            do_sample=not sampling.greedy,
+            **sampled,
             num_beams=1,
             max_new_tokens=self.preset.max_new_tokens,
             min_new_tokens=self.min_new_tokens,
@@ -234,6 +239,28 @@ class HFAdapter(PresetAdapter):
         _, gh, gw = (int(v) for v in grid)
         return (gw * patch, gh * patch)
 
+    def sampling_changed(self) -> None:
+        sampling, config = self.sampling_settings, self.generation_config
+        config.do_sample = not sampling.greedy
+        if not sampling.greedy:
+            config.temperature, config.top_p = sampling.temperature, sampling.top_p
+        self._seed_sampler()
+
+    def _seed_sampler(self) -> None:
+        if self.samples and self.sampling_settings.seed is not None:
+            import torch
+
+            torch.manual_seed(self.sampling_settings.seed)
+
+    def cache_identity(self) -> dict[str, Any]:
+        model = weights_fingerprint(self.preset.model)
+        revision = getattr(getattr(self.model, "config", None), "_commit_hash", None)
+        if isinstance(revision, str):
+            model["revision"] = revision
+        return self.preset_identity(
+            model, dtype=str(self.dtype), min_new_tokens=self.min_new_tokens,
+            repetition_penalty=self.repetition_penalty, constrained=self.constrained.config() if self.constrained is not None else False)
+
     def config(self) -> dict[str, Any]:
         return {
             "preset": self.preset.describe(),
@@ -242,9 +269,10 @@ class HFAdapter(PresetAdapter):
             "dtype": str(self.dtype),
             "attn_implementation": self.attn_implementation,
             "batch_size": self.batch_size,
-            "generation": {"do_sample": False, "max_new_tokens": self.preset.max_new_tokens,
+            "generation": {"do_sample": self.samples, "max_new_tokens": self.preset.max_new_tokens,
                            "repetition_penalty": self.repetition_penalty,
-                           "repetition_penalty_from": self.preset.repetition_penalty_from},
+                           "repetition_penalty_from": self.preset.repetition_penalty_from,
+                           **({"sampling": self.sampling_settings.describe()} if self.samples else {})},
             "backend": self.backend(),
             "constrained": self.constrained is not None,
             **({"grammar": self.constrained.config()} if self.constrained is not None else {}),

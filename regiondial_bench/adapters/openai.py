@@ -162,6 +162,7 @@ class OpenAIAdapter(PresetAdapter):
         self.options = opts = merged(options, kwargs, OpenAIOptions)
         self.transport_name = resolve_transport(opts.transport)
         self.preset = opts.build_preset()
+        self.sampling_settings = opts.sampling()
         self.served_model = opts.model or self.preset.model
         if not self.served_model:
             raise AdapterError(f"preset {self.preset.name!r} names no model: set model to the name the server "
@@ -174,6 +175,7 @@ class OpenAIAdapter(PresetAdapter):
         self.backoff_s = opts.backoff_s
         self.max_backoff_s = opts.max_backoff_s
         self.image_format = opts.image_format
+        self.jpeg_quality = opts.jpeg_quality
         self.check_server = opts.check_server
         # the image-token count is known for Qwen-VL presets (patch-based smart_resize) only
         self.check_prompt_tokens = (opts.check_prompt_tokens if opts.check_prompt_tokens is not None
@@ -253,7 +255,8 @@ class OpenAIAdapter(PresetAdapter):
             if path is not None:
                 counts[path] = counts.get(path, 0) + len(dialogue.turns)
         self.images.expect(counts)
-        self.images.start()
+        # the encoder processes start with the first image asked or prefetched (a run answered from the
+        # response cache asks none, and skips their start-up)
         if self.check_server and not self._checked_server:
             loop = self._ensure_loop()
             if self._driven:
@@ -525,14 +528,30 @@ class OpenAIAdapter(PresetAdapter):
         # a pinned repetition penalty is sent, so a server that applies its checkpoint's
         # generation config (vllm serve's default) decodes as hf and vllm do; "checkpoint" sends none
         penalty = self.preset.repetition_penalty
+        sampling = self.sampling_settings
+        drawn: dict[str, Any] = {}
+        if not sampling.greedy:
+            drawn["top_p"] = sampling.top_p
+            if sampling.seed is not None:
+                drawn["seed"] = sampling.seed
         return {
             "model": self.served_model,
             "messages": messages,
-            "temperature": 0.0,
+            "temperature": sampling.temperature,
+            **drawn,
             "max_tokens": self.preset.max_new_tokens,
             **({"repetition_penalty": float(penalty)} if penalty != "checkpoint" else {}),
             **self.extra_body,
         }
+
+    def sampling_changed(self) -> None:
+        self._templates.clear()  # the request-body templates hold the decoding fields
+
+    def cache_identity(self) -> dict[str, Any]:
+        image = {"format": self.image_format, **({"quality": self.jpeg_quality} if self.image_format == "jpeg" else {})}
+        return self.preset_identity(
+            {"model": self.served_model}, image=image, extra_body=self.extra_body,
+            constrained={"field": self.grammar_field, **self.constrained.config()} if self.constrained else False)
 
     def request_body(self, question: str, image: EncodedImage) -> bytes:
         """The UTF-8 JSON of :meth:`payload` plus :meth:`grammar_body`, built from parts encoded once.
@@ -603,6 +622,7 @@ class OpenAIAdapter(PresetAdapter):
                         "image_processor": "server-side", "image_encoding": self.image_format},
             "image_encoder": self.images.stats["image_encoder"],
             "stats": {**self.stats, **self.images.stats, "image_encode_s": round(self.images.stats["image_encode_s"], 4)},
+            **({"sampling": self.sampling_settings.describe()} if self.samples else {}),
             "constrained": self.constrained is not None,
             **({"grammar": {"field": self.grammar_field, **self.constrained.config()}}
                if self.constrained is not None else {}),

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .base import AdapterError
+from .sampling import SamplingSettings
 
 if TYPE_CHECKING:
     from .presets import Preset
@@ -79,6 +80,9 @@ class ModelOptions(BaseModel):
             upstream's ``generate`` does (``openai`` then sends none: the server's default applies).
         constrained: Decode under the preset's response grammar: every answer parses, inside the frame.
         grammar: :class:`GrammarOptions` (only with ``constrained``).
+        temperature: 0 (the default) decodes greedily; above 0 samples (``evaluate --repeats``).
+        top_p: Nucleus sampling's probability mass, when sampling.
+        seed: The seed sampled answers are drawn from (``--repeats`` reseeds each repeat).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
@@ -99,6 +103,9 @@ class ModelOptions(BaseModel):
     repetition_penalty: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] | Literal["checkpoint"] | None = None
     constrained: bool = False
     grammar: GrammarOptions | None = None
+    temperature: float = Field(0.0, ge=0, le=100, allow_inf_nan=False)
+    top_p: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
+    seed: int | None = Field(None, ge=0, lt=2**63, strict=True)
 
     @model_validator(mode="after")
     def _check(self) -> ModelOptions:
@@ -156,6 +163,10 @@ class ModelOptions(BaseModel):
     def grammar_options(self) -> dict[str, int]:
         return self.grammar.as_dict() if self.grammar is not None else {}
 
+    def sampling(self) -> SamplingSettings:
+        """The decoding settings (greedy unless ``temperature`` is above 0)."""
+        return SamplingSettings(float(self.temperature), float(self.top_p), self.seed)
+
 
 class HFOptions(ModelOptions):
     """``hf``: a transformers chat VLM in this process.
@@ -201,7 +212,7 @@ class VLLMOptions(ModelOptions):
         gpu_memory_utilization: Share of each GPU's memory vLLM may take.
         max_model_len: Context length (default: the generation budget + 4096).
         max_num_seqs: Sequences the engine schedules at once.
-        seed: The engine's seed.
+        seed: The engine's seed, and the seed sampled answers are drawn from.
         engine_options: Further ``vllm.LLM`` keywords, passed through.
     """
 

@@ -44,6 +44,7 @@ from ..prompts import (
 from ..protocol import NO_REGION_TEXT, format_box
 from ..schema import Box
 from .base import Adapter, AdapterError, ImageInput, RoundResponse
+from .sampling import SamplingSettings
 
 ImageMode = Literal["squash", "native"]
 FrameKind = Literal["input", "norm-1000", "norm-1", "original"]
@@ -508,14 +509,55 @@ def get_preset(name: str | Preset, **overrides: Any) -> Preset:
     return preset.with_options(**overrides) if overrides else preset
 
 
+def weights_fingerprint(model: str) -> dict[str, Any]:
+    """What identifies a checkpoint for the response cache: its name, and for a local folder a hash
+    of its files' names, sizes and modification times (retrained weights written over the same
+    folder change it; the weights themselves are not read, which would take minutes)."""
+    import hashlib
+    from pathlib import Path
+
+    folder = Path(model).expanduser()
+    try:
+        files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    except OSError:
+        files = []
+    if not files:
+        return {"model": model}
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return {"model": str(folder.resolve()), "files": "sha256:" + digest.hexdigest()}
+
+
 class PresetAdapter(Adapter):
     """Base of the adapters driven by a :class:`Preset` (``hf``, ``vllm``, ``openai``).
 
     The preset decides how reference boxes are written into the question (the model's frame, or
-    original pixels for upstream parity).
+    original pixels for upstream parity). Decoding is greedy unless the options ask for sampling
+    (``temperature``, ``top_p``, ``seed``: :class:`~regiondial_bench.adapters.sampling.SamplingSettings`).
     """
 
     preset: Preset
+    sampling_settings: SamplingSettings = SamplingSettings()
+
+    @property
+    def samples(self) -> bool:
+        return not self.sampling_settings.greedy
+
+    def reseed(self, seed: int) -> None:
+        self.sampling_settings = self.sampling_settings.reseeded(seed)
+        self.sampling_changed()
+
+    def sampling_changed(self) -> None:
+        """Rebuild what the backend derived from :attr:`sampling_settings` (after :meth:`reseed`)."""
+
+    def preset_identity(self, model: dict[str, Any], **backend: Any) -> dict[str, Any]:
+        """The response-cache identity of a preset adapter: the model, the preset, the decoding
+        settings (the seed only when sampling: greedy answers do not depend on it) and the
+        backend's own answer-changing options."""
+        sampling = self.sampling_settings.describe() if self.samples else {"temperature": 0.0}
+        return {"model": model, "preset": self.preset.describe(), "sampling": sampling, **backend}
 
     def reference_text(self, box: Box | None, request_image: ImageInput) -> str:
         size = None if box is None else request_image.require_size()

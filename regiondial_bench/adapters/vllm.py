@@ -20,7 +20,7 @@ from typing import Any
 
 from .base import AdapterError, RoundRequest, RoundResponse
 from .options import VLLMOptions, merged
-from .presets import PresetAdapter
+from .presets import PresetAdapter, weights_fingerprint
 from .registry import require
 
 DATA_PARALLEL_HELP = (
@@ -36,7 +36,8 @@ DATA_PARALLEL_HELP = (
 
 
 class VLLMAdapter(PresetAdapter):
-    """Greedy generation through ``vllm.LLM``.
+    """Generation through ``vllm.LLM`` (greedy unless ``temperature`` is set; ``seed`` seeds the
+    engine and, when sampling, every request).
 
     Options: :class:`~.options.VLLMOptions` (the shared preset options plus ``dtype``,
     ``tensor_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``, ``max_num_seqs``, ``seed``,
@@ -52,6 +53,7 @@ class VLLMAdapter(PresetAdapter):
     def __init__(self, options: VLLMOptions | None = None, /, **kwargs: Any) -> None:
         self.options = opts = merged(options, kwargs, VLLMOptions)
         self.preset = opts.build_preset()
+        self.sampling_settings = opts.sampling()
         engine_options = opts.engine_options
         if opts.data_parallel_size > 1 or "data_parallel_size" in (engine_options or {}):
             n = (engine_options or {}).get("data_parallel_size", opts.data_parallel_size)
@@ -101,11 +103,24 @@ class VLLMAdapter(PresetAdapter):
         return self.preset.decoding_repetition_penalty(value)
 
     def _sampling_options(self) -> dict[str, Any]:
-        options = {"temperature": 0.0, "top_p": 1.0, "top_k": -1, "repetition_penalty": self.repetition_penalty,
-                   "max_tokens": self.preset.max_new_tokens}
+        sampling = self.sampling_settings
+        drawn = {} if sampling.greedy else {"seed": sampling.seed}
+        options = {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": -1,
+                   "repetition_penalty": self.repetition_penalty, "max_tokens": self.preset.max_new_tokens, **drawn}
         if self.preset.keep_special_tokens:  # InternVL writes its boxes in special <ref>/<box> tokens
             options.update(skip_special_tokens=False, spaces_between_special_tokens=False)
         return options
+
+    def sampling_changed(self) -> None:
+        self.sampling = self._vllm.SamplingParams(**self._sampling_options())
+        self._constrained_sampling = {}
+
+    def cache_identity(self) -> dict[str, Any]:
+        engine = {k: v for k, v in self.engine_options.items()
+                  if k not in ("tensor_parallel_size", "gpu_memory_utilization", "max_num_seqs", "seed")}
+        return self.preset_identity(weights_fingerprint(self.preset.model), engine=engine,
+                                    repetition_penalty=self.repetition_penalty,
+                                    constrained=self.constrained.config() if self.constrained is not None else False)
 
     def sampling_for(self, size: tuple[int, int]) -> Any:
         """The sampling parameters of one request: the shared greedy ones, plus its grammar when constrained."""
@@ -154,7 +169,7 @@ class VLLMAdapter(PresetAdapter):
         backend = {"name": "vllm", "version": getattr(self._vllm, "__version__", None),
                    **image_processor_kind(self.processor)}
         return {"preset": self.preset.describe(), "engine": self.engine_options,
-                "sampling": {"temperature": 0.0, "max_tokens": self.preset.max_new_tokens,
+                "sampling": {**self.sampling_settings.describe(), "max_tokens": self.preset.max_new_tokens,
                              "repetition_penalty": self.repetition_penalty,
                              "repetition_penalty_from": self.preset.repetition_penalty_from},
                 "backend": backend,

@@ -12,6 +12,7 @@ them when no ``images`` folder is given.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,58 @@ def load_bench(
     """
     if spec is None or str(spec) == "sample":
         return Bench.load(SAMPLE_BENCH)
+    named = _registered_bench(str(spec), images=images, annotations=annotations, notice=notice, cache=cache)
+    if named is not None:
+        return named
     return resolve_bench_spec(str(spec), images=images, annotations=annotations, notice=notice, cache=cache)
 
+
+def is_bench_name(spec: str) -> bool:
+    """Whether ``spec`` names a registered bench (``refcocoplus``; a path that exists wins).
+
+    >>> is_bench_name("refcocoplus"), is_bench_name("sample"), is_bench_name("no/such/name")
+    (True, True, False)
+    """
+    name = spec.partition("=")[0]
+    if not _BENCH_NAME.match(name) or _exists(spec):
+        return False
+    from .catalog import named_registry
+
+    return named_registry().get(name) is not None
+
+
+_BENCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+
+
+def _registered_bench(spec: str, *, images: Any, annotations: Any, notice: Any,
+                      cache: ImportCache | bool = True) -> Bench | None:
+    """The bench a registry name (``refcocoplus``), or ``NAME=PATH``, stands for; None when ``spec``
+    is neither (a path that exists is never taken for a name).
+
+    The bench is looked for as the registry says (its environment variable, its location, the Hub)
+    and refused when its content hash is not the registered one.
+    """
+    name, sep, path = spec.partition("=")
+    if spec.startswith("hf:") or not _BENCH_NAME.match(name) or _exists(spec) or (not sep and _exists(name)):
+        return None
+    from .catalog import BenchUnavailable, named_registry
+
+    registry = named_registry(overrides={name: path} if sep else None)
+    if registry.get(name) is None:
+        if sep:
+            raise FileNotFoundError(f"--bench {spec}: {name!r} is not a registered bench "
+                                    f"(regiondial bench list shows them)")
+        return None
+
+    def loader(candidate: str) -> Bench:
+        if candidate == "sample":
+            return Bench.load(SAMPLE_BENCH)
+        return resolve_bench_spec(candidate, images=images, annotations=annotations, notice=notice, cache=cache)
+
+    try:
+        return registry.resolve(name, loader)
+    except BenchUnavailable as exc:
+        raise FileNotFoundError(f"{exc} (regiondial bench list shows where each bench is looked for)") from None
 
 
 def _exists(path: str) -> bool:

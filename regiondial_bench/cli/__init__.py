@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "publish",
     "view",
     "compare",
+    "cache",
 ]
 
 
@@ -45,6 +46,7 @@ SHORT_HELP = {
     "publish": "Publish BENCH_DIRS (build outputs or bench folders), one Hub config per benchmark.",
     "view": "Write DIR/index.html: a static viewer of one run, or two side by side.",
     "compare": "Is RUN_A better than RUN_B? Per-round differences with paired bootstrap intervals.",
+    "cache": "The response cache: answers of earlier runs, reused by later runs that ask the same thing.",
 }
 
 

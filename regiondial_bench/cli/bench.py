@@ -151,6 +151,43 @@ def validate(path: str, images: Path | None, annotations: Path | None, as_json: 
         raise SystemExit(1)
 
 
+@command.command("list")
+@click.option("--hub", is_flag=True, help="also look on the Hub for benches found nowhere else (may download)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def list_(hub: bool, as_json: bool) -> None:
+    """The registered benches (leaderboard/benches.yaml): where each is found here, its hash and turns.
+
+    Evaluate one with --bench NAME (its hash is checked), or --bench NAME=PATH for a copy elsewhere.
+    """
+    from ..bench.catalog import RegistryError, list_benches, named_registry, registry_file
+    from ..bench.specs import load_bench
+
+    try:
+        registry = named_registry()
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    listings = list_benches(registry, load_bench, hub=hub)
+    if as_json:
+        click.echo(json.dumps([{"name": b.name, "available": b.available, "where": b.where, "spec": b.spec,
+                                "content_hash": b.content_hash or b.entry.content_hash, "turns": b.turns,
+                                "dialogues": b.dialogues, "problem": b.problem,
+                                "description": b.entry.description} for b in listings], indent=2))
+        return
+    source = registry_file()
+    click.echo(f"benches registered in {source}:" if source else "no bench registry here: the sample only")
+    width = max(len(b.name) for b in listings)
+    for b in listings:
+        digest = (b.content_hash or b.entry.content_hash or "")[7:15] or "unpinned"
+        if b.available:
+            click.echo(f"  {b.name:<{width}}  {digest}  {b.turns} turns ({b.dialogues} dialogues)  "
+                       f"found: {b.where} {b.spec}")
+        else:
+            click.echo(f"  {b.name:<{width}}  {digest}  {b.problem}")
+        if b.entry.description:
+            click.echo(f"  {'':<{width}}  {b.entry.description}")
+    click.echo("evaluate one with --bench NAME (its content hash is checked)")
+
+
 @command.command("fetch")
 @click.argument("repo", required=False)
 @click.option("--revision", help="commit sha, tag or branch [default: leaderboard/benches.yaml's pin, else main]")

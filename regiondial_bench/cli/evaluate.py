@@ -7,14 +7,19 @@ import re
 import shlex
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import yaml
-from pydantic import ValidationError
 
-from ..schema import REFERENCE_MODES, RunConfig
-from ._display import print_results
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from ..schema import RunConfig
+
+# The module is imported for `regiondial evaluate --help`: everything heavier than click (pydantic,
+# yaml, the schema, rich) is imported where it is used.
+REFERENCE_MODES = ("predicted", "gold", "upstream")
+"""The choices of --reference-mode: :data:`regiondial_bench.schema.REFERENCE_MODES` (a test keeps them equal)."""
 
 
 @click.command("evaluate")
@@ -49,16 +54,28 @@ from ._display import print_results
               help="with --resume: ask again the turns that failed for infrastructure reasons (and their dependents)")
 @click.option("--bootstrap", "n_bootstrap", default=1000, show_default=True, help="bootstrap resamples for CIs")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
-@click.option("--no-cache", is_flag=True, help="import a question file again instead of reading the import cache")
 @click.option("--constrained/--unconstrained", default=None,
               help="decode under the preset's answer grammar (hf/vllm/openai; sets adapter_options.constrained)")
 @click.option("--shard", "shard_text", default="auto", show_default=True,
               help="I/N: evaluate shard I of N (merge the folders with `regiondial merge`); auto: the shard "
                    "of a torchrun/accelerate rank or SLURM array task, written to OUT/shard-I-of-N and merged "
                    "into OUT; none: the whole bench even under a launcher")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="N sampled passes, repeat i seeded with --seed + i, each in OUT/repeat-<i>; OUT/repeats.json "
+                   "holds the per-round mean, standard deviation and consensus (set a temperature, e.g. "
+                   "-o temperature=0.7)")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="the seed sampling adapters draw from [with --repeats: default 0]")
+@click.option("--no-cache", is_flag=True,
+              help="use no cache: ask the model every turn (no answer reused from the response cache, none "
+                   "stored) and import a question file again instead of reading the import cache")
+@click.option("--cache-sampled", is_flag=True,
+              help="also reuse sampled answers (temperature > 0) from the response cache; by default only greedy "
+                   "answers are reused")
 def command(bench_specs, images, config_file, adapter, preset, model_path, option_pairs, max_new_tokens,
             reference_modes, mask_producer, batch_size, limit, out_dir, resume, overwrite, n_bootstrap, no_progress,
-            shard_text, annotations=None, retry_infra=False, constrained=None, no_cache=False) -> None:
+            shard_text, annotations=None, retry_infra=False, constrained=None, repeats=1, seed=None, no_cache=False,
+            cache_sampled=False) -> None:
     """Evaluate a model round by round, its own answers filling later references.
 
     \b
@@ -72,17 +89,30 @@ def command(bench_specs, images, config_file, adapter, preset, model_path, optio
       torchrun --nproc-per-node 8 -m regiondial_bench.cli evaluate --config c.yaml --out runs/x
       regiondial evaluate --config c.yaml --bench a.json --bench b.json \\
           --reference-mode predicted --reference-mode gold --out runs/sweep
+      regiondial evaluate --model noisy-oracle --repeats 5 --seed 0 --out runs/rep   # mean, sd, consensus
+      regiondial evaluate --model oracle --bench refcocoplus    # a bench by name (regiondial bench list)
     """
+    from pydantic import ValidationError
+
     from .. import api
+    from ..run.response_cache import ResponseCacheSettings
+    from ..schema import RunConfig
+    from ._display import print_results
 
     data: dict = {}
     cli_options = parse_option_pairs(option_pairs)
     if max_new_tokens is not None:
         cli_options["max_new_tokens"] = max_new_tokens
     if resume and out_dir is not None and config_file is None and adapter is None:
-        recorded = _recorded_run(out_dir)
+        recorded, recorded_repeats = _recorded_run(out_dir)
+        if recorded is None:
+            raise click.UsageError(_nothing_to_resume(out_dir))
+        if recorded_repeats > 1 and repeats == 1:
+            repeats = recorded_repeats
+            seed = recorded.seed if seed is None else seed
         if recorded is not None:
-            data = recorded.model_dump(include=set(RunConfig.model_fields))
+            per_repeat = {"seed"} if recorded_repeats > 1 else set()  # each repeat's seed comes from --repeats
+            data = recorded.model_dump(include=set(RunConfig.model_fields) - per_repeat)
             bench_specs = bench_specs or (recorded.bench_location or "sample",)
             click.echo(f"resuming {out_dir}: {recorded.adapter} ({recorded.reference_mode} references) on "
                        f"{', '.join(bench_specs)}, settings from run.json", err=True)
@@ -116,6 +146,12 @@ def command(bench_specs, images, config_file, adapter, preset, model_path, optio
         raise click.UsageError(f"invalid run configuration: {one_line(exc)}") from exc
     if retry_infra and not resume:
         raise click.UsageError("--retry-infra continues a run: pass it with --resume --out DIR")
+    seeds = None
+    if repeats > 1:
+        first = seed if seed is not None else (config.seed or 0)
+        seeds = list(range(first, first + repeats))
+    elif seed is not None:
+        config = config.model_copy(update={"seed": seed})
     _check_names_early(config)
     for spec in bench_specs:
         _check_hub(config, spec)
@@ -136,11 +172,13 @@ def command(bench_specs, images, config_file, adapter, preset, model_path, optio
         benches = [(api.load_bench(spec, images=images, annotations=annotations, cache=not no_cache,
                                    notice=lambda text: click.echo(text, err=True)), str(spec))
                    for spec in dict.fromkeys(bench_specs)]
-        runs = api.plan_sweep(benches, modes, out_dir)
+        runs = api.plan_sweep(benches, modes, out_dir, seeds=seeds)
         runs = api.evaluate_sweep(runs, config, shard=shard, launch=launch, resume=resume, overwrite=overwrite,
                                   retry_infra=retry_infra,
                                   progress=not no_progress, n_bootstrap=n_bootstrap,
-                                  log=lambda message: click.echo(message, err=True))
+                                  log=lambda message: click.echo(message, err=True),
+                                  response_cache=ResponseCacheSettings(enabled=not no_cache,
+                                                                       cache_sampled=cache_sampled))
     except KeyboardInterrupt:
         if sweep or launch is not None:
             click.echo(f"\ninterrupted: finished turns are saved under {out_dir}; run the same command "
@@ -152,9 +190,11 @@ def command(bench_specs, images, config_file, adapter, preset, model_path, optio
     for run in runs:
         if launch is not None and not run.merged:
             continue
-        if sweep:
-            click.echo(f"\n{run.bench.name} ({run.reference_mode}) -> {run.run_dir}")
+        if sweep or run.repeat is not None:
+            seeded = f", repeat {run.repeat}, seed {run.seed}" if run.repeat is not None else ""
+            click.echo(f"\n{run.bench.name} ({run.reference_mode}{seeded}) -> {run.run_dir}")
         print_results(run.results)
+        click.echo(_cache_line(run.results.provenance.response_cache))
         t = run.results.provenance.timings
         if run.merged:
             click.echo(f"{int(t['turns'])} turns from {int(t['shards'])} shards (slowest shard "
@@ -162,6 +202,7 @@ def command(bench_specs, images, config_file, adapter, preset, model_path, optio
         else:
             click.echo(f"{int(t['turns'])} turns in {t['run_s']:.2f}s (model {t['model_s']:.2f}s, "
                        f"harness {t['harness_s']:.2f}s, scoring {t['score_s']:.2f}s) -> {run.run_dir}")
+    _print_repeats(runs)
     infra = sum(run.results.failure_kinds.get("infra", 0) for run in runs if run.results is not None)
     if infra:
         click.echo(f"warning: {infra} turns failed for infrastructure reasons; once the server is healthy, "
@@ -188,6 +229,8 @@ def parse_option_pairs(pairs: tuple[str, ...]) -> dict[str, Any]:
         if not sep or not _KEY.fullmatch(key):
             raise click.BadParameter(f"expected KEY=VALUE with KEY a name like max_new_tokens (or grammar.box_step "
                                      f"for a nested option); got {pair[:80]!r}", param_hint="-o")
+        import yaml
+
         try:
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError:
@@ -223,19 +266,60 @@ def merge_options(options: dict[str, Any], overrides: dict[str, Any]) -> dict[st
     return options
 
 
+def _print_repeats(runs: list) -> None:
+    """The mean, spread and consensus of each repeats folder the runs wrote."""
+    from ..results.repeats import is_repeats_folder, load_repeats, repeats_table
+    from ..results.report import render_terminal
+
+    folders = list(dict.fromkeys(run.run_dir.parent for run in runs if run.repeat is not None))
+    groups = [load_repeats(folder) for folder in folders if is_repeats_folder(folder)]
+    if groups:
+        click.echo("")
+        render_terminal(repeats_table(groups))
+        click.echo(f"-> {', '.join(str(g.path) for g in groups)} (regiondial report / plot take the folder)")
+
+
+def _cache_line(record: dict[str, Any]) -> str:
+    """One line on what the response cache did for a run."""
+    if not record:
+        return "response cache: not recorded"
+    if not record.get("enabled"):
+        return f"response cache: off ({record.get('reason', 'turned off')})"
+    line = (f"response cache: {record.get('hits', 0)} answers reused, {record.get('misses', 0)} asked, "
+            f"{record.get('stored', 0)} stored ({record.get('path', '')}; --no-cache to ask every turn)")
+    if record.get("disabled_mid_run"):
+        line += f"; turned off mid-run: {record['disabled_mid_run']}"
+    return line
+
+
+def _nothing_to_resume(out_dir: Path) -> str:
+    """What to do when ``--resume --out DIR`` names a folder that holds no run."""
+    where = "does not exist" if not out_dir.exists() else "holds no run.json"
+    return (f"--resume continues a run, but {out_dir} {where}. Start the run there first: "
+            f"regiondial evaluate --model NAME --out {out_dir} (then --resume --out {out_dir} continues it "
+            "if it is interrupted); or pass --model/--config with --resume to start it if it is missing")
+
+
 def one_line(exc: ValidationError) -> str:
     """A pydantic error as one line: ``field: message; field: message``."""
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
 
 
 def _recorded_run(out_dir: Path):  # noqa: ANN202
+    """The run spec recorded in ``out_dir`` (or its first repeat's) and the number of repeats; (None, 0) when none."""
+    from ..api import REPEAT_FOLDER
     from ..run.folder import load_run_spec
     from ..schema import RUN_FILE
 
+    folder, repeats = out_dir, 1
     if not (out_dir / RUN_FILE).is_file():
-        return None
+        folder = out_dir / REPEAT_FOLDER.format(index=0)
+        if not (folder / RUN_FILE).is_file():
+            return None, 0
+        while (out_dir / REPEAT_FOLDER.format(index=repeats)).is_dir():
+            repeats += 1
     try:
-        return load_run_spec(out_dir)
+        return load_run_spec(folder), repeats
     except RuntimeError as exc:  # RunFolderError: names the file and the way out that keeps the predictions
         raise click.ClickException(str(exc)) from exc
     except (ValueError, OSError) as exc:

@@ -33,8 +33,10 @@ METRICS: dict[str, str] = {
     "giou": "gIoU",
     "ciou": "cIoU",
     "n": "turns",
+    **{f"mask_pass_{t}": f"mask IoU above {t}" for t in ("0.3", "0.5", "0.7", "0.9")},
 }
-"""Metric keys of a :class:`~regiondial_bench.schema.RoundRow` that tables can show, with labels."""
+"""Metric keys of a :class:`~regiondial_bench.schema.RoundRow` that tables can show, with labels
+(``mask_pass_<t>``: the share of turns whose mask IoU is above t, as upstream's per-round evaluator prints)."""
 
 TASK_METRIC: dict[str, str] = {"detection": "ap50", "segmentation": "giou"}
 """The paper's two tasks and the metric each is reported in."""
@@ -97,7 +99,10 @@ def cell_value(results: Results, metric: str, column: str) -> float | None:
     row = column_row(results, column)
     if row is None:
         return None
-    value = getattr(row, metric)
+    if metric.startswith("mask_pass_"):
+        value = (row.mask_pass or {}).get(metric.removeprefix("mask_pass_"))
+    else:
+        value = getattr(row, metric)
     return None if value is None else float(value)
 
 
@@ -218,6 +223,7 @@ class TableRow:
     kind: RowKind = "run"
     cis: list[tuple[float, float] | None] = field(default_factory=list)
     bench: str = ""  # the bench's name and short hash (see bench_label); shown when any row has one
+    sd: list[float | None] = field(default_factory=list)  # a spread shown as "± sd" (repeats), per cell
 
 
 @dataclass
@@ -258,6 +264,31 @@ def mixed_bench_warning(runs: Sequence[RunResults]) -> str | None:
         return None
     return (f"warning: these runs are on {len(benches)} different benches ({', '.join(benches)}); "
             "their scores are not comparable")
+
+
+def partial_run_warning(runs: Sequence[RunResults]) -> str | None:
+    """A warning when runs of one bench cover different turns (``--limit``, a shard, an unmerged
+    part) beside runs of the whole bench: their averages are over other turns, else None."""
+    by_bench: dict[str, list[RunResults]] = {}
+    for run in runs:
+        by_bench.setdefault(run.results.provenance.bench_hash, []).append(run)
+    partial = []
+    for group in by_bench.values():
+        most = max(run.results.overall.n for run in group)
+        for run in group:
+            prov, spec = run.results.provenance, run.spec
+            why = []
+            if prov.limit is not None:
+                why.append(f"--limit {prov.limit}")
+            if spec is not None and spec.shard is not None:
+                why.append(f"shard {spec.shard.index}/{spec.shard.count}")
+            if run.results.overall.n < most:
+                partial.append(f"{run.label} ({run.results.overall.n} of {most} turns"
+                               f"{': ' + ', '.join(why) if why else ''})")
+    if not partial:
+        return None
+    return (f"warning: {'; '.join(partial)} cover fewer turns than the other runs of their bench; "
+            "their rows are not comparable with full runs (merge shards with `regiondial merge`)")
 
 
 def paper_bench_warnings(runs: Sequence[RunResults]) -> list[str]:
@@ -312,8 +343,7 @@ def round_table(
     modes = sorted({run.reference_mode for run in runs})
     if modes:
         notes.append("reference modes: " + ", ".join(modes))
-    mixed = mixed_bench_warning(runs)
-    warnings = [mixed] if mixed else []
+    warnings = [w for w in (mixed_bench_warning(runs), partial_run_warning(runs)) if w]
     return Table(f"{METRICS[metric]} by round (%)", cols, rows, notes + warnings, warnings=warnings)
 
 
@@ -448,6 +478,8 @@ def format_value(value: float | None, kind: RowKind = "run", digits: int = 1) ->
 
 def _cell(row: TableRow, i: int, with_ci: bool) -> str:
     text = format_value(row.values[i], row.kind)
+    if row.sd and i < len(row.sd) and row.sd[i] is not None and row.values[i] is not None:
+        text += f" ± {row.sd[i]:.1f}"
     if with_ci and row.cis and i < len(row.cis) and row.cis[i] is not None:
         low, high = row.cis[i]  # type: ignore[misc]
         text += f" [{low:.1f}, {high:.1f}]"
@@ -502,6 +534,9 @@ def render_csv(table: Table) -> str:
         ]
         bench = [_csv_safe(row.bench)] if table.show_bench else []
         writer.writerow([table.title, row.kind, _csv_safe(row.label), *bench, *cells])
+        if row.sd:
+            spread = ["" if v is None else f"{v:.2f}" for v in row.sd]
+            writer.writerow([table.title, "sd", _csv_safe(row.label + " sd"), *bench, *spread])
     return buf.getvalue()
 
 
@@ -662,3 +697,4 @@ def render(table: Table, fmt: str, with_ci: bool = False) -> str:
     if fmt in RENDERERS:
         return RENDERERS[fmt](table, with_ci=with_ci)
     raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+

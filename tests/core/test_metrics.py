@@ -109,3 +109,47 @@ def test_agrees_with_an_independent_implementation():
     assert {int(r.round): r.ap50 for r in results.rounds} == pytest.approx(per_round, abs=1e-3)
     assert results.overall.ap50 == pytest.approx(overall, abs=1e-3)
     assert 5 < overall < 95  # the random boxes exercise hits and misses
+
+
+def test_mask_pass_rates_by_hand():
+    bench = bench_of([2, 2])
+    records = [
+        record(0, 0, [(0, 0, 10, 10)], mask_box=(0, 0, 10, 10)),  # mask IoU 1
+        record(1, 0, [(0, 0, 10, 10)], mask_box=(0, 0, 10, 5)),   # exactly 0.5: not above 0.5 (strict)
+        record(0, 1, [(0, 0, 10, 10)], mask_box=(0, 0, 10, 8)),   # 0.8
+        record(1, 1, [], error="no JSON found in the text"),     # no mask: IoU 0
+    ]
+    results = score_records(bench, records, provenance=PROV, n_bootstrap=0)
+    r1, r2 = results.rounds
+    assert r1.mask_pass == {"0.3": 100.0, "0.5": 50.0, "0.7": 50.0, "0.9": 50.0}
+    assert r2.mask_pass == {"0.3": 50.0, "0.5": 50.0, "0.7": 50.0, "0.9": 0.0}
+    assert results.overall.mask_pass == {"0.3": 75.0, "0.5": 50.0, "0.7": 50.0, "0.9": 25.0}
+    no_masks = score_records(bench, [r.model_copy(update={"mask": None}) for r in records], provenance=PROV,
+                             n_bootstrap=0, masks=False)
+    assert no_masks.overall.mask_pass is None
+
+
+def test_mask_pass_rates_agree_with_pixel_counting():
+    """Against masks drawn as pixel arrays (no RLE), over rounds of many turns and of few (< 8)."""
+    rng = np.random.default_rng(11)
+    bench = bench_of([int(n) for n in rng.integers(1, 10, size=30)], size=(40, 30))
+    records, expected = [], []
+    for d in bench:
+        for t in d.turns:
+            x1, y1 = rng.integers(0, 12, 2)
+            x2, y2 = x1 + rng.integers(1, 25), y1 + rng.integers(1, 18)
+            records.append(record(int(d.dialogue_id[1:]), t.index, [(0, 0, 10, 10)],
+                                  mask_box=(int(x1), int(y1), int(x2), int(y2)), size=(40, 30)))
+            predicted, gold = np.zeros((30, 40), bool), np.zeros((30, 40), bool)
+            predicted[y1:min(y2, 30), x1:min(x2, 40)] = True
+            gold[0:10, 0:10] = True
+            expected.append((t.round, (predicted & gold).sum() / (predicted | gold).sum()))
+    results = score_records(bench, records, provenance=PROV, n_bootstrap=0)
+    frame = pd.DataFrame(expected, columns=["round", "iou"])
+    for threshold in (0.3, 0.5, 0.7, 0.9):
+        above = frame.assign(above=frame["iou"] > threshold)
+        by_round = (above.groupby("round")["above"].mean() * 100).to_dict()
+        got = {int(r.round): r.mask_pass[f"{threshold:g}"] for r in results.rounds}
+        assert got == pytest.approx(by_round, abs=1e-3)
+        assert results.overall.mask_pass[f"{threshold:g}"] == pytest.approx(above["above"].mean() * 100, abs=1e-3)
+    assert any(r.n < 8 for r in results.rounds) and any(r.n >= 8 for r in results.rounds)

@@ -152,12 +152,12 @@ def test_an_entry_whose_bench_is_missing_is_reported_not_a_crash(monkeypatch, tm
 def test_a_bench_with_another_hash_is_refused(official_benches, monkeypatch):
     monkeypatch.setenv("REGIONDIAL_BENCH_REFCOCOPLUS", str(official_benches / "refcocog.json"))
     with pytest.raises(ValueError, match="expects sha256:36018ca1"):
-        load_registry(REGISTRY).resolve("refcocoplus")
+        load_registry(REGISTRY).resolve("refcocoplus", load_bench)
 
 
 def test_unregistered_bench_needs_a_flag(tmp_path):
     with pytest.raises(BenchUnavailable, match="not registered"):
-        load_registry(REGISTRY).resolve("mystery")
+        load_registry(REGISTRY).resolve("mystery", load_bench)
 
 
 @pytest.mark.parametrize(
