@@ -441,7 +441,7 @@ def parse_hub_spec(spec: str) -> tuple[str, str | None, str | None, bool]:
 
 
 def default_cache_dir() -> Path:
-    """Where loaded Hub benches are materialised: ``$REGIONDIAL_CACHE`` or ``~/.cache/regiondial_bench``."""
+    """Where loaded Hub benches are materialised: ``$REGIONDIAL_CACHE_DIR`` (or ``$REGIONDIAL_CACHE``), else ``~/.cache/regiondial_bench``."""
     return cache_dir("hub")
 
 

@@ -3,7 +3,7 @@
 A released ``*_multi_turn.json`` file is 13 GB or 26 GB and takes minutes to stream; what it holds
 (questions, boxes, RLE masks) is about 1 MB. The first load of a file through a bench spec imports it
 (:func:`~regiondial_bench.bench.sources.upstream.parse_upstream`) and writes a compact bench folder
-into ``$REGIONDIAL_CACHE/imports/<file stem>-<key>/``::
+into ``$REGIONDIAL_CACHE_DIR/imports/<file stem>-<key>/``::
 
     manifest.json       # the bench manifest (name, content hash, the file's issues)
     dialogues.jsonl     # the dialogues, masks as RLE
@@ -105,7 +105,7 @@ class ImportCache:
         enabled: read and write the cache (False: import every time, write nothing).
         full_hash: recognise a file by the hash of all its bytes, not only its size, mtime, head
             and tail (reads the whole file: seconds per GB).
-        root: the cache folder; None is ``$REGIONDIAL_CACHE/imports``.
+        root: the cache folder; None is ``$REGIONDIAL_CACHE_DIR/imports``.
         outcomes: one :class:`CacheOutcome` per load, appended as loads happen.
     """
 

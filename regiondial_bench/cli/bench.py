@@ -84,7 +84,7 @@ def info(path: str, images: Path | None, annotations: Path | None, as_json: bool
     """Print dialogues, turns and turns per round index of the bench at PATH.
 
     PATH may name a config and split (PATH:config:split); a build folder lists its splits. A
-    question file is imported once into the user cache ($REGIONDIAL_CACHE/imports); the 'cache'
+    question file is imported once into the user cache ($REGIONDIAL_CACHE_DIR/imports); the 'cache'
     line says whether this load read it.
     """
     from ..bench.import_cache import ImportCache
