@@ -62,6 +62,7 @@ EXTRAS = {
     "trl": "train",
     "peft": "train",
     "spacy": "train",
+    "icu": "leaderboard",
 }
 
 

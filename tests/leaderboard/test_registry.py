@@ -108,13 +108,17 @@ def test_submit_stores_question_digests_that_the_validator_checks(refcocoplus_ru
     with open(refcocoplus_runs["fixed"] / "predictions.jsonl", "rb") as src, gzip.open(log, "wb") as dst:
         shutil.copyfileobj(src, dst)
     problems = validate_submission(report.folder).problems
-    assert any("hold question text" in p for p in problems), problems
-    # a digest of another text is rejected too
+    first = lines[0]
+    assert any(f"first: dialogue '{first['dialogue_id']}' turn {first['turn']} question: holds text, but this "
+               "bench's questions may only be logged as sha256 digests" in p for p in problems), problems
+    # a digest of another text is rejected too, naming the turn
     lines[5]["question"] = question_digest("Find the dog.")
     with gzip.open(log, "wt", encoding="utf-8") as f:
         f.writelines(json.dumps(line) + "\n" for line in lines)
     problems = validate_submission(report.folder).problems
-    assert any("1 question digest(s) do not match" in p for p in problems), problems
+    assert any(p.startswith("1 record(s) were not asked what the bench asks (first: dialogue "
+                            f"'{lines[5]['dialogue_id']}' turn {lines[5]['turn']} question: the digest is not")
+               for p in problems), problems
 
 
 def test_no_entry_may_republish_gold_boxes(refcocoplus_runs, official_benches, tmp_path):
