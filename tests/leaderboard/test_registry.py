@@ -203,3 +203,33 @@ def test_build_checks_every_registered_bench_it_can_find(official_benches, monke
     assert "bench refcocog: refused: " in result.stderr and "expects sha256:7a1faa2c" in result.stderr
     assert "bench refcocoplus: resolved (sha256:36018ca12b6e)" in result.stderr
     assert "bench refcocoplus_multi_turn: not fetched" in result.stderr
+
+
+def test_the_official_bench_keeps_its_rules_without_a_registry_entry(refcocoplus_runs, official_benches, tmp_path):
+    """Known by its hash, the official bench is redacted and forbids gold whatever resolver is used."""
+    bench = load_bench(str(official_benches / "refcocoplus.json"))
+
+    def resolver(name):  # a bare resolver: no registry entry, so no policy of its own
+        return bench
+
+    report = create_submission(refcocoplus_runs["fixed"], "fixed", root=tmp_path / "a", date=DATE, resolve_bench=resolver)
+    assert report.status == "verified", report.summary()
+    with open(refcocoplus_runs["fixed"] / "predictions.jsonl", "rb") as src, \
+            gzip.open(report.folder / COMPRESSED_LOG, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    problems = validate_submission(report.folder, resolver).problems
+    assert any("may only be logged as sha256 digests" in p for p in problems), problems
+    with pytest.raises(SubmissionError, match="oracle entry republishes the gold boxes"):
+        create_submission(refcocoplus_runs["oracle"], "oracle", root=tmp_path / "b", date=DATE, resolve_bench=resolver)
+
+
+def test_a_log_of_gold_boxes_under_another_adapter_name_is_refused(refcocoplus_runs, official_benches, tmp_path):
+    run = tmp_path / "relabelled"
+    shutil.copytree(refcocoplus_runs["oracle"], run)
+    for name, edit in (("run.json", lambda d: d.update(adapter="fixed-box")),
+                       ("results.json", lambda d: d["provenance"].update(adapter="fixed-box"))):
+        data = json.loads((run / name).read_text())
+        edit(data)
+        (run / name).write_text(json.dumps(data))
+    with pytest.raises(SubmissionError, match=r"2289 of 2289 answers equal the gold box exactly"):
+        create_submission(run, "not-an-oracle", root=tmp_path / "subs", date=DATE)
