@@ -393,26 +393,39 @@ def merge(
 ) -> Results:
     """Merge the run folders of all shards of one run into ``out_dir`` and score the merge.
 
-    The shards must come from the same bench and settings and together answer every dialogue
-    exactly once (:func:`regiondial_bench.run.shards.check_shards`); the merged folder's ``run.json``
-    has no shard, so ``score``, ``report``, ``plot`` and ``submit`` read it as an unsharded run.
+    The shards must come from the same bench and settings and together answer every turn exactly
+    once (:func:`regiondial_bench.run.shards.check_shards`: a log answering a turn twice is refused,
+    as ``score`` refuses it), and every record must derive from the bench (its question re-rendered,
+    its regions re-read from its raw text: :mod:`regiondial_bench.run.rederive`). The shards are
+    locked while they are read, ``out_dir`` while it is written (a folder a running ``evaluate``
+    holds is refused), and ``out_dir`` may not be one of the shards. The merged folder's
+    ``run.json`` has no shard, so ``score``, ``report``, ``plot`` and ``submit`` read it as an
+    unsharded run.
 
     Args:
         shard_dirs: the shard folders (a folder holding ``shard-I-of-N`` children stands for them).
         bench: the bench; defaults to the location recorded in the shards' ``run.json``.
         n_bootstrap: bootstrap resamples; default: the shards' (from their ``results.json``).
     """
-    from .run.shards import (
-        ShardError,
-        check_shards,
-        expand_shard_dirs,
-        merged_records,
-        merged_spec,
-        read_shard,
-        write_merged_folder,
-    )
+    from contextlib import ExitStack
 
-    shards = [read_shard(p) for p in expand_shard_dirs(shard_dirs)]
+    from .run.shards import check_output, expand_shard_dirs
+
+    folders = expand_shard_dirs(shard_dirs)
+    check_output(out_dir, folders)
+    with ExitStack() as held:
+        for folder in folders:  # no shard is read while a run still writes it
+            if Path(folder).is_dir():
+                held.enter_context(RunLock(folder))
+        return _merge_locked(folders, out_dir, bench, images, overwrite, n_bootstrap)
+
+
+def _merge_locked(folders: list[Path], out_dir: str | Path, bench: Bench | None, images: str | Path | None,
+                  overwrite: bool, n_bootstrap: int | None) -> Results:
+    from .run.rederive import RunRules, check_log
+    from .run.shards import ShardError, check_shards, merged_records, merged_spec, read_shard, write_merged_folder
+
+    shards = [read_shard(p) for p in folders]
     if not shards:
         raise ShardError("no shard folders given")
     spec = merged_spec(shards)
@@ -421,6 +434,9 @@ def merge(
     full = _limited(bench, spec.limit)
     check_shards(shards, full, bench.content_hash)
     records = merged_records(shards, full)
+    problems = check_log(full, records, RunRules.of(spec)).problems("merged record(s)")
+    if problems:  # merge applies the rules a validator applies: nothing it cannot re-derive is merged
+        raise ShardError(f"the shards' logs do not derive from bench {full.name!r}: " + "; ".join(problems))
     shard_results = []
     for s in shards:
         try:
@@ -434,7 +450,6 @@ def merge(
     if not isinstance(resamples, int) or not 0 <= resamples <= MAX_RESAMPLES or not isinstance(seed, int):
         raise ShardError(f"bootstrap settings in the shards' results.json are invalid (resamples={resamples!r}, "
                          f"seed={seed!r}); pass --bootstrap N (0..{MAX_RESAMPLES})")
-    write_merged_folder(out_dir, spec, records, shard_dirs=[s.folder for s in shards], overwrite=overwrite)
     provenance = make_provenance(spec, first.provenance.adapter_config if first else None,
                                  first.provenance.mask_producer_config if first else None)
     results = score_records(full, records, provenance=provenance, n_bootstrap=resamples, seed=seed)
@@ -445,7 +460,9 @@ def merge(
         for key in ("model_s", "mask_s", "harness_s"):
             merged_timings[f"{key[:-2]}_sum_s"] = round(sum(t.get(key, 0.0) for t in timings), 3)
     results = results.model_copy(update={"provenance": results.provenance.model_copy(update={"timings": merged_timings})})
-    atomic_write(Path(out_dir) / RESULTS_FILE, results.model_dump_json(indent=2) + "\n")
+    with RunLock(out_dir):  # not into a folder that a running evaluate (or another merge) holds
+        write_merged_folder(out_dir, spec, records, shard_dirs=[s.folder for s in shards], overwrite=overwrite)
+        atomic_write(Path(out_dir) / RESULTS_FILE, results.model_dump_json(indent=2) + "\n")
     return results
 
 

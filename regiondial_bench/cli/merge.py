@@ -36,7 +36,7 @@ def command(shard_dirs, out_dir, bench_spec, images, overwrite, n_bootstrap) -> 
         bench = api.load_bench(bench_spec, images=images) if bench_spec else None
         results = api.merge(list(shard_dirs), out_dir, bench=bench, images=images, overwrite=overwrite,
                             n_bootstrap=n_bootstrap)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:  # RuntimeError: --out is held by a run
         raise click.ClickException(str(exc)) from exc
     print_results(results)
     t = results.provenance.timings
