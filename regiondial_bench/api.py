@@ -276,8 +276,31 @@ def _evaluate_locked(run_bench: Bench, config: RunConfig, spec: RunSpec, out_dir
         "turns": float(run_bench.num_turns),
     }
     results = results.model_copy(update={"provenance": results.provenance.model_copy(update={"timings": timings})})
-    results.write(Path(out_dir) / RESULTS_FILE)
+    write_results(results, Path(out_dir))
     return results
+
+
+def write_results(results: Results, run_dir: Path) -> None:
+    """``run_dir/results.json``, replaced atomically (a full disk or a kill leaves the old file, never a torn one)."""
+    atomic_write(run_dir / RESULTS_FILE, results.model_dump_json(indent=2) + "\n")
+
+
+def recorded_provenance(run_dir: Path, spec: RunSpec) -> Provenance:
+    """The provenance to score a run folder with: the run's settings, and how the run was made (adapter
+    and mask producer options as the adapter reported them, timings) from its ``results.json`` when
+    that describes this run; re-scoring keeps them (``plot`` pairs runs by their adapter options)."""
+    provenance = make_provenance(spec)
+    try:
+        previous = Results.read(run_dir / RESULTS_FILE).provenance
+    except (OSError, ValueError, RecursionError):
+        return provenance
+    same_run = (previous.adapter, previous.bench_hash, previous.reference_mode, previous.mask_producer) == (
+        spec.adapter, spec.bench_hash, spec.reference_mode, spec.mask_producer)
+    if not same_run:
+        return provenance
+    return provenance.model_copy(update={"adapter_config": previous.adapter_config,
+                                         "mask_producer_config": previous.mask_producer_config,
+                                         "timings": previous.timings})
 
 
 def score(
@@ -296,6 +319,8 @@ def score(
         run_dir: the run folder (``run.json`` + ``predictions.jsonl``); a path to the log itself works too.
         bench: the bench; defaults to the location recorded in ``run.json``.
         partial: score only the answered turns of an unfinished run.
+
+    The run's provenance is kept (:func:`recorded_provenance`); ``results.json`` is replaced atomically.
     """
     run_dir = Path(run_dir)
     if run_dir.is_file():
@@ -322,11 +347,11 @@ def score(
             raise FileNotFoundError(f"{run_dir} has no {PREDICTIONS_FILE}: the run answered no turn yet")
         records = read_prediction_log(log, strict=True)  # every unreadable line is an error naming its line
     with frozen_gc():  # the bench and the records stay alive while they are scored
-        results = score_records(bench, records, provenance=make_provenance(spec), n_bootstrap=n_bootstrap,
-                                require_complete=not partial)
+        results = score_records(bench, records, provenance=recorded_provenance(run_dir, spec),
+                                n_bootstrap=n_bootstrap, require_complete=not partial)
     if write and not partial:
         with RunLock(run_dir):  # not while a run is still writing this folder
-            results.write(run_dir / RESULTS_FILE)
+            write_results(results, run_dir)
     return results
 
 
