@@ -448,7 +448,14 @@ def merge(
 def _merge_locked(folders: list[Path], out_dir: str | Path, bench: Bench | None, images: str | Path | None,
                   overwrite: bool, n_bootstrap: int | None) -> Results:
     from .run.rederive import RunRules, check_log
-    from .run.shards import ShardError, check_shards, merged_records, merged_spec, read_shard, write_merged_folder
+    from .run.shards import (
+        ShardError,
+        check_shards,
+        merged_records,
+        merged_spec,
+        read_shard,
+        write_merged_folder,
+    )
 
     shards = [read_shard(p) for p in folders]
     if not shards:

@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..schema import REFERENCE_MODES, RunConfig
-from ._display import print_results
+from ._display import os_error, print_results
 
 
 @click.command("evaluate")
@@ -148,6 +148,10 @@ def command(bench_specs, images, config_file, adapter, preset, model_path, optio
         _interrupted(out_dir, images)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # no space, read-only, permission denied, a file in the way
+        saved = (out_dir / "run.json").is_file() if out_dir.is_dir() else False
+        raise os_error(exc, "Finished turns are kept: run the same command with --resume once it is fixed"
+                       if saved else "") from exc
     for run in runs:
         if launch is not None and not run.merged:
             continue

@@ -301,7 +301,7 @@ def build_view(
     Returns:
         The path of ``index.html``.
     """
-    from ..run.folder import load_run_spec
+    from ..run.folder import atomic_write, load_run_spec
 
     if not 1 <= len(runs) <= 2:
         raise ValueError(f"the viewer shows one run or two runs side by side; got {len(runs)}")
@@ -315,13 +315,17 @@ def build_view(
         loaded[0].label += f" [{loaded[0].path.name}]"
         loaded[1].label += f" [{loaded[1].path.name}]"
     out = Path(out_dir)
+    index = out / INDEX_FILE
+    for path in (index, out / IMAGE_DIR):  # a link there would have the viewer overwrite whatever it points to
+        if path.is_symlink():
+            raise ValueError(f"{path} is a symbolic link; refusing to write through it (remove the link or "
+                             "choose another --out)")
     out.mkdir(parents=True, exist_ok=True)
     for old in (out / IMAGE_DIR).glob("*.jpg") if (out / IMAGE_DIR).is_dir() else ():
         if re.fullmatch(r"\d+\.jpg", old.name):
-            old.unlink()
+            old.unlink()  # a link among them goes too (the link, not its target): the copies are written anew
     data = view_data(loaded, bench, out, max_image_side=max_image_side, progress=progress)
-    index = out / INDEX_FILE
-    index.write_text(render_html(data), encoding="utf-8")
+    atomic_write(index, render_html(data))
     return index
 
 
