@@ -235,6 +235,11 @@ def evaluate(
     if run_bench.num_turns == 0:
         raise ValueError(f"bench {bench.name!r} ({bench_location or bench.root or 'in memory'}) has no turns to "
                          f"evaluate ({len(bench.issues)} import issues; see `regiondial bench validate`)")
+    from .bench.validation import blocking_problem
+
+    problem = blocking_problem(bench, bench_location)
+    if problem is not None:  # what `bench validate` calls an error is not evaluated as if it were fine
+        raise ValueError(problem)
     with RunLock(out_dir), frozen_gc():
         return _evaluate_locked(run_bench, config, spec, out_dir, start, resume=resume, overwrite=overwrite,
                                 progress=progress, n_bootstrap=n_bootstrap, retry_infra=retry_infra,
