@@ -894,15 +894,20 @@ def create_submission(
     try:
         import yaml
 
+        from ..run.folder import naming
+
         data = meta.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
         data = {k: v for k, v in data.items() if v not in ("", [])}
-        (folder / SUBMISSION_FILE).write_text(
-            yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8"
-        )
-        shutil.copyfile(run_dir / RESULTS_FILE, folder / RESULTS_FILE)
-        if (run_dir / RUN_FILE).is_file():
-            shutil.copyfile(run_dir / RUN_FILE, folder / RUN_FILE)
-        _write_log(log, folder / COMPRESSED_LOG, redact)
+        with naming(folder / SUBMISSION_FILE):  # a full disk's error names the file it was writing
+            (folder / SUBMISSION_FILE).write_text(
+                yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8"
+            )
+        for name in (RESULTS_FILE, RUN_FILE):
+            if name == RESULTS_FILE or (run_dir / name).is_file():
+                with naming(folder / name):
+                    shutil.copyfile(run_dir / name, folder / name)
+        with naming(folder / COMPRESSED_LOG):
+            _write_log(log, folder / COMPRESSED_LOG, redact)
         report = validate_submission(folder, resolve_bench)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)

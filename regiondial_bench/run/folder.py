@@ -89,10 +89,15 @@ class RunLock:
                         f"{self.folder} is in use by another regiondial process (pid {holder}); wait for it "
                         "to finish, stop it, or use another --out"
                     ) from None
-            f.seek(0)
-            f.truncate()
-            f.write(f"{os.getpid()}\n")
-            f.flush()
+            try:
+                with naming(self.path):
+                    f.seek(0)
+                    f.truncate()
+                    f.write(f"{os.getpid()}\n")
+                    f.flush()
+            except OSError:
+                f.close()  # releases the flock taken above
+                raise
             _held_locks[self._key] = 1
             self._file = f
             return self

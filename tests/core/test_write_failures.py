@@ -41,21 +41,29 @@ def failing_disk(monkeypatch, root: Path, kind: str) -> None:
     def refuse(path):
         raise OSError(code, os.strerror(code), os.fsdecode(path))
 
-    if kind == "ENOSPC":  # a file may still be created, then its data cannot be synced (no file named)
+    real_open, real_mkdir, real_replace = builtins.open, os.mkdir, os.replace
+    if kind == "ENOSPC":  # files are created (and truncated), then their data cannot be written or synced
         real_fsync = os.fsync
 
         def fsync(fd):
             if _under(os.readlink(f"/proc/self/fd/{fd}"), root):
-                raise OSError(code, os.strerror(code))
+                raise OSError(code, os.strerror(code))  # the kernel names no file
             return real_fsync(fd)
 
         monkeypatch.setattr(os, "fsync", fsync)
-    real_open, real_mkdir, real_replace = builtins.open, os.mkdir, os.replace
+
+        def full(file, mode="r", *args, **kwargs):
+            handle = real_open(file, mode, *args, **kwargs)
+            if isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax+") and _under(file, root):
+                return DiskFull(handle)
+            return handle
+
+        monkeypatch.setattr(builtins, "open", full)
+        monkeypatch.setattr(io, "open", full)
+        return
 
     def opener(file, mode="r", *args, **kwargs):
-        # ENOSPC: an atomic write's temporary file is still created, then cannot be synced
-        if (isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax+") and _under(file, root)
-                and (kind != "ENOSPC" or not Path(os.fsdecode(file)).name.startswith("."))):
+        if isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax+") and _under(file, root):
             refuse(file)
         return real_open(file, mode, *args, **kwargs)
 
@@ -73,6 +81,30 @@ def failing_disk(monkeypatch, root: Path, kind: str) -> None:
     monkeypatch.setattr(io, "open", opener)
     monkeypatch.setattr(os, "mkdir", mkdir)
     monkeypatch.setattr(os, "replace", replace)
+
+
+class DiskFull:
+    """A file on a full disk: opening worked (a "w" mode truncated it), writing fails without a file name."""
+
+    def __init__(self, handle) -> None:
+        self._handle = handle
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    writelines = write
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.close()
+
+    def __iter__(self):
+        return iter(self._handle)
 
 
 def _invoke(args):
@@ -129,6 +161,29 @@ def test_score_that_cannot_write_keeps_the_old_results(runs, tmp_path, monkeypat
     assert result.output.startswith(f"Error: {run}") and ADVICE[kind] in result.output, result.output
     assert (run / "results.json").read_bytes() == before  # written atomically: never empty or torn
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_full_disk_while_rescoring_keeps_the_old_results(runs, tmp_path, monkeypatch):
+    """results.json is replaced atomically: a disk that fills while it is written leaves the old one."""
+    run = tmp_path / "run"
+    shutil.copytree(runs / "run", run)
+    before = (run / "results.json").read_bytes()
+    real_open = builtins.open
+
+    def full(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        if "w" in mode and "results.json" in os.fsdecode(file):
+            return DiskFull(handle)  # created and truncated, then nothing can be written
+        return handle
+
+    monkeypatch.setattr(builtins, "open", full)
+    monkeypatch.setattr(io, "open", full)
+    result = _invoke(["score", run])
+    monkeypatch.undo()
+    assert result.output.strip() == (f"Error: {run / 'results.json'}: no space left on the device; free some space "
+                                     "or choose a folder on another disk"), result.output
+    assert (run / "results.json").read_bytes() == before
+    assert sorted(p.name for p in run.iterdir()) == ["predictions.jsonl", "results.json", "run.json", "run.lock"]
 
 
 def test_a_full_disk_while_writing_results_leaves_none_and_says_how_to_resume(runs, tmp_path, monkeypatch):
