@@ -437,3 +437,17 @@ def test_a_log_of_gold_boxes_under_another_name_is_refused(sample_bench):
                         "republishes the gold boxes"]
     half = records[: len(records) // 2] + [_record(r.dialogue_id, r.turn, (0, 0, 1, 1)) for r in records[len(records) // 2:]]
     assert gold_problems(sample_bench, half, "fixed-box", "predicted") == []  # at most half: a model may be that good
+
+
+def test_the_validation_benchmark_runs_on_the_sample(capsys):
+    """benchmarks/validation_cost.py's quick path, so the script cannot rot."""
+    import importlib.util
+
+    from tests.leaderboard.conftest import PROJECT
+
+    spec = importlib.util.spec_from_file_location("validation_cost", PROJECT / "benchmarks" / "validation_cost.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--quick"])
+    out = capsys.readouterr().out
+    assert "validate_submission:" in out and "of blank lines (" in out and "refused in" in out
