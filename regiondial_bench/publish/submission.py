@@ -6,14 +6,17 @@ Layout (``submissions/<YYYY-MM-DD>_<name>/``)::
                              authors, link, date, benchmark, status
     results.json             the claimed scores (schema.Results), as ``regiondial score`` wrote them
     predictions.jsonl.gz     the prediction log (required to be verified)
-    run.json                 optional: the run spec
+    run.json                 the run spec (required to be verified: the records are re-derived with it)
 
 Two kinds of entries:
 
 * ``status: submitted`` (the default): :func:`validate_submission` checks the schema, that the
-  prediction log answers every turn of the bench exactly once, that the bench hash matches, and
-  that the metrics recomputed from the predictions equal the claimed ones (0.01 points); a
-  submission that passes is **verified**, any failure **rejects** it and names the reason.
+  prediction log answers every turn of the bench exactly once, that the bench hash matches, that
+  every record derives from what it logs (:mod:`regiondial_bench.run.rederive`: its question from the
+  bench, its regions from its raw answer, its mask from its regions), that the provenance agrees with
+  ``run.json`` and that every claim of ``results.json`` equals the re-score (cells within 0.01
+  points); a submission that passes is **verified**, any failure **rejects** it and names the
+  reason (the first mismatching dialogue, turn and field).
 * ``status: reported``: numbers copied from a paper, never verified. ``paper_row`` names a row of
   the paper's tables (``regiondial_bench/data/paper_tables.json``); other reported entries give
   ``reported_scores`` inline.
@@ -520,13 +523,27 @@ def validate_submission(folder: str | Path, resolve_bench: BenchResolver | None 
         n_bootstrap=resamples,
         seed=seed,
     )
-    diffs = compare_results(claimed, recomputed)
-    if diffs:
-        shown = "; ".join(diffs[:10]) + (f"; and {len(diffs) - 10} more" if len(diffs) > 10 else "")
-        report.problems.append(f"scores differ from the recomputed ones in {len(diffs)} cell(s): {shown}")
+    problem = scores_problem(claimed, recomputed)
+    if problem:
+        report.problems.append(problem)
     if not report.problems:
         report.status = "verified"
     return report
+
+
+MAX_SHOWN_DIFFERENCES = 10
+
+
+def scores_problem(claimed: Results, recomputed: Results) -> str | None:
+    """The differences of :func:`compare_results` as one problem (the first
+    :data:`MAX_SHOWN_DIFFERENCES` named, the rest counted), or None when the claims hold."""
+    diffs = compare_results(claimed, recomputed)
+    if not diffs:
+        return None
+    shown = "; ".join(diffs[:MAX_SHOWN_DIFFERENCES])
+    if len(diffs) > MAX_SHOWN_DIFFERENCES:
+        shown += f"; and {len(diffs) - MAX_SHOWN_DIFFERENCES} more"
+    return f"scores differ from the recomputed ones in {len(diffs)} cell(s): {shown}"
 
 
 def _read_run_spec(folder: Path, problems: list[str]) -> RunSpec | None:
