@@ -34,7 +34,7 @@ from regiondial_bench.publish.submission import (
     validate_all,
     validate_submission,
 )
-from regiondial_bench.schema import PredictionRecord, Provenance, Region, Results, RunSpec, UsedReference
+from regiondial_bench.schema import PredictionRecord, Provenance, Region, RunSpec, UsedReference
 
 DATE = dt.date(2026, 3, 1)
 
