@@ -513,3 +513,35 @@ def test_redacted_logs_are_written_with_digests(entry, tmp_path):
     sub._write_log(tmp_path / "redacted.gz", tmp_path / "copy.gz", redact=False)  # a .gz is copied as it is
     assert (tmp_path / "copy.gz").read_bytes() == (tmp_path / "redacted.gz").read_bytes()
     assert (tmp_path / "redacted.gz").read_bytes()[4:8] == b"\0\0\0\0"  # no timestamp: deterministic
+
+
+def test_a_field_of_the_wrong_type_is_a_schema_error_not_a_crash():
+    for field in ("notes", "model", "size"):
+        with pytest.raises(ValueError, match=f"{field}\n  Input should be a valid string"):
+            _meta(**{field: 5})
+
+
+def test_leaderboard_scores_keep_a_task_with_some_blank_columns(results):
+    no_bucket = results.model_copy(update={"buckets": []})
+    scores = leaderboard_scores(no_bucket)
+    assert scores["detection"]["R8+"] is None and scores["detection"]["R1"] == results.rounds[0].ap50
+
+
+def test_a_claimed_parser_is_compared_when_given(bench):
+    spec = RunSpec(adapter="x", bench_name=bench.name, bench_hash=bench.content_hash, bench_location="")
+    assert provenance_problems(_prov(bench, parser="upstream"), spec) == [
+        "provenance.parser: results.json says 'upstream', run.json 'tolerant'"]
+
+
+def test_a_long_bad_value_is_cut_at_sixty_characters():
+    assert bootstrap_settings({"seed": "x" * 58}) == f"provenance.bootstrap.seed must be an integer in 0..{2**63 - 1}, " \
+                                                     f"got '{'x' * 58}'"  # repr of 60 characters: whole
+    assert bootstrap_settings({"seed": "x" * 59}).endswith(f"got '{'x' * 56}...")  # 61: cut
+
+
+def test_create_needs_the_run_json(entry, tmp_path):
+    run = tmp_path / "run"
+    (run / "run.json").unlink()
+    with pytest.raises(SubmissionError, match="run.json is missing: a verified entry needs the run's settings"):
+        create_submission(run, "norun", root=tmp_path / "other", date=DATE, model="Other")
+    assert not any((tmp_path / "other").iterdir())
