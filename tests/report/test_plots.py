@@ -165,7 +165,7 @@ def test_value_labels_do_not_overlap(tmp_path, monkeypatch, sample_bench):
 
     from ..core.helpers import make_bench
 
-    bench = make_bench(tmp_path / "long", n_dialogues=30, turns=12, masks=False)
+    bench = make_bench(tmp_path / "long", n_dialogues=30, turns=12, size=(128, 96), masks=False)  # boxes inside
     runs = []
     for name, b, loc in (("long", bench, str(tmp_path / "long")), ("sample", sample_bench, "sample")):
         evaluate(b, RunConfig(adapter="noisy-oracle"), tmp_path / name, bench_location=loc, progress=False,
