@@ -247,7 +247,12 @@ def evaluate(
     if run_bench.num_turns == 0:
         raise ValueError(f"bench {bench.name!r} ({bench_location or bench.root or 'in memory'}) has no turns to "
                          f"evaluate ({len(bench.issues)} import issues; see `regiondial bench validate`)")
-    if spec.parser == "upstream" and (problem := upstream_parser_problem(config.adapter_options.get("preset"))):
+    from .bench.validation import blocking_problem
+
+    problem = blocking_problem(bench, bench_location)
+    if problem is None and spec.parser == "upstream":
+        problem = upstream_parser_problem(config.adapter_options.get("preset"))
+    if problem is not None:  # an error `bench validate` reports, or a parser that cannot read this model
         raise ValueError(problem)
     with RunLock(out_dir), frozen_gc():
         return _evaluate_locked(run_bench, config, spec, out_dir, start, resume=resume, overwrite=overwrite,
@@ -299,7 +304,7 @@ def _evaluate_locked(run_bench: Bench, config: RunConfig, spec: RunSpec, out_dir
     }
     provenance = results.provenance.model_copy(update={"timings": timings, "response_cache": cache_record})
     results = results.model_copy(update={"provenance": provenance})
-    results.write(Path(out_dir) / RESULTS_FILE)
+    write_results(results, Path(out_dir))
     return results
 
 
@@ -311,6 +316,31 @@ def with_frame_check(results: Results, bench: Bench, records: Sequence[Predictio
 
     declared, frames = run_frames(spec.adapter, spec.adapter_options)
     return results.model_copy(update={"frame_check": check_frames(bench, records, declared, frames)})
+
+
+def write_results(results: Results, run_dir: Path) -> None:
+    """``run_dir/results.json``, replaced atomically (a full disk or a kill leaves the old file, never a torn one)."""
+    atomic_write(run_dir / RESULTS_FILE, results.model_dump_json(indent=2) + "\n")
+
+
+def recorded_provenance(run_dir: Path, spec: RunSpec) -> Provenance:
+    """The provenance to score a run folder with: the run's settings, and how the run was made (adapter
+    and mask producer options as the adapter reported them, timings, response-cache counts) from its
+    ``results.json`` when that describes this run; re-scoring keeps them (``plot`` pairs runs by their
+    adapter options)."""
+    provenance = make_provenance(spec)
+    try:
+        previous = Results.read(run_dir / RESULTS_FILE).provenance
+    except (OSError, ValueError, RecursionError):
+        return provenance
+    same_run = (previous.adapter, previous.bench_hash, previous.reference_mode, previous.mask_producer) == (
+        spec.adapter, spec.bench_hash, spec.reference_mode, spec.mask_producer)
+    if not same_run:
+        return provenance
+    return provenance.model_copy(update={"adapter_config": previous.adapter_config,
+                                         "mask_producer_config": previous.mask_producer_config,
+                                         "timings": previous.timings,
+                                         "response_cache": previous.response_cache})
 
 
 def score(
@@ -329,6 +359,8 @@ def score(
         run_dir: the run folder (``run.json`` + ``predictions.jsonl``); a path to the log itself works too.
         bench: the bench; defaults to the location recorded in ``run.json``.
         partial: score only the answered turns of an unfinished run.
+
+    The run's provenance is kept (:func:`recorded_provenance`); ``results.json`` is replaced atomically.
     """
     run_dir = Path(run_dir)
     if run_dir.is_file():
@@ -355,12 +387,12 @@ def score(
             raise FileNotFoundError(f"{run_dir} has no {PREDICTIONS_FILE}: the run answered no turn yet")
         records = read_prediction_log(log, strict=True)  # every unreadable line is an error naming its line
     with frozen_gc():  # the bench and the records stay alive while they are scored
-        results = score_records(bench, records, provenance=make_provenance(spec), n_bootstrap=n_bootstrap,
-                                require_complete=not partial)
+        results = score_records(bench, records, provenance=recorded_provenance(run_dir, spec),
+                                n_bootstrap=n_bootstrap, require_complete=not partial)
         results = with_frame_check(results, bench, records, spec)
     if write and not partial:
         with RunLock(run_dir):  # not while a run is still writing this folder
-            results.write(run_dir / RESULTS_FILE)
+            write_results(results, run_dir)
     return results
 
 
@@ -416,26 +448,46 @@ def merge(
 ) -> Results:
     """Merge the run folders of all shards of one run into ``out_dir`` and score the merge.
 
-    The shards must come from the same bench and settings and together answer every dialogue
-    exactly once (:func:`regiondial_bench.run.shards.check_shards`); the merged folder's ``run.json``
-    has no shard, so ``score``, ``report``, ``plot`` and ``submit`` read it as an unsharded run.
+    The shards must come from the same bench and settings and together answer every turn exactly
+    once (:func:`regiondial_bench.run.shards.check_shards`: a log answering a turn twice is refused,
+    as ``score`` refuses it), and every record must derive from the bench (its question re-rendered,
+    its regions re-read from its raw text: :mod:`regiondial_bench.run.rederive`). The shards are
+    locked while they are read, ``out_dir`` while it is written (a folder a running ``evaluate``
+    holds is refused), and ``out_dir`` may not be one of the shards. The merged folder's
+    ``run.json`` has no shard, so ``score``, ``report``, ``plot`` and ``submit`` read it as an
+    unsharded run.
 
     Args:
         shard_dirs: the shard folders (a folder holding ``shard-I-of-N`` children stands for them).
         bench: the bench; defaults to the location recorded in the shards' ``run.json``.
         n_bootstrap: bootstrap resamples; default: the shards' (from their ``results.json``).
     """
+    from contextlib import ExitStack
+
+    from .run.shards import check_output, expand_shard_dirs
+
+    folders = expand_shard_dirs(shard_dirs)
+    check_output(out_dir, folders)
+    with ExitStack() as held:
+        for folder in folders:  # no shard is read while a run still writes it
+            if Path(folder).is_dir():
+                held.enter_context(RunLock(folder))
+        return _merge_locked(folders, out_dir, bench, images, overwrite, n_bootstrap)
+
+
+def _merge_locked(folders: list[Path], out_dir: str | Path, bench: Bench | None, images: str | Path | None,
+                  overwrite: bool, n_bootstrap: int | None) -> Results:
+    from .run.rederive import RunRules, check_log
     from .run.shards import (
         ShardError,
         check_shards,
-        expand_shard_dirs,
         merged_records,
         merged_spec,
         read_shard,
         write_merged_folder,
     )
 
-    shards = [read_shard(p) for p in expand_shard_dirs(shard_dirs)]
+    shards = [read_shard(p) for p in folders]
     if not shards:
         raise ShardError("no shard folders given")
     spec = merged_spec(shards)
@@ -444,6 +496,9 @@ def merge(
     full = _limited(bench, spec.limit)
     check_shards(shards, full, bench.content_hash)
     records = merged_records(shards, full)
+    problems = check_log(full, records, RunRules.of(spec)).problems("merged record(s)")
+    if problems:  # merge applies the rules a validator applies: nothing it cannot re-derive is merged
+        raise ShardError(f"the shards' logs do not derive from bench {full.name!r}: " + "; ".join(problems))
     shard_results = []
     for s in shards:
         try:
@@ -457,7 +512,6 @@ def merge(
     if not isinstance(resamples, int) or not 0 <= resamples <= MAX_RESAMPLES or not isinstance(seed, int):
         raise ShardError(f"bootstrap settings in the shards' results.json are invalid (resamples={resamples!r}, "
                          f"seed={seed!r}); pass --bootstrap N (0..{MAX_RESAMPLES})")
-    write_merged_folder(out_dir, spec, records, shard_dirs=[s.folder for s in shards], overwrite=overwrite)
     provenance = make_provenance(spec, first.provenance.adapter_config if first else None,
                                  first.provenance.mask_producer_config if first else None)
     results = with_frame_check(score_records(full, records, provenance=provenance, n_bootstrap=resamples, seed=seed),
@@ -474,7 +528,9 @@ def merge(
                     "shards": len(caches)} if caches else {}
     update = {"timings": merged_timings, "response_cache": cache_record}
     results = results.model_copy(update={"provenance": results.provenance.model_copy(update=update)})
-    atomic_write(Path(out_dir) / RESULTS_FILE, results.model_dump_json(indent=2) + "\n")
+    with RunLock(out_dir):  # not into a folder that a running evaluate (or another merge) holds
+        write_merged_folder(out_dir, spec, records, shard_dirs=[s.folder for s in shards], overwrite=overwrite)
+        write_results(results, Path(out_dir))
     return results
 
 

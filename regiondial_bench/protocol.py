@@ -155,7 +155,7 @@ def upstream_parser_problem(preset: Any) -> str | None:
 
     >>> upstream_parser_problem("qwen2.5-vl-7b") is None, upstream_parser_problem(None) is None
     (True, True)
-    >>> upstream_parser_problem("qwen3-vl-instruct")[:62]
+    >>> upstream_parser_problem("qwen3-vl-instruct")[:63]
     "preset 'qwen3-vl-instruct' has no released reader: the upstream"
     """
     if not isinstance(preset, str) or preset in RELEASED_READER_PRESETS:

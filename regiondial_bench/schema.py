@@ -391,6 +391,21 @@ class UsedReference(_Model):
     text: str
 
 
+class AnswerReading(_Model):
+    """How the runner read a text answer other than as plain original pixels, kept with the record so
+    that a validator reads ``raw_text`` again the same way (a run's images may not travel with it).
+
+    ``frame`` is the coordinate frame's ``(width, height)`` in its own units and ``image`` the original
+    image's ``(width, height)`` it spans; ``answer_tag``: only ``<answer>`` text counts;
+    ``max_regions``: at most this many objects are read.
+    """
+
+    frame: tuple[float, float] | None = None
+    image: tuple[int, int] | None = None
+    answer_tag: bool = False
+    max_regions: int | None = None
+
+
 class PredictionRecord(_Model):
     """One line of ``predictions.jsonl``: a turn as asked and answered."""
 
@@ -408,6 +423,7 @@ class PredictionRecord(_Model):
     # why the turn failed (None when it did not): "answer" = the model's answer was unusable,
     # "infra" = the server/backend failed (connection, timeout, 5xx after retries)
     failure_kind: FailureKind | None = None
+    reading: AnswerReading | None = None  # None: raw_text was read as original pixels, with the defaults
 
     @property
     def key(self) -> tuple[str, int]:

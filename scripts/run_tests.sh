@@ -17,7 +17,12 @@ python -m pip install -q --upgrade pip
 # The CPU wheel of torch (an unpinned torch pulls a multi-GB CUDA build); no torchvision.
 echo "run_tests.sh: [2/4] torch 2.13.0 (CPU wheel)" >&2
 python -m pip install -q "torch==2.13.0"
-echo "run_tests.sh: [3/4] regiondial-bench with its dev extras" >&2
+echo "run_tests.sh: [3/4] regiondial-bench with its dev extras (PyICU builds against Debian's ICU)" >&2
+# PyICU (the leaderboard extra: TR39 confusable names) builds against the system ICU
+if ! pkg-config --exists icu-uc 2>/dev/null || ! command -v g++ >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libicu-dev pkg-config g++ >/dev/null
+fi
 python -m pip install -q -e ".[dev]"
 
 # Headless Chromium for the leaderboard's browser test (Debian's package).

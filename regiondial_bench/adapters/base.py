@@ -188,6 +188,11 @@ class Adapter:
     needs_image_size: ClassVar[bool] = True
     streaming: ClassVar[bool] = False
     options_class: ClassVar[Any] = None
+    renders_regions: ClassVar[bool] = False
+    """The adapter gives ``regions`` itself and writes them into ``raw_text`` as original pixels
+    (:func:`regiondial_bench.adapters.builtin.answer_text`): a validator reads them back that way."""
+    gives_masks: ClassVar[bool] = False
+    """The adapter gives masks of its own (a validator can only check them for consistency)."""
     max_concurrency: int = 1
 
     def prepare(self, bench: Bench) -> None:

@@ -22,12 +22,18 @@ if TYPE_CHECKING:
 
 
 def answer_text(regions: Sequence[Region]) -> str:
-    """The ``<answer>`` JSON a model would write for these regions (original pixels)."""
+    """The ``<answer>`` JSON a model would write for these regions (original pixels), every
+    coordinate written in full (its shortest exact form), so that reading the text gives back
+    exactly these regions: a validator re-derives them from it.
+
+    >>> answer_text([Region(box=(0.1, 2, 30.25, 40))])
+    '<answer>[{"bbox_2d": [0.1, 2.0, 30.25, 40.0]}]</answer>'
+    """
     items = []
     for region in regions:
-        item: dict[str, list[float]] = {"bbox_2d": [round(v, 2) for v in region.box]}
+        item: dict[str, list[float]] = {"bbox_2d": [float(v) for v in region.box]}
         if region.point is not None:
-            item["point_2d"] = [round(v, 2) for v in region.point]
+            item["point_2d"] = [float(v) for v in region.point]
         items.append(item)
     return f"<answer>{json.dumps(items)}</answer>"
 
@@ -38,6 +44,8 @@ class OracleAdapter(Adapter):
 
     needs_pixels = False
     needs_image_size = False
+    renders_regions = True
+    gives_masks = True
 
     def __init__(self) -> None:
         self._gold: dict[tuple[str, int], RoundResponse] = {}
@@ -61,6 +69,7 @@ class WholeImageAdapter(Adapter):
     """Answers every turn with the whole image: the score of localising nothing."""
 
     needs_pixels = False
+    renders_regions = True
 
     def generate(self, requests: Sequence[RoundRequest]) -> list[RoundResponse]:
         responses = []
@@ -76,6 +85,7 @@ class ReferenceCopyAdapter(Adapter):
     """Answers with the first referenced box that exists, else the whole image."""
 
     needs_pixels = False
+    renders_regions = True
 
     def generate(self, requests: Sequence[RoundRequest]) -> list[RoundResponse]:
         responses = []
@@ -117,6 +127,8 @@ class NoisyOracleAdapter(Adapter):
 
     needs_pixels = False
     needs_image_size = False
+    renders_regions = True
+    gives_masks = True
 
     def __init__(
         self,

@@ -27,6 +27,7 @@ class FixedBoxAdapter(Adapter):
     name = "fixed-box"
     needs_pixels = False
     needs_image_size = False
+    renders_regions = True
 
     def __init__(self, box: Sequence[float] = DEFAULT_BOX, copy_reference: bool = False) -> None:
         try:

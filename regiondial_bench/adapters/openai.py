@@ -426,7 +426,9 @@ class OpenAIAdapter(PresetAdapter):
                     shown = b"(reply too large)" if data is None else data[:200]
                     last_error = f"HTTP {status}: {shown.decode('utf-8', 'replace')}"
                     if status not in RETRY_STATUS:
-                        infra = False  # 4xx: the request itself is wrong; retrying cannot help
+                        # 4xx: the request itself is wrong (an answer failure); anything else (a redirect, an
+                        # unexpected 1xx/2xx/5xx) is the server's or its proxy's: infra, which --retry-infra asks again
+                        infra = not 400 <= status < 500
                         last_error += self._grammar_rejection_hint(status)
                         break
                     retry_after = retry_after_seconds(retry_after_header)

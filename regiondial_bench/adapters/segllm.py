@@ -78,6 +78,7 @@ class SegLLMAdapter(Adapter):
     """
 
     needs_pixels = True
+    gives_masks = True  # its box and mask come from the worker, not from raw_text
 
     def __init__(
         self,

@@ -70,6 +70,21 @@ def check_bench(bench: Bench, *, check_images: bool = True) -> list[ValidationIs
     return issues
 
 
+def blocking_problem(bench: Bench, location: str = "") -> str | None:
+    """Why ``evaluate`` must not run on ``bench``: its error-level issues (what ``regiondial bench
+    validate`` reports as errors; image files are not opened here), the first one named; None when
+    there are none (warnings, such as the official files' documented defects, do not block)."""
+    # (an image path leading outside the bench is refused by the runner itself, with its own message)
+    errors = [i for i in check_bench(bench, check_images=False) if i.severity == "error"
+              and i.code != "image_outside_root"]
+    if not errors:
+        return None
+    first = errors[0]
+    where = f" at {first.dialogue_id}" + (f"#{first.turn}" if first.turn is not None else "") if first.dialogue_id else ""
+    return (f"bench {bench.name!r} has {len(errors)} error-level issue(s) (first: {first.code}{where}: "
+            f"{first.message[:300]}); fix the bench (see `regiondial bench validate {location or bench.root or '...'}`)")
+
+
 def _unreadable_image(path) -> str | None:
     """Why ``path`` cannot be opened as an image (its header is read, not its pixels), or None."""
     from PIL import Image

@@ -64,6 +64,7 @@ EXTRAS = {
     "trl": "train",
     "peft": "train",
     "spacy": "train",
+    "icu": "leaderboard",
 }
 
 

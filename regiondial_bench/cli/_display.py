@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import click
@@ -59,3 +60,26 @@ def emit(text: str, output: Path | None) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     click.echo(f"wrote {output}", err=True)
+
+
+_OS_ERROR_ADVICE = {
+    errno.ENOSPC: "no space left on the device; free some space or choose a folder on another disk",
+    errno.EDQUOT: "the disk quota is exceeded; free some space or choose a folder on another disk",
+    errno.EROFS: "the file system is read-only; choose a writable folder",
+    errno.EACCES: "permission denied; choose a folder you may write, or change its permissions",
+    errno.EPERM: "the operation is not permitted; choose a folder you may write, or change its permissions",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+    errno.EEXIST: "a file is in the way of a folder; remove it or choose another path",
+    errno.EISDIR: "a folder is in the way of a file; remove it or choose another path",
+    errno.ENAMETOOLONG: "the path is too long; choose a shorter one",
+}
+
+
+def os_error(exc: OSError, then: str = "") -> click.ClickException:
+    """One line for a failed read or write: the path, what happened and what to do, then ``then``
+    (e.g. how to continue a run whose finished turns are kept)."""
+    path = exc.filename if exc.filename is not None else "(a file)"
+    if exc.filename2 is not None:
+        path = f"{path} -> {exc.filename2}"
+    reason = _OS_ERROR_ADVICE.get(exc.errno) or (exc.strerror or type(exc).__name__)
+    return click.ClickException(f"{path}: {reason}" + (f". {then}" if then else ""))

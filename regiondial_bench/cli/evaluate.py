@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 import re
 import shlex
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,7 +101,7 @@ def command(bench_specs, images, config_file, adapter, preset, model_path, optio
     from .. import api
     from ..run.response_cache import ResponseCacheSettings
     from ..schema import RunConfig
-    from ._display import print_results
+    from ._display import os_error, print_results
 
     data: dict = {}
     cli_options = parse_option_pairs(option_pairs)
@@ -169,24 +173,30 @@ def command(bench_specs, images, config_file, adapter, preset, model_path, optio
     if launch is not None:
         click.echo(f"{launch.describe()}: writing {out_dir}/{launch.folder_name}", err=True)
     try:
-        benches = [(api.load_bench(spec, images=images, annotations=annotations, cache=not no_cache,
-                                   notice=lambda text: click.echo(text, err=True)), str(spec))
-                   for spec in dict.fromkeys(bench_specs)]
-        runs = api.plan_sweep(benches, modes, out_dir, seeds=seeds)
-        runs = api.evaluate_sweep(runs, config, shard=shard, launch=launch, resume=resume, overwrite=overwrite,
-                                  retry_infra=retry_infra,
-                                  progress=not no_progress, n_bootstrap=n_bootstrap,
-                                  log=lambda message: click.echo(message, err=True),
-                                  response_cache=ResponseCacheSettings(enabled=not no_cache,
-                                                                       cache_sampled=cache_sampled))
-    except KeyboardInterrupt:
+        with _sigterm_interrupts():
+            benches = [(api.load_bench(spec, images=images, annotations=annotations, cache=not no_cache,
+                                       notice=lambda text: click.echo(text, err=True)), str(spec))
+                       for spec in dict.fromkeys(bench_specs)]
+            runs = api.plan_sweep(benches, modes, out_dir, seeds=seeds)
+            runs = api.evaluate_sweep(runs, config, shard=shard, launch=launch, resume=resume, overwrite=overwrite,
+                                      retry_infra=retry_infra,
+                                      progress=not no_progress, n_bootstrap=n_bootstrap,
+                                      log=lambda message: click.echo(message, err=True),
+                                      response_cache=ResponseCacheSettings(enabled=not no_cache,
+                                                                           cache_sampled=cache_sampled))
+    except KeyboardInterrupt as exc:
+        status, what = (143, "terminated") if isinstance(exc, Terminated) else (130, "interrupted")
         if sweep or launch is not None:
-            click.echo(f"\ninterrupted: finished turns are saved under {out_dir}; run the same command "
+            click.echo(f"\n{what}: finished turns are saved under {out_dir}; run the same command "
                        "again with --resume to continue", err=True)
-            raise SystemExit(130) from None
-        _interrupted(out_dir, images)
+            raise SystemExit(status) from None
+        _interrupted(out_dir, images, status, what)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # no space, read-only, permission denied, a file in the way
+        saved = (out_dir / "run.json").is_file() if out_dir.is_dir() else False
+        raise os_error(exc, "Finished turns are kept: run the same command with --resume once it is fixed"
+                       if saved else "") from exc
     for run in runs:
         if launch is not None and not run.merged:
             continue
@@ -388,12 +398,35 @@ def _check_hub(config: RunConfig, bench_spec: str) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
-def _interrupted(out_dir: Path, images: Path | None) -> None:
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's kill, ``timeout``, ``docker stop``), handled as Ctrl-C: the finished
+    turns are flushed and the resume command printed; exit status 143."""
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (as SIGINT raises
+    KeyboardInterrupt), so the run closes its log and says how to continue."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(out_dir: Path, images: Path | None, status: int = 130, what: str = "interrupted") -> None:
     from ..schema import PREDICTIONS_FILE, RUN_FILE
 
     if not (out_dir / RUN_FILE).is_file():
-        click.echo("\ninterrupted before the run started; nothing was saved", err=True)
-        raise SystemExit(130)
+        click.echo(f"\n{what} before the run started; nothing was saved", err=True)
+        raise SystemExit(status)
     log = out_dir / PREDICTIONS_FILE
     saved = 0
     if log.is_file():
@@ -402,8 +435,8 @@ def _interrupted(out_dir: Path, images: Path | None) -> None:
     command = ["regiondial", "evaluate", "--out", str(out_dir), "--resume"]
     if images is not None:
         command += ["--images", str(images)]
-    click.echo(f"\ninterrupted: {saved} turns are saved in {log}. Continue with:\n  {shlex.join(command)}", err=True)
-    raise SystemExit(130)
+    click.echo(f"\n{what}: {saved} turns are saved in {log}. Continue with:\n  {shlex.join(command)}", err=True)
+    raise SystemExit(status)
 
 
 def _shard_choice(text: str):  # noqa: ANN202

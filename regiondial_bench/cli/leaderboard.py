@@ -9,6 +9,7 @@ import click
 from ..bench.registry import RegistryError
 from ..publish.leaderboard import StaleLeaderboardError, UnavailableBenchError, build_leaderboard
 from ..publish.submission import default_bench_resolver
+from ._display import os_error
 from .submit import parse_bench_overrides
 
 
@@ -49,6 +50,8 @@ def build(submissions: Path, out_dir: Path, check: bool, benches: tuple[str, ...
     except (StaleLeaderboardError, UnavailableBenchError, ValueError, FileNotFoundError) as exc:
         _print_benches(resolver)
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise os_error(exc) from exc
     _print_benches(resolver)
     for rep in reports:
         click.echo(f"{rep.name}: {rep.status}")

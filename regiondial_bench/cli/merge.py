@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._display import print_results
+from ._display import os_error, print_results
 
 
 @click.command("merge")
@@ -36,8 +36,10 @@ def command(shard_dirs, out_dir, bench_spec, images, overwrite, n_bootstrap) -> 
         bench = api.load_bench(bench_spec, images=images) if bench_spec else None
         results = api.merge(list(shard_dirs), out_dir, bench=bench, images=images, overwrite=overwrite,
                             n_bootstrap=n_bootstrap)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:  # RuntimeError: --out is held by a run
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise os_error(exc, "The shards are untouched") from exc
     print_results(results)
     t = results.provenance.timings
     click.echo(f"{int(t['turns'])} turns from {int(t['shards'])} shards -> {out_dir}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._display import print_results
+from ._display import os_error, print_results
 
 
 @click.command("score")
@@ -26,6 +26,8 @@ def command(run, bench_spec, images, partial, as_json, annotations=None) -> None
         results = api.score(run, bench=bench, images=images, partial=partial, annotations=annotations)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:  # RuntimeError: a broken or busy run folder
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # results.json could not be written: the old one is left as it was
+        raise os_error(exc) from exc
     if as_json:
         click.echo(results.model_dump_json(indent=2))
     else:

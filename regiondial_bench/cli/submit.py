@@ -13,6 +13,7 @@ from ..publish.submission import (
     default_bench_resolver,
     validate_submission,
 )
+from ._display import os_error
 
 
 def parse_bench_overrides(values: tuple[str, ...]) -> dict[str, str]:
@@ -102,5 +103,7 @@ def command(
         )
     except (SubmissionError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # the half-written folder was removed again
+        raise os_error(exc) from exc
     click.echo(f"{report.folder}: {report.status}")
     click.echo("next: regiondial leaderboard build, then commit the folder and leaderboard/")

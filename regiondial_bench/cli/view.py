@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ._display import os_error
+
 
 @click.command("view")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -44,6 +46,8 @@ def command(runs, out_dir, bench_spec, images, labels, max_image_side, no_progre
             bench = load_bench(bench_spec, images=images)
         index = build_view(runs, out_dir, bench=bench, labels=labels, max_image_side=max_image_side,
                            progress=not no_progress)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:  # RuntimeError: a broken run folder
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise os_error(exc) from exc
     click.echo(f"wrote {index} (open it in a browser: {index.resolve().as_uri()})")

@@ -6,14 +6,17 @@ Layout (``submissions/<YYYY-MM-DD>_<name>/``)::
                              authors, link, date, benchmark, status
     results.json             the claimed scores (schema.Results), as ``regiondial score`` wrote them
     predictions.jsonl.gz     the prediction log (required to be verified)
-    run.json                 optional: the run spec
+    run.json                 the run spec (required to be verified: the records are re-derived with it)
 
 Two kinds of entries:
 
 * ``status: submitted`` (the default): :func:`validate_submission` checks the schema, that the
-  prediction log answers every turn of the bench exactly once, that the bench hash matches, and
-  that the metrics recomputed from the predictions equal the claimed ones (0.01 points); a
-  submission that passes is **verified**, any failure **rejects** it and names the reason.
+  prediction log answers every turn of the bench exactly once, that the bench hash matches, that
+  every record derives from what it logs (:mod:`regiondial_bench.run.rederive`: its question from the
+  bench, its regions from its raw answer, its mask from its regions), that the provenance agrees with
+  ``run.json`` and that every claim of ``results.json`` equals the re-score (cells within 0.01
+  points); a submission that passes is **verified**, any failure **rejects** it and names the
+  reason (the first mismatching dialogue, turn and field).
 * ``status: reported``: numbers copied from a paper, never verified. ``paper_row`` names a row of
   the paper's tables (``regiondial_bench/data/paper_tables.json``); other reported entries give
   ``reported_scores`` inline.
@@ -67,6 +70,13 @@ MAX_LOG_BYTES = 128 * 1024 * 1024
 """Largest ``predictions.jsonl.gz`` accepted (compressed); a full 7B run on RefCOCOg is ~10 MB."""
 MAX_LOG_UNCOMPRESSED_BYTES = 512 * 1024 * 1024
 """Largest decompressed log; counted while streaming, so a gzip bomb stops here."""
+MAX_LOG_BYTES_PER_TURN = 64 * 1024
+"""Decompressed bytes a log may spend per turn of its bench, on average: a record with a long
+answer and a mask is a few KB (upstream's 2,048-token budget is about 8 KB of text)."""
+MAX_LOG_LINES_PER_TURN = 2
+"""Lines a log may hold per turn of its bench (plus :data:`MAX_LOG_EXTRA_LINES`): one is right; a
+few more are reported as duplicates, a flood of (blank) lines is refused before it is parsed."""
+MAX_LOG_EXTRA_LINES = 64
 MAX_RESULTS_BYTES = 16 * 1024 * 1024
 """Largest ``results.json`` accepted."""
 MAX_SEED = 2**63 - 1
@@ -107,11 +117,30 @@ class SubmissionMeta(BaseModel):
         default=None, description="reported: {task: [R1..R7, Avg]}"
     )
 
-    @field_validator("model", "adapter_preset", "notes", "revision", "size")
+    @field_validator("model", "benchmark", "hub_id", "revision", "size", "adapter_preset", "link", "paper_row",
+                     mode="before")
     @classmethod
-    def _no_control_chars(cls, value: str | None) -> str | None:
-        if value is not None and any(ord(ch) < 32 and ch not in "\n\t" for ch in value):
-            raise ValueError("must not contain control characters")
+    def _plain_text(cls, value: Any) -> Any:
+        problem = text_problem(value) if isinstance(value, str) else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("notes", mode="before")
+    @classmethod
+    def _plain_notes(cls, value: Any) -> Any:
+        problem = text_problem(value, multiline=True) if isinstance(value, str) else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("authors")
+    @classmethod
+    def _plain_authors(cls, value: list[str]) -> list[str]:
+        for i, author in enumerate(value):
+            problem = text_problem(author)
+            if problem:
+                raise ValueError(f"author {i + 1}: {problem}")
         return value
 
     @field_validator("benchmark")
@@ -333,6 +362,17 @@ def compare_results(claimed: Results, recomputed: Results, tolerance: float = TO
     def rows(results: Results) -> dict[str, RoundRow]:
         return {r.round: r for r in [*results.rounds, *results.buckets, results.overall]}
 
+    if claimed.overall.round != "all":
+        diffs.append(f"Avg: the overall row is named {claimed.overall.round!r}, not 'all'")
+    counts = Counter(r.round for r in [*claimed.rounds, *claimed.buckets, claimed.overall])
+    diffs += [f"{_row_label(name)}: the claimed results hold {n} rows for it"
+              for name, n in sorted(counts.items()) if n > 1]
+    for what in ("failure_reasons", "failure_kinds"):
+        va, vb = getattr(claimed, what), getattr(recomputed, what)
+        if va != vb:
+            keys = sorted(set(va) | set(vb), key=str)
+            first = next(k for k in keys if va.get(k) != vb.get(k))
+            diffs.append(f"{what}[{first!r}]: claimed {va.get(first)}, recomputed {vb.get(first)}")
     a, b = rows(claimed), rows(recomputed)
     for name in sorted(
         set(a) | set(b),
@@ -403,12 +443,10 @@ def validate_submission(folder: str | Path, resolve_bench: BenchResolver | None 
         return report
     report.results = claimed
     report.scores = leaderboard_scores(claimed)
-    if (folder / RUN_FILE).is_file():
-        try:
-            RunSpec.model_validate_json((folder / RUN_FILE).read_bytes())
-        except ValidationError as exc:
-            report.problems.append(f"{RUN_FILE}: not a valid run spec: {_format_validation_error(exc)}")
+    spec = _read_run_spec(folder, report.problems)
     prov = claimed.provenance
+    if spec is not None:
+        report.problems += provenance_problems(prov, spec)
     if prov.reference_mode != meta.reference_mode:
         report.problems.append(
             f"reference mode: submission.yaml says {meta.reference_mode!r}, results.json {prov.reference_mode!r}"
@@ -449,7 +487,7 @@ def validate_submission(folder: str | Path, resolve_bench: BenchResolver | None 
             "(or mark the entry status: reported)"
         )
         return report
-    size_problem = log_size_problem(log)
+    size_problem = log_size_problem(log, bench.num_turns)
     if size_problem:
         report.problems.append(size_problem)
         return report
@@ -459,13 +497,16 @@ def validate_submission(folder: str | Path, resolve_bench: BenchResolver | None 
         report.problems.append(str(exc).replace(str(folder) + "/", ""))
         return report
     report.problems += reference_problems(bench, records, meta.reference_mode)
-    if redact:
-        report.problems += redaction_problems(bench, records, meta.reference_mode)
+    if spec is not None:
+        from ..run.rederive import RunRules, check_log
+
+        report.problems += check_log(bench, records, RunRules.of(spec),
+                                     questions="digest" if redact else "either").problems()
     if forbid_gold:
         report.problems += gold_problems(bench, records, prov.adapter, meta.reference_mode)
     completeness = completeness_problems(bench, [r.key for r in records])
     report.problems += completeness
-    if completeness or any("bench hash" in p for p in report.problems):
+    if completeness or spec is None or any("bench hash" in p for p in report.problems):
         return report
 
     from ..metrics import score_records
@@ -482,13 +523,64 @@ def validate_submission(folder: str | Path, resolve_bench: BenchResolver | None 
         n_bootstrap=resamples,
         seed=seed,
     )
-    diffs = compare_results(claimed, recomputed)
-    if diffs:
-        shown = "; ".join(diffs[:10]) + (f"; and {len(diffs) - 10} more" if len(diffs) > 10 else "")
-        report.problems.append(f"scores differ from the recomputed ones in {len(diffs)} cell(s): {shown}")
+    problem = scores_problem(claimed, recomputed)
+    if problem:
+        report.problems.append(problem)
     if not report.problems:
         report.status = "verified"
     return report
+
+
+MAX_SHOWN_DIFFERENCES = 10
+
+
+def scores_problem(claimed: Results, recomputed: Results) -> str | None:
+    """The differences of :func:`compare_results` as one problem (the first
+    :data:`MAX_SHOWN_DIFFERENCES` named, the rest counted), or None when the claims hold."""
+    diffs = compare_results(claimed, recomputed)
+    if not diffs:
+        return None
+    shown = "; ".join(diffs[:MAX_SHOWN_DIFFERENCES])
+    if len(diffs) > MAX_SHOWN_DIFFERENCES:
+        shown += f"; and {len(diffs) - MAX_SHOWN_DIFFERENCES} more"
+    return f"scores differ from the recomputed ones in {len(diffs)} cell(s): {shown}"
+
+
+def _read_run_spec(folder: Path, problems: list[str]) -> RunSpec | None:
+    """The entry's ``run.json``: the parser, preset and mask producer its records are re-derived with."""
+    path = folder / RUN_FILE
+    if not path.is_file():
+        problems.append(f"{RUN_FILE} is missing: a verified entry needs the run's settings to re-derive its "
+                        "records (regiondial submit copies it from the run folder)")
+        return None
+    if path.stat().st_size > MAX_RESULTS_BYTES:
+        problems.append(f"{RUN_FILE} is {path.stat().st_size} bytes; the limit is {MAX_RESULTS_BYTES}")
+        return None
+    try:
+        return RunSpec.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        problems.append(f"{RUN_FILE}: not a valid run spec: {_format_validation_error(exc)}")
+    except (OSError, ValueError, RecursionError) as exc:
+        problems.append(f"{RUN_FILE}: not a valid run spec: {str(exc)[:300]}")
+    return None
+
+
+_PROVENANCE_FIELDS = ("bench_name", "bench_hash", "adapter", "reference_mode", "parser", "mask_producer", "limit",
+                      "batch_size")
+
+
+def provenance_problems(prov: Any, spec: RunSpec) -> list[str]:
+    """Where ``results.json``'s provenance disagrees with ``run.json`` (the run's own record of how it
+    was made), and a ``run.json`` of one shard only."""
+    claimed = {name: getattr(prov, name) for name in _PROVENANCE_FIELDS}
+    if claimed["parser"] is None:  # results written before the parser was recorded: the one its mode implies
+        claimed["parser"] = "upstream" if prov.reference_mode == "upstream" else "tolerant"
+    problems = [f"provenance.{name}: results.json says {claimed[name]!r}, {RUN_FILE} {getattr(spec, name)!r}"
+                for name in _PROVENANCE_FIELDS if claimed[name] != getattr(spec, name)]
+    if spec.shard is not None:
+        problems.append(f"{RUN_FILE} is the run of shard {spec.shard.index}/{spec.shard.count}; submit the merge "
+                        "of all shards (regiondial merge)")
+    return problems
 
 
 def bootstrap_settings(boot: Any) -> tuple[int, int] | str:
@@ -511,20 +603,29 @@ def bootstrap_settings(boot: Any) -> tuple[int, int] | str:
     return resamples, seed
 
 
-def log_size_problem(log: Path) -> str | None:
-    """Whether a gzipped log is too big, compressed or decompressed (streamed: a bomb stops at
-    the limit), or not gzip at all; None when it is fine."""
+def log_size_problem(log: Path, turns: int | None = None) -> str | None:
+    """Whether a gzipped log is too big, compressed or decompressed, or not gzip at all; None when it
+    is fine. Decompressed, it is measured in bytes and lines against the bench's ``turns``
+    (:data:`MAX_LOG_BYTES_PER_TURN`, :data:`MAX_LOG_LINES_PER_TURN`), streamed, so a bomb stops
+    at the limit before a line of it is parsed."""
     size = log.stat().st_size
     if size > MAX_LOG_BYTES:
         return f"{COMPRESSED_LOG} is {size} bytes; the limit is {MAX_LOG_BYTES}"
-    total = 0
+    byte_cap, line_cap = MAX_LOG_UNCOMPRESSED_BYTES, None
+    if turns is not None:
+        byte_cap = min(byte_cap, max(turns, 1) * MAX_LOG_BYTES_PER_TURN)
+        line_cap = turns * MAX_LOG_LINES_PER_TURN + MAX_LOG_EXTRA_LINES
+    total = lines = 0
+    per_bench = "" if turns is None else f" for a bench of {turns} turns"
     try:
         with gzip.open(log, "rb") as f:
             while chunk := f.read(1 << 20):
                 total += len(chunk)
-                if total > MAX_LOG_UNCOMPRESSED_BYTES:
-                    return (f"{COMPRESSED_LOG} decompresses to more than {MAX_LOG_UNCOMPRESSED_BYTES} bytes; "
-                            "refusing to read it")
+                lines += chunk.count(b"\n")
+                if total > byte_cap:
+                    return f"{COMPRESSED_LOG} decompresses to more than {byte_cap} bytes{per_bench}; refusing to read it"
+                if line_cap is not None and lines > line_cap:
+                    return f"{COMPRESSED_LOG} holds more than {line_cap} lines{per_bench}; refusing to read it"
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         return f"{COMPRESSED_LOG} is not a readable gzip file ({exc})"
     return None
@@ -558,49 +659,6 @@ def reference_problems(bench: Bench, records: list[PredictionRecord], mode: str)
     if not wrong:
         return []
     return [f"{len(wrong)} turn(s) were not asked with {mode!r} references (first: {wrong[0]})"]
-
-
-def _aligned_references(bench_dialogue: Any, turn: Any, record: PredictionRecord, mode: str) -> list[Any]:
-    """The logged references aligned with ``turn.references`` (None where the mode fills nothing)."""
-    logged = iter(record.references)
-    used = []
-    for ref in turn.references:
-        if mode == "upstream" and not ref.upstream_fill:
-            used.append(None)
-        else:
-            used.append(next(logged, None))
-    return used
-
-
-def redaction_problems(bench: Bench, records: list[PredictionRecord], mode: str) -> list[str]:
-    """A redacted bench's log must hold ``sha256:<hex>`` of each asked question, not its text,
-    and each digest must be the one of the question the bench gives with the logged references."""
-    from ..bench.registry import question_digest
-    from ..protocol import render_question
-
-    plain = wrong = 0
-    first = ""
-    for record in records:
-        try:
-            dialogue = bench.dialogue(record.dialogue_id)
-            turn = dialogue.turns[record.turn]
-        except (KeyError, IndexError):
-            continue  # reported by the completeness check
-        if not re.match(r"^sha256:[0-9a-f]{64}\Z", record.question):
-            plain += 1
-            first = first or f"{record.dialogue_id}#{record.turn}"
-            continue
-        expected = question_digest(render_question(turn, _aligned_references(dialogue, turn, record, mode)))
-        if record.question != expected:
-            wrong += 1
-            first = first or f"{record.dialogue_id}#{record.turn}"
-    problems = []
-    if plain:
-        problems.append(f"{plain} record(s) hold question text, but this bench's text may not be republished: "
-                        f"store sha256 digests (regiondial submit does; first: {first})")
-    if wrong:
-        problems.append(f"{wrong} question digest(s) do not match the bench's questions (first: {first})")
-    return problems
 
 
 GOLD_COPY_SHARE = 0.5
@@ -654,19 +712,71 @@ def validate_all(root: str | Path, resolve_bench: BenchResolver | None = None) -
     return reports
 
 
-def comparable_name(text: str | None) -> str | None:
-    """A name as duplicates are compared: NFKC, invisible and direction characters removed
-    (Unicode category Cf: zero-width spaces and joiners, bidi marks and overrides, BOM), runs of
-    whitespace collapsed, case folded.
+def _icu() -> Any:
+    """PyICU (the ``leaderboard`` extra): Unicode's own confusables data and character properties."""
+    import icu  # ModuleNotFoundError names "icu"; the CLI turns it into the pip command
 
-    >>> comparable_name("Ｍｏｄｅｌ\u200b-7B\u202e") == comparable_name("model-7b")
+    return icu
+
+
+BLANK_LETTERS = frozenset("\u2800\u115f\u1160\u3164\uffa0")
+"""Letters and symbols that draw nothing (braille blank, Hangul fillers) but are not Unicode
+default-ignorable code points."""
+
+
+def _invisible(icu: Any, ch: str) -> bool:
+    prop = icu.UProperty
+    return (ch in BLANK_LETTERS or icu.Char.hasBinaryProperty(ch, prop.WHITE_SPACE)
+            or icu.Char.hasBinaryProperty(ch, prop.DEFAULT_IGNORABLE_CODE_POINT))
+
+
+def text_problem(text: str, *, multiline: bool = False) -> str | None:
+    """Why a text field of a submission cannot be shown as it is, or None.
+
+    Refused: control characters (C0, DEL, C1; newlines and tabs only where ``multiline``),
+    bidirectional controls (which reorder what is displayed: an RLO shows a name reversed), and
+    a text made only of invisible characters (white space, default-ignorable code points such as
+    zero-width spaces, blank letters).
+
+    >>> text_problem("RegionReasoner-7B") is None
+    True
+    >>> text_problem("\u202eB7-renosaeR")
+    'must not contain bidirectional control characters (U+202E)'
+    """
+    icu = _icu()
+    for ch in text:
+        if unicodedata.category(ch) == "Cc" and not (multiline and ch in "\n\t"):
+            return f"must not contain control characters (U+{ord(ch):04X})"
+        if icu.Char.hasBinaryProperty(ch, icu.UProperty.BIDI_CONTROL):
+            return f"must not contain bidirectional control characters (U+{ord(ch):04X})"
+    if text and all(_invisible(icu, ch) for ch in text):
+        return "must not be made only of invisible characters"
+    return None
+
+
+_SPOOF_CHECKER: list[Any] = []
+
+
+def comparable_name(text: str | None) -> str | None:
+    """A name as duplicates are compared: NFKC, invisible characters removed, runs of white space
+    collapsed, case folded, then reduced to its Unicode TR39 confusables skeleton (ICU's
+    ``SpoofChecker``), so that names which look alike (Greek Ο or Cyrillic А for Latin O and A,
+    ``l`` for ``I``, fullwidth forms) compare equal.
+
+    >>> comparable_name("Ｍｏｄｅｌ\u200b-7B") == comparable_name("model-7b") == comparable_name("MОDEL-7B")
     True
     """
     if text is None:
         return None
+    icu = _icu()
     text = unicodedata.normalize("NFKC", text)
-    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
-    return " ".join(text.split()).casefold()
+    text = "".join(ch for ch in text if ch.isspace() or not _invisible(icu, ch))
+    text = " ".join(text.split())
+    if not _SPOOF_CHECKER:
+        _SPOOF_CHECKER.append(icu.SpoofChecker())
+    skeleton = _SPOOF_CHECKER[0].getSkeleton
+    # skeletons keep case (Greek Β -> B, but β stays), so: skeleton, fold case, skeleton the folded text
+    return skeleton(0, skeleton(0, text).casefold())
 
 
 def duplicate_key(meta: SubmissionMeta) -> tuple[Any, ...]:
@@ -801,15 +911,20 @@ def create_submission(
     try:
         import yaml
 
+        from ..run.folder import naming
+
         data = meta.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
         data = {k: v for k, v in data.items() if v not in ("", [])}
-        (folder / SUBMISSION_FILE).write_text(
-            yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8"
-        )
-        shutil.copyfile(run_dir / RESULTS_FILE, folder / RESULTS_FILE)
-        if (run_dir / RUN_FILE).is_file():
-            shutil.copyfile(run_dir / RUN_FILE, folder / RUN_FILE)
-        _write_log(log, folder / COMPRESSED_LOG, redact)
+        with naming(folder / SUBMISSION_FILE):  # a full disk's error names the file it was writing
+            (folder / SUBMISSION_FILE).write_text(
+                yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8"
+            )
+        for name in (RESULTS_FILE, RUN_FILE):
+            if name == RESULTS_FILE or (run_dir / name).is_file():
+                with naming(folder / name):
+                    shutil.copyfile(run_dir / name, folder / name)
+        with naming(folder / COMPRESSED_LOG):
+            _write_log(log, folder / COMPRESSED_LOG, redact)
         report = validate_submission(folder, resolve_bench)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)

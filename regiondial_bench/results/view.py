@@ -475,11 +475,14 @@ def render_html(data: dict[str, Any]) -> str:
 
 
 def _clear_previous(out: Path) -> None:
-    """Remove the image copies and data files of an earlier build in the same folder."""
+    """Remove the image copies and data files of an earlier build in the same folder.
+
+    A link among them goes too (the link, not its target; a dangling one as well), so the copies
+    written next never go through a link."""
     for folder, pattern in ((out / IMAGE_DIR, re.compile(r"\d+\.jpg")), (out / DATA_DIR, _CHUNK_FILE)):
         if folder.is_dir():
             for old in folder.iterdir():
-                if pattern.fullmatch(old.name) and old.is_file():
+                if pattern.fullmatch(old.name) and (old.is_symlink() or old.is_file()):
                     old.unlink()
 
 
@@ -505,7 +508,7 @@ def build_view(
     Returns:
         The path of ``index.html``.
     """
-    from ..run.folder import load_run_spec
+    from ..run.folder import atomic_write, load_run_spec
 
     if not 1 <= len(runs) <= 2:
         raise ValueError(f"the viewer shows one run or two runs side by side; got {len(runs)}")
@@ -515,6 +518,11 @@ def build_view(
         raise ValueError("max_image_side must be at least 16 pixels")
     bench = _bench_for(load_run_spec(runs[0]), bench)
     out = Path(out_dir)
+    index = out / INDEX_FILE
+    for path in (index, out / IMAGE_DIR, out / DATA_DIR):  # a link there would have the viewer write where it points
+        if path.is_symlink():
+            raise ValueError(f"{path} is a symbolic link; refusing to write through it (remove the link or "
+                             "choose another --out)")
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(prefix="regiondial-view-") as spill:
         loaded = [load_view_run(p, bench, spill, labels[i] if labels else None) for i, p in enumerate(runs)]
@@ -537,8 +545,7 @@ def build_view(
         "data": DATA_DIR,
         "dialogues": dialogues,
     }
-    index = out / INDEX_FILE
-    index.write_text(render_html(data), encoding="utf-8")
+    atomic_write(index, render_html(data))
     return index
 
 

@@ -22,6 +22,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ..schema import PREDICTIONS_FILE, RESULTS_FILE, RUN_FILE, PredictionRecord, RunSpec, read_prediction_log
@@ -87,10 +89,15 @@ class RunLock:
                         f"{self.folder} is in use by another regiondial process (pid {holder}); wait for it "
                         "to finish, stop it, or use another --out"
                     ) from None
-            f.seek(0)
-            f.truncate()
-            f.write(f"{os.getpid()}\n")
-            f.flush()
+            try:
+                with naming(self.path):
+                    f.seek(0)
+                    f.truncate()
+                    f.write(f"{os.getpid()}\n")
+                    f.flush()
+            except OSError:
+                f.close()  # releases the flock taken above
+                raise
             _held_locks[self._key] = 1
             self._file = f
             return self
@@ -112,18 +119,38 @@ class RunLock:
         self.release()
 
 
+@contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """Within the block, an ``OSError`` without a file name (a full disk while writing, a failed
+    fsync) gets ``path``: whoever reports it can say which file could not be written."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Replace ``path`` by ``text`` so that a crash leaves either the old or the new file.
 
     The text goes to a temporary file unique to this process beside ``path``, is synced, then
     renamed over ``path``; the folder is synced too, so the rename itself survives a power loss.
+    A failure (no space, read-only, ...) leaves ``path`` as it was and removes the temporary file;
+    the ``OSError`` names ``path``. A symbolic link at ``path`` is replaced, never written through.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with naming(path), open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        with naming(path):
+            os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
 
 
@@ -162,7 +189,8 @@ def read_predictions(path: str | Path, *, repair: bool = False) -> list[Predicti
         lines = data.split(b"\n")
         if skipped:
             bad = {n for n, _ in skipped}
-            with open(path.with_name(path.name + ".corrupt"), "ab") as f:
+            corrupt = path.with_name(path.name + ".corrupt")
+            with naming(corrupt), open(corrupt, "ab") as f:
                 for n in sorted(bad):
                     f.write(f"# line {n}: ".encode() + lines[n - 1][:MAX_RECORD_TEXT] + b"\n")
         nonblank = sum(1 for line in lines if line.strip())
@@ -193,14 +221,17 @@ class PredictionLog:
 
     def append_line(self, line: str) -> None:
         """Append one record's JSON (without the newline)."""
-        self._file.write(line + "\n")
+        with naming(self.path):
+            self._file.write(line + "\n")
         self._unsynced += 1
 
     def flush(self, *, sync: bool = False) -> None:
-        self._file.flush()
+        with naming(self.path):
+            self._file.flush()
         now = time.monotonic()
         if self._unsynced and (sync or self._unsynced >= self.fsync_every or now - self._last_sync >= self.fsync_s):
-            os.fsync(self._file.fileno())
+            with naming(self.path):
+                os.fsync(self._file.fileno())
             self.syncs += 1
             self._unsynced = 0
             self._last_sync = now
@@ -208,7 +239,11 @@ class PredictionLog:
     def close(self) -> None:
         try:
             self.flush(sync=True)
-        finally:
+        except BaseException:
+            with suppress(OSError):  # it fails for the reason the flush did, which is the error that propagates
+                self._file.close()
+            raise
+        with naming(self.path):
             self._file.close()
 
 
@@ -296,7 +331,7 @@ def supersede_records(out_dir: Path, records: list[PredictionRecord], keys: set[
     """
     kept = [r for r in records if r.key not in keys]
     dropped = [r for r in records if r.key in keys]
-    with open(out_dir / SUPERSEDED_FILE, "a", encoding="utf-8") as f:
+    with naming(out_dir / SUPERSEDED_FILE), open(out_dir / SUPERSEDED_FILE, "a", encoding="utf-8") as f:
         for record in dropped:
             f.write(record.model_dump_json(exclude_defaults=True) + "\n")
         f.flush()

@@ -13,7 +13,7 @@ from typing import get_args
 
 from ..adapters.base import RoundRequest, RoundResponse
 from ..protocol import parse_answer, upstream_style_for
-from ..schema import PredictionRecord, ReferenceSource, Region, RunSpec, UsedReference
+from ..schema import AnswerReading, PredictionRecord, ReferenceSource, Region, RunSpec, UsedReference
 from .folder import MAX_RECORD_TEXT
 
 
@@ -78,6 +78,14 @@ def _reads_back_unchanged(record: PredictionRecord) -> bool:
     is read back for real, so a refusal costs time, never correctness.
     """
     if record.mask is not None or not math.isfinite(record.latency_s):
+        return False
+    reading = record.reading
+    if reading is not None and not (
+        type(reading) is AnswerReading and (reading.frame is None or _plain_floats(reading.frame, 2))
+        and (reading.image is None or (type(reading.image) is tuple and len(reading.image) == 2
+                                       and all(type(v) is int for v in reading.image)))
+        and type(reading.answer_tag) is bool
+        and (reading.max_regions is None or type(reading.max_regions) is int)):
         return False
     for region in record.regions:
         if not (type(region) is Region and _plain_floats(region.box, 4)
@@ -157,7 +165,7 @@ def parse_options_for(spec: RunSpec) -> dict[str, str]:
 def _build_record(request: RoundRequest, response: RoundResponse, latency: float, batch: int,
                   parse_options: dict[str, str]) -> PredictionRecord:
     raw_text, content_error = answer_text(response.raw_text)
-    kind = None
+    kind = reading = None
     if response.error is not None:
         regions, error = [], clean_text(str(response.error))[:10_000]
         kind = "infra" if response.failure_kind == "infra" else "answer"
@@ -177,6 +185,7 @@ def _build_record(request: RoundRequest, response: RoundResponse, latency: float
             **parse_options,
         )
         regions, error = parsed.regions, parsed.error
+        reading = answer_reading(response, request.image.size)
     if error is None and not all(_finite_region(r) for r in regions):
         regions, error = [], "the answer holds a non-finite coordinate (after mapping to pixels)"
     if error is not None and kind is None:
@@ -194,4 +203,18 @@ def _build_record(request: RoundRequest, response: RoundResponse, latency: float
         latency_s=round(latency, 6),
         batch=batch,
         failure_kind=kind,
+        reading=reading,
+    )
+
+
+def answer_reading(response: RoundResponse, image_size: tuple[int, int] | None) -> AnswerReading | None:
+    """How a text answer was read, when not as plain original pixels with the defaults (None then)."""
+    frame = response.frame
+    if frame is None and not response.require_answer_tag and not response.max_regions:
+        return None
+    return AnswerReading(
+        frame=None if frame is None else (float(frame.width), float(frame.height)),
+        image=None if frame is None or image_size is None else (int(image_size[0]), int(image_size[1])),
+        answer_tag=bool(response.require_answer_tag),
+        max_regions=response.max_regions or None,
     )

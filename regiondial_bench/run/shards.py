@@ -28,8 +28,17 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..schema import PREDICTIONS_FILE, RESULTS_FILE, RUN_FILE, Bench, PredictionRecord, RunSpec, ShardInfo
-from .folder import atomic_write, read_predictions
+from ..schema import (
+    PREDICTIONS_FILE,
+    RESULTS_FILE,
+    RUN_FILE,
+    Bench,
+    PredictionRecord,
+    RunSpec,
+    ShardInfo,
+    read_prediction_log,
+)
+from .folder import atomic_write
 
 _SHARD_TEXT = re.compile(r"^\s*(\d{1,9})\s*/\s*(\d{1,9})\s*$")
 _SHARD_FOLDER = re.compile(r"^shard-(\d+)-of-(\d+)$")
@@ -269,10 +278,11 @@ def read_shard(folder: str | Path) -> ShardRun:
         raise ShardError(f"{run_file}: not a valid run spec ({str(exc).splitlines()[0]})") from None
     if spec.shard is None:
         raise ShardError(f"{folder} is not a shard: its {RUN_FILE} covers the whole bench (no 'shard')")
-    try:
-        records = read_predictions(folder / PREDICTIONS_FILE)
+    log = folder / PREDICTIONS_FILE
+    try:  # strict, as score reads: every line a record, duplicates kept for check_shards to refuse
+        records = read_prediction_log(log, strict=True) if log.is_file() else []
     except ValueError as exc:
-        raise ShardError(str(exc)) from None
+        raise ShardError(f"{str(exc)[:500]}; repair it with `regiondial evaluate --out {folder} --resume`") from None
     return ShardRun(folder, spec, records)
 
 
@@ -334,8 +344,15 @@ def check_shards(shards: Sequence[ShardRun], bench: Bench, bench_hash: str | Non
     if extra:
         raise ShardError(f"dialogue {extra[0]!r} of {owner[extra[0]]} is not in bench {bench.name!r}")
     for s in shards:
+        seen: set[tuple[str, int]] = set()
+        for record in s.records:
+            if record.key in seen:
+                twice = sum(r.key == record.key for r in s.records)
+                raise ShardError(f"{s.folder} answers turn {record.dialogue_id}#{record.turn} {twice} times; a log "
+                                 "answers each turn once (score refuses it too), so it cannot be merged")
+            seen.add(record.key)
         expected = {(d, t.index) for d in s.shard.dialogue_ids for t in bench.dialogue(d).turns}
-        answered = {r.key for r in s.records}
+        answered = seen
         stray = sorted(answered - expected)
         if stray:
             raise ShardError(f"{s.folder} answers turn {stray[0][0]}#{stray[0][1]}, which is not in its shard")
@@ -373,6 +390,16 @@ def _is_merge_of(out: Path, shard_dirs: Sequence[Path]) -> bool:
         return isinstance(timings, dict) and "shards" in timings
     except (OSError, ValueError, KeyError, TypeError):
         return False
+
+
+def check_output(out_dir: str | Path, shard_dirs: Sequence[Path]) -> None:
+    """Refuse an output folder that is one of the shards or inside one: merging never writes its inputs."""
+    out = Path(out_dir).resolve()
+    for folder in shard_dirs:
+        shard = Path(folder).resolve()
+        if out == shard or shard in out.parents:
+            raise ShardError(f"--out {out_dir} is {'the' if out == shard else 'inside the'} shard folder {folder}, an "
+                             "input of the merge; merge into another folder (e.g. the shards' parent)")
 
 
 def write_merged_folder(out_dir: str | Path, spec: RunSpec, records: Sequence[PredictionRecord], *,

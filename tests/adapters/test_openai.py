@@ -240,6 +240,15 @@ def wait_until(condition, limit_s: float = 60.0) -> None:
         assert time.monotonic() < deadline, "the condition never came true"
         time.sleep(0.01)
 
+@pytest.mark.parametrize("status", [302, 307, 501])
+def test_a_redirect_or_an_unexpected_status_is_an_infrastructure_failure(sample_bench, status):
+    """Observed: an HTTP 302 from the server counted as an answer failure (exit 0 with AP50 0, and
+    --retry-infra skipped it)."""
+    with ScriptedServer(lambda n, body: (status, 0.0)) as server:
+        response = make(server).generate(first_turn_requests(sample_bench, 1))[0]
+    assert f"HTTP {status}" in response.error and len(server.bodies) == 1
+    assert response.failure_kind == "infra"
+
 
 def test_slow_server_times_out_and_retries(sample_bench, loop_mode):
     def behave(n, body):

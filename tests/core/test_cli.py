@@ -325,3 +325,24 @@ def test_the_startup_benchmark_runs():
     done = subprocess.run([sys.executable, str(script), "--repeats", "1"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert re.search(r"\| regiondial evaluate --help \| \d+\.\d+ s \|", done.stdout), done.stdout
+
+def test_evaluate_refuses_a_bench_that_bench_validate_calls_wrong(tmp_path):
+    """Observed: `bench validate` reported a numeric question as an error, yet `evaluate` ran that bench
+    and exited 0."""
+    entries = [{"image_id": 1, "conversational_turns": [{"question": "the dog", "bboxes": [[1, 1, 9, 9]]}]},
+               {"image_id": 2, "conversational_turns": [{"question": 12345, "bboxes": [[1, 1, 9, 9]]}]}]
+    path = tmp_path / "q.json"
+    path.write_text(json.dumps(entries))
+    runner = CliRunner()
+    validate = runner.invoke(main, ["bench", "validate", str(path), "--json"])
+    assert any(i["severity"] == "error" and i["code"] == "malformed_turn" for i in json.loads(validate.output))
+    result = runner.invoke(main, ["evaluate", "--model", "fixed-box", "--bench", str(path), "--out",
+                                  str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 1, result.output
+    assert "has 1 error-level issue(s) (first: malformed_turn at q-2#0" in result.output
+    assert f"regiondial bench validate {path}" in result.output and not (tmp_path / "run").exists()
+    entries[1]["conversational_turns"][0]["question"] = "the cat"  # fixed: it runs
+    path.write_text(json.dumps(entries))
+    ok = runner.invoke(main, ["evaluate", "--model", "fixed-box", "--bench", str(path), "--out",
+                              str(tmp_path / "run"), "--no-progress", "--bootstrap", "0"])
+    assert ok.exit_code == 0, ok.output

@@ -223,3 +223,35 @@ def test_cli_resume_from_a_broken_run_json_names_the_way_out(tmp_path):
     (out / "run.json").rename(out / "run.json.broken")
     again = runner.invoke(main, ["evaluate", "--model", "oracle", "--out", str(out), "--resume", "--no-progress"])
     assert again.exit_code == 0, again.output
+
+
+def test_sigterm_prints_the_resume_command_as_ctrl_c_does(tmp_path):
+    """Observed: SIGTERM ended a run without the resume hint that Ctrl-C prints."""
+    import json
+    import shlex
+
+    bench = make_bench(tmp_path / "bench", n_dialogues=6, turns=4)
+    gate = tmp_path / "gate"
+    gate.touch()  # the run holds after its first batch: it is mid-run when the signal comes
+    (tmp_path / "config.yaml").write_text(json.dumps({"adapter": "test-slow-flaky-oracle", "batch_size": 2,
+                                                      "adapter_options": {"delay": 0.0, "gate": str(gate)}}))
+    out = tmp_path / "run"
+    argv = [sys.executable, "-c", CLI_CHILD.format(root=str(PROJECT_ROOT)), "evaluate", "--config",
+            str(tmp_path / "config.yaml"), "--bench", str(tmp_path / "bench"), "--out", str(out), "--no-progress"]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out / "predictions.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and child.poll() is None and not (log.exists() and log.read_text()):
+        time.sleep(0.02)
+    assert child.poll() is None, "the run must still be running"
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 143, stderr
+    assert "terminated: 2 turns are saved in" in stderr and "Traceback" not in stderr, stderr
+    command = stderr.strip().splitlines()[-1].strip()
+    assert command == shlex.join(["regiondial", "evaluate", "--out", str(out), "--resume"])
+    gate.unlink()
+    resumed = subprocess.run([*argv[:3], *shlex.split(command)[1:], "--no-progress"], capture_output=True, text=True,
+                             timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(read_predictions(log)) == bench.num_turns

@@ -213,6 +213,65 @@ def test_merge_errors_name_the_problem(tiny, tmp_path):
     assert not (tmp_path / "m").exists()  # nothing written by a refused merge
 
 
+def test_merge_applies_the_rules_of_score_and_of_the_validator(tiny, tmp_path):
+    """Observed: a shard answering every turn twice was merged (the later answers winning, AP50 69.8 ->
+    35.7) with exit 0, and a record's question was never compared with the bench."""
+    config = RunConfig(adapter="oracle")
+    s0, s1 = run_shards(tiny, config, tmp_path)
+    twice = tmp_path / "twice"
+    shutil.copytree(s1, twice)
+    lines = (s1 / "predictions.jsonl").read_text().splitlines(keepends=True)
+    (twice / "predictions.jsonl").write_text("".join(lines + lines))
+    first = json.loads(lines[0])
+    with pytest.raises(ShardError, match=f"answers turn {first['dialogue_id']}#{first['turn']} 2 times"):
+        api.merge([s0, twice], tmp_path / "m")
+    result = CliRunner().invoke(main, ["merge", str(s0), str(twice), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 1 and "2 times" in result.output and "Traceback" not in result.output
+
+    foreign = tmp_path / "foreign"
+    shutil.copytree(s1, foreign)
+    records = [json.loads(line) for line in lines]
+    records[2]["question"] = "Output exactly this box: <box>[1, 1, 5, 5]</box>"
+    (foreign / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(ShardError, match=f"1 merged record.s. were not asked what the bench asks .first: dialogue "
+                                         f"'{records[2]['dialogue_id']}' turn {records[2]['turn']} question: logged"):
+        api.merge([s0, foreign], tmp_path / "m")
+
+    edited = tmp_path / "edited"
+    shutil.copytree(s1, edited)
+    records = [json.loads(line) for line in lines]
+    records[0]["regions"] = [{"box": [0.0, 0.0, 2.0, 2.0]}]
+    (edited / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(ShardError, match="do not hold what their raw_text gives"):
+        api.merge([s0, edited], tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_merge_never_writes_an_input_nor_a_folder_in_use(tiny, tmp_path):
+    config = RunConfig(adapter="oracle")
+    s0, s1 = run_shards(tiny, config, tmp_path)
+    before = (s0 / "predictions.jsonl").read_bytes()
+    for out in (s0, s0 / "inner"):
+        with pytest.raises(ShardError, match="shard folder .* an input of the merge"):
+            api.merge([s0, s1], out, overwrite=True)
+    assert (s0 / "predictions.jsonl").read_bytes() == before and not (s0 / "inner").exists()
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    holder = subprocess.Popen(  # holds the folder's run lock as a running evaluate does
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+         "print('held', flush=True); sys.stdin.read()", str(busy / "run.lock")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = CliRunner().invoke(main, ["merge", str(s0), str(s1), "--out", str(busy), "--overwrite"])
+        assert result.exit_code == 1 and "is in use by another regiondial process" in result.output, result.output
+        assert not (busy / "predictions.jsonl").exists()
+    finally:
+        holder.communicate("")
+    assert api.merge([s0, s1], busy, overwrite=True).overall.n == tiny.num_turns
+
+
 def test_cli_merge_and_parent_folder(tiny, tmp_path):
     runner = CliRunner()
     for i in range(2):

@@ -108,13 +108,17 @@ def test_submit_stores_question_digests_that_the_validator_checks(refcocoplus_ru
     with open(refcocoplus_runs["fixed"] / "predictions.jsonl", "rb") as src, gzip.open(log, "wb") as dst:
         shutil.copyfileobj(src, dst)
     problems = validate_submission(report.folder).problems
-    assert any("hold question text" in p for p in problems), problems
-    # a digest of another text is rejected too
+    first = lines[0]
+    assert any(f"first: dialogue '{first['dialogue_id']}' turn {first['turn']} question: holds text, but this "
+               "bench's questions may only be logged as sha256 digests" in p for p in problems), problems
+    # a digest of another text is rejected too, naming the turn
     lines[5]["question"] = question_digest("Find the dog.")
     with gzip.open(log, "wt", encoding="utf-8") as f:
         f.writelines(json.dumps(line) + "\n" for line in lines)
     problems = validate_submission(report.folder).problems
-    assert any("1 question digest(s) do not match" in p for p in problems), problems
+    assert any(p.startswith("1 record(s) were not asked what the bench asks (first: dialogue "
+                            f"'{lines[5]['dialogue_id']}' turn {lines[5]['turn']} question: the digest is not")
+               for p in problems), problems
 
 
 def test_no_entry_may_republish_gold_boxes(refcocoplus_runs, official_benches, tmp_path):
@@ -199,3 +203,33 @@ def test_build_checks_every_registered_bench_it_can_find(official_benches, monke
     assert "bench refcocog: refused: " in result.stderr and "expects sha256:7a1faa2c" in result.stderr
     assert "bench refcocoplus: resolved (sha256:36018ca12b6e)" in result.stderr
     assert "bench refcocoplus_multi_turn: not fetched" in result.stderr
+
+
+def test_the_official_bench_keeps_its_rules_without_a_registry_entry(refcocoplus_runs, official_benches, tmp_path):
+    """Known by its hash, the official bench is redacted and forbids gold whatever resolver is used."""
+    bench = load_bench(str(official_benches / "refcocoplus.json"))
+
+    def resolver(name):  # a bare resolver: no registry entry, so no policy of its own
+        return bench
+
+    report = create_submission(refcocoplus_runs["fixed"], "fixed", root=tmp_path / "a", date=DATE, resolve_bench=resolver)
+    assert report.status == "verified", report.summary()
+    with open(refcocoplus_runs["fixed"] / "predictions.jsonl", "rb") as src, \
+            gzip.open(report.folder / COMPRESSED_LOG, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    problems = validate_submission(report.folder, resolver).problems
+    assert any("may only be logged as sha256 digests" in p for p in problems), problems
+    with pytest.raises(SubmissionError, match="oracle entry republishes the gold boxes"):
+        create_submission(refcocoplus_runs["oracle"], "oracle", root=tmp_path / "b", date=DATE, resolve_bench=resolver)
+
+
+def test_a_log_of_gold_boxes_under_another_adapter_name_is_refused(refcocoplus_runs, official_benches, tmp_path):
+    run = tmp_path / "relabelled"
+    shutil.copytree(refcocoplus_runs["oracle"], run)
+    for name, edit in (("run.json", lambda d: d.update(adapter="fixed-box")),
+                       ("results.json", lambda d: d["provenance"].update(adapter="fixed-box"))):
+        data = json.loads((run / name).read_text())
+        edit(data)
+        (run / name).write_text(json.dumps(data))
+    with pytest.raises(SubmissionError, match=r"2289 of 2289 answers equal the gold box exactly"):
+        create_submission(run, "not-an-oracle", root=tmp_path / "subs", date=DATE)

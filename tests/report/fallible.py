@@ -23,6 +23,7 @@ class FallibleAdapter(Adapter):
 
     needs_pixels = False
     needs_image_size = False
+    renders_regions = True  # raw_text is its box as a plain list
 
     def __init__(self, accuracy: float = 0.85, salt: str = "a") -> None:
         self.accuracy = accuracy

@@ -52,6 +52,23 @@ def test_error_accumulation_pairs_and_needs_both_modes(sample_runs, tmp_path):
         plot_error_accumulation(load_runs([sample_runs["oracle-gold"]]), tmp_path)
 
 
+def test_rescoring_keeps_the_provenance_that_pairs_a_run_with_its_gold_twin(fresh_run, tmp_path):
+    """Observed: `regiondial score RUN` rewrote results.json without the adapter's options and timings,
+    and `plot` silently skipped the error-accumulation figure afterwards."""
+    import json
+
+    from regiondial_bench.api import score
+
+    predicted, gold = fresh_run("test-fallible-predicted"), fresh_run("test-fallible-gold")
+    before = json.loads((predicted / "results.json").read_text())["provenance"]
+    score(predicted, n_bootstrap=50)
+    after = json.loads((predicted / "results.json").read_text())["provenance"]
+    assert after["adapter_config"] == before["adapter_config"] == {"accuracy": 0.85, "salt": "a"}
+    assert after["timings"] == before["timings"] and after["mask_producer_config"] == before["mask_producer_config"]
+    written, skipped = plot_all(load_runs([predicted, gold]), tmp_path / "plots")
+    assert "error_accumulation.png" in {p.name for p in written}, skipped
+
+
 def test_conditional_accuracy_splits_on_the_referenced_turn(sample_runs, sample_bench):
     records = read_prediction_log(sample_runs["test-fallible-predicted"] / "predictions.jsonl")
     scores = turn_scores(sample_bench, records)
@@ -148,7 +165,7 @@ def test_value_labels_do_not_overlap(tmp_path, monkeypatch, sample_bench):
 
     from ..core.helpers import make_bench
 
-    bench = make_bench(tmp_path / "long", n_dialogues=30, turns=12, masks=False)
+    bench = make_bench(tmp_path / "long", n_dialogues=30, turns=12, size=(128, 96), masks=False)  # boxes inside
     runs = []
     for name, b, loc in (("long", bench, str(tmp_path / "long")), ("sample", sample_bench, "sample")):
         evaluate(b, RunConfig(adapter="noisy-oracle"), tmp_path / name, bench_location=loc, progress=False,

@@ -332,7 +332,11 @@ def test_bootstrap_must_be_a_mapping(submission):
 
 @pytest.mark.parametrize(
     "lookalike",
-    ["Ｆａｌｌｉｂｌｅ-1B", "Fallible\u200b-1B", "\u202eFallible-1B", "Fall\u00adible-1B", "fallible-1b", "Fallible\ufeff-1B"],
+    ["Ｆａｌｌｉｂｌｅ-1B", "Fallible\u200b-1B", "Fall\u00adible-1B", "fallible-1b", "Fallible\ufeff-1B",
+     "Fаllible-1B",  # Cyrillic а
+     "Fallible-1Β",  # Greek capital beta
+     "FaIIibIe-1B",  # capital I for l
+     "Fallib1e-1B"],  # digit one for l
 )
 def test_lookalike_names_are_duplicates(submission, lookalike):
     import yaml
