@@ -1,0 +1,328 @@
+"""The run log and resume at their edges (found by ``scripts/mutation.py run.folder run.records run.runner``).
+
+The promises under test (run/folder.py, run/runner.py): a killed or resumed run never loses or
+duplicates a record; every whole-file rewrite is atomic and durable; ``--retry-infra`` asks again
+exactly the infrastructure failures and every turn that depended on them, nothing else.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+
+import pytest
+
+from regiondial_bench.adapters import RoundResponse
+from regiondial_bench.run import folder
+from regiondial_bench.run.folder import (
+    PredictionLog,
+    RunFolderError,
+    RunLock,
+    RunLockedError,
+    atomic_write,
+    open_run_folder,
+    read_predictions,
+    supersede_records,
+)
+from regiondial_bench.run.runner import Runner
+from regiondial_bench.schema import PredictionRecord, read_prediction_log
+
+from .helpers import make_bench
+from .test_records import Hostile, spec_for
+
+INFRA = RoundResponse(raw_text="", error="ConnectError: refused", failure_kind="infra")
+
+
+def record(turn: int, dialogue: str = "d0", **update) -> PredictionRecord:
+    fields = {"dialogue_id": dialogue, "turn": turn, "round": turn + 1, "question": "q", "raw_text": f"a{turn}"}
+    return PredictionRecord(**{**fields, **update})
+
+
+def lines_of(path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def keys_of(path) -> list[tuple[str, int]]:
+    return [r.key for r in read_prediction_log(path, strict=True)]
+
+
+# ------------------------------------------------------------------------------ --retry-infra
+
+
+def test_retry_infra_asks_infra_failures_and_their_whole_chain_and_nothing_else(tmp_path):
+    # chains t -> t-1 (make_bench); d0#1 hits a dead server, d1#2 gets an unreadable answer
+    bench = make_bench(tmp_path / "bench", n_dialogues=2, turns=4)
+    first = Hostile(lambda r: INFRA if r.key == ("d0", 1) else
+                    RoundResponse(raw_text="garbage") if r.key == ("d1", 2) else None)
+    Runner(bench, first, spec_for(bench), tmp_path / "run", progress=False).run()
+    log = tmp_path / "run" / "predictions.jsonl"
+    before = {r.key: r for r in read_prediction_log(log)}
+    assert before[("d0", 1)].failure_kind == "infra" and before[("d1", 2)].failure_kind == "answer"
+
+    again = Hostile(lambda r: None)
+    records = Runner(bench, again, spec_for(bench), tmp_path / "run", progress=False).run(resume=True,
+                                                                                           retry_infra=True)
+    # d0#2 depends on d0#1 directly, d0#3 through d0#2; an answer failure is the model's and is kept
+    assert sorted(again.asked) == [("d0", 1), ("d0", 2), ("d0", 3)]
+    assert sorted(keys_of(log)) == sorted(before)  # one record per turn, none lost, none doubled
+    after = {r.key: r for r in records}
+    assert after[("d1", 2)] == before[("d1", 2)] and after[("d0", 0)] == before[("d0", 0)]
+    assert after[("d0", 1)].error is None and after[("d0", 3)].references[0].box == bench.dialogue(
+        "d0").turns[2].gold_boxes[0]
+    superseded = [json.loads(line) for line in lines_of(tmp_path / "run" / "predictions.superseded.jsonl")]
+    assert sorted((s["dialogue_id"], s["turn"]) for s in superseded) == [("d0", 1), ("d0", 2), ("d0", 3)]
+
+
+def test_retry_infra_without_infra_failures_asks_nothing_and_keeps_the_log(tmp_path, caplog):
+    bench = make_bench(tmp_path / "bench", n_dialogues=2, turns=2)
+    Runner(bench, Hostile(lambda r: RoundResponse(raw_text="garbage") if r.turn == 1 else None),
+           spec_for(bench), tmp_path / "run", progress=False).run()
+    log = tmp_path / "run" / "predictions.jsonl"
+    text = log.read_text()
+    again = Hostile(lambda r: None)
+    with caplog.at_level("WARNING", logger="regiondial_bench.run"):
+        Runner(bench, again, spec_for(bench), tmp_path / "run", progress=False).run(resume=True, retry_infra=True)
+    assert again.asked == [] and log.read_text() == text
+    assert "no turn of" in caplog.text and not (tmp_path / "run" / "predictions.superseded.jsonl").exists()
+
+
+def test_gold_mode_retries_only_the_infra_turn(tmp_path):
+    # teacher forcing: no turn waited on another, so no turn was asked with a failed turn's leftovers
+    bench = make_bench(tmp_path / "bench", n_dialogues=1, turns=3)
+    spec = spec_for(bench, reference_mode="gold")
+    Runner(bench, Hostile(lambda r: INFRA if r.turn == 0 else None), spec, tmp_path / "run", progress=False).run()
+    again = Hostile(lambda r: None)
+    Runner(bench, again, spec, tmp_path / "run", progress=False).run(resume=True, retry_infra=True)
+    assert again.asked == [("d0", 0)]
+
+
+def test_history_mode_retries_every_later_turn(tmp_path):
+    # with history every earlier turn is a dependency, referenced or not
+    bench = make_bench(tmp_path / "bench", n_dialogues=1, turns=3)
+    spec = spec_for(bench, with_history=True, reference_mode="gold")
+    Runner(bench, Hostile(lambda r: INFRA if r.turn == 0 else None), spec, tmp_path / "run", progress=False).run()
+    again = Hostile(lambda r: None)
+    Runner(bench, again, spec, tmp_path / "run", progress=False).run(resume=True, retry_infra=True)
+    assert sorted(again.asked) == [("d0", 0), ("d0", 1), ("d0", 2)]
+
+
+# ------------------------------------------------------------------------------ resume
+
+
+def test_resume_asks_only_the_missing_turns_and_keeps_a_larger_runs_records(tmp_path):
+    bench = make_bench(tmp_path / "bench", n_dialogues=2, turns=3)
+    Runner(bench, Hostile(lambda r: None), spec_for(bench), tmp_path / "run", progress=False).run()
+    log = tmp_path / "run" / "predictions.jsonl"
+    kept = lines_of(log)
+    log.write_text("\n".join(kept[:2] + kept[3:]) + "\n")  # the third record is lost
+    again = Hostile(lambda r: None)
+    records = Runner(bench, again, spec_for(bench), tmp_path / "run", progress=False).run(resume=True)
+    assert again.asked == [json_key(kept[2])]
+    assert len(records) == bench.num_turns and sorted(keys_of(log)) == sorted(r.key for r in records)
+
+
+def json_key(line: str) -> tuple[str, int]:
+    data = json.loads(line)
+    return data["dialogue_id"], data["turn"]
+
+
+def test_a_log_without_its_final_newline_is_not_glued_to_the_next_record(tmp_path):
+    bench = make_bench(tmp_path / "bench", n_dialogues=2, turns=2)
+    Runner(bench, Hostile(lambda r: None), spec_for(bench), tmp_path / "run", progress=False).run()
+    log = tmp_path / "run" / "predictions.jsonl"
+    kept = lines_of(log)
+    log.write_text("\n".join(kept[:-1]))  # the last record lost, and the line before it has no newline
+    Runner(bench, Hostile(lambda r: None), spec_for(bench), tmp_path / "run", progress=False).run(resume=True)
+    assert log.read_text().endswith("\n")
+    assert sorted(keys_of(log)) == sorted(json_key(line) for line in kept)  # strict: every line is one record
+
+
+def test_repair_rewrites_a_log_with_a_replaced_record_to_one_line_per_turn(tmp_path):
+    log = tmp_path / "predictions.jsonl"
+    log.write_text("".join(r.model_dump_json() + "\n" for r in [record(0), record(1), record(0, raw_text="new")]))
+    records = read_predictions(log, repair=True)
+    assert [(r.turn, r.raw_text) for r in records] == [(0, "new"), (1, "a1")]
+    assert [(r.turn, r.raw_text) for r in read_prediction_log(log, strict=True)] == [(0, "new"), (1, "a1")]
+    assert not (tmp_path / "predictions.jsonl.corrupt").exists()
+
+
+def test_read_predictions_without_repair_leaves_the_file_alone(tmp_path):
+    log = tmp_path / "predictions.jsonl"
+    text = record(0).model_dump_json() + "\n" + "garbage\n" + record(1).model_dump_json()
+    log.write_text(text)
+    assert [r.turn for r in read_predictions(log)] == [0]  # the unterminated last line is torn
+    assert log.read_text() == text and not (tmp_path / "predictions.jsonl.corrupt").exists()
+    assert read_predictions(tmp_path / "absent.jsonl") == []
+
+
+def test_a_clean_log_is_not_rewritten_on_resume(tmp_path, monkeypatch):
+    log = tmp_path / "predictions.jsonl"
+    log.write_text(record(0).model_dump_json() + "\n\n" + record(1).model_dump_json() + "\n")
+    rewrites = []
+    monkeypatch.setattr(folder, "atomic_write", lambda path, text: rewrites.append(path))
+    assert [r.turn for r in read_predictions(log, repair=True)] == [0, 1]
+    assert rewrites == []  # a blank line is harmless: the file is left as it is
+
+
+# ------------------------------------------------------------------------------ atomic, durable rewrites
+
+
+def crash_on_replace(monkeypatch):
+    def crash(src, dst):
+        raise OSError("killed before the rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+
+
+def test_a_crash_while_superseding_leaves_the_old_log_whole(tmp_path, monkeypatch):
+    log = tmp_path / "predictions.jsonl"
+    records = [record(0), record(1), record(2)]
+    text = "".join(r.model_dump_json(exclude_defaults=True) + "\n" for r in records)
+    log.write_text(text)
+    crash_on_replace(monkeypatch)
+    with pytest.raises(OSError, match="killed before the rename"):
+        supersede_records(tmp_path, records, {("d0", 1)})
+    assert log.read_text() == text  # the old log, whole: never a half-written one
+    # the superseded record was saved first, so it is never lost either
+    assert [json_key(line) for line in lines_of(tmp_path / "predictions.superseded.jsonl")] == [("d0", 1)]
+    monkeypatch.undo()
+    assert supersede_records(tmp_path, records, {("d0", 1)}) == [records[1]]
+    assert keys_of(log) == [("d0", 0), ("d0", 2)]
+
+
+def test_a_crash_while_repairing_leaves_the_old_log_whole(tmp_path, monkeypatch):
+    log = tmp_path / "predictions.jsonl"
+    text = record(0).model_dump_json() + "\n" + "garbage\n" + record(1).model_dump_json() + "\n"
+    log.write_text(text)
+    crash_on_replace(monkeypatch)
+    with pytest.raises(OSError):
+        read_predictions(log, repair=True)
+    assert log.read_text() == text
+
+
+def test_atomic_write_syncs_the_whole_new_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    path = tmp_path / "run.json"
+    path.write_text("old")
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        on_disk = open(target).read() if os.path.isfile(target) else "<folder>"  # noqa: SIM115
+        events.append(("fsync", os.path.basename(target), on_disk))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append(("replace",)) or real_replace(a, b))
+    big = "x" * 100_000  # more than a write buffer: the data must be flushed before the sync
+    atomic_write(path, big)
+    assert path.read_text() == big
+    assert [e[0] for e in events] == ["fsync", "replace", "fsync"]
+    assert events[0][2] == big and events[0][1] != "run.json"  # a temporary file, complete when synced
+    assert events[2][1] == tmp_path.name  # the folder: the rename itself survives a power loss
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # no temporary file left behind
+
+
+def test_superseded_records_are_synced_before_the_log_is_rewritten(tmp_path, monkeypatch):
+    records = [record(0), record(1)]
+    (tmp_path / "predictions.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in records))
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd))
+    supersede_records(tmp_path, records, {("d0", 0)})
+    assert synced[0] == str(tmp_path / "predictions.superseded.jsonl")
+    assert json_key(lines_of(tmp_path / "predictions.superseded.jsonl")[0]) == ("d0", 0)
+
+
+def test_the_log_is_synced_when_it_is_closed(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))
+    log = PredictionLog(tmp_path / "p.jsonl", fsync_every=10, fsync_s=3600)
+    log.append(record(0))
+    log.flush()
+    assert synced == [] and log.syncs == 0
+    log.close()
+    assert len(synced) == 1 and log.syncs == 1
+    for n in (9, 10):  # the record bound syncs at exactly fsync_every unsynced records
+        count = PredictionLog(tmp_path / f"{n}.jsonl", fsync_every=10, fsync_s=3600)
+        for i in range(n):
+            count.append(record(i))
+        synced.clear()
+        count.flush()
+        assert len(synced) == (n == 10)
+        count._file.close()
+
+
+# ------------------------------------------------------------------------------ the folder
+
+
+def test_the_lock_is_reentrant_and_released_by_the_outermost_holder(tmp_path):
+    def held_elsewhere() -> bool:  # another open file description, as another process would have
+        with open(tmp_path / "run.lock", "a") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            return False
+
+    outer = RunLock(tmp_path).acquire()
+    assert (tmp_path / "run.lock").read_text() == f"{os.getpid()}\n"
+    inner = RunLock(tmp_path).acquire()
+    inner.release()
+    assert held_elsewhere()  # the inner release keeps the outer hold
+    inner.release()  # a second release of the same object is a no-op
+    assert held_elsewhere()
+    outer.release()
+    assert not held_elsewhere()
+    with RunLock(tmp_path):
+        assert held_elsewhere()
+    assert not held_elsewhere()
+
+
+def test_a_locked_folder_names_the_holder(tmp_path):
+    (tmp_path / "run.lock").write_text("4242\n")
+    with open(tmp_path / "run.lock", "a") as other:
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RunLockedError, match=r"in use by another regiondial process \(pid 4242\)"):
+            RunLock(tmp_path).acquire()
+    with RunLock(tmp_path):  # the holder is gone: the lock is free
+        pass
+
+
+def test_open_run_folder_rules(tmp_path):
+    bench = make_bench(tmp_path / "bench", n_dialogues=1, turns=2)
+    spec = spec_for(bench)
+    out = tmp_path / "run"
+    assert open_run_folder(out, spec, resume=False, overwrite=False) == []
+    (out / "predictions.jsonl").write_text(record(0).model_dump_json() + "\n")
+    (out / "results.json").write_text("{}")
+    with pytest.raises(RunFolderError, match="already holds a run; pass --resume"):
+        open_run_folder(out, spec, resume=False, overwrite=False)
+    other = spec.model_copy(update={"reference_mode": "gold"})
+    with pytest.raises(RunFolderError, match=r"other settings \(reference_mode\)"):
+        open_run_folder(out, other, resume=True, overwrite=False)
+    assert [r.turn for r in open_run_folder(out, spec, resume=True, overwrite=False)] == [0]
+    # a different batch size is the same run
+    assert len(open_run_folder(out, spec.model_copy(update={"batch_size": 3}), resume=True, overwrite=False)) == 1
+    assert open_run_folder(out, other, resume=False, overwrite=True) == []
+    assert not (out / "predictions.jsonl").exists() and not (out / "results.json").exists()
+    assert json.loads((out / "run.json").read_text())["reference_mode"] == "gold"
+
+
+def test_a_log_without_run_json_is_kept_only_when_resuming(tmp_path):
+    bench = make_bench(tmp_path / "bench", n_dialogues=1, turns=2)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "predictions.jsonl").write_text(record(0).model_dump_json() + "\n")
+    with pytest.raises(RunFolderError, match="no run.json; pass --resume"):
+        open_run_folder(out, spec_for(bench), resume=False, overwrite=False)
+    assert [r.turn for r in open_run_folder(out, spec_for(bench), resume=True, overwrite=False)] == [0]
+    # an empty log is no run: a fresh start, and a stale results.json goes
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "predictions.jsonl").write_text("")
+    (fresh / "results.json").write_text("{}")
+    assert open_run_folder(fresh, spec_for(bench), resume=False, overwrite=False) == []
+    assert not (fresh / "results.json").exists() and (fresh / "run.json").exists()
