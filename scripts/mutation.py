@@ -11,8 +11,8 @@ Usage (from the project root, with the project's venv):
 constants) that are mutated, the test files that run against each mutant, and the mutants
 marked equivalent (with a reason). A mutant is one small change at a meaningful spot: a
 comparison or its boundary, ``and``/``or``, a dropped ``not``, an arithmetic operator, a number
-or boolean constant, ``min``/``max`` and ``any``/``all``, an ``if`` forced true or false, a call
-statement, ``continue`` or ``break`` removed. Error messages, f-strings, logging calls, docstrings,
+or boolean constant, ``min``/``max`` and ``any``/``all``, an ``if`` forced true or false,
+``str.replace`` of the first occurrence only, a call statement, ``continue`` or ``break`` removed. Error messages, f-strings, logging calls, docstrings,
 annotations, decorators and default values are left alone: a test that pins the wording of a
 message is not what the score should reward.
 
@@ -182,6 +182,11 @@ class _Finder(ast.NodeVisitor):
             return
         if isinstance(node.func, ast.Name) and node.func.id in _NAME_SWAPS:
             self.add(node.func, "name", _NAME_SWAPS[node.func.id])
+        if (isinstance(node.func, ast.Attribute) and node.func.attr == "replace" and len(node.args) == 2
+                and not node.keywords):  # str.replace(old, new) -> only the first occurrence
+            mutated = copy.deepcopy(node)
+            mutated.args.append(ast.Constant(1))
+            self.add(node, "first only", mutated)
         self.generic_visit(node)
 
     def visit_Compare(self, node: ast.Compare) -> None:
