@@ -215,11 +215,13 @@ def test_atomic_write_syncs_the_whole_new_file_before_the_rename_and_the_folder_
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", lambda a, b: events.append(("replace",)) or real_replace(a, b))
-    big = "x" * 100_000  # more than a write buffer: the data must be flushed before the sync
-    atomic_write(path, big)
-    assert path.read_text() == big
+    text = '{"adapter": "x"}\n'  # within Python's write buffer: it must be flushed before the sync
+    open_fds = len(os.listdir("/proc/self/fd"))
+    atomic_write(path, text)
+    assert len(os.listdir("/proc/self/fd")) == open_fds  # the file and the folder are closed again
+    assert path.read_text() == text
     assert [e[0] for e in events] == ["fsync", "replace", "fsync"]
-    assert events[0][2] == big and events[0][1] != "run.json"  # a temporary file, complete when synced
+    assert events[0][2] == text and events[0][1] != "run.json"  # a temporary file, complete when synced
     assert events[2][1] == tmp_path.name  # the folder: the rename itself survives a power loss
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # no temporary file left behind
 
@@ -257,7 +259,7 @@ def test_the_log_is_synced_when_it_is_closed(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------ the folder
 
 
-def test_the_lock_is_reentrant_and_released_by_the_outermost_holder(tmp_path):
+def test_the_lock_is_reentrant_and_released_by_the_last_holder(tmp_path):
     def held_elsewhere() -> bool:  # another open file description, as another process would have
         with open(tmp_path / "run.lock", "a") as f:
             try:
@@ -276,9 +278,19 @@ def test_the_lock_is_reentrant_and_released_by_the_outermost_holder(tmp_path):
     assert held_elsewhere()
     outer.release()
     assert not held_elsewhere()
-    with RunLock(tmp_path):
+    lock = RunLock(tmp_path)
+    with lock:
         assert held_elsewhere()
     assert not held_elsewhere()
+    # released out of order (the outer holder first), the lock stays until the last holder lets go
+    outer, inner = RunLock(tmp_path).acquire(), RunLock(tmp_path).acquire()
+    outer.release()
+    assert held_elsewhere()
+    inner.release()
+    assert not held_elsewhere()
+    again = RunLock(tmp_path).acquire()  # and a later holder really locks again, it is not "re-entering"
+    assert held_elsewhere()
+    again.release()
 
 
 def test_a_locked_folder_names_the_holder(tmp_path):
@@ -287,8 +299,24 @@ def test_a_locked_folder_names_the_holder(tmp_path):
         fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(RunLockedError, match=r"in use by another regiondial process \(pid 4242\)"):
             RunLock(tmp_path).acquire()
-    with RunLock(tmp_path):  # the holder is gone: the lock is free
-        pass
+        assert (tmp_path / "run.lock").read_text() == "4242\n"  # a refused process leaves the holder's pid
+    with RunLock(tmp_path):  # the holder is gone: the lock is free, and names its new holder only
+        assert (tmp_path / "run.lock").read_text() == f"{os.getpid()}\n"
+
+
+def test_a_refused_lock_leaves_no_open_file(tmp_path):
+    with open(tmp_path / "run.lock", "a") as other:
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(3):
+            with pytest.raises(RunLockedError):
+                RunLock(tmp_path).acquire()
+        assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_the_lock_creates_a_missing_run_folder(tmp_path):
+    with RunLock(tmp_path / "runs" / "new"):
+        assert (tmp_path / "runs" / "new" / "run.lock").is_file()
 
 
 def test_open_run_folder_rules(tmp_path):
