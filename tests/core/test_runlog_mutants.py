@@ -231,10 +231,17 @@ def test_superseded_records_are_synced_before_the_log_is_rewritten(tmp_path, mon
     (tmp_path / "predictions.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in records))
     synced = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd))
+
+    def fsync(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        synced.append((path, open(path).read() if os.path.isfile(path) else None))  # noqa: SIM115
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
     supersede_records(tmp_path, records, {("d0", 0)})
-    assert synced[0] == str(tmp_path / "predictions.superseded.jsonl")
-    assert json_key(lines_of(tmp_path / "predictions.superseded.jsonl")[0]) == ("d0", 0)
+    path, on_disk = synced[0]  # the first sync: the superseded record, written out before it is synced
+    assert path == str(tmp_path / "predictions.superseded.jsonl") and [json_key(x) for x in on_disk.splitlines()] == [
+        ("d0", 0)]
 
 
 def test_the_log_is_synced_when_it_is_closed(tmp_path, monkeypatch):
@@ -354,3 +361,76 @@ def test_a_log_without_run_json_is_kept_only_when_resuming(tmp_path):
     (fresh / "results.json").write_text("{}")
     assert open_run_folder(fresh, spec_for(bench), resume=False, overwrite=False) == []
     assert not (fresh / "results.json").exists() and (fresh / "run.json").exists()
+
+
+def test_a_log_of_many_bad_lines_warns_about_the_first_twenty_and_counts_the_rest(tmp_path, caplog):
+    log = tmp_path / "predictions.jsonl"
+    log.write_text(record(0).model_dump_json() + "\n" + "garbage\n" * 25)
+    with caplog.at_level("WARNING", logger="regiondial_bench.run"):
+        assert [r.turn for r in read_predictions(log)] == [0]
+    messages = [r.getMessage() for r in caplog.records]
+    skipped = [m for m in messages if "unreadable record skipped" in m]
+    assert [m.split(": unreadable")[0] for m in skipped] == [f"{log}:{n}" for n in range(2, 22)]
+    assert messages[-1] == f"{log}: 5 more unreadable lines skipped"
+    caplog.clear()
+    log.write_text("garbage\n" * 20)
+    with caplog.at_level("WARNING", logger="regiondial_bench.run"):
+        read_predictions(log)
+    assert len(caplog.records) == 20 and "more unreadable" not in caplog.text
+
+
+def test_the_corrupt_file_keeps_each_unreadable_line_as_it_was(tmp_path):
+    log = tmp_path / "predictions.jsonl"
+    log.write_text(record(0).model_dump_json() + "\n" + "first bad\n" + record(1).model_dump_json() + "\n"
+                   + "second bad\n")
+    assert [r.turn for r in read_predictions(log, repair=True)] == [0, 1]
+    assert (tmp_path / "predictions.jsonl.corrupt").read_text() == "# line 2: first bad\n# line 4: second bad\n"
+    assert keys_of(log) == [("d0", 0), ("d0", 1)]
+
+
+def test_a_flush_with_nothing_new_does_not_sync_and_close_closes(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))
+    open_fds = len(os.listdir("/proc/self/fd"))
+    log = PredictionLog(tmp_path / "p.jsonl", fsync_every=10**9, fsync_s=0.0)
+    log.append(record(0))
+    log.flush()
+    log.flush()  # nothing written since the last sync: nothing to sync
+    assert len(synced) == 1
+    log.close()
+    assert len(synced) == 1 and len(os.listdir("/proc/self/fd")) == open_fds  # closed, not left to the collector
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    ("{}", "adapter: Field required; bench_name: Field required; bench_hash: Field required)"),
+    ('{"adapter": ', "the file: Invalid JSON"),
+    (None, "Is a directory"),
+])
+def test_an_unreadable_run_json_is_named_with_its_reason(tmp_path, content, reason):
+    bench = make_bench(tmp_path / "bench", n_dialogues=1, turns=1)
+    out = tmp_path / "run"
+    out.mkdir()
+    if content is None:
+        (out / "run.json").mkdir()
+    else:
+        (out / "run.json").write_text(content)
+    with pytest.raises(RunFolderError) as caught:
+        open_run_folder(out, spec_for(bench), resume=True, overwrite=False)
+    assert f"{out / 'run.json'} is unreadable (" in str(caught.value) and reason in str(caught.value)
+
+
+def test_open_run_folder_creates_nested_folders_and_overwrites_an_empty_one(tmp_path):
+    bench = make_bench(tmp_path / "bench", n_dialogues=1, turns=1)
+    nested = tmp_path / "runs" / "a" / "b"
+    assert open_run_folder(nested, spec_for(bench), resume=False, overwrite=True) == []  # nothing stale to remove
+    assert (nested / "run.json").is_file()
+
+
+def test_a_torn_log_without_run_json_is_repaired_when_resumed(tmp_path):
+    bench = make_bench(tmp_path / "bench", n_dialogues=1, turns=3)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "predictions.jsonl").write_text(record(0).model_dump_json() + "\n" + record(1).model_dump_json()[:-9])
+    assert [r.turn for r in open_run_folder(out, spec_for(bench), resume=True, overwrite=False)] == [0]
+    assert keys_of(out / "predictions.jsonl") == [("d0", 0)]  # the torn line is out: appends start clean
+    assert (out / "predictions.jsonl.corrupt").read_text().startswith("# line 2: ")
