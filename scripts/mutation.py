@@ -490,7 +490,7 @@ class Session:
             time.sleep(0.02)
 
     def run_target(self, target: Target, mutants: list[Mutant], *, timeout_factor: float,
-                   report: callable) -> list[Outcome]:
+                   report: callable, killed_before: frozenset[str] = frozenset()) -> list[Outcome]:
         import importlib
 
         for name in target.warm:
@@ -515,6 +515,8 @@ class Session:
                                   change=mutant.describe(), status="", seconds=0.0)
                 if mutant.id in target.equivalent:
                     outcome.status, outcome.reason = "equivalent", target.equivalent[mutant.id]
+                elif mutant.id in killed_before:  # tests only added since: a killed mutant stays killed
+                    outcome.status, outcome.reason = "killed", "(killed in the --since report)"
                 else:
                     mutated = mutant.apply(source)
                     try:
@@ -594,6 +596,8 @@ def _worker_command(args: argparse.Namespace, shard: int, out: Path) -> list[str
                "--shard", f"{shard}/{args.jobs}", "--json", str(out), "--quiet"]
     for only in args.only or []:
         command += ["--only", only]
+    if args.since:
+        command += ["--since", str(args.since)]
     return command
 
 
@@ -611,6 +615,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every outcome (and the summary) to this file")
     parser.add_argument("--show-killed", action="store_true", help="print the diffs of killed mutants too")
     parser.add_argument("--keep-shadow", action="store_true", help="leave the shadow copy behind (debugging)")
+    parser.add_argument("--since", type=Path,
+                        help="a previous --json report: its killed mutants (same id, so the same code) count as "
+                             "killed without a run; valid only when tests were added, not changed, since")
     parser.add_argument("--shard", help=argparse.SUPPRESS)
     parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -643,6 +650,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{target.name}: {len(mutants)} mutants")
         return 0
 
+    killed_before: dict[str, frozenset[str]] = {}
+    if args.since:
+        previous = json.loads(args.since.read_text())["outcomes"]
+        for name in names:
+            killed_before[name] = frozenset(o["id"] for o in previous
+                                            if o["target"] == name and o["status"] in ("killed", "timeout"))
+
     def report(line: str) -> None:
         if not args.quiet:
             print(line, flush=True)
@@ -667,7 +681,8 @@ def main(argv: list[str] | None = None) -> int:
         session = Session(args.root, keep=args.keep_shadow)
         try:
             for target, mutants in plan:
-                outcomes += session.run_target(target, mutants, timeout_factor=args.timeout_factor, report=report)
+                outcomes += session.run_target(target, mutants, timeout_factor=args.timeout_factor, report=report,
+                                               killed_before=killed_before.get(target.name, frozenset()))
         finally:
             session.close()
     if args.json:

@@ -93,6 +93,15 @@ def test_kills_survives_and_marks_equivalent(tmp_path):
     assert "| calc |" in done.stdout
     assert (root / "pkg" / "calc.py").read_text() == CALC  # the project itself is never written
 
+    # --since: what was killed stays killed without a run; the survivor is run again
+    again = run_tool(tmp_path / "again", config, "--since", str(tmp_path / "out.json"), "--json",
+                     str(tmp_path / "since.json"))
+    assert again.returncode == 0, again.stderr
+    rerun = {o["id"]: o for o in json.loads((tmp_path / "since.json").read_text())["outcomes"]}
+    assert {i: o["status"] for i, o in rerun.items()} == {i: o["status"] for i, o in outcomes.items()}
+    assert all(o["reason"] == "(killed in the --since report)" for o in rerun.values() if o["status"] == "killed")
+    assert rerun[survivors[0]["id"]]["seconds"] > 0
+
 
 def test_a_red_clean_run_is_refused(tmp_path):
     root = tmp_path / "project"
