@@ -434,3 +434,37 @@ def test_a_torn_log_without_run_json_is_repaired_when_resumed(tmp_path):
     assert [r.turn for r in open_run_folder(out, spec_for(bench), resume=True, overwrite=False)] == [0]
     assert keys_of(out / "predictions.jsonl") == [("d0", 0)]  # the torn line is out: appends start clean
     assert (out / "predictions.jsonl.corrupt").read_text().startswith("# line 2: ")
+
+
+# ------------------------------------------------------------------------------ records
+
+
+def test_content_parts_of_other_types_are_a_failure_with_its_reason():
+    from regiondial_bench.run.records import answer_text
+
+    assert answer_text([1, "text"]) == ("", "the answer is a list, not text")
+    assert answer_text(("a", {"type": "output_text", "text": "b"})) == ("ab", None)
+    assert answer_text(bytearray(b"ab")) == ("ab", None)
+    assert answer_text(7) == ("", "the answer is a int, not text")
+    assert answer_text([{"type": "text", "text": 3}, "b"]) == ("", "the answer's content parts hold no text")
+
+
+def test_an_answer_of_exactly_the_kept_length_is_not_cut():
+    from regiondial_bench.run.folder import MAX_RECORD_TEXT
+    from regiondial_bench.run.records import answer_text
+
+    assert answer_text("x" * MAX_RECORD_TEXT) == ("x" * MAX_RECORD_TEXT, None)
+    text, _ = answer_text("x" * (MAX_RECORD_TEXT + 1))
+    assert text.startswith("x" * MAX_RECORD_TEXT + " ... [cut: ")
+
+
+def test_a_failed_record_keeps_the_answer_text_it_could_read():
+    from regiondial_bench.adapters.base import ImageInput, RoundRequest
+    from regiondial_bench.run.records import failed_record
+
+    request = RoundRequest(dialogue_id="d", turn=1, image=ImageInput(), question="q \ud800", question_template="q")
+    kept = failed_record(request, "the answer \ud800", 0.25, ValueError("boom"), batch=3)
+    assert (kept.raw_text, kept.question, kept.round, kept.batch) == ("the answer \ufffd", "q \ufffd", 2, 3)
+    assert kept.error == "the answer could not be recorded: ValueError: boom" and kept.failure_kind == "answer"
+    assert failed_record(request, b"bytes", float("nan"), ValueError("x"), batch=1).raw_text == ""
+    assert failed_record(request, "a", float("inf"), ValueError("x"), batch=1).latency_s == 0.0
