@@ -468,3 +468,23 @@ def test_a_failed_record_keeps_the_answer_text_it_could_read():
     assert kept.error == "the answer could not be recorded: ValueError: boom" and kept.failure_kind == "answer"
     assert failed_record(request, b"bytes", float("nan"), ValueError("x"), batch=1).raw_text == ""
     assert failed_record(request, "a", float("inf"), ValueError("x"), batch=1).latency_s == 0.0
+
+
+def test_a_record_that_cannot_be_written_exactly_is_logged_as_a_failure():
+    from regiondial_bench.adapters.base import ImageInput, RoundRequest
+    from regiondial_bench.run.records import failed_record, loggable
+    from regiondial_bench.schema import Region
+
+    request = RoundRequest(dialogue_id="d", turn=0, image=ImageInput(), question="q", question_template="q")
+    # adapters' unvalidated regions: an int beyond the float range, an infinite float (written as null)
+    for value in (10**400, float("inf")):
+        region = Region.model_construct(box=(0.0, 0.0, value, 5.0), point=None, extra_points=(), label=None)
+        kept, line = loggable(request, record_with(region), batch=2)
+        assert kept.regions == [] and kept.error.startswith("the answer could not be recorded: ")
+        assert PredictionRecord.model_validate_json(line) == kept and kept.batch == 2
+    assert failed_record(request, "a", 0.1234567, ValueError("x"), batch=1).latency_s == 0.123457
+
+
+def record_with(region) -> PredictionRecord:
+    return PredictionRecord.model_construct(
+        **{**record(0, "d").model_dump(), "regions": [region]})
