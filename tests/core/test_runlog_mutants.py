@@ -488,3 +488,17 @@ def test_a_record_that_cannot_be_written_exactly_is_logged_as_a_failure():
 def record_with(region) -> PredictionRecord:
     return PredictionRecord.model_construct(
         **{**record(0, "d").model_dump(), "regions": [region]})
+
+
+def test_a_runs_parser_and_the_kind_of_an_adapters_error_are_recorded_as_given(tmp_path):
+    from regiondial_bench.run.records import parse_options_for
+
+    bench = make_bench(tmp_path / "bench", n_dialogues=1, turns=1)
+    assert parse_options_for(spec_for(bench, parser="upstream"))["parser"] == "upstream"
+    assert parse_options_for(spec_for(bench))["parser"] == "tolerant"
+    long = "e" * 20_000
+    answers = {0: RoundResponse(raw_text="", error=long), 1: RoundResponse(raw_text="", error="x", failure_kind="answer")}
+    bench = make_bench(tmp_path / "two", n_dialogues=2, turns=1)
+    records = Runner(bench, Hostile(lambda r: answers[int(r.dialogue_id[1:])]), spec_for(bench), tmp_path / "run",
+                     progress=False).run()
+    assert [(r.failure_kind, len(r.error)) for r in records] == [("answer", 10_000), ("answer", 1)]
