@@ -502,3 +502,36 @@ def test_a_runs_parser_and_the_kind_of_an_adapters_error_are_recorded_as_given(t
     records = Runner(bench, Hostile(lambda r: answers[int(r.dialogue_id[1:])]), spec_for(bench), tmp_path / "run",
                      progress=False).run()
     assert [(r.failure_kind, len(r.error)) for r in records] == [("answer", 10_000), ("answer", 1)]
+
+
+def build(response: RoundResponse, size=(640, 480), latency=0.1234567):
+    from regiondial_bench.adapters.base import ImageInput, RoundRequest
+    from regiondial_bench.run.records import build_record
+
+    image = ImageInput(width=size[0], height=size[1]) if size else ImageInput()
+    request = RoundRequest(dialogue_id="d", turn=0, image=image, question="q", question_template="q")
+    return build_record(request, response, latency, batch=1, parse_options={"parser": "tolerant",
+                                                                            "upstream_style": "regionreasoner"})
+
+
+def test_build_record_maps_frames_only_with_a_known_image_size():
+    from regiondial_bench.geometry import CoordinateFrame
+
+    answer = '<answer>[{"bbox_2d": [0, 0, 420, 420]}]</answer>'
+    framed = RoundResponse(raw_text=answer, frame=CoordinateFrame(840, 840))
+    assert build(framed).regions[0].box == (0.0, 0.0, 320.0, 240.0)
+    unknown = build(framed, size=None)
+    assert unknown.regions == [] and unknown.error.startswith("cannot map the answer back to pixels")
+    assert build(RoundResponse(raw_text=answer), size=None).regions[0].box == (0.0, 0.0, 420.0, 420.0)
+    assert build(RoundResponse(raw_text=answer)).latency_s == 0.123457
+
+
+def test_build_record_keeps_the_adapters_region_cap_and_refuses_any_non_finite_region():
+    from regiondial_bench.schema import Region
+
+    three = "<answer>" + json.dumps([{"bbox_2d": [0, 0, 5 + i, 5]} for i in range(3)]) + "</answer>"
+    assert len(build(RoundResponse(raw_text=three, max_regions=2)).regions) == 2
+    assert len(build(RoundResponse(raw_text=three)).regions) == 3
+    bad = Region.model_construct(box=(0.0, 0.0, float("inf"), 5.0), point=None, extra_points=(), label=None)
+    refused = build(RoundResponse(raw_text="", regions=[Region(box=(0, 0, 5, 5)), bad]))
+    assert refused.regions == [] and "non-finite coordinate" in refused.error and refused.failure_kind == "answer"
