@@ -535,3 +535,67 @@ def test_build_record_keeps_the_adapters_region_cap_and_refuses_any_non_finite_r
     bad = Region.model_construct(box=(0.0, 0.0, float("inf"), 5.0), point=None, extra_points=(), label=None)
     refused = build(RoundResponse(raw_text="", regions=[Region(box=(0, 0, 5, 5)), bad]))
     assert refused.regions == [] and "non-finite coordinate" in refused.error and refused.failure_kind == "answer"
+
+
+# ------------------------------------------------------------------------------ the schedule
+
+
+def chain_bench():
+    """d0: turn 1 waits on turn 0, turn 2 on turn 1; d1 and d2: one turn each."""
+    from regiondial_bench.schema import Bench, Dialogue, ImageRef, Reference, Turn
+
+    def turns(n):
+        return [Turn(index=t, question="q <box>{context_bbox}</box>" if t else "q", gold_boxes=[(1, 1, 5 + t, 5)],
+                     references=[Reference(turn=t - 1)] if t else []) for t in range(n)]
+
+    return Bench([Dialogue(dialogue_id=f"d{d}", image=ImageRef(), turns=turns(n)) for d, n in enumerate((3, 1, 1))],
+                 name="chains")
+
+
+def test_a_released_turn_keeps_its_round_order_among_the_ready_ones(tmp_path):
+    from regiondial_bench.schema import Bench, Dialogue, ImageRef, Reference, Turn
+
+    # turn 2 needs nothing and is ready at once; turn 1 waits on turn 0: once released it goes first
+    bench = Bench([Dialogue(dialogue_id="d0", image=ImageRef(), turns=[
+        Turn(index=0, question="q", gold_boxes=[(1, 1, 5, 5)]),
+        Turn(index=1, question="q <box>{context_bbox}</box>", gold_boxes=[(1, 1, 6, 5)], references=[Reference(turn=0)]),
+        Turn(index=2, question="q", gold_boxes=[(1, 1, 7, 5)])])], name="order")
+    adapter = Hostile(lambda r: None)
+    Runner(bench, adapter, spec_for(bench, batch_size=1), tmp_path / "run", progress=False).run()
+    assert adapter.asked == [("d0", 0), ("d0", 1), ("d0", 2)]
+
+
+def test_streaming_asks_the_longest_remaining_chain_first(tmp_path):
+    from concurrent.futures import Future
+
+    class OneAtATime(Hostile):
+        streaming = True
+        max_concurrency = 1
+
+        def submit(self, request):
+            future = Future()
+            future.set_result(self.generate([request])[0])
+            return future
+
+    bench = chain_bench()
+    adapter = OneAtATime(lambda r: None)
+    Runner(bench, adapter, spec_for(bench), tmp_path / "run", progress=False).run()
+    # d0#1 is released with 2 turns still waiting on it: before the single-turn dialogues
+    assert adapter.asked == [("d0", 0), ("d0", 1), ("d1", 0), ("d2", 0), ("d0", 2)]
+
+
+def test_resuming_a_smaller_bench_keeps_the_other_turns_of_the_log_even_when_retrying(tmp_path):
+    # a log made with a larger --limit: its turns beyond the bench stay on disk, infra failures included
+    from regiondial_bench.schema import Bench
+
+    full = make_bench(tmp_path / "bench", n_dialogues=2, turns=2)
+    spec = spec_for(full)
+    Runner(full, Hostile(lambda r: INFRA if r.dialogue_id == "d1" else None), spec, tmp_path / "run",
+           progress=False).run()
+    first = Bench([full.dialogue("d0")], name=full.name, root=full.root)
+    again = Hostile(lambda r: None)
+    records = Runner(first, again, spec, tmp_path / "run", progress=False).run(resume=True, retry_infra=True)
+    assert again.asked == [] and [r.key for r in records] == [("d0", 0), ("d0", 1)]
+    log = {r.key: r for r in read_prediction_log(tmp_path / "run" / "predictions.jsonl")}
+    assert sorted(log) == [("d0", 0), ("d0", 1), ("d1", 0), ("d1", 1)]
+    assert log[("d1", 0)].failure_kind == "infra"  # left for a retry on the bench it belongs to
