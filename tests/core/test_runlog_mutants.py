@@ -599,3 +599,46 @@ def test_resuming_a_smaller_bench_keeps_the_other_turns_of_the_log_even_when_ret
     log = {r.key: r for r in read_prediction_log(tmp_path / "run" / "predictions.jsonl")}
     assert sorted(log) == [("d0", 0), ("d0", 1), ("d1", 0), ("d1", 1)]
     assert log[("d1", 0)].failure_kind == "infra"  # left for a retry on the bench it belongs to
+
+
+# ------------------------------------------------------------------------------ the run loop
+
+
+def test_retry_infra_on_a_fresh_folder_says_it_continues_a_run(tmp_path):
+    bench = make_bench(tmp_path / "bench", n_dialogues=1, turns=1)
+    with pytest.raises(RunFolderError, match="--retry-infra continues a run: pass it with --resume"):
+        Runner(bench, Hostile(lambda r: None), spec_for(bench), tmp_path / "run", progress=False).run(retry_infra=True)
+    assert not (tmp_path / "run").exists()  # refused before the folder is claimed
+
+
+def test_a_bench_without_turns_is_refused(tmp_path):
+    from regiondial_bench.schema import Bench
+
+    empty = Bench([], name="empty")
+    with pytest.raises(ValueError, match="bench 'empty' has no turns to evaluate"):
+        Runner(empty, Hostile(lambda r: None), spec_for(empty), tmp_path / "run", progress=False).run()
+
+
+def test_progress_counts_every_answered_turn_from_the_resumed_ones_and_closes(tmp_path, monkeypatch):
+    from regiondial_bench.run import runner
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total, done, enabled):
+            self.total, self.n, self.closed = total, done, False
+            bars.append(self)
+
+        def update(self, n):
+            self.n += n
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(runner, "_progress", Bar)
+    bench = make_bench(tmp_path / "bench", n_dialogues=2, turns=2)
+    Runner(bench, Hostile(lambda r: None), spec_for(bench, batch_size=1), tmp_path / "run").run()
+    log = tmp_path / "run" / "predictions.jsonl"
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:3]))
+    Runner(bench, Hostile(lambda r: None), spec_for(bench, batch_size=1), tmp_path / "run").run(resume=True)
+    assert [(b.total, b.n, b.closed) for b in bars] == [(4, 4, True), (4, 4, True)]
