@@ -344,7 +344,10 @@ def _bootstrap(
         bounds = _percentiles(samples)
         for i in range(first, last):
             name, statistic = names[i]
-            out[name][statistic] = (round(float(bounds[0, i - first]), 4), round(float(bounds[1, i - first]), 4))
+            low, high = float(bounds[0, i - first]), float(bounds[1, i - first])
+            if np.isnan(low):  # no resample drew a dialogue of this selection: no interval (not NaN,
+                continue  # which results.json would write as null and never read back)
+            out[name][statistic] = (round(low, 4), round(high, 4))
     return out
 
 

@@ -52,7 +52,7 @@ class RunLockedError(RunFolderError):
     """Another process holds the run folder's lock."""
 
 
-_held_locks: dict[str, int] = {}
+_held_locks: dict[str, list] = {}  # lock path -> [holders in this process, the open (flocked) lock file]
 _held_guard = threading.Lock()
 
 
@@ -68,13 +68,13 @@ class RunLock:
         self.folder = Path(folder)
         self.path = self.folder / LOCK_FILE
         self._key = os.path.abspath(self.path)
-        self._file = None
+        self._held = False
 
     def acquire(self) -> RunLock:
         with _held_guard:
             if self._key in _held_locks:
-                _held_locks[self._key] += 1
-                self._file = "reentrant"
+                _held_locks[self._key][0] += 1
+                self._held = True
                 return self
             self.folder.mkdir(parents=True, exist_ok=True)
             f = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (closed by release())
@@ -98,19 +98,21 @@ class RunLock:
             except OSError:
                 f.close()  # releases the flock taken above
                 raise
-            _held_locks[self._key] = 1
-            self._file = f
+            _held_locks[self._key] = [1, f]
+            self._held = True
             return self
 
     def release(self) -> None:
+        """Give up this holder's share; the last holder in the process, whichever it is, unlocks."""
         with _held_guard:
-            if self._file is None:
+            if not self._held:
                 return
-            _held_locks[self._key] -= 1
-            if self._file != "reentrant" and _held_locks[self._key] == 0:
+            self._held = False
+            held = _held_locks[self._key]
+            held[0] -= 1
+            if held[0] == 0:
                 del _held_locks[self._key]
-                self._file.close()  # closing the descriptor releases the flock
-            self._file = None
+                held[1].close()  # closing the descriptor releases the flock
 
     def __enter__(self) -> RunLock:
         return self.acquire()
