@@ -53,6 +53,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..metrics import failure_kind, score_turn
+from ..run.folder import naming
 from ..schema import PREDICTIONS_FILE, RESULTS_FILE, Bench, PredictionRecord, RunSpec, iter_prediction_log
 
 logger = logging.getLogger(__name__)
@@ -347,7 +348,8 @@ class _ChunkWriter:
 
     def _flush(self) -> None:
         path = self.folder / f"{self.token}-{self.number}.js"
-        path.write_bytes(b'regiondialChunk("%s",%d,[%s]);\n' % (self.token.encode(), self.number, b",".join(self.parts)))
+        with naming(path):  # a full disk names the file it could not write
+            path.write_bytes(b'regiondialChunk("%s",%d,[%s]);\n' % (self.token.encode(), self.number, b",".join(self.parts)))
         self.files.append(path)
         self.parts, self.size = [], 0
         self.number += 1

@@ -128,7 +128,7 @@ def naming(path: str | Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.filename is None:
+        if exc.filename is None and exc.errno is not None:  # (an OSError built from a message alone keeps it)
             exc.filename = str(path)
         raise
 

@@ -134,7 +134,7 @@ def test_every_file_stays_small_whatever_the_answers_hold(tmp_path):
 
     from ..core.helpers import make_bench
 
-    bench = make_bench(tmp_path / "bench", n_dialogues=1, turns=12)
+    bench = make_bench(tmp_path / "bench", n_dialogues=1, turns=12, size=(128, 96))  # 12 boxes fit inside
     run = tmp_path / "run"
     evaluate(bench, RunConfig(adapter="oracle"), run, progress=False, n_bootstrap=0)
     log = run / "predictions.jsonl"
