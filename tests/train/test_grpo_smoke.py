@@ -87,6 +87,7 @@ class _StubTrainer:
 
     def _generate_single_turn(self, ids, images, fields, num_generations):
         assert num_generations == 1  # one answer per distinct question
+        assert ids, "a generation call with no prompt at all"
         self.calls.append(list(ids))
         return [[7, 7, 7] for _ in ids], None
 
