@@ -586,3 +586,89 @@ def test_completion_text_forms():
     assert completion_text([{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}]) == "b"
     with pytest.raises(TypeError, match="int"):
         completion_text(5)
+
+
+# --------------------------------------------------------------------------------------------
+# Rows added for the mutants the first mutation run left alive (scripts/mutation.py rewards)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold", "expected"),
+    [
+        # the point on its box's right / bottom border is inside (15 px from the gold point)
+        (item([10, 10, 110, 110], (110, 60)), item([500, 500, 600, 600], (95, 60)), 1.0),
+        (item([10, 10, 110, 110], (60, 110)), item([500, 500, 600, 600], (60, 95)), 1.0),
+        (item([10, 10, 110, 110], (111, 60)), item([500, 500, 600, 600], (96, 60)), 0.0),  # just outside
+        # x and y are not swapped: a point inside in x, inside in y, in a box far from the diagonal
+        (item([90, 10, 110, 30], (100, 20)), item([500, 500, 600, 600], (100, 20)), 1.0),
+    ],
+)
+def test_point_inside_its_own_box_on_every_border(pred, gold, expected):
+    assert accuracy_reward(answer([pred]), [gold]) == expected
+    assert accuracy_reward_paper(answer([pred]), [gold]) == pytest.approx(expected * 2 / 3)
+
+
+@pytest.mark.parametrize(
+    ("pred", "hits"),
+    [
+        (item([30, 10, 130, 110], (500, 500)), 1),  # mean L1 exactly 10: IoU only
+        (item([29, 10, 129, 110], (500, 500)), 2),  # 9.5: IoU and L1
+        (item([10, 10, 110, 110], (90, 60)), 2),  # point 30 px away: no point hit
+        (item([10, 10, 110, 110], (89, 60)), 3),
+        (item([200, 10, 300, 110], (89, 60)), 0),  # the gold point, outside the predicted box
+    ],
+)
+def test_paper_accuracy_thresholds(pred, hits):
+    assert accuracy_reward_paper(answer([pred]), GOLD) == pytest.approx(hits * 2 / 3)
+
+
+def test_paper_accuracy_caps_and_gold_forms():
+    a, wrong = item([10, 10, 110, 110]), item([500, 500, 600, 600], (550, 550))
+    assert accuracy_reward_paper(answer([a]), [wrong] * 119 + [a]) == pytest.approx(2 / 120)  # 120th gold read
+    assert accuracy_reward_paper(answer([a]), [wrong] * 120 + [a]) == 0.0  # the 121st is not
+    assert accuracy_reward_paper(answer([wrong] * 119 + [a]), [a]) == pytest.approx(2 / 120)
+    assert accuracy_reward(answer([a]), [wrong] * 119 + [a]) == pytest.approx(3 / 120)
+    # gold items without a usable box are skipped; a gold without a point gives no point hit
+    assert accuracy_reward_paper(answer([a]), [{"bbox_2d": [1, 2, 3]}, a]) == 2.0
+    assert accuracy_reward_paper(answer([a]), [{"bbox_2d": [10, 10, 110, 110]}]) == pytest.approx(4 / 3)
+    assert accuracy_reward_paper(answer([a]), [{"bbox_2d": [10, 10, 110, 110], "point_2d": [60]}]) == pytest.approx(4 / 3)
+    assert accuracy_reward_paper(answer([a]), [{"box": [10, 10, 110, 110]}, "x", 5]) == 0.0
+
+
+def test_each_profile_scores_with_its_own_component_functions():
+    """score() picks the released or the paper function of every component (they differ on this text)."""
+    response = ("<think>bbox=[300,100,400,250] and bbox=[1,2,3,4], locate the dog compared</think>"
+                "<scene>dogs on grass</scene>" + answer([item([10, 10, 110, 110])]))
+    released, paper = score(response, GOLD_JSON, REF, "released"), score(response, GOLD_JSON, REF, "paper")
+    assert released["tags"] == tags_reward(response, REF) != paper["tags"] == tags_reward_paper(response, REF)
+    assert released["reference"] == reference_reward(response, REF) == 0.75
+    assert paper["reference"] == reference_reward_paper(response, REF) == 1.25
+    assert released["accuracy"] == 3.0 and paper["accuracy"] == 2.0
+    assert released["consistency"] == consistency_reward(response, REF)
+    assert paper["consistency"] == consistency_reward_paper(response, REF) != released["consistency"]
+
+
+def test_paper_consistency_edges():
+    assert paper_cons("the was and", "dog") == pytest.approx(0.6 / 1.6)  # a scene without keywords covers 0
+    assert paper_cons("dog", "dog compared") == pytest.approx(1.3)  # a cue word counts as a lemma
+    assert paper_cons("dog", "dog nextto") == pytest.approx(1.0)  # a phrase cue needs its words
+
+
+def test_completion_text_message_shapes():
+    assert completion_text(["plain text message"]) == "plain text message"
+    parts = [{"type": "image"}, {"text": "no type"}, {"type": "text", "text": "a"}, "b", {"type": "text", "text": "c"}]
+    assert completion_text([{"role": "assistant", "content": parts}]) == "ac"
+    with pytest.raises(TypeError):
+        completion_text([{"role": "assistant", "content": {"type": "text", "text": "a"}}])
+
+
+def test_trl_function_column_checks():
+    with pytest.raises(KeyError, match="needs the dataset columns"):
+        reward_functions()[0](prompts=["p"], completions=["x"], solution=["[]"])
+    with pytest.raises(ValueError):  # one problem and solution per completion
+        reward_functions()[0](prompts=["p", "p"], completions=["x", "y"], problem=[REF], solution=[GOLD_JSON])
+
+
+def test_zero_weights_are_allowed():
+    assert RewardProfile("paper", alpha=0.0, beta=0.0).weights() == [1.0, 1.0, 0.0, 1.0, 1.0, 0.0]
