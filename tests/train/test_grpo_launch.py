@@ -112,3 +112,33 @@ def test_gpu_constraints_pin_a_triple_the_installed_trl_accepts():
     assert pins["vllm"] >= Version("0.30.0")  # the server recipe's --enable-scale-out
     assert Version("5.17") <= pins["transformers"] < Version("6")  # pyproject's train extra
     assert Path(README).read_text().count("constraints-gpu.txt") >= 1
+
+
+@pytest.mark.parametrize("main_process", [True, False], ids=["main", "other-rank"])
+def test_only_the_main_process_builds_the_tiny_model(grpo, tmp_path, monkeypatch, main_process):
+    """Every rank building ``tiny-base`` rewrote it while another rank was loading it; now the main
+    process builds it first and the others only wait for it (a race, so checked directly)."""
+    import contextlib
+
+    import accelerate
+
+    import regiondial_bench.testing as testing
+
+    events: list[str] = []
+
+    class State:
+        is_main_process = main_process
+
+        @contextlib.contextmanager
+        def main_process_first(self):
+            events.append("enter")
+            yield
+            events.append("exit")
+
+    monkeypatch.setattr(accelerate, "PartialState", State)
+    monkeypatch.setattr(testing, "build_tiny_qwen2_5_vl", lambda folder, seed=0: events.append(f"build {folder}"))
+    settings = grpo.load_settings(SMOKE, output_dir=str(tmp_path / "out"))
+    path = grpo.prepare_model_path(settings)
+    assert path == str(tmp_path / "out" / "tiny-base")
+    expected = ["enter", f"build {path}", "exit"] if main_process else ["enter", "exit"]
+    assert events == expected
