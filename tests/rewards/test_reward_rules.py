@@ -602,6 +602,11 @@ def test_completion_text_forms():
         (item([10, 10, 110, 110], (111, 60)), item([500, 500, 600, 600], (96, 60)), 0.0),  # just outside
         # x and y are not swapped: a point inside in x, inside in y, in a box far from the diagonal
         (item([90, 10, 110, 30], (100, 20)), item([500, 500, 600, 600], (100, 20)), 1.0),
+        # left and top borders, and boxes whose x and y bounds differ (each bound read from its own coordinate)
+        (item([10, 10, 110, 110], (10, 60)), item([500, 500, 600, 600], (25, 60)), 1.0),
+        (item([10, 10, 110, 110], (60, 10)), item([500, 500, 600, 600], (60, 25)), 1.0),
+        (item([10, 10, 110, 300], (60, 300)), item([500, 500, 600, 600], (60, 290)), 1.0),
+        (item([10, 50, 110, 110], (20, 60)), item([500, 500, 600, 600], (20, 60)), 1.0),
     ],
 )
 def test_point_inside_its_own_box_on_every_border(pred, gold, expected):
@@ -628,6 +633,7 @@ def test_paper_accuracy_caps_and_gold_forms():
     assert accuracy_reward_paper(answer([a]), [wrong] * 119 + [a]) == pytest.approx(2 / 120)  # 120th gold read
     assert accuracy_reward_paper(answer([a]), [wrong] * 120 + [a]) == 0.0  # the 121st is not
     assert accuracy_reward_paper(answer([wrong] * 119 + [a]), [a]) == pytest.approx(2 / 120)
+    assert accuracy_reward_paper(answer([a] + [wrong] * 120), [a]) == pytest.approx(2 / 120)  # 120 answers read
     assert accuracy_reward(answer([a]), [wrong] * 119 + [a]) == pytest.approx(3 / 120)
     # gold items without a usable box are skipped; a gold without a point gives no point hit
     assert accuracy_reward_paper(answer([a]), [{"bbox_2d": [1, 2, 3]}, a]) == 2.0
@@ -672,3 +678,14 @@ def test_trl_function_column_checks():
 
 def test_zero_weights_are_allowed():
     assert RewardProfile("paper", alpha=0.0, beta=0.0).weights() == [1.0, 1.0, 0.0, 1.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize("gold_box", [[5, 0, 5, 0], [0, 5, 0, 5]], ids=["apart-in-x", "apart-in-y"])
+def test_single_pixel_boxes_that_do_not_meet_share_no_pixel(gold_box):
+    # inclusive pixels: [0,0,0,0] is one pixel; a box apart in one axis only shares nothing (mean L1 2.5: a hit)
+    assert accuracy_reward(answer([item([0, 0, 0, 0], (500, 500))]), [item(gold_box, (900, 900))]) == 1.0
+
+
+def test_paper_accuracy_needs_the_answer_tag():
+    assert accuracy_reward_paper(json.dumps(GOLD), GOLD) == 0.0
+    assert accuracy_reward_paper(answer(GOLD), GOLD) == 2.0
