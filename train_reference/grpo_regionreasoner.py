@@ -11,21 +11,22 @@ CPU smoke run (a tiny random Qwen2.5-VL built locally, 2 steps on the bundled sa
 
     python train_reference/grpo_regionreasoner.py --config train_reference/configs/cpu_smoke.yaml
 
-The config file has six sections: ``model`` (``name_or_path`` or ``tiny: true``, dtype,
+The config file has these sections: ``model`` (``name_or_path`` or ``tiny: true``, dtype,
 attention), ``data`` (``source``: a bench folder or the released training JSON; ``frame``;
 ``image_root``; ``cache_dir``; ``limit``), ``rewards`` (``profile: released|paper``, ``alpha``,
-``beta``, ``citation_tolerance``), ``multi_round`` (``enabled``), ``lora`` (optional
-``peft.LoraConfig`` fields) and ``grpo`` (any ``trl.GRPOConfig`` field). Any ``GRPOConfig`` field
-can also be given on the command line (``--learning_rate 2e-6``); ``--resume-from-checkpoint``
-[latest|PATH] continues a killed run with its optimizer, scheduler and data position.
+``beta``, ``citation_tolerance``, ``hallucination_penalty``), ``multi_round`` (``enabled``,
+``depth``), ``evaluation`` (optional, :mod:`grpo_evaluation`), ``constrained`` (optional), ``lora``
+(optional ``peft.LoraConfig`` fields) and ``grpo`` (any ``trl.GRPOConfig`` field). Any
+``GRPOConfig`` field can also be given on the command line (``--learning_rate 2e-6``);
+``--resume-from-checkpoint`` [latest|PATH] continues a killed run with its optimizer, scheduler
+and data position.
 
-Multi-round rollouts (``multi_round.enabled: true``) go beyond the paper's single-turn RL: for a
-turn that refers to an earlier turn, the policy first answers the earlier turn (greedy, through
-the trainer's own generation backend, so vLLM when enabled), and its first predicted box replaces
-the gold reference in the row's question and prompt before TRL builds the batch; a turn whose
-earlier answer has no box keeps the gold reference (upstream's fallback). TRL then tokenises,
-samples, logs and rewards the question actually asked. This is the only use of private TRL
-methods (``TRL_PRIVATE_API``, checked at start-up).
+Multi-round rollouts (``multi_round.enabled: true``, :mod:`grpo_multi_round`) go beyond the
+paper's single-turn RL: before TRL builds a batch, the policy answers the earlier turns its rows
+refer to (``depth`` levels down each reference chain, greedy, through the trainer's own
+generation backend), and its boxes replace the gold references in the questions actually asked.
+An ``evaluation`` section scores the live policy with the harness at every checkpoint and writes
+a run folder per evaluation (:mod:`grpo_evaluation`).
 
 The trained policy is saved as a Hugging Face model folder (weights, processor, chat template)
 in ``grpo.output_dir``; evaluate it with ``regiondial evaluate --model hf --preset
@@ -41,18 +42,31 @@ import json
 import logging
 import os
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+if str(Path(__file__).resolve().parent) not in sys.path:  # the sibling modules below, however this file is loaded
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from grpo_evaluation import (  # noqa: E402
+    UNCONSTRAINED_MARK,
+    EvaluationSettings,
+    best_evaluation,
+    parse_evaluation,
+    scores_to_log,
+)
+from grpo_multi_round import check_trl_private_api, multi_round_trainer_class  # noqa: E402
+
+__all__ = ["best_evaluation", "scores_to_log", "check_trl_private_api"]  # re-exported for users and tests
+
 logger = logging.getLogger("grpo_regionreasoner")
 
-SECTIONS = ("model", "data", "rewards", "multi_round", "lora", "grpo", "constrained")
+SECTIONS = ("model", "data", "rewards", "multi_round", "lora", "grpo", "constrained", "evaluation")
 MODEL_KEYS = ("name_or_path", "tiny", "tiny_seed", "dtype", "attn_implementation", "min_pixels", "max_pixels")
 DATA_KEYS = ("source", "frame", "image_root", "cache_dir", "limit")
 REWARD_KEYS = ("profile", "alpha", "beta", "citation_tolerance", "hallucination_penalty")
-MULTI_ROUND_KEYS = ("enabled",)
+MULTI_ROUND_KEYS = ("enabled", "depth")
 CONSTRAINED_KEYS = ("enabled", "max_objects", "box_step")
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 
@@ -71,6 +85,8 @@ class TrainSettings:
     multi_round: bool
     grpo: dict[str, Any]
     source_file: str | None = None
+    multi_round_depth: int | None = 1
+    evaluation: EvaluationSettings | None = None
     lora: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -196,6 +212,10 @@ def parse_settings(
     _check_keys("constrained", constrained, CONSTRAINED_KEYS)
     if constrained.get("enabled") and data.get("frame", "squash-840") != "squash-840":
         raise ConfigError("constrained rollouts write coordinates in the 840x840 frame; set data.frame: squash-840")
+    try:
+        evaluation = parse_evaluation(raw.get("evaluation"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     if check_runtime:
         try:
             GRPOConfig(**{**grpo, "report_to": "none", "output_dir": grpo["output_dir"]})
@@ -206,11 +226,23 @@ def parse_settings(
         data=data,
         rewards=dataclasses.asdict(profile),
         multi_round=bool(multi.get("enabled", False)),
+        multi_round_depth=_multi_round_depth(multi.get("depth", 1)),
+        evaluation=evaluation,
         grpo=grpo,
         source_file=source_file,
         lora=lora,
         extra={"constrained": constrained} if constrained.get("enabled") else {},
     )
+
+
+def _multi_round_depth(value: Any) -> int | None:
+    """``multi_round.depth``: an integer >= 1, or ``full`` (whole reference chains)."""
+    if value in ("full", None):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"multi_round.depth={value!r}: give how many referenced turns the policy answers "
+                          "(1 = the referenced turn only, 2 = that turn's own reference too, ...) or 'full'")
+    return value
 
 
 def load_settings(
@@ -273,181 +305,6 @@ def grpo_overrides(args: list[str]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# Multi-round rollouts
-# --------------------------------------------------------------------------------------------
-
-
-def _with_user_text(prompt: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
-    out = []
-    for message in prompt:
-        if message["role"] == "user":
-            content = message["content"]
-            if isinstance(content, str):
-                message = {**message, "content": text}
-            else:
-                message = {
-                    **message,
-                    "content": [{**p, "text": text} if p.get("type") == "text" else p for p in content],
-                }
-        out.append(message)
-    return out
-
-
-@contextmanager
-def _greedy(trainer: Any):
-    """Greedy decoding for the reference step, so every member of a group sees the same reference."""
-    saved: list[tuple[Any, str, Any]] = []
-    config = getattr(trainer, "generation_config", None)
-    if config is not None:
-        saved.append((config, "do_sample", config.do_sample))
-        config.do_sample = False
-    vllm = getattr(trainer, "vllm_generation", None)
-    if vllm is not None:
-        saved.append((vllm, "temperature", vllm.temperature))
-        vllm.temperature = 0.0
-    try:
-        yield
-    finally:
-        for obj, name, value in saved:
-            setattr(obj, name, value)
-
-
-# Every use of a private GRPOTrainer method is in this block (reference answers and the hook that
-# rewrites the batch); tests/train/test_grpo_smoke.py checks them against the installed TRL.
-TRL_PRIVATE_API = {
-    "_generate_and_score_completions": ("self", "inputs"),
-    "_tokenize_prompts": ("self", "prompts"),
-    "_generate_single_turn": ("self", "prompt_ids", "images", "multimodal_fields", "num_generations"),
-}
-
-
-def check_trl_private_api(trainer_cls: Any = None) -> None:
-    """Fail clearly when the installed TRL lacks the private methods multi-round rollouts rely on.
-
-    Raises:
-        RuntimeError: A method is missing or its leading parameters changed (names the TRL version).
-    """
-    import inspect
-
-    import trl
-
-    if trainer_cls is None:
-        trainer_cls = trl.GRPOTrainer
-    for name, expected in TRL_PRIVATE_API.items():
-        method = getattr(trainer_cls, name, None)
-        params = tuple(inspect.signature(method).parameters)[: len(expected)] if callable(method) else ()
-        if params != expected:
-            raise RuntimeError(
-                f"multi_round needs GRPOTrainer.{name}{expected} (TRL >= 1.16); TRL {trl.__version__} has "
-                f"{name}{params or ' (missing)'}; install a TRL this trainer supports or set "
-                "multi_round.enabled: false"
-            )
-
-
-def policy_answers(trainer: Any, prompts: list[list[dict[str, Any]]], num_generations: int) -> list[str]:
-    """Decoded answers of the policy to multimodal conversational ``prompts``, via TRL's backend."""
-    ids, images, fields_ = trainer._tokenize_prompts(prompts)
-    completion_ids, _ = trainer._generate_single_turn(ids, images, fields_, num_generations)
-    return trainer.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
-
-
-def substitute_references(
-    inputs: list[dict[str, Any]], answers: list[str], template: str
-) -> list[dict[str, Any]]:
-    """Rows whose gold reference is replaced by the first box of the policy's earlier answer.
-
-    ``answers[i]`` answers row ``i``'s referenced turn (``reference_problem``); all rows of one
-    sample (same ``id``) take the first of their answers, so a group always sees one reference.
-    The row's ``problem`` and ``prompt`` are both rewritten, so TRL tokenises, logs and rewards
-    the question actually asked. ``reference_source`` says what happened: ``predicted``,
-    ``gold-fallback`` (no box in the answer: upstream's fallback) or ``none`` (no reference).
-    """
-    from regiondial_bench.protocol import format_box, parse_answer
-    from regiondial_bench.training.data import user_text
-
-    first: dict[str, str] = {}
-    out = []
-    for row, answer in zip(inputs, answers, strict=True):
-        row = dict(row)
-        source, predicted = "none", ""
-        if row.get("reference_problem") and row.get("reference_text") and row["reference_text"] in row["problem"]:
-            answer = first.setdefault(str(row.get("id")), answer)
-            parsed = parse_answer(answer, require_answer_tag=True)
-            if parsed.regions:
-                predicted = "bbox=" + format_box(parsed.regions[0].box)
-                row["problem"] = row["problem"].replace(row["reference_text"], predicted)
-                row["prompt"] = _with_user_text(row["prompt"], user_text(row["problem"], template))
-                source = "predicted"
-            else:
-                source = "gold-fallback"
-        row["reference_source"] = source
-        row["reference_predicted"] = predicted
-        out.append(row)
-    return out
-
-
-def multi_round_trainer_class() -> type:
-    """``trl.GRPOTrainer`` plus one step before each generation: the earlier turns are answered.
-
-    Before TRL builds a batch's prompts, the policy answers every referenced earlier turn
-    (greedy, through the trainer's own generation backend, vLLM included) and
-    :func:`substitute_references` rewrites the rows; everything after that (tokenisation, image
-    bookkeeping, sampling, logging, rewards) is TRL's unchanged code seeing the rewritten rows.
-    Every process makes one extra generation call of the same size per batch (vLLM's collective
-    calls stay aligned). Each batch's outcome is appended to ``<output_dir>/multi_round_references.jsonl``.
-    """
-    from trl import GRPOTrainer
-
-    from regiondial_bench.training.data import TRAINING_TEMPLATE, conversation
-
-    class MultiRoundGRPOTrainer(GRPOTrainer):
-        template = TRAINING_TEMPLATE
-
-        def reference_answers(self, inputs: list[dict[str, Any]]) -> list[str]:
-            """The policy's greedy answers to each row's referenced turn (its own question when none)."""
-            from trl.data_utils import prepare_multimodal_messages
-
-            prompts = []
-            for row in inputs:
-                prompt = conversation(row["reference_problem"], self.template) if row.get("reference_problem") else row["prompt"]
-                image = row.get("image")
-                prompts.append(prepare_multimodal_messages(prompt, images=[image] if image is not None else None))
-            num_generations = self.num_generations if self.model.training else self.num_generations_eval
-            with _greedy(self):
-                return policy_answers(self, prompts, num_generations)
-
-        def _generate_and_score_completions(self, inputs):
-            rows = substitute_references(inputs, self.reference_answers(inputs), self.template)
-            self._record_references(rows)
-            return super()._generate_and_score_completions(rows)
-
-        def _record_references(self, rows: list[dict[str, Any]]) -> None:
-            from accelerate.utils import gather_object
-
-            records = [
-                {
-                    "step": self.state.global_step,
-                    "id": row.get("id"),
-                    "source": row["reference_source"],
-                    "predicted": row["reference_predicted"],
-                    "gold": row.get("reference_text", ""),
-                    "problem": row["problem"],
-                }
-                for row in rows
-            ]
-            records = gather_object(records)
-            if self.accelerator.is_main_process:
-                path = Path(self.args.output_dir) / "multi_round_references.jsonl"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with path.open("a", encoding="utf-8") as handle:
-                    handle.writelines(json.dumps(r) + "\n" for r in records)
-                counts = {k: sum(r["source"] == k for r in records) for k in ("predicted", "gold-fallback")}
-                logger.info("step %d references: %s", self.state.global_step, counts)
-
-    return MultiRoundGRPOTrainer
-
-
-# --------------------------------------------------------------------------------------------
 # Trainer
 # --------------------------------------------------------------------------------------------
 
@@ -459,16 +316,46 @@ def _torch_dtype(name: str) -> Any:
 
 
 def prepare_model_path(settings: TrainSettings) -> str:
-    """The model to train: a Hub id / folder, or a tiny random Qwen2.5-VL built in the output dir."""
-    if settings.model.get("tiny"):
-        from regiondial_bench.testing import build_tiny_qwen2_5_vl
+    """The model to train: a Hub id / folder, or a tiny random Qwen2.5-VL built in the output dir.
 
-        return str(
-            build_tiny_qwen2_5_vl(
-                settings.output_dir / "tiny-base", seed=int(settings.model.get("tiny_seed", 0))
-            )
+    The tiny model is built by the main process only, while the other ranks wait (they would
+    otherwise rewrite ``tiny-base`` while another rank is loading it).
+    """
+    if not settings.model.get("tiny"):
+        return str(settings.model["name_or_path"])
+    from accelerate import PartialState
+
+    from regiondial_bench.testing import build_tiny_qwen2_5_vl
+
+    folder = settings.output_dir / "tiny-base"
+    state = PartialState()
+    with state.main_process_first():
+        if state.is_main_process:
+            build_tiny_qwen2_5_vl(folder, seed=int(settings.model.get("tiny_seed", 0)))
+    return str(folder)
+
+
+def check_launch(environ: dict[str, str] | None = None) -> str | None:
+    """A warning when ``accelerate launch`` was asked for several processes but started one.
+
+    ``accelerate launch --num_processes N --cpu`` (N > 1) runs its single-process launcher: it sets
+    ``MASTER_ADDR`` for the processes it was asked for, but starts one, without ``WORLD_SIZE``.
+
+    >>> check_launch({"ACCELERATE_MIXED_PRECISION": "no", "MASTER_ADDR": "127.0.0.1"}) is not None
+    True
+    >>> check_launch({"ACCELERATE_MIXED_PRECISION": "no", "MASTER_ADDR": "x", "WORLD_SIZE": "2"}) is None
+    True
+    """
+    env = os.environ if environ is None else environ
+    launched_by_accelerate = "ACCELERATE_MIXED_PRECISION" in env
+    if launched_by_accelerate and "MASTER_ADDR" in env and "WORLD_SIZE" not in env:
+        return (
+            "accelerate launch was asked for more than one process but started only this one (its --cpu "
+            "launcher runs a single process): training continues in ONE process. For several CPU processes "
+            "use `torchrun --nproc-per-node N train_reference/grpo_regionreasoner.py --config ...`; on GPUs "
+            "drop --cpu (or use --multi_gpu / an accelerate config file)."
         )
-    return str(settings.model["name_or_path"])
+    return None
 
 
 def build_trainer(settings: TrainSettings, *, callbacks: list | None = None) -> Any:
@@ -481,6 +368,14 @@ def build_trainer(settings: TrainSettings, *, callbacks: list | None = None) -> 
     from regiondial_bench.training.rewards import RewardProfile, reward_functions
 
     profile = RewardProfile(**settings.rewards)
+    evaluation_bench = None
+    if settings.evaluation is not None:  # before the model loads: a wrong bench fails in seconds
+        from regiondial_bench.bench.specs import load_bench
+
+        try:
+            evaluation_bench = load_bench(settings.evaluation.bench, images=settings.evaluation.images)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"evaluation.bench: {exc}") from exc
     model_path = prepare_model_path(settings)
     processor_options = {k: settings.model[k] for k in ("min_pixels", "max_pixels") if k in settings.model}
     processor = load_vlm_processor(model_path, **processor_options)
@@ -525,7 +420,12 @@ def build_trainer(settings: TrainSettings, *, callbacks: list | None = None) -> 
         check_trl_private_api()
         trainer_cls = multi_round_trainer_class()
         trainer_cls.template = TRAINING_TEMPLATE
-    return trainer_cls(
+        trainer_cls.reference_depth = settings.multi_round_depth
+    if settings.multi_round and not any(dataset["reference_text"]):
+        logger.warning("multi_round is enabled but no training sample refers to an earlier turn (the released "
+                       "training JSON has no turn structure): no reference is ever substituted, and no extra "
+                       "generation pass runs")
+    trainer = trainer_cls(
         model=model,
         reward_funcs=reward_functions(profile),
         args=args,
@@ -534,6 +434,11 @@ def build_trainer(settings: TrainSettings, *, callbacks: list | None = None) -> 
         callbacks=callbacks,
         peft_config=peft_config,
     )
+    if settings.evaluation is not None:
+        from grpo_evaluation import callback_class
+
+        trainer.add_callback(callback_class()(trainer, settings.evaluation, evaluation_bench))
+    return trainer
 
 
 def resolve_checkpoint(value: str | bool | None, output_dir: str | Path) -> str | None:
@@ -632,6 +537,7 @@ def constrain_generate(model: Any, processor: Any, grammar: Any) -> None:
         return unconstrained(*args, logits_processor=processors, **kwargs)
 
     model.generate = generate
+    setattr(model, UNCONSTRAINED_MARK, unconstrained)  # evaluation inside training decodes freely
 
 
 def _save_processor(processor: Any, out: Path) -> None:
@@ -683,6 +589,8 @@ def save_policy(trainer: Any, settings: TrainSettings) -> Path:
             "data": settings.data,
             "rewards": settings.rewards,
             "multi_round": settings.multi_round,
+            "multi_round_depth": settings.multi_round_depth,
+            "evaluation": dataclasses.asdict(settings.evaluation) if settings.evaluation else None,
             "lora": settings.lora,
             "grpo": settings.grpo,
             "global_step": trainer.state.global_step,
@@ -715,6 +623,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     options, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    launch_warning = check_launch()
+    if launch_warning:
+        print(f"warning: {launch_warning}", file=sys.stderr)
     try:
         overrides = grpo_overrides(rest)
         if options.resume_from_checkpoint is not None:
@@ -723,21 +634,26 @@ def main(argv: list[str] | None = None) -> int:
             options.config, output_dir=options.output_dir, max_steps=options.max_steps, overrides=overrides
         )
         resume = resolve_checkpoint(settings.grpo.get("resume_from_checkpoint"), settings.output_dir)
+        if resume:
+            logger.info("resuming from %s", resume)
+        trainer = build_trainer(settings)
     except ConfigError as exc:
         print(f"error: {options.config}: {exc}", file=sys.stderr)
         return 2
-    if resume:
-        logger.info("resuming from %s", resume)
-    trainer = build_trainer(settings)
     train(trainer, resume)
     out = save_policy(trainer, settings)
-    logger.info("saved the trained policy to %s", out)
+    if trainer.accelerator.is_main_process:
+        logger.info("saved the trained policy to %s", out)
+        best = best_evaluation(out)
+        if best is not None:
+            logger.info("best RegionDial evaluation by AP50: step %d (AP50 %s), %s", best["step"], best["ap50"],
+                        best["folder"])
     return 0
 
 
 # the trainer's optional dependencies and the extra that installs them (pyproject.toml)
 _EXTRA_OF = {"trl": "train", "peft": "train", "datasets": "train", "spacy": "train", "transformers": "train",
-             "accelerate": "train", "torch": "train"}
+             "accelerate": "train", "torch": "train", "xgrammar": "train"}
 
 
 def _main_naming_missing_extras(argv: list[str] | None = None) -> int:

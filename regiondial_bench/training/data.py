@@ -21,6 +21,11 @@ Columns of the dataset:
 ``reference_problem``  problem of the referenced turn (empty when none): multi-round rollouts ask
                      it first and substitute the policy's own box
 ``reference_text``   the exact reference substring of ``problem`` that gets substituted
+``reference_chain``  the referenced turn and the turns it refers to in turn, nearest first: one
+                     ``{id, problem, reference_text}`` per turn, ``reference_text`` being the
+                     substring of that turn's problem that names the next turn of the chain (empty
+                     at its end). Multi-round rollouts of depth d answer the first d of them,
+                     farthest first (:mod:`regiondial_bench.training.rollouts`)
 ===================  =============================================================================
 
 Frames: ``frame="squash-840"`` (default, as the released model was trained and as the
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -151,7 +157,7 @@ def samples_from_bench(
     """
     from tqdm import tqdm
 
-    from ..bench.build import TRAIN_REFERENCE_FORMAT, training_samples
+    from ..bench.build import training_samples
 
     if frame not in FRAMES:
         raise ValueError(f"unknown training frame {frame!r}; choose one of {list(FRAMES)}")
@@ -173,48 +179,91 @@ def samples_from_bench(
             with Image.open(path) as image:
                 size = image.size
         image = _squash_image(path, cache) if frame == "squash-840" else str(path)
-        problems: dict[int, str] = {}
-        for turn in dialogue.turns:
-            sample = by_id[f"{dialogue.dialogue_id}-{turn.index}"]
-            problem, solution = sample["problem"], sample["solution"]
-            if frame == "squash-840":
-                problem, solution = _scale_problem(problem, size), _scale_solution(solution, size)
-                items = json.loads(solution)  # scale the gold box from its float original (one rounding)
-                items[0]["bbox_2d"] = _scale(turn.gold_boxes[0], size)
-                solution = json.dumps(items)
-            problems[turn.index] = problem
-            reference_problem, reference_text = "", ""
-            refs = [
-                r for r in turn.references if r.placeholder is not None and r.placeholder in turn.question
-            ]
-            if refs and refs[0].turn < turn.index:  # self/forward references keep the gold box
-                gold = dialogue.turns[refs[0].turn].gold_boxes[0]
-                if frame == "squash-840":  # scale the integer box, as _scale_problem does
-                    gold = _scale([round_half_up(v) for v in gold], size)
-                reference_text = TRAIN_REFERENCE_FORMAT.format(box=format_box(gold))
-                if reference_text in problem:
-                    reference_problem = problems[refs[0].turn]
-                else:
-                    reference_text = ""
-            out.append(
-                {
-                    "id": sample["id"],
-                    "dialogue_id": dialogue.dialogue_id,
-                    "turn": turn.index,
-                    "problem": problem,
-                    "solution": solution,
-                    "image": image,
-                    "reference_problem": reference_problem,
-                    "reference_text": reference_text,
-                }
-            )
+        out.extend(_dialogue_samples(dialogue, by_id, image, size if frame == "squash-840" else None))
     return out
+
+
+def reference_rows(bench: Bench) -> list[dict[str, Any]]:
+    """The samples of ``bench`` in its original frame without their images (``image`` is empty).
+
+    What multi-round planning needs (questions, reference texts and chains) for a bench whose
+    images are not at hand, e.g. the official question files (``benchmarks/multi_round_aux.py``).
+    """
+    from ..bench.build import training_samples
+
+    by_id = {s["id"]: s for s in training_samples(bench)}
+    return [row for dialogue in bench.dialogues for row in _dialogue_samples(dialogue, by_id, "", None)]
+
+
+def _dialogue_samples(dialogue: Any, by_id: dict[str, dict], image: str,
+                      squash_from: tuple[int, int] | None) -> list[dict[str, Any]]:
+    """One dialogue's samples; ``squash_from`` (the image size) rescales them to 840x840, None keeps them."""
+    from ..bench.build import TRAIN_REFERENCE_FORMAT
+
+    out: list[dict[str, Any]] = []
+    problems: dict[int, str] = {}
+    links: dict[int, tuple[int, str]] = {}  # turn -> (the turn it refers to, the reference text)
+    for turn in dialogue.turns:
+        sample = by_id[f"{dialogue.dialogue_id}-{turn.index}"]
+        problem, solution = sample["problem"], sample["solution"]
+        if squash_from is not None:
+            problem, solution = _scale_problem(problem, squash_from), _scale_solution(solution, squash_from)
+            items = json.loads(solution)  # scale the gold box from its float original (one rounding)
+            items[0]["bbox_2d"] = _scale(turn.gold_boxes[0], squash_from)
+            solution = json.dumps(items)
+        problems[turn.index] = problem
+        reference_problem, reference_text = "", ""
+        refs = [r for r in turn.references if r.placeholder is not None and r.placeholder in turn.question]
+        if refs and refs[0].turn < turn.index:  # self/forward references keep the gold box
+            gold = dialogue.turns[refs[0].turn].gold_boxes[0]
+            if squash_from is not None:  # scale the integer box, as _scale_problem does
+                gold = _scale([round_half_up(v) for v in gold], squash_from)
+            reference_text = TRAIN_REFERENCE_FORMAT.format(box=format_box(gold))
+            if reference_text in problem:
+                reference_problem = problems[refs[0].turn]
+                links[turn.index] = (refs[0].turn, reference_text)
+            else:
+                reference_text = ""
+        out.append(
+            {
+                "id": sample["id"],
+                "dialogue_id": dialogue.dialogue_id,
+                "turn": turn.index,
+                "problem": problem,
+                "solution": solution,
+                "image": image,
+                "reference_problem": reference_problem,
+                "reference_text": reference_text,
+                "reference_chain": _chain(dialogue.dialogue_id, turn.index, links, problems),
+            }
+        )
+    return out
+
+
+def _chain(dialogue_id: str, turn: int, links: dict[int, tuple[int, str]], problems: dict[int, str]) -> list[dict]:
+    """The turns ``turn`` refers to, nearest first; every link points backward, so it ends."""
+    chain = []
+    while turn in links:
+        turn = links[turn][0]
+        chain.append({
+            "id": f"{dialogue_id}-{turn}",
+            "problem": problems[turn],
+            "reference_text": links[turn][1] if turn in links else "",
+        })
+    return chain
 
 
 def samples_from_released_json(
     path: str | Path, *, image_root: str | Path | None = None
 ) -> list[dict[str, Any]]:
     """Samples of the released training JSON (``{"samples": [{problem, solution, image, ...}]}``).
+
+    The layout is upstream's (UPSTREAM.md section 2.2, ``lmsdss/regionreasoner_data``, fetched with
+    ``regiondial bench fetch --training``): ``problem`` a string with inline ``bbox=[...]``
+    references, ``solution`` a JSON string (or list) of ``{"bbox_2d": [4 numbers], "point_2d":
+    [2 numbers]}``, ``image`` a path relative to ``image_root`` (or ``{"path": ...}``, as a
+    ``datasets.Image`` serialises); ``id`` is kept, other keys (``img_height``, ``img_width``) are
+    not used. Every sample is checked before training starts and every image must exist.
 
     Args:
         path: The JSON file.
@@ -224,22 +273,39 @@ def samples_from_released_json(
         Sample dicts (no multi-round metadata: the released format has none).
 
     Raises:
-        ValueError: The file lacks the ``samples`` key or a sample lacks a required field.
+        ValueError: Not JSON, no ``samples`` list, a sample without a usable ``problem``,
+            ``solution`` or ``image`` (named by position and id), or missing image files.
     """
     path = Path(path)
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"{path}: not a readable JSON file ({type(exc).__name__})") from exc
     if not isinstance(data, dict) or "samples" not in data:
         raise ValueError(f"{path}: the released training JSON has a top-level key 'samples'; it is missing")
+    if not isinstance(data["samples"], list):
+        raise ValueError(f"{path}: 'samples' must be a list, got {type(data['samples']).__name__}")
     root = Path(image_root) if image_root is not None else path.parent
     out = []
+    missing_images: list[str] = []
     for position, sample in enumerate(data["samples"]):
+        where = f"{path}: sample {position}"
+        if not isinstance(sample, dict):
+            raise ValueError(f"{where} is a {type(sample).__name__}, not an object")
+        if "id" in sample:
+            where += f" (id {str(sample['id'])[:80]!r})"
         missing = [k for k in ("problem", "solution", "image") if k not in sample]
         if missing:
-            raise ValueError(f"{path}: sample {position} lacks {missing}")
-        solution = (
-            sample["solution"] if isinstance(sample["solution"], str) else json.dumps(sample["solution"])
-        )
-        image = Path(sample["image"])
+            raise ValueError(f"{where} lacks {missing}")
+        if not isinstance(sample["problem"], str) or not sample["problem"].strip():
+            raise ValueError(f"{where}: 'problem' must be a non-empty string")
+        solution = _checked_solution(sample["solution"], where)
+        image = _image_path(sample["image"], where)
+        image = image if image.is_absolute() else root / image
+        if not image.is_file():
+            missing_images.append(str(image))
         out.append(
             {
                 "id": str(sample.get("id", position)),
@@ -247,12 +313,51 @@ def samples_from_released_json(
                 "turn": -1,
                 "problem": sample["problem"],
                 "solution": solution,
-                "image": str(image if image.is_absolute() else root / image),
+                "image": str(image),
                 "reference_problem": "",
                 "reference_text": "",
+                "reference_chain": [],
             }
         )
+    if missing_images:
+        raise ValueError(
+            f"{path}: {len(missing_images)} of {len(out)} images not found under {root} (first: "
+            f"{', '.join(missing_images[:3])}); set data.image_root to the folder the image paths are relative "
+            "to (`regiondial bench fetch --training` downloads the images beside the JSON)"
+        )
     return out
+
+
+def _checked_solution(solution: Any, where: str) -> str:
+    """The gold answer as a JSON string, checked: a non-empty list of objects with a 4-number ``bbox_2d``."""
+    items = solution
+    if isinstance(solution, str):
+        try:
+            items = json.loads(solution)
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"{where}: 'solution' is not a JSON list ({exc})") from exc
+    if not isinstance(items, list) or not items:
+        raise ValueError(f"{where}: 'solution' must be a non-empty list of {{bbox_2d, point_2d}} objects")
+    for item in items:
+        box = item.get("bbox_2d") if isinstance(item, dict) else None
+        point = item.get("point_2d") if isinstance(item, dict) else None
+        if not _numbers(box, 4) or (point is not None and not _numbers(point, 2)):
+            raise ValueError(f"{where}: 'solution' item {str(item)[:120]} needs bbox_2d of 4 numbers "
+                             "(and point_2d of 2 numbers when given)")
+    return solution if isinstance(solution, str) else json.dumps(solution)
+
+
+def _numbers(value: Any, count: int) -> bool:
+    return (isinstance(value, list) and len(value) == count
+            and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value))
+
+
+def _image_path(image: Any, where: str) -> Path:
+    if isinstance(image, dict) and isinstance(image.get("path"), str):
+        image = image["path"]
+    if not isinstance(image, str) or not image:
+        raise ValueError(f"{where}: 'image' must be a path (string or {{'path': ...}}), got {type(image).__name__}")
+    return Path(image)
 
 
 def to_dataset(samples: list[dict[str, Any]], *, template: str = TRAINING_TEMPLATE) -> Any:
@@ -267,8 +372,12 @@ def to_dataset(samples: list[dict[str, Any]], *, template: str = TRAINING_TEMPLA
 
     if not samples:
         raise ValueError("no training samples (the bench or JSON file is empty)")
-    rows = [{**s, "prompt": conversation(s["problem"], template)} for s in samples]
+    rows = [{**s, "reference_chain": s.get("reference_chain", []), "prompt": conversation(s["problem"], template)}
+            for s in samples]
     dataset = datasets.Dataset.from_list(rows)
+    text = datasets.Value("string")
+    # typed even when every chain is empty (Arrow would infer a list of nulls)
+    dataset = dataset.cast_column("reference_chain", [{"id": text, "problem": text, "reference_text": text}])
     return dataset.cast_column("image", datasets.Image(decode=True))
 
 

@@ -7,19 +7,25 @@ Each component is a function of one response, the gold ``solution`` (a JSON stri
 ===============  ==========================================  ===================================
 component        ``released`` (the released code)            ``paper`` (the paper's description)
 ===============  ==========================================  ===================================
-tags             F_tags, per-tag scores, order not checked   same scores; scene→focus→think→answer
-                                                             order enforced
+tags             F_tags, per-tag scores, order not checked,  same scores, scene→focus→think→answer
+                 [0, 2.3]                                    order enforced, normalised to [0, 2]
 answer_format    F_json, strict ``json.loads``, [0, 2]       same
 reference        R_ref: exact-integer citations, ×0.5 on     tolerance-matched citations (bare
-                 any hallucinated box, keyword bonus         lists too), −η·share hallucinated,
-                                                             clipped to [0, 2]
+                 any hallucinated box, keyword bonus,        lists too), −η·share hallucinated
+                 [0, 2]                                      (the answer's own box excluded),
+                                                             clipped to [0, 2]; 1 when no
+                                                             reference is required
 accuracy         R_acc: Hungarian over inclusive-pixel       same matching with the evaluator's
-                 IoU>0.5 / L1<10 / point<30 hits, [0, 3]     IoU and the shared tolerant parser
+                 IoU>0.5 / L1<10 / point<30 hits on numpy    IoU and the shared tolerant parser,
+                 arrays (non-numbers pay 0), [0, 3]          scaled to [0, 2]
 non_repeat       R_nonrep, 0 after two repeated sentences    same
-consistency      R_cons: first-10-keyword substring test     spaCy noun lemmas vs think lemmas,
-                 + word-list logic bonus, [0, 2.08]          same weights, [0, 2.08]
+consistency      R_cons: first-10-keyword substring test     spaCy noun-lemma overlap in [0, 1]
+                 + word-list logic bonus, [0, 2.08]          + spatial prior capped at 1, [0, 2]
 total            plain sum                                   R_base + α·R_ref + β·R_cons
 ===============  ==========================================  ===================================
+
+Where each rule comes from (UPSTREAM.md section 5 for ``released``, the paper for ``paper``) and
+which reading was taken where the paper is ambiguous: ``docs/rewards.md``.
 
 Use them in TRL as ``GRPOTrainer(reward_funcs=reward_functions("released"), args=GRPOConfig(
 reward_weights=RewardProfile("released").weights()))``; the dataset needs ``problem`` and
@@ -44,7 +50,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..geometry import box_iou, box_iou_inclusive
+from ..geometry import box_iou
 from ..protocol import TAGS, extract_tags, parse_answer
 
 COMPONENTS: tuple[str, ...] = ("tags", "answer_format", "reference", "accuracy", "non_repeat", "consistency")
@@ -120,7 +126,6 @@ _THINK_REF_RE = re.compile(rf"bbox\s*=?\s*\[{_NUM},{_NUM},{_NUM},{_NUM}\]")
 _FLOAT = r"\s*(-?\d+(?:\.\d+)?)\s*"
 _ANY_BOX_RE = re.compile(rf"\[{_FLOAT},{_FLOAT},{_FLOAT},{_FLOAT}\]")
 _LOOSE_TAG_RE = re.compile(r"</?(scene|focus|think|answer)>", re.IGNORECASE)
-_STRICT_TAG_RE = {tag: re.compile(rf"<{tag}>\s*(.*?)\s*</{tag}>", re.DOTALL) for tag in TAGS}
 
 REFERENCE_KEYWORDS = ("bbox", "bounding box", "bbox=", "coordinates", "bounding box=")
 SCENE_WORDS = ("scene", "image", "picture", "photo", "shows", "contains", "visible", "appears", "located")
@@ -165,6 +170,14 @@ LOGIC_GROUPS: tuple[tuple[float, tuple[str, ...]], ...] = (
     (0.2, ("locate", "identify", "position", "area", "region", "corner", "center", "coordinates")),
     (0.2, ("reference", "bbox", "guidance", "based on", "according to")),
 )
+"""The released logic bonus: (bonus, cue words) per group (spatial, comparison, location, reference); up to 1.2."""
+
+PAPER_MAX = 2.0
+"""The paper normalises every reward component to [0, PAPER_MAX]."""
+
+PAPER_PRIOR_GROUPS = LOGIC_GROUPS[:3]
+"""The paper's spatial prior: the spatial, comparative and localisation cue groups (0.5 + 0.3 + 0.2 = 1);
+the released fourth group (reference words, +0.2) is left to R_ref, which already pays for citing."""
 
 
 def completion_text(completion: Any) -> str:
@@ -203,21 +216,58 @@ def released_tags(response: str) -> dict[str, str | None]:
     """
     found = extract_tags(response)
     if any(m.group(0) != m.group(0).lower() for m in _LOOSE_TAG_RE.finditer(response)):
-        for tag, pattern in _STRICT_TAG_RE.items():
-            match = pattern.search(response)
-            found[tag] = match.group(1) if match else None
+        for tag in TAGS:
+            block = _tag_block(response, tag)
+            found[tag] = block[0] if block else None
     return found
+
+
+def _tag_block(text: str, tag: str, start: int = 0) -> tuple[str, int] | None:
+    """The first case-sensitive ``<tag>…</tag>`` block at or after ``start``: (stripped content, end).
+
+    The released regex ``<tag>\\s*(.*?)\\s*</tag>`` (DOTALL) matches exactly this: the first opening
+    tag that has a closing tag after it is the first opening tag (a later one cannot do better),
+    and the lazy group ends at the first closing tag. Two ``str.find`` calls keep it linear
+    where the regex rescans the text from every unclosed opening tag.
+
+    >>> _tag_block("<think> a </think> <think>b</think>", "think")
+    ('a', 18)
+    """
+    opening, closing = f"<{tag}>", f"</{tag}>"
+    begin = text.find(opening, start)
+    if begin < 0:
+        return None
+    end = text.find(closing, begin + len(opening))
+    if end < 0:
+        return None
+    return text[begin + len(opening) : end].strip(), end + len(closing)
 
 
 def problem_references(problem: str | None) -> set[tuple[int, int, int, int]]:
     """Integer ``bbox=[x1,y1,x2,y2]`` references in the lowercased problem (released rule).
+
+    Raises ``ValueError`` for a coordinate longer than ``int()`` accepts (4300 digits), as the
+    released code's ``int()`` does.
 
     >>> sorted(problem_references("Find the cat near BBOX = [ 1, 2 ,3,4 ]."))
     [(1, 2, 3, 4)]
     """
     if not problem:
         return set()
-    return {tuple(int(v) for v in m.groups()) for m in _PROBLEM_REF_RE.finditer(problem.lower())}
+    return _int_boxes(_PROBLEM_REF_RE, problem.lower())
+
+
+def has_problem_reference(problem: str | None) -> bool:
+    """Whether the problem holds a ``bbox=[int,int,int,int]`` reference (F_tags' "reference present").
+
+    >>> has_problem_reference("near bbox = [1, 2, 3, 4]"), has_problem_reference("near [1, 2, 3, 4]")
+    (True, False)
+    """
+    return bool(problem) and _PROBLEM_REF_RE.search(problem.lower()) is not None
+
+
+def _int_boxes(pattern: re.Pattern, text: str) -> set[tuple[int, int, int, int]]:
+    return {tuple(int(v) for v in m.groups()) for m in pattern.finditer(text)}
 
 
 def _all_boxes(text: str) -> list[tuple[float, float, float, float]]:
@@ -257,7 +307,7 @@ def tags_reward(response: str, problem: str | None, *, enforce_order: bool = Fal
     tags = released_tags(response)
     if enforce_order:
         tags = _in_order(response, tags)
-    has_reference = bool(problem_references(problem)) or (enforce_order and bool(_all_boxes(problem or "")))
+    has_reference = has_problem_reference(problem) or (enforce_order and bool(_all_boxes(problem or "")))
     score = 0.0
     scene = tags["scene"]
     if scene is not None:
@@ -285,17 +335,32 @@ def tags_reward(response: str, problem: str | None, *, enforce_order: bool = Fal
     return round(score, 10)
 
 
+def tags_reward_paper(response: str, problem: str | None) -> float:
+    """F_tags of the paper profile: order enforced, normalised to [0, 2].
+
+    The released per-tag scores reach 2.3 with a reference and 2.0 without; the paper normalises
+    each component to [0, 2], so the order-enforced score is divided by the maximum the problem
+    allows and doubled.
+
+    >>> full = ("<scene>The image shows a park.</scene><focus>a brown dog sits on the grass</focus>"
+    ...         "<think>the cat is left of it</think><answer>[1]</answer>")
+    >>> tags_reward(full, "find the cat left of bbox=[1,2,3,4]"), tags_reward_paper(full, "find the cat left of bbox=[1,2,3,4]")
+    (2.3, 2.0)
+    """
+    has_reference = has_problem_reference(problem) or bool(_all_boxes(problem or ""))
+    maximum = 2.3 if has_reference else 2.0
+    return round(tags_reward(response, problem, enforce_order=True) * PAPER_MAX / maximum, 10)
+
+
 def _in_order(response: str, tags: dict[str, str | None]) -> dict[str, str | None]:
     cursor = 0
     kept: dict[str, str | None] = {}
     for tag in TAGS:
-        pattern = _STRICT_TAG_RE[tag]
-        match = pattern.search(response, cursor) if tags[tag] is not None else None
-        if match is None:
+        block = _tag_block(response, tag, cursor) if tags[tag] is not None else None
+        if block is None:
             kept[tag] = None
             continue
-        kept[tag] = match.group(1)
-        cursor = match.end()
+        kept[tag], cursor = block
     return kept
 
 
@@ -334,11 +399,14 @@ def reference_reward(response: str, problem: str | None) -> float:
     think = released_tags(response)["think"]
     if think is None or problem is None:
         return 0.0
-    references = problem_references(problem)
-    if not references:
-        return 1.0
-    think = think.lower()
-    cited = {tuple(int(v) for v in m.groups()) for m in _THINK_REF_RE.finditer(think)}
+    try:
+        references = problem_references(problem)
+        if not references:
+            return 1.0
+        think = think.lower()
+        cited = _int_boxes(_THINK_REF_RE, think)
+    except ValueError:  # a coordinate past int()'s digit limit: the released try returns its reward so far, 0
+        return 0.0
     reward = 1.0 if any(k in think for k in REFERENCE_KEYWORDS) else 0.0
     if cited:
         correct = cited & references
@@ -355,19 +423,24 @@ def reference_reward_paper(
     """R_ref as the paper describes it: tolerance matching, subtractive η, clipped to [0, 2].
 
     References are read from the problem in either surface form (``bbox=[...]`` or a bare
-    ``[x1, y1, x2, y2]`` as evaluation inserts); cited boxes likewise, decimals allowed.
+    ``[x1, y1, x2, y2]`` as evaluation inserts); cited boxes likewise, decimals allowed. A problem
+    without a reference box, or no problem at all, requires no reference: R_ref = 1. A box cited in
+    ``<think>`` that is the response's own answer (within ``tolerance`` of a box in ``<answer>``)
+    and matches no reference is the target being stated, not a hallucinated reference: it is
+    left out of the citation count.
 
     >>> p = "Find the cup right of [300, 100, 400, 250]."
     >>> reference_reward_paper("<think>The bbox [302,99,401,250] holds a plate.</think>", p)
     2.0
     >>> reference_reward_paper("<think>bbox=[300,100,400,250] and bbox=[1,2,3,4]</think>", p)
     1.25
-    >>> reference_reward_paper("no tags at all", "Find the cup.")  # no reference required
-    1.0
+    >>> reference_reward_paper("<think>right of bbox=[300,100,400,250] is the cup at [420,90,500,260]</think>"
+    ...                        '<answer>[{"bbox_2d": [420, 90, 500, 260]}]</answer>', p)  # the target box
+    2.0
+    >>> reference_reward_paper("no tags at all", "Find the cup."), reference_reward_paper("", None)
+    (1.0, 1.0)
     """
-    if problem is None:
-        return 0.0
-    references = _all_boxes(problem.lower())
+    references = _all_boxes(problem.lower()) if problem else []
     if not references:
         return 1.0  # the paper: R_ref = 1 whenever no reference box is required, whatever the response
     think = released_tags(response)["think"]
@@ -376,9 +449,15 @@ def reference_reward_paper(
     think = think.lower()
     cited = _all_boxes(think)
     reward = 1.0 if cited or any(k in think for k in REFERENCE_KEYWORDS) else 0.0
-    if cited:
-        matched = sum(1 for box in cited if any(_max_abs_diff(box, ref) <= tolerance for ref in references))
-        reward += matched / len(cited) - penalty * (len(cited) - matched) / len(cited)
+
+    def near(box: Sequence[float], others: Sequence[Sequence[float]]) -> bool:
+        return any(_max_abs_diff(box, other) <= tolerance for other in others)
+
+    answer_boxes = [region.box for region in parse_answer(response, require_answer_tag=True).regions]
+    matched = sum(1 for box in cited if near(box, references))
+    counted = sum(1 for box in cited if near(box, references) or not near(box, answer_boxes))
+    if counted:
+        reward += matched / counted - penalty * (counted - matched) / counted
     return min(2.0, max(0.0, reward))
 
 
@@ -389,7 +468,7 @@ def _gold_items(solution: str | Sequence[dict] | None) -> list[dict] | None:
     if isinstance(solution, str):
         try:
             data = json.loads(solution)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
     if isinstance(data, dict):
         data = [data]
@@ -413,11 +492,47 @@ def _hungarian_score(hits: Any) -> float:
     return float(hits[rows, cols].sum()) / max(hits.shape)
 
 
+def _released_hits(predicted: list, gold: list) -> Any:
+    """The (M, N) hit matrix of UPSTREAM.md section 5.4, computed on numpy arrays built straight
+    from the JSON values, as the released code does.
+
+    Building the arrays is where the released reward decides what a coordinate is: quoted
+    numbers make a string array, ``null`` an object array and all-``true``/``false`` boxes a
+    boolean array, and the arithmetic below raises on each (the caller then pays 0), while a
+    ``true`` among integers is upcast to 1. Raises whatever numpy raises.
+    """
+    import numpy as np
+
+    pred_boxes = np.array([item["bbox_2d"] for item in predicted])
+    pred_points = np.array([item["point_2d"] for item in predicted])
+    gold_boxes = np.array([item["bbox_2d"] for item in gold])
+    gold_points = np.array([item["point_2d"] for item in gold])
+    for name, array, width in (("box", pred_boxes, 4), ("point", pred_points, 2),
+                               ("box", gold_boxes, 4), ("point", gold_points, 2)):
+        if array.ndim != 2 or array.shape[1] != width:
+            raise ValueError(f"a {name} array of shape {array.shape}")
+    p, g = pred_boxes[:, None, :], gold_boxes[None, :, :]  # (M, 1, 4) against (1, N, 4)
+    with np.errstate(all="ignore"):  # numpy warns (and yields inf/nan) where the released code did too
+        inter_w = np.maximum(0, np.minimum(p[..., 2], g[..., 2]) - np.maximum(p[..., 0], g[..., 0]) + 1)
+        inter_h = np.maximum(0, np.minimum(p[..., 3], g[..., 3]) - np.maximum(p[..., 1], g[..., 1]) + 1)
+        inter = inter_w * inter_h
+        area_p = (p[..., 2] - p[..., 0] + 1) * (p[..., 3] - p[..., 1] + 1)
+        area_g = (g[..., 2] - g[..., 0] + 1) * (g[..., 3] - g[..., 1] + 1)
+        iou = inter / (area_p + area_g - inter)
+        mean_l1 = np.mean(np.abs(p - g), axis=2)
+        offset = pred_points[:, None, :] - gold_points[None, :, :]
+        distance = np.sqrt(np.sum(offset * offset, axis=2))
+    x, y = pred_points[:, 0], pred_points[:, 1]
+    inside = (x >= pred_boxes[:, 0]) & (x <= pred_boxes[:, 2]) & (y >= pred_boxes[:, 1]) & (y <= pred_boxes[:, 3])
+    return (iou > 0.5).astype(float) + (mean_l1 < 10).astype(float) + ((distance < 30) & inside[:, None]).astype(float)
+
+
 def accuracy_reward(response: str, solution: str | Sequence[dict] | None) -> float:
     """R_acc as released: Hungarian matching over IoU>0.5 / mean-L1<10 / point<30 hits, in [0, 3].
 
     Every predicted item needs both ``bbox_2d`` and ``point_2d`` (else 0); IoU uses inclusive
-    integer pixels (:func:`~regiondial_bench.geometry.box_iou_inclusive`).
+    integer pixels. Coordinates must be JSON numbers: quoted numbers, ``null`` or boxes of
+    ``true``/``false`` pay 0, as the released numpy code fails on them (see :func:`_released_hits`).
 
     >>> gold = '[{"bbox_2d": [10, 10, 110, 110], "point_2d": [60, 60]}]'
     >>> accuracy_reward('<answer>[{"bbox_2d": [12, 10, 110, 112], "point_2d": [65, 60]}]</answer>', gold)
@@ -425,45 +540,31 @@ def accuracy_reward(response: str, solution: str | Sequence[dict] | None) -> flo
     >>> accuracy_reward('<answer>[{"bbox_2d": [12, 10, 110, 112], "point_2d": [65, 60]}, '
     ...                 '{"bbox_2d": [300, 300, 400, 400], "point_2d": [350, 350]}]</answer>', gold)
     1.5
+    >>> accuracy_reward('<answer>[{"bbox_2d": ["10", "10", "110", "110"], "point_2d": [60, 60]}]</answer>', gold)
+    0.0
     """
-    import numpy as np
-
     predicted = _strict_answer(released_tags(response)["answer"])
     gold = _gold_items(solution)
     if not isinstance(predicted, list) or not predicted or not gold:
         return 0.0
-    predicted, gold = predicted[:120], gold[:120]
     try:
-        pred_boxes = [[float(v) for v in item["bbox_2d"]] for item in predicted]
-        pred_points = [[float(v) for v in item["point_2d"]] for item in predicted]
-        gold_boxes = [[float(v) for v in item["bbox_2d"]] for item in gold]
-        gold_points = [[float(v) for v in item["point_2d"]] for item in gold]
-    except (KeyError, TypeError, ValueError):
-        return 0.0  # the released code swallows these and scores 0
-    if any(len(b) != 4 for b in pred_boxes + gold_boxes) or any(
-        len(p) != 2 for p in pred_points + gold_points
-    ):
-        return 0.0
-    hits = np.zeros((len(pred_boxes), len(gold_boxes)))
-    for i, (pb, pp) in enumerate(zip(pred_boxes, pred_points, strict=True)):
-        inside = pb[0] <= pp[0] <= pb[2] and pb[1] <= pp[1] <= pb[3]
-        for j, (gb, gp) in enumerate(zip(gold_boxes, gold_points, strict=True)):
-            hits[i, j] = (
-                float(box_iou_inclusive(pb, gb) > 0.5)
-                + float(_mean_l1(pb, gb) < 10)
-                + float(inside and math.dist(pp, gp) < 30)
-            )
+        hits = _released_hits(predicted[:120], gold[:120])
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return 0.0  # the released code swallows every error and scores 0
     return _hungarian_score(hits)
 
 
 def accuracy_reward_paper(response: str, solution: str | Sequence[dict] | None) -> float:
-    """R_acc with the evaluator's IoU and the shared tolerant parser (paper profile).
+    """R_acc with the evaluator's IoU and the shared tolerant parser, normalised to [0, 2] (paper profile).
 
-    Items without a point keep their IoU and L1 hits; format is rewarded separately by F_json.
+    The released matching (IoU > 0.5, mean L1 < 10, point < 30 px inside its own box; Hungarian;
+    divided by max(M, N)) gives [0, 3]; the paper normalises every component to [0, 2], so it is
+    scaled by 2/3. Items without a point keep their IoU and L1 hits; format is rewarded
+    separately by F_json.
 
     >>> gold = '[{"bbox_2d": [10, 10, 110, 110], "point_2d": [60, 60]}]'
-    >>> accuracy_reward_paper('<answer>```json\\n[{"bbox_2d": [12, 10, 110, 112]}]\\n```</answer>', gold)
-    2.0
+    >>> accuracy_reward_paper('<answer>```json\\n[{"bbox_2d": [12, 10, 110, 112]}]\\n```</answer>', gold)  # 2 of 3 hits
+    1.3333333333
     """
     import numpy as np
 
@@ -490,7 +591,7 @@ def accuracy_reward_paper(response: str, solution: str | Sequence[dict] | None) 
                 + float(_mean_l1(pb, gb) < 10)
                 + float(inside and gp is not None and math.dist(pp, gp) < 30)
             )
-    return _hungarian_score(hits)
+    return round(_hungarian_score(hits) * PAPER_MAX / 3.0, 10)
 
 
 def non_repeat_reward(response: str) -> float:
@@ -547,10 +648,14 @@ def consistency_reward(response: str, problem: str | None) -> float:
 
 
 def consistency_reward_paper(response: str, problem: str | None) -> float:
-    """R_cons with spaCy: noun-lemma coverage of scene/focus in the think's lemmas (paper profile).
+    """R_cons of the paper profile: keyword overlap in [0, 1] plus a spatial prior capped at 1.
 
-    Same weights as released (1.0 / 0.6 / 0.4); words are compared as lemmas, not substrings
-    ("man" no longer matches "woman"); multi-word cues match as phrases.
+    *Overlap*: the share of the distinct noun lemmas (spaCy) of ``<scene>`` found among the
+    think's lemmas (S) and likewise for ``<focus>`` (Fo; 1 when the focus is empty or absent),
+    weighted 1.0 : 0.6 as released and normalised: (S + 0.6·Fo) / 1.6. Lemmas, not substrings:
+    "man" no longer matches "woman". *Prior*: the spatial (+0.5), comparative (+0.3) and
+    localisation (+0.2) cue groups of :data:`PAPER_PRIOR_GROUPS` found in the think (as lemmas,
+    multi-word cues as phrases), capped at 1. The total lies in [0, 2].
     """
     from .keywords import keywords, lemma_set
 
@@ -566,13 +671,15 @@ def consistency_reward_paper(response: str, problem: str | None) -> float:
 
     scene_cov = coverage(tags["scene"])
     focus_cov = coverage(tags["focus"]) if tags["focus"] else 1.0
+    overlap = (1.0 * scene_cov + 0.6 * focus_cov) / 1.6
 
     def contains(word: str) -> bool:
         if " " in word:
             return re.search(rf"\b{re.escape(word)}\b", think_text) is not None
         return word in think_lemmas
 
-    return round(1.0 * scene_cov + 0.6 * focus_cov + 0.4 * _logic_bonus(contains), 10)
+    prior = min(1.0, sum(bonus for bonus, words in PAPER_PRIOR_GROUPS if any(contains(w) for w in words)))
+    return round(overlap + prior, 10)
 
 
 # --------------------------------------------------------------------------------------------
@@ -583,7 +690,7 @@ def consistency_reward_paper(response: str, problem: str | None) -> float:
 def _component(name: str, profile: RewardProfile, response: str, solution: Any, problem: str | None) -> float:
     paper = profile.name == "paper"
     if name == "tags":
-        return tags_reward(response, problem, enforce_order=paper)
+        return tags_reward_paper(response, problem) if paper else tags_reward(response, problem)
     if name == "answer_format":
         return answer_format_reward(response)
     if name == "reference":
@@ -691,4 +798,5 @@ __all__ = [
     "score",
     "score_released",
     "tags_reward",
+    "tags_reward_paper",
 ]

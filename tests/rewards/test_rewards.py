@@ -63,8 +63,8 @@ def test_worked_example_reversed_lines_score_the_same():
 
 def test_paper_profile_enforces_tag_order_on_the_reversed_example():
     reversed_text = "\n".join(reversed(WORKED.splitlines()))
-    assert score(WORKED, SOLUTION, PROBLEM, "paper")["tags"] == 2.3
-    assert score(reversed_text, SOLUTION, PROBLEM, "paper")["tags"] < 2.3
+    assert score(WORKED, SOLUTION, PROBLEM, "paper")["tags"] == 2.0  # 2.3 of 2.3, normalised to [0, 2]
+    assert score(reversed_text, SOLUTION, PROBLEM, "paper")["tags"] < 2.0
 
 
 def test_maximum_with_and_without_reference():
@@ -243,8 +243,8 @@ def test_consistency_preconditions_and_substring_quirk():
     assert consistency_reward(base, "q") == pytest.approx(0.5 + 0.6)
     assert consistency_reward(base, "") == 0.0
     assert consistency_reward(base.replace("<answer>[]</answer>", ""), "q") == 0.0
-    # paper: lemma matching, "man" is not "woman"
-    assert score(base, "[]", "q", "paper")["consistency"] == pytest.approx(0.6)
+    # paper: lemma matching, "man" is not "woman": overlap (0 + 0.6 * 1) / 1.6, no cue words
+    assert score(base, "[]", "q", "paper")["consistency"] == pytest.approx(0.6 / 1.6)
 
 
 def test_trl_functions_match_score_and_are_named():

@@ -34,7 +34,11 @@ def smoke_config(tmp_path, **constrained):
 
 
 def test_constrained_rollouts_are_off_by_default_and_checked(grpo, tmp_path):
-    assert "constrained" not in grpo.parse_settings(smoke_config(tmp_path)).extra
+    raw = smoke_config(tmp_path)
+    assert raw.pop("constrained")["enabled"]  # the CPU smoke constrains its rollouts (reward variance) ...
+    assert "constrained" not in grpo.parse_settings(raw).extra  # ... without the section they are free
+    seven_b = yaml.safe_load((ROOT / "train_reference" / "configs" / "regionreasoner_7b_4xh100.yaml").read_text())
+    assert "constrained" not in seven_b  # the released recipe samples freely
     settings = grpo.parse_settings(smoke_config(tmp_path, enabled=True, max_objects=1))
     assert settings.extra["constrained"] == {"enabled": True, "max_objects": 1}
     with pytest.raises(grpo.ConfigError, match="unknown key constrained.max_object"):

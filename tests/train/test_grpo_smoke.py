@@ -13,12 +13,13 @@ SMOKE = ROOT / "train_reference" / "configs" / "cpu_smoke.yaml"
 SEVEN_B = ROOT / "train_reference" / "configs" / "regionreasoner_7b_4xh100.yaml"
 
 
-def _run(grpo, tmp_path, *, multi_round: bool, profile: str = "released"):
+def _run(grpo, tmp_path, *, multi_round: bool, profile: str = "released", depth: int | None = 1):
     import torch
     from transformers import TrainerCallback
 
     settings = grpo.load_settings(SMOKE, output_dir=str(tmp_path / "out"), max_steps=2)
     settings.multi_round = multi_round
+    settings.multi_round_depth = depth
     settings.rewards = {**settings.rewards, "name": profile}
     captured: list[dict] = []
 
@@ -41,6 +42,8 @@ def test_cpu_smoke_changes_weights_logs_components_and_saves_hf_folder(grpo, tmp
     assert changed, "no parameter changed after two GRPO steps"
     step_logs = [entry for entry in logs if "rewards/tags/mean" in entry]
     assert len(step_logs) == 2
+    # the constrained smoke rollouts earn different rewards within a group: advantages are not all zero
+    assert all(entry["frac_reward_zero_std"] < 1 and entry["reward_std"] > 0 for entry in step_logs), step_logs
     for component in ("tags", "answer_format", "reference", "accuracy", "non_repeat", "consistency"):
         assert all(f"rewards/{component}/mean" in entry for entry in step_logs), component
     # the saved folder is a Hugging Face model folder the hf adapter can load
@@ -57,36 +60,68 @@ def test_cpu_smoke_changes_weights_logs_components_and_saves_hf_folder(grpo, tmp
 
 @pytest.mark.slow
 def test_cpu_smoke_multi_round_rollout_runs(grpo, tmp_path):
-    trainer, logs, changed, _ = _run(grpo, tmp_path, multi_round=True, profile="paper")
+    trainer, logs, changed, _ = _run(grpo, tmp_path, multi_round=True, profile="paper", depth=2)
     assert trainer.state.global_step == 2 and changed
     assert any("rewards/reference/mean" in entry for entry in logs)
+    step_logs = [entry for entry in logs if "multi_round/turns_answered" in entry]
+    assert len(step_logs) == 2 and all(entry["multi_round/aux_padding_rows"] == 0 for entry in step_logs)
 
 
-def test_substitute_references_uses_the_policy_box_and_falls_back_to_gold(grpo):
-    from regiondial_bench.training.data import TRAINING_TEMPLATE, conversation
+class _StubTrainer:
+    """What ``_answer_references`` uses of the trainer: tokenise, generate, decode, and the widest wave."""
 
-    def row(id_, problem, ref_problem="", ref_text=""):
-        return {"id": id_, "problem": problem, "prompt": conversation(problem), "reference_problem": ref_problem,
-                "reference_text": ref_text}
+    def __init__(self, other_process=()):
+        self.other_process = list(other_process)  # the question counts of another process, wave by wave
+        self.calls: list[list[str]] = []
+        self.processing_class = self
+        self.generation_config = None
 
-    rows = [
-        row("a-1", "Find the dog left of bbox=[10, 10, 50, 50].", "Find the cat.", "bbox=[10, 10, 50, 50]"),
-        row("a-1", "Find the dog left of bbox=[10, 10, 50, 50].", "Find the cat.", "bbox=[10, 10, 50, 50]"),
-        row("a-0", "Find the cat."),
-        row("b-1", "Find the cup on bbox=[1, 2, 3, 4].", "Find the table.", "bbox=[1, 2, 3, 4]"),
-    ]
-    answers = [
-        '<answer>[{"bbox_2d": [100, 110, 150, 160]}]</answer>',
-        '<answer>[{"bbox_2d": [9, 9, 9, 9]}]</answer>',  # same sample: the group keeps the first answer
-        "ignored",
-        "<answer>none</answer>",  # no box: gold fallback
-    ]
-    out = grpo.substitute_references(rows, answers, TRAINING_TEMPLATE)
-    assert [r["reference_source"] for r in out] == ["predicted", "predicted", "none", "gold-fallback"]
-    assert out[0]["problem"] == out[1]["problem"] == "Find the dog left of bbox=[100, 110, 150, 160]."
-    assert "bbox=[100, 110, 150, 160]" in out[0]["prompt"][-1]["content"]
-    assert out[3]["problem"] == rows[3]["problem"] and out[3]["prompt"] == rows[3]["prompt"]
-    assert rows[0]["problem"].endswith("bbox=[10, 10, 50, 50].")  # the inputs are not mutated
+    def _query_prompt(self, problem, row):
+        return problem
+
+    def _widest(self, count):
+        return max(count, self.other_process.pop(0) if self.other_process else 0)
+
+    def _tokenize_prompts(self, prompts):
+        return [[1] * len(p) for p in prompts], None, {}
+
+    def _generate_single_turn(self, ids, images, fields, num_generations):
+        assert num_generations == 1  # one answer per distinct question
+        assert ids, "a generation call with no prompt at all"
+        self.calls.append(list(ids))
+        return [[7, 7, 7] for _ in ids], None
+
+    def batch_decode(self, ids, skip_special_tokens=True):
+        return ['<answer>[{"bbox_2d": [1, 2, 3, 4]}]</answer>'] * len(ids)
+
+
+def _rows(with_reference: bool):
+    chain = [{"id": "d-0", "problem": "the lamp", "reference_text": ""}]
+    return [{"id": "d-1", "dialogue_id": "d", "problem": "near bbox=[5, 5, 6, 6]" if with_reference else "the cup",
+             "reference_text": "bbox=[5, 5, 6, 6]" if with_reference else "",
+             "reference_chain": chain if with_reference else [], "image": None} for _ in range(4)]
+
+
+def test_auxiliary_pass_only_when_a_process_has_a_question_and_padded_to_the_widest(grpo):
+    from regiondial_bench.training.rollouts import ReferenceResolver
+
+    answer_references = grpo.multi_round_trainer_class()._answer_references
+    stub = _StubTrainer()
+    usage = answer_references(stub, ReferenceResolver(_rows(False), None), _rows(False))
+    assert stub.calls == [] and usage["aux_waves"] == 0  # no reference anywhere: no generation call at all
+    stub = _StubTrainer()
+    resolver = ReferenceResolver(_rows(True), None)
+    usage = answer_references(stub, resolver, _rows(True))
+    assert len(stub.calls) == 1 and len(stub.calls[0]) == 1  # a group of 4 rows: one question
+    assert usage == {"aux_waves": 1, "aux_prompt_tokens": len("the lamp"), "aux_completion_tokens": 3,
+                     "aux_padding_rows": 0}
+    assert resolver.resolved_rows()[0]["problem"] == "near bbox=[1, 2, 3, 4]"
+    # another process has 3 questions in wave 0 and 2 in wave 1: this one pads each call to the widest
+    stub = _StubTrainer(other_process=[3, 2])
+    resolver = ReferenceResolver(_rows(True), None)
+    usage = answer_references(stub, resolver, _rows(True))
+    assert [len(c) for c in stub.calls] == [3, 2]  # its question + 2 fillers; then 2 fillers while the other finishes
+    assert usage["aux_padding_rows"] == 4 and usage["aux_completion_tokens"] == 3 and usage["aux_waves"] == 2
 
 
 def test_trl_private_api_matches_the_installed_trl(grpo):
@@ -219,6 +254,9 @@ def test_lora_section_builds_a_peft_policy(grpo, tmp_path):
         ({"model": {"name_or_path": "Qwen/Qwen2.5-VL-7B-Instruct"}}, "exactly one of model.name_or_path"),
         ({"modle": {}}, "did you mean 'model'"),
         ({"grpo": {"resume_from_checkpoint": "latest", "save_only_model": True}}, "save_only_model: false"),
+        ({"multi_round": {"enabled": True, "depth": 0}}, "multi_round.depth=0"),
+        ({"multi_round": {"enabled": True, "depth": "all"}}, "or 'full'"),
+        ({"multi_round": {"enabled": True, "deep": 2}}, "did you mean 'depth'"),
     ],
 )
 def test_bad_configs_say_what_to_change(grpo, change, message):
@@ -229,6 +267,21 @@ def test_bad_configs_say_what_to_change(grpo, change, message):
         raw.setdefault(section, {}).update(values)
     with pytest.raises(grpo.ConfigError, match=message):
         grpo.parse_settings(raw)
+
+
+def test_multi_round_depth_reaches_the_trainer(grpo, tmp_path):
+    import yaml
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw["grpo"]["output_dir"] = str(tmp_path / "out")
+    assert grpo.parse_settings(raw).multi_round_depth == 1  # one level, as before depths existed
+    raw["multi_round"] = {"enabled": True, "depth": "full"}
+    assert grpo.parse_settings(raw).multi_round_depth is None
+    raw["multi_round"]["depth"] = 3
+    settings = grpo.parse_settings(raw)
+    settings.data["cache_dir"] = str(tmp_path / "images")
+    trainer = grpo.build_trainer(settings)
+    assert trainer.reference_depth == 3 and type(trainer).__name__ == "MultiRoundGRPOTrainer"
 
 
 def test_cli_reports_config_errors(grpo, tmp_path, capsys):

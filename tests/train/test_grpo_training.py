@@ -71,6 +71,50 @@ def test_multi_round_substitution_survives_several_steps(grpo, tmp_path, monkeyp
     assert sorted({r["step"] for r in records}) == [0, 1, 2]
 
 
+def _rows_where(monkeypatch, keep, count):
+    """Train on the first ``count`` sample-bench rows for which ``keep(row)`` holds."""
+    from regiondial_bench.training import data as training_data
+
+    original = training_data.load_training_dataset
+
+    def selected(*args, **kwargs):
+        kwargs.pop("limit", None)
+        return original(*args, **kwargs).filter(keep).select(range(count))
+
+    monkeypatch.setattr(training_data, "load_training_dataset", selected)
+
+
+def test_depth_two_answers_the_referenced_turn_with_a_predicted_reference(grpo, tmp_path, monkeypatch):
+    """Depth 2 on chained rows: the referenced turn is itself asked with the policy's own box, each
+    auxiliary wave asks one question for the whole group (not one per row), and the jsonl shows it."""
+    _rows_where(monkeypatch, lambda row: len(row["reference_chain"]) >= 2, 2)
+    logs: list[dict] = []
+    settings = _settings(grpo, tmp_path, max_steps=2)
+    settings.multi_round, settings.multi_round_depth = True, 2
+    trainer = grpo.build_trainer(settings, callbacks=[_logs_callback(logs)])
+    calls = script_policy(
+        trainer.model, trainer.processing_class.tokenizer, lambda i, greedy: SCRIPTED_REFERENCE if greedy else GOOD
+    )
+    trainer.train()
+
+    predicted = "bbox=" + ", ".join(str(v) for v in SCRIPTED_BOX).join("[]")
+    greedy = [c for c in calls if c["greedy"]]
+    # 2 steps x 2 waves, each a single question although the group has 4 rows
+    assert [len(c["prompts"]) for c in greedy] == [1, 1, 1, 1]
+    # wave 2 of each step asks the referenced turn with the box the policy gave in wave 1
+    assert predicted.lower() not in greedy[0]["prompts"][0] and predicted.lower() in greedy[1]["prompts"][0]
+    records = [json.loads(line) for line in (settings.output_dir / "multi_round_references.jsonl").open()]
+    assert len(records) == 8 and all(r["source"] == "predicted" and predicted in r["problem"] for r in records)
+    for record in records:
+        nearest, deeper = record["levels"]
+        assert nearest["depth"] == 1 and nearest["reference"] == "predicted"  # asked with a predicted box
+        assert predicted in nearest["question"] and deeper["box"] == SCRIPTED_BOX
+    steps = [entry for entry in logs if "multi_round/turns_answered" in entry]
+    assert [entry["multi_round/turns_answered"] for entry in steps] == [2.0, 2.0]
+    assert all(entry["multi_round/substituted_depth_1"] == 1 and entry["multi_round/substituted_depth_2"] == 1
+               and entry["multi_round/aux_completion_tokens"] > 0 for entry in steps)
+
+
 @pytest.mark.parametrize("varied", [True, False], ids=["rewards-vary", "constant-reward-control"])
 def test_rewards_drive_the_update(grpo, tmp_path, varied):
     """With no KL and no entropy bonus only the advantages move the weights: a varied group moves
