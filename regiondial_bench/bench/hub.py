@@ -702,12 +702,7 @@ def fetch_released(
         names += [f"{c}{RELEASED_IMAGES_SUFFIX}/*" for c in configs] if configs else [f"*{RELEASED_IMAGES_SUFFIX}/*"]
     # the repo keeps them under raw/; a copy may have them at the top or two folders down
     patterns = names + [f"*/{p}" for p in names] + [f"*/*/{p}" for p in names]
-    kwargs: dict[str, Any] = {"repo_id": repo_id, "repo_type": "dataset", "revision": check_revision(revision),
-                              "allow_patterns": patterns}
-    if cache_dir is not None:
-        kwargs["cache_dir"] = str(cache_dir)
-    if local_dir is not None:
-        kwargs["local_dir"] = str(local_dir)
+    kwargs = _snapshot_options(repo_id, revision, cache_dir, local_dir, allow_patterns=patterns)
     where = f"{repo_id}@{revision or 'default branch'}"
     if progress:
         progress(f"fetching {', '.join(names)} from {where}")
@@ -720,6 +715,18 @@ def fetch_released(
             f"(found: {', '.join(sorted(found)) or 'nothing'})"
         )
     return found
+
+
+def _snapshot_options(repo_id: str, revision: str | None, cache_dir: str | Path | None,
+                      local_dir: str | Path | None, **extra: Any) -> dict[str, Any]:
+    """``snapshot_download`` keywords for a dataset repo (the revision checked first)."""
+    kwargs: dict[str, Any] = {"repo_id": repo_id, "repo_type": "dataset", "revision": check_revision(revision),
+                              **extra}
+    if cache_dir is not None:
+        kwargs["cache_dir"] = str(cache_dir)
+    if local_dir is not None:
+        kwargs["local_dir"] = str(local_dir)
+    return kwargs
 
 
 def fetch_training(
@@ -744,11 +751,7 @@ def fetch_training(
         ValueError: A revision that is not a name, or a damaged Hub cache.
     """
     client = client or HubClient()
-    kwargs: dict[str, Any] = {"repo_id": repo_id, "repo_type": "dataset", "revision": check_revision(revision)}
-    if cache_dir is not None:
-        kwargs["cache_dir"] = str(cache_dir)
-    if local_dir is not None:
-        kwargs["local_dir"] = str(local_dir)
+    kwargs = _snapshot_options(repo_id, revision, cache_dir, local_dir)
     where = f"{repo_id}@{revision or 'default branch'}"
     if progress:
         progress(f"fetching {where} (training data)")
