@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI step: install the LOWEST versions pyproject.toml allows for every direct dependency (core and
-# the hf, hub, train and openai extras, plus the test tools) into a separate venv, and run the core,
+# the hf, hub, train, openai and leaderboard extras, plus the test tools) into a separate venv, and run the core,
 # reward, training and openai-adapter tests there. A floor that is too low fails here; raise it in pyproject.toml.
 #
 # torch stays the CPU wheel the main CI installs (pip first; uv is told it is already there via
@@ -27,14 +27,14 @@ echo "transformers==5.18.0" >>"$OVERRIDES"
 
 # lowest-direct: each direct requirement at its floor, transitive ones at their newest
 "$VENV/bin/uv" pip install --python "$PY" --quiet --resolution lowest-direct --override "$OVERRIDES" \
-  -e ".[hf,hub,train,openai]" "pytest>=8" "hypothesis>=6.100" "pandas>=2.2.2"
+  -e ".[hf,hub,train,openai,leaderboard]" "pytest>=8" "hypothesis>=6.100" "pandas>=2.2.2"
 
 echo "lowest-direct versions:"
 "$PY" - <<'PY'
 import importlib.metadata as m
 for name in ("numpy", "pycocotools", "pillow", "pydantic", "click", "rich", "tqdm", "pyyaml", "scipy",
              "transformers", "accelerate", "safetensors", "datasets", "huggingface_hub", "trl", "peft",
-             "spacy", "spacy-lookups-data", "pycurl", "aiohttp", "torch"):
+             "spacy", "spacy-lookups-data", "pycurl", "aiohttp", "xgrammar", "pyicu", "torch"):
     print(f"  {name}=={m.version(name)}")
 PY
 
