@@ -199,6 +199,23 @@ def test_help_imports_neither_numpy_nor_pydantic():
     assert "--repeats" in evaluate.stdout and "--no-cache" in evaluate.stdout
 
 
+def test_the_lazy_one_line_help_says_what_each_command_says_of_itself():
+    """`regiondial --help` lists commands from SHORT_HELP without importing them; each line must
+    still be the start of the command's own help, so a command whose help changes cannot go on
+    being described by the old line."""
+    import click
+
+    from regiondial_bench.cli import SHORT_HELP
+
+    ctx = click.Context(main)
+    for name in main.list_commands(ctx):
+        command = main.get_command(ctx, name)
+        own = " ".join((command.help or "").split("\n\n")[0].split())
+        line = SHORT_HELP.get(name)
+        assert line is not None, f"{name} has no SHORT_HELP line"
+        assert own.startswith(line.rstrip(".")), f"{name}: SHORT_HELP {line!r} is not how its help begins: {own!r}"
+
+
 def test_the_reference_mode_choices_are_the_schemas():
     from regiondial_bench.cli.evaluate import REFERENCE_MODES as CHOICES
     from regiondial_bench.schema import REFERENCE_MODES
