@@ -236,10 +236,26 @@ def resolve_bench_spec(
         return _load_export(text, selectors)
     shown = spec if len(spec) <= 200 else spec[:200] + "..."
     raise FileNotFoundError(
-        f"no bench at {shown!r}: expected 'sample', a bench folder with {MANIFEST_FILE}, a build folder with "
+        f"no bench at {shown!r}{_registered_hint(text)}: expected 'sample', a bench folder with {MANIFEST_FILE}, a build folder with "
         f"{BUILD_INFO_FILE}, an exported Hub folder, a folder of *{RELEASED_SUFFIX} files, "
         "'hf:org/name[:config[:split]]', or an official question .json file (each folder may take :config[:split])"
     )
+
+
+def _registered_hint(word: str) -> str:
+    """`` (did you mean the registered bench 'refcocoplus'?)`` for a bare word close to a registry name."""
+    if not _BENCH_NAME.match(word):
+        return ""
+    import difflib
+
+    from .catalog import named_registry
+
+    try:
+        names = list(named_registry().benches)
+    except (OSError, ValueError):  # an unreadable registry only loses the hint
+        return ""
+    close = difflib.get_close_matches(word, names, n=1)
+    return f" (did you mean the registered bench {close[0]!r}? `regiondial bench list` names them)" if close else ""
 
 
 def _question_file(file: Path, *, images: str | Path | None, annotations: str | Path | None, notice: Any,

@@ -66,6 +66,9 @@ def test_an_unavailable_name_says_how_to_provide_it(monkeypatch, tmp_path):
     assert "set REGIONDIAL_BENCH_REFCOCOG" in result.output and "regiondial bench list" in result.output
     unknown = CliRunner().invoke(main, ["bench", "info", "refcocoplusplus"])
     assert unknown.exit_code == 1 and "no bench at 'refcocoplusplus'" in unknown.output
+    assert "did you mean the registered bench 'refcocoplus'" in unknown.output
+    far = CliRunner().invoke(main, ["bench", "info", "qqq"])
+    assert far.exit_code == 1 and "no bench at 'qqq'" in far.output and "did you mean" not in far.output
     bad = CliRunner().invoke(main, ["bench", "info", "nosuch=/tmp/x.json"])
     assert bad.exit_code == 1 and "not a registered bench" in bad.output
 
