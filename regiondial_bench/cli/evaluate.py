@@ -96,58 +96,14 @@ def command(bench_specs, images, config_file, adapter, preset, model_path, optio
       regiondial evaluate --model noisy-oracle --repeats 5 --seed 0 --out runs/rep   # mean, sd, consensus
       regiondial evaluate --model oracle --bench refcocoplus    # a bench by name (regiondial bench list)
     """
-    from pydantic import ValidationError
 
     from .. import api
     from ..run.response_cache import ResponseCacheSettings
-    from ..schema import RunConfig
-    from ._display import os_error, print_results
+    from ._display import os_error
 
-    data: dict = {}
-    cli_options = parse_option_pairs(option_pairs)
-    if max_new_tokens is not None:
-        cli_options["max_new_tokens"] = max_new_tokens
-    if resume and out_dir is not None and config_file is None and adapter is None:
-        recorded, recorded_repeats = _recorded_run(out_dir)
-        if recorded is None:
-            raise click.UsageError(_nothing_to_resume(out_dir))
-        if recorded_repeats > 1 and repeats == 1:
-            repeats = recorded_repeats
-            seed = recorded.seed if seed is None else seed
-        if recorded is not None:
-            per_repeat = {"seed"} if recorded_repeats > 1 else set()  # each repeat's seed comes from --repeats
-            data = recorded.model_dump(include=set(RunConfig.model_fields) - per_repeat)
-            bench_specs = bench_specs or (recorded.bench_location or "sample",)
-            click.echo(f"resuming {out_dir}: {recorded.adapter} ({recorded.reference_mode} references) on "
-                       f"{', '.join(bench_specs)}, settings from run.json", err=True)
-    bench_specs = bench_specs or ("sample",)
-    if config_file is not None:
-        try:
-            data = api.load_run_config(config_file).model_dump(exclude_unset=True)
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from exc
-    overrides = {"adapter": adapter, "reference_mode": reference_modes[0] if reference_modes else None,
-                 "mask_producer": mask_producer,
-                 "batch_size": batch_size, "limit": limit}
-    config_adapter = data.get("adapter")
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    options = dict(data.get("adapter_options", {}))
-    if adapter and config_adapter and adapter != config_adapter and options:
-        options = _drop_foreign_options(adapter, config_adapter, options)
-    if preset:
-        options["preset"] = preset
-    if model_path:
-        options["model"] = model_path
-    merge_options(options, cli_options)
-    if constrained is not None:
-        options["constrained"] = constrained
-    data["adapter_options"] = options
-    if "adapter" not in data:
-        raise click.UsageError("name a model: --model NAME or --config FILE (try --model noisy-oracle)")
-    try:
-        config = RunConfig.model_validate(data)
-    except ValidationError as exc:
-        raise click.UsageError(f"invalid run configuration: {one_line(exc)}") from exc
+    config, bench_specs, repeats, seed = _run_config(
+        bench_specs, config_file, adapter, preset, model_path, option_pairs, max_new_tokens, reference_modes,
+        mask_producer, batch_size, limit, out_dir, resume, constrained, repeats, seed)
     if retry_infra and not resume:
         raise click.UsageError("--retry-infra continues a run: pass it with --resume --out DIR")
     seeds = None
@@ -197,6 +153,71 @@ def command(bench_specs, images, config_file, adapter, preset, model_path, optio
         saved = (out_dir / "run.json").is_file() if out_dir.is_dir() else False
         raise os_error(exc, "Finished turns are kept: run the same command with --resume once it is fixed"
                        if saved else "") from exc
+    _print_runs(runs, out_dir, sweep=sweep, launch=launch)
+
+
+def _run_config(bench_specs, config_file, adapter, preset, model_path, option_pairs, max_new_tokens,  # noqa: ANN202
+                reference_modes, mask_producer, batch_size, limit, out_dir, resume, constrained, repeats, seed):
+    """The validated run config of the command line: ``run.json`` when resuming without --model/--config,
+    else the --config file, with the flags and ``-o`` options over it; also the bench specs, the number
+    of repeats and the seed (a resumed repeats folder brings its own)."""
+    from pydantic import ValidationError
+
+    from .. import api
+    from ..schema import RunConfig
+
+    data: dict = {}
+    cli_options = parse_option_pairs(option_pairs)
+    if max_new_tokens is not None:
+        cli_options["max_new_tokens"] = max_new_tokens
+    if resume and out_dir is not None and config_file is None and adapter is None:
+        recorded, recorded_repeats = _recorded_run(out_dir)
+        if recorded is None:
+            raise click.UsageError(_nothing_to_resume(out_dir))
+        if recorded_repeats > 1 and repeats == 1:
+            repeats = recorded_repeats
+            seed = recorded.seed if seed is None else seed
+        if recorded is not None:
+            per_repeat = {"seed"} if recorded_repeats > 1 else set()  # each repeat's seed comes from --repeats
+            data = recorded.model_dump(include=set(RunConfig.model_fields) - per_repeat)
+            bench_specs = bench_specs or (recorded.bench_location or "sample",)
+            click.echo(f"resuming {out_dir}: {recorded.adapter} ({recorded.reference_mode} references) on "
+                       f"{', '.join(bench_specs)}, settings from run.json", err=True)
+    bench_specs = bench_specs or ("sample",)
+    if config_file is not None:
+        try:
+            data = api.load_run_config(config_file).model_dump(exclude_unset=True)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+    overrides = {"adapter": adapter, "reference_mode": reference_modes[0] if reference_modes else None,
+                 "mask_producer": mask_producer,
+                 "batch_size": batch_size, "limit": limit}
+    config_adapter = data.get("adapter")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    options = dict(data.get("adapter_options", {}))
+    if adapter and config_adapter and adapter != config_adapter and options:
+        options = _drop_foreign_options(adapter, config_adapter, options)
+    if preset:
+        options["preset"] = preset
+    if model_path:
+        options["model"] = model_path
+    merge_options(options, cli_options)
+    if constrained is not None:
+        options["constrained"] = constrained
+    data["adapter_options"] = options
+    if "adapter" not in data:
+        raise click.UsageError("name a model: --model NAME or --config FILE (try --model noisy-oracle)")
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise click.UsageError(f"invalid run configuration: {one_line(exc)}") from exc
+    return config, bench_specs, repeats, seed
+
+
+def _print_runs(runs: list, out_dir: Path, *, sweep: bool, launch: Any) -> None:
+    """Each finished run's table, cache line and timing line; the repeats summary; the infra warning."""
+    from ._display import print_results
+
     for run in runs:
         if launch is not None and not run.merged:
             continue
