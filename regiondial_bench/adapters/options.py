@@ -139,9 +139,17 @@ class ModelOptions(BaseModel):
 
     @classmethod
     def _describe(cls, exc: ValidationError) -> str:
-        problems = []
+        problems: list[str] = []
+        branches: dict[str, list[str]] = {}  # a union field's errors, one per branch it could have been
         for error in exc.errors():
-            where = ".".join(map(str, error["loc"]))
+            loc = error["loc"]
+            if len(loc) > 1 and loc[0] in cls.model_fields and loc[0] != "grammar":
+                if loc[0] not in branches:
+                    branches[str(loc[0])] = []
+                    problems.append(str(loc[0]))  # placeholder, filled in below to keep the order
+                branches[str(loc[0])].append(str(error["msg"]).removeprefix("Value error, "))
+                continue
+            where = ".".join(map(str, loc))
             if error["type"] == "extra_forbidden":
                 known = list(cls.model_fields) if len(error["loc"]) == 1 else list(GrammarOptions.model_fields)
                 close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1, cutoff=0.6)
@@ -149,7 +157,7 @@ class ModelOptions(BaseModel):
             else:
                 message = str(error["msg"]).removeprefix("Value error, ")
                 problems.append(f"{where}: {message}" if where else message)  # a cross-field check names its field
-        return "; ".join(problems)
+        return "; ".join(f"{p}: {' or '.join(branches[p])}" if p in branches else p for p in problems)
 
     def build_preset(self) -> Preset:
         """The preset with this run's overrides applied (validated)."""

@@ -57,6 +57,10 @@ def test_the_options_build_the_preset_with_the_overrides():
     ({"constrained": True, "grammar": {"box_step": 0}}, "grammar.box_step: "),
     ({"constrained": True, "grammar": {"max_items": 2}}, "grammar.max_items: not an option"),
     ({"preset": 3}, "preset must be a preset name or a Preset"),
+    # a field of several types: one line naming the field and what each type wanted, no pydantic tags
+    ({"repetition_penalty": 0}, "repetition_penalty: Input should be greater than 0 or Input should be 'checkpoint'"),
+    ({"repetition_penalty": 0, "squash_sise": 1},
+     "repetition_penalty: Input should be greater than 0 or Input should be 'checkpoint'; squash_sise: not an option"),
 ])
 def test_bad_options_name_the_option(options, message):
     with pytest.raises(AdapterError) as info:
