@@ -106,16 +106,29 @@ def cell_value(results: Results, metric: str, column: str) -> float | None:
     return None if value is None else float(value)
 
 
+MAX_RESULTS_BYTES = 64 << 20
+"""A results file is a few kilobytes (per-round rows and provenance); a larger one is refused unread."""
+
+
 def _read_json_strict(path: Path) -> Any:
-    """JSON that rejects NaN/Infinity (which Python's json accepts by default)."""
+    """JSON that rejects NaN/Infinity (which Python's json accepts by default), text that is not
+    UTF-8, nesting too deep to decode and files far larger than any results file, each with a
+    ``ValueError`` naming the file."""
 
     def reject(token: str) -> Any:
         raise ValueError(f"{path}: {token} is not a valid number in a results file")
 
+    if path.stat().st_size > MAX_RESULTS_BYTES:
+        raise ValueError(f"{path}: {path.stat().st_size} bytes, larger than any results file "
+                         f"({MAX_RESULTS_BYTES} at most); refusing to read it")
     try:
         return json.loads(path.read_text(encoding="utf-8"), parse_constant=reject)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: nested too deeply to be a results file") from None
 
 
 def read_results(path: str | Path) -> Results:
@@ -170,7 +183,12 @@ def load_run(path: str | Path, label: str | None = None) -> RunResults:
     results = read_results(results_path)
     spec = None
     if (folder / RUN_FILE).is_file():
-        spec = RunSpec.model_validate_json((folder / RUN_FILE).read_text(encoding="utf-8"))
+        from ..run.folder import load_run_spec
+
+        try:
+            spec = load_run_spec(folder)
+        except RuntimeError as exc:  # RunFolderError: names the file and why it cannot be read
+            raise ValueError(str(exc)) from None
     return RunResults(label or default_label(results, folder), results, folder, spec)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -102,6 +103,37 @@ def test_nan_in_results_is_a_clear_error(sample_runs, tmp_path):
         assert "NaN is not a valid number" in str(exc)
     else:
         raise AssertionError("NaN was accepted")
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("results.json", b"[" * 100_000, "results.json: nested too deeply to be a results file"),
+    ("results.json", b"\xff\xfe{}", "results.json: not UTF-8 text (byte 0)"),
+    ("run.json", b"[" * 100_000, "run.json is unreadable"),
+    ("run.json", b"\xff\xfe{}", "run.json is unreadable"),
+    ("run.json", b'{"a": 1}', "run.json is unreadable (adapter: Field required"),
+])
+def test_a_hostile_results_or_run_file_is_one_line_naming_it(sample_runs, tmp_path, name, content, message):
+    """report, compare and plot read runs through load_run: a broken file is an error naming it,
+    never a traceback."""
+    run = tmp_path / "run"
+    shutil.copytree(sample_runs["oracle-gold"], run)
+    (run / name).write_bytes(content)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_run(run)
+    for command in (["report", str(run)], ["compare", str(sample_runs["oracle-gold"]), str(run)]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert not isinstance(result.exception, RecursionError | UnicodeDecodeError), result.exception
+
+
+def test_a_results_file_larger_than_any_results_file_is_refused_unread(sample_runs, tmp_path, monkeypatch):
+    from regiondial_bench.results import report as report_module
+
+    run = tmp_path / "run"
+    shutil.copytree(sample_runs["oracle-gold"], run)
+    monkeypatch.setattr(report_module, "MAX_RESULTS_BYTES", 1000)
+    with pytest.raises(ValueError, match="larger than any results file"):
+        load_run(run)
 
 
 def test_escaping():
