@@ -78,7 +78,17 @@ def load_repeats(path: str | Path, label: str | None = None) -> RepeatGroup:
         summary = RepeatsSummary.model_validate(json.loads(source.read_text(encoding="utf-8"),
                                                            parse_constant=_reject_constant))
     except (ValueError, RecursionError) as exc:
-        raise ValueError(f"{source}: not a valid repeats summary: {str(exc)[:300]}") from exc
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):
+            why = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}" for e in exc.errors()[:3])
+        elif isinstance(exc, UnicodeDecodeError):
+            why = f"not UTF-8 text (byte {exc.start})"
+        elif isinstance(exc, RecursionError):
+            why = "nested too deeply"
+        else:
+            why = str(exc)
+        raise ValueError(f"{source}: not a valid repeats summary: {why[:300]}") from None
     runs = []
     for name in summary.runs:
         child = (folder / name).resolve()

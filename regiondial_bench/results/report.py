@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from ..schema import PREDICTIONS_FILE, RESULTS_FILE, RUN_FILE, Results, RoundRow, RunSpec
+from ..schema import PREDICTIONS_FILE, REPEATS_FILE, RESULTS_FILE, RUN_FILE, Results, RoundRow, RunSpec
 
 PREDICTIONS_FILES = (PREDICTIONS_FILE, PREDICTIONS_FILE + ".gz")
 
@@ -174,6 +174,10 @@ def load_run(path: str | Path, label: str | None = None) -> RunResults:
         folder = path
         results_path = path / RESULTS_FILE
         if not results_path.is_file():
+            if (path / REPEATS_FILE).is_file():
+                raise FileNotFoundError(
+                    f"{path} is the folder of `evaluate --repeats`: name one repeat ({path}/repeat-0), or give "
+                    "the folder to `regiondial report` or `plot`, which show the repeats' mean and spread")
             raise FileNotFoundError(
                 f"{path} has no {RESULTS_FILE}; score the run first (regiondial score {path})"
             )

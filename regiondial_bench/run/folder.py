@@ -26,7 +26,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from ..schema import PREDICTIONS_FILE, RESULTS_FILE, RUN_FILE, PredictionRecord, RunSpec, read_prediction_log
+from ..schema import (
+    PREDICTIONS_FILE,
+    REPEATS_FILE,
+    RESULTS_FILE,
+    RUN_FILE,
+    PredictionRecord,
+    RunSpec,
+    read_prediction_log,
+)
 
 try:
     import fcntl
@@ -252,6 +260,9 @@ class PredictionLog:
 def load_run_spec(run_dir: str | Path) -> RunSpec:
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
+        if (Path(run_dir) / REPEATS_FILE).is_file():
+            raise FileNotFoundError(f"{run_dir} is the folder of `evaluate --repeats`, not a run folder: name one "
+                                    f"repeat ({Path(run_dir) / 'repeat-0'})")
         raise FileNotFoundError(f"{run_dir} is not a run folder: {RUN_FILE} is missing")
     return _read_run_file(path, Path(run_dir) / PREDICTIONS_FILE)
 

@@ -77,6 +77,34 @@ def test_a_repeats_json_that_disagrees_with_its_repeats_is_refused(repeats_dir, 
     assert "not a valid repeats summary" in CliRunner().invoke(main, ["report", str(copy)]).output
 
 
+@pytest.mark.parametrize(("content", "why"), [
+    (b'{"rows": 5}', "repeats: Field required; seeds: Field required; runs: Field required"),
+    (b"\xff", "not UTF-8 text (byte 0)"),
+    (b"[" * 100_000, "nested too deeply"),
+])
+def test_a_broken_repeats_json_is_one_line_naming_it(repeats_dir, tmp_path, content, why):
+    import shutil
+
+    copy = tmp_path / "rep"
+    shutil.copytree(repeats_dir, copy)
+    (copy / "repeats.json").write_bytes(content)
+    for command in (["report", str(copy)], ["plot", str(copy), "--out", str(tmp_path / "plots")]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 1, result.output
+        assert result.output.strip().splitlines()[-1] == (f"Error: {copy}/repeats.json: not a valid repeats summary: "
+                                                           f"{why}"), result.output
+
+
+@pytest.mark.parametrize("command", ["compare", "view", "score"])
+def test_commands_of_one_run_given_a_repeats_folder_name_a_repeat(repeats_dir, sample_runs, tmp_path, command):
+    args = {"compare": [str(repeats_dir), str(sample_runs["oracle-gold"])],
+            "view": [str(repeats_dir), "--out", str(tmp_path / "view")],
+            "score": [str(repeats_dir)]}[command]
+    result = CliRunner().invoke(main, [command, *args])
+    assert result.exit_code == 1, result.output
+    assert "is the folder of `evaluate --repeats`" in result.output and f"{repeats_dir}/repeat-0" in result.output
+
+
 def test_resuming_a_repeats_folder_finishes_every_repeat(repeats_dir, tmp_path):
     import shutil
 
