@@ -13,31 +13,33 @@ _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)$", re.IGNORECASE)
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _BYTES = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "ki": 1024, "mi": 1024**2, "gi": 1024**3,
           "ti": 1024**4}
+_LONGEST = 1e12  # seconds: 30,000 years
+_LARGEST = 2**62  # bytes: below SQLite's largest integer
 
 
 def parse_duration(text: str) -> float:
     """Seconds of ``30d``, ``12h``, ``90m``, ``2w``.
 
-    >>> parse_duration("30d"), parse_duration("1.5h")
-    (2592000.0, 5400.0)
+    >>> parse_duration("30d"), parse_duration("1.5h"), parse_duration("9" * 400 + "d")
+    (2592000.0, 5400.0, 1000000000000.0)
     """
     match = _DURATION.match(text.strip().lower())
     if match is None:
         raise click.BadParameter(f"{text!r} is not a duration like 30d, 12h, 90m or 2w")
-    return float(match.group(1)) * _SECONDS[match.group(2)]
+    return min(float(match.group(1)) * _SECONDS[match.group(2)], _LONGEST)  # 1e999d is "forever", not inf
 
 
 def parse_size(text: str) -> int:
     """Bytes of ``500MB``, ``2GiB``, ``1g``.
 
-    >>> parse_size("500MB"), parse_size("2GiB")
-    (500000000, 2147483648)
+    >>> parse_size("500MB"), parse_size("2GiB"), parse_size("9" * 400 + "GB") == 2**62
+    (500000000, 2147483648, True)
     """
     match = _SIZE.match(text.strip())
     unit = match.group(2).lower().removesuffix("b") if match else None
     if match is None or unit not in _BYTES:
         raise click.BadParameter(f"{text!r} is not a size like 500MB, 2GB or 1GiB")
-    return int(float(match.group(1)) * _BYTES[unit])
+    return int(min(float(match.group(1)) * _BYTES[unit], _LARGEST))  # beyond SQLite's integers is "no limit"
 
 
 def _human(n: float) -> str:

@@ -271,6 +271,9 @@ def test_cache_info_prune_and_clear(sample_bench, tmp_path):
     with sqlite3.connect(cache_folder() / DATABASE_FILE) as db:  # half of them last used 40 days ago
         db.execute("UPDATE entries SET used_at = used_at - 40 * 86400 WHERE key < (SELECT key FROM entries "
                    "ORDER BY key LIMIT 1 OFFSET ?)", (turns // 2,))
+    for limit in (["--max-size", "9" * 30 + "GB"], ["--unused-for", "9" * 400 + "d"]):  # "no limit", not a crash
+        huge = runner.invoke(main, ["cache", "prune", *limit])
+        assert huge.exit_code == 0 and f"dropped 0 answers; {turns} left" in huge.output, huge.output
     pruned = runner.invoke(main, ["cache", "prune", "--unused-for", "30d"])
     assert pruned.exit_code == 0 and f"dropped {turns // 2} answers; {turns - turns // 2} left" in pruned.output
     tiny = runner.invoke(main, ["cache", "prune", "--max-size", "1kB"])
