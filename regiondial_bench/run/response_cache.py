@@ -528,8 +528,8 @@ def open_for_run(adapter: Adapter, settings: ResponseCacheSettings | None, name:
         return None, {"enabled": False, "reason": "turned off (--no-cache)"}
     identity = adapter.cache_identity()
     if identity is None:
-        return None, {"enabled": False, "reason": f"adapter {(name or adapter.name)!r} is not cached (it answers from "
-                                                  "more than the request, or costs less than a lookup)"}
+        return None, {"enabled": False, "reason": f"{name or adapter.name} is never cached: it answers from more than "
+                                                  "the request, or costs less than a lookup"}
     if adapter.samples and not settings.cache_sampled:
         return None, {"enabled": False, "reason": "the adapter samples; pass --cache-sampled to reuse sampled answers"}
     try:
