@@ -874,6 +874,14 @@ def create_submission(
             f"submission name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     run_dir = Path(run_dir)
+    if not (run_dir / RESULTS_FILE).is_file():
+        from ..run.folder import load_run_spec
+
+        try:
+            load_run_spec(run_dir)  # not a run folder (or a repeats folder): that is the error to give
+        except RuntimeError as exc:  # RunFolderError: an unreadable run.json
+            raise SubmissionError(str(exc)) from None
+        raise SubmissionError(f"{run_dir} has no {RESULTS_FILE}: score the run first (regiondial score {run_dir})")
     results = read_results(run_dir / RESULTS_FILE)
     date = date or dt.date.today()
     prov = results.provenance

@@ -202,6 +202,28 @@ def test_cli_submit_creates_and_validates(sample_runs, tmp_path):
     assert check.exit_code == 0 and "verified" in check.output
 
 
+@pytest.mark.parametrize(("broken", "message"), [
+    ("no results", "has no results.json: score the run first (regiondial score "),
+    ("no results, broken run.json", "run.json is unreadable"),
+    ("repeats folder", "is the folder of `evaluate --repeats`"),
+])
+def test_submit_of_a_folder_it_cannot_use_says_what_to_do(sample_runs, tmp_path, broken, message):
+    run = tmp_path / "run"
+    shutil.copytree(sample_runs["oracle-predicted"], run)
+    (run / "results.json").unlink()
+    if "run.json" in broken:
+        (run / "run.json").write_bytes(b"\xff")
+    if broken == "repeats folder":
+        run.rename(tmp_path / "repeat-0")
+        run.mkdir()
+        (tmp_path / "repeat-0").rename(run / "repeat-0")
+        (run / "repeats.json").write_text("{}")
+    result = CliRunner().invoke(main, ["submit", str(run), "--name", "x", "--root", str(tmp_path / "subs")])
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert not (tmp_path / "subs").exists() or not any((tmp_path / "subs").iterdir())
+
+
 def test_unknown_benchmark_needs_bench_option(submission):
     text = (submission / "submission.yaml").read_text()
     (submission / "submission.yaml").write_text(text.replace("benchmark: sample", "benchmark: other"))
