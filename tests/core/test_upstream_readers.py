@@ -61,6 +61,18 @@ QWEN_TABLE = [
      [BOX_A]),
     ("an empty list", fenced("[]"), None, None),
     ("a non-finite number loses the whole answer", fenced('[{"bbox_2d": [NaN, 20, 300, 400]}]'), None, None),
+    ("items none of which has a box", fenced('[{"label": "x"}]'), None, None),
+    # the unfenced [...] span succeeds when no ']' stands inside an item (a 4-character string box)
+    ("an unfenced list with no ']' inside reads", '[{"bbox_2d": "1234"}]', [(1.0, 2.0, 3.0, 4.0)], None),
+    ("a ']' before the first '[' does not end the span", 'x ] [{"bbox_2d": "1234"}]', [(1.0, 2.0, 3.0, 4.0)], None),
+    ("the span ends at its ']', not after it", '[{"bbox_2d": "1234"}].', [(1.0, 2.0, 3.0, 4.0)], None),
+    ("the first [...] span is the one read, even when empty", '[] [{"bbox_2d": "1234"}]', None, None),
+    ("a fence without 'json' is not a json block: the [...] span is read", '```\n[{"bbox_2d": "1234"}]\n```',
+     [(1.0, 2.0, 3.0, 4.0)], None),
+    ("an unclosed json fence falls back to the [...] span", '```json\n[{"bbox_2d": "1234"}]',
+     [(1.0, 2.0, 3.0, 4.0)], None),
+    ("a json fence with nothing after the tag", f'```json[{{"bbox_2d": {A}}}]```', [BOX_A], [BOX_A]),
+    ("an empty json block has no fallback", '```json```[{"bbox_2d": "1234"}]', None, None),
 ]
 
 
@@ -74,6 +86,46 @@ def test_qwen_reader_table(case, text, upstream, tolerant):
     mild = parse_answer(text, frame=ORIGINAL, image_size=SIZE)
     if tolerant is not None:
         assert [r.box for r in mild.regions] == tolerant, mild.error
+
+
+# why the released reader found no box: the failure reason a run records and results.json counts
+QWEN_FAILURES = [
+    ("no idea", "upstream parser: no JSON block in the answer"),
+    ("a ] b", "upstream parser: no JSON block in the answer"),  # a closing bracket alone
+    ('{"bbox_2d": "1234"}', "upstream parser: the answer is a dict, not a list"),
+    ('[] [{"bbox_2d": "1234"}]', "upstream parser: the answer is an empty list"),
+    (fenced("[]"), "upstream parser: the answer is an empty list"),
+    (fenced('{"bbox_2d": [1, 2, 3, 4]}'), "upstream parser: the answer is a dict, not a list"),
+    (fenced('[{"label": "x"}]'), "upstream parser: the answer holds no box"),
+    (f'[{{"bbox_2d": {A}}}]', "upstream parser: the answer is not strict JSON"),
+    (fenced(f'[{{"bbox_2d": {A}}}, 5]'), "upstream parser: TypeError reading the items; the whole answer is lost"),
+]
+
+
+@pytest.mark.parametrize(("text", "error"), QWEN_FAILURES)
+def test_qwen_reader_failure_reasons(text, error):
+    read = parse_answer(text, frame=ORIGINAL, image_size=SIZE, parser="upstream", upstream_style="qwen")
+    assert read.regions == [] and read.error == error
+
+
+def test_qwen_reader_refuses_a_json_span_longer_than_its_bound(monkeypatch):
+    from regiondial_bench import protocol
+
+    body = f'[{{"bbox_2d": {A}}}]'
+    monkeypatch.setattr(protocol, "MAX_UPSTREAM_ANSWER_CHARS", len(body))
+    assert parse_answer(fenced(body), parser="upstream", upstream_style="qwen").regions[0].box == BOX_A
+    longer = parse_answer(fenced(body + " "), parser="upstream", upstream_style="qwen")  # stripped: same length
+    assert longer.regions[0].box == BOX_A
+    refused = parse_answer(fenced(body.replace(": ", ":  ")), parser="upstream", upstream_style="qwen")
+    assert refused.regions == [] and "longer than" in refused.error
+
+
+def test_qwen_reader_applies_a_presets_own_cap_with_a_note():
+    two = fenced(f'[{{"bbox_2d": {A}}}, {{"bbox_2d": {B}}}]')
+    capped = parse_answer(two, parser="upstream", upstream_style="qwen", max_regions=1)
+    assert [r.box for r in capped.regions] == [BOX_A] and capped.notes == ["1 boxes beyond the first 1 ignored"]
+    exact = parse_answer(two, parser="upstream", upstream_style="qwen", max_regions=2)
+    assert len(exact.regions) == 2 and exact.notes == []
 
 
 def test_qwen_points_truncate_and_pair_with_boxes_by_position():
@@ -90,6 +142,10 @@ def test_qwen_reader_scales_then_truncates_with_another_factor():
     read = parse_answer(text, frame=CoordinateFrame.normalized(1000), image_size=SIZE, parser="upstream",
                         upstream_style="qwen")
     assert read.regions[0].box == (320.0, 240.0, 639.0, 480.0)  # 999 * 0.64 = 639.36 -> 639
+    pointed = parse_answer(fenced('[{"bbox_2d": [500, 500, 999, 1000], "point_2d": [999, 500]}]'),
+                           frame=CoordinateFrame.normalized(1000), image_size=SIZE, parser="upstream",
+                           upstream_style="qwen")
+    assert pointed.regions[0].point == (639.0, 240.0)  # points scale and truncate like boxes
     quoted = parse_answer(fenced('[{"bbox_2d": ["500", 0, 1000, 1000]}]'), frame=CoordinateFrame.normalized(1000),
                           image_size=SIZE, parser="upstream", upstream_style="qwen")
     assert quoted.regions == []  # "500" * 0.64 is a TypeError upstream
