@@ -415,6 +415,87 @@ def test_a_flush_with_nothing_new_does_not_sync_and_close_closes(tmp_path, monke
     assert len(synced) == 1 and len(os.listdir("/proc/self/fd")) == open_fds  # closed, not left to the collector
 
 
+def test_a_close_whose_last_sync_fails_still_closes_the_file_and_raises_naming_it(tmp_path, monkeypatch):
+    import errno
+
+    open_fds = len(os.listdir("/proc/self/fd"))
+    log = PredictionLog(tmp_path / "p.jsonl")
+    log.append(record(0))
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        log.close()
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(tmp_path / "p.jsonl")
+    assert len(os.listdir("/proc/self/fd")) == open_fds  # not left open behind the error
+
+
+def test_a_lock_whose_pid_cannot_be_written_is_released_at_once(tmp_path, monkeypatch):
+    """A full disk while writing the holder's pid: the error propagates and the folder is not left
+    locked by a file the failed acquire still holds open (the next run must be able to take it)."""
+    import builtins
+    import errno
+
+    real_open = builtins.open
+
+    class FullDisk:
+        def __init__(self, f):
+            self._f = f
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(folder, "open", lambda *a, **k: FullDisk(real_open(*a, **k)), raising=False)
+    with pytest.raises(OSError) as info:  # keeps the failed frame (and anything it left open) alive
+        RunLock(tmp_path).acquire()
+    assert info.value.filename == str(tmp_path / "run.lock")
+    monkeypatch.undo()
+    with RunLock(tmp_path):  # would be RunLockedError if the failed acquire's file still held the flock
+        pass
+
+
+def test_naming_gives_an_anonymous_os_error_the_path_and_leaves_the_others_alone(tmp_path):
+    import errno
+
+    with pytest.raises(OSError) as anonymous, folder.naming(tmp_path / "a"):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert anonymous.value.filename == str(tmp_path / "a")
+    with pytest.raises(OSError) as named, folder.naming(tmp_path / "a"):
+        raise FileNotFoundError(errno.ENOENT, "No such file", str(tmp_path / "b"))
+    assert named.value.filename == str(tmp_path / "b")  # already names its own file
+    with pytest.raises(OSError) as message, folder.naming(tmp_path / "a"):
+        raise OSError("a message alone")
+    assert message.value.filename is None and str(message.value) == "a message alone"  # its text is kept
+
+
+def test_a_folder_without_run_json_is_named_for_what_it_is(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"is not a run folder: run.json is missing"):
+        folder.load_run_spec(tmp_path)
+    (tmp_path / "repeats.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"is the folder of `evaluate --repeats`, not a run folder: name one "
+                                                r"repeat \(.*repeat-0\)"):
+        folder.load_run_spec(tmp_path)
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary_file(tmp_path, monkeypatch):
+    path = tmp_path / "results.json"
+    path.write_text("old")
+
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(folder.os, "replace", refuse)
+    with pytest.raises(OSError) as info:
+        atomic_write(path, "new")
+    assert info.value.filename == str(path)
+    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+
+
 @pytest.mark.parametrize(("content", "reason"), [
     ("{}", "adapter: Field required; bench_name: Field required; bench_hash: Field required)"),
     ('{"adapter": ', "the file: Invalid JSON"),
@@ -549,6 +630,68 @@ def test_build_record_keeps_the_adapters_region_cap_and_refuses_any_non_finite_r
     bad = Region.model_construct(box=(0.0, 0.0, float("inf"), 5.0), point=None, extra_points=(), label=None)
     refused = build(RoundResponse(raw_text="", regions=[Region(box=(0, 0, 5, 5)), bad]))
     assert refused.regions == [] and "non-finite coordinate" in refused.error and refused.failure_kind == "answer"
+
+
+# ------------------------------------------------------------------------------ how an answer was read
+
+
+def test_the_reading_is_kept_only_when_it_is_not_plain_original_pixels():
+    """``reading`` lets a validator read ``raw_text`` again the way the run did: the frame and the
+    image size it spans, the answer-tag rule and an adapter's object cap; None for the defaults."""
+    from regiondial_bench.geometry import CoordinateFrame
+    from regiondial_bench.run.records import answer_reading
+    from regiondial_bench.schema import AnswerReading
+
+    frame = CoordinateFrame(840, 600)
+    assert answer_reading(RoundResponse(raw_text=""), (640, 480)) is None
+    assert answer_reading(RoundResponse(raw_text="", max_regions=0), (640, 480)) is None  # 0: no cap of its own
+    assert answer_reading(RoundResponse(raw_text="", frame=frame), (640, 480)) == AnswerReading(
+        frame=(840.0, 600.0), image=(640, 480))
+    assert answer_reading(RoundResponse(raw_text="", frame=frame), None) == AnswerReading(frame=(840.0, 600.0))
+    assert answer_reading(RoundResponse(raw_text="", require_answer_tag=True), (640, 480)) == AnswerReading(
+        answer_tag=True)
+    assert answer_reading(RoundResponse(raw_text="", max_regions=3), (640, 480)) == AnswerReading(max_regions=3)
+    # and the record carries it
+    three = "<answer>" + json.dumps([{"bbox_2d": [0, 0, 5 + i, 5]} for i in range(3)]) + "</answer>"
+    assert build(RoundResponse(raw_text=three, frame=frame)).reading == AnswerReading(frame=(840.0, 600.0),
+                                                                                    image=(640, 480))
+    assert len(build(RoundResponse(raw_text=three, max_regions=0)).regions) == 3  # no cap, as None
+
+
+def _with_reading(reading) -> PredictionRecord:
+    return PredictionRecord.model_construct(**{**record(0, "d").model_dump(), "reading": reading})
+
+
+def _construct_reading(**fields):
+    from regiondial_bench.schema import AnswerReading
+
+    return AnswerReading.model_construct(**{"frame": None, "image": None, "answer_tag": False, "max_regions": None,
+                                            **fields})
+
+
+@pytest.mark.parametrize("reading", [
+    None,
+    _construct_reading(),
+    _construct_reading(frame=(840.0, 600.0)),  # a frame without the image size it spans
+    _construct_reading(frame=(840.0, 600.0), image=(640, 480), answer_tag=True, max_regions=3),
+], ids=["none", "defaults", "frame only", "everything"])
+def test_a_reading_of_exact_types_takes_the_read_back_shortcut(reading):
+    from regiondial_bench.run.records import _reads_back_unchanged
+
+    assert _reads_back_unchanged(_with_reading(reading))
+
+
+@pytest.mark.parametrize("fields", [
+    {"frame": (840.0,)}, {"frame": (840.0, 600.0, 1.0)}, {"frame": (840, 600)}, {"frame": (float("inf"), 600.0)},
+    {"image": [640, 480]}, {"image": (640,)}, {"image": (640, 480, 1)}, {"image": (640, 480.0)},
+    {"image": (640.0, 480.0)}, {"answer_tag": 1}, {"max_regions": 2.0},
+], ids=repr)
+def test_a_reading_of_other_types_is_read_back_for_real(fields):
+    """An adapter's unvalidated reading may hold anything; only exact types skip the read-back."""
+    from regiondial_bench.run.records import _reads_back_unchanged
+
+    assert not _reads_back_unchanged(_with_reading(_construct_reading(**fields)))
+    assert not _reads_back_unchanged(_with_reading({"frame": None}))  # not an AnswerReading at all
 
 
 # ------------------------------------------------------------------------------ the schedule
