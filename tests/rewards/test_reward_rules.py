@@ -344,6 +344,15 @@ def test_every_reference_keyword_counts(keyword):
     assert reference_reward(f"<think>the {keyword} there</think>", REF) == 1.0
 
 
+def test_paper_reference_only_an_answer_tag_box_is_the_target():
+    """The target-box exemption needs the box in <answer>: the same box written after </think> without
+    the tag is no answer, so the think's mention of it counts as a hallucinated reference."""
+    think = "<think>bbox=[300,100,400,250] so the dog is at [120,140,260,300]</think>"
+    untagged = json.dumps([item([120, 140, 260, 300], (190, 220))])
+    assert reference_reward_paper(think + untagged, REF) == pytest.approx(1.25)
+    assert reference_reward_paper(think + answer([item([120, 140, 260, 300], (190, 220))]), REF) == 2.0
+
+
 def test_released_reference_without_think_or_problem():
     assert reference_reward("bbox=[300,100,400,250]", REF) == 0.0
     assert reference_reward("<think>bbox=[300,100,400,250]</think>", None) == 0.0
