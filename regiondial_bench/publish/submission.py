@@ -560,7 +560,9 @@ def _read_run_spec(folder: Path, problems: list[str]) -> RunSpec | None:
         return RunSpec.model_validate_json(path.read_bytes())
     except ValidationError as exc:
         problems.append(f"{RUN_FILE}: not a valid run spec: {_format_validation_error(exc)}")
-    except (OSError, ValueError, RecursionError) as exc:
+    except OSError as exc:
+        problems.append(f"{RUN_FILE}: cannot be read ({exc.strerror or exc})")
+    except (ValueError, RecursionError) as exc:
         problems.append(f"{RUN_FILE}: not a valid run spec: {str(exc)[:300]}")
     return None
 

@@ -93,6 +93,22 @@ def test_the_tolerance_is_a_hundredth_of_a_point_either_way(results, delta, diff
     assert bool(compare_results(claimed, results, tolerance=0.02)) is False
 
 
+def test_a_claim_exactly_a_hundredth_off_holds(results):
+    """0.01 and 0.0 are exactly a hundredth apart in binary floating point: at the tolerance, not over it."""
+    assert compare_results(_with(results, "2", ap50=0.01), _with(results, "2", ap50=0.0)) == []
+    assert compare_results(_with(results, "2", ap50=0.0), _with(results, "2", ap50=0.01)) == []
+
+
+@pytest.mark.parametrize("end", ["low", "high"])
+def test_each_end_of_a_confidence_interval_is_compared(results, end):
+    from regiondial_bench.schema import ConfidenceInterval
+
+    ci = results.overall.ap50_ci
+    moved = ConfidenceInterval(**{**ci.model_dump(), end: getattr(ci, end) + 1.0})
+    assert [d.split(":")[0] for d in compare_results(_with(results, "all", ap50_ci=moved), results)] == [
+        f"Avg ap50_ci.{end}"]
+
+
 def test_a_non_finite_claim_differs(results):
     assert compare_results(_with(results, "1", mean_iou=float("nan")), results) == [
         f"R1 mean_iou: claimed nan, recomputed {results.rounds[0].mean_iou}"]
@@ -141,6 +157,11 @@ def test_at_most_ten_differing_cells_are_shown(tmp_path, results, bench):
     assert sub.scores_problem(few, results) == f"scores differ from the recomputed ones in 1 cell(s): R1 n: " \
                                                f"claimed 0, recomputed {results.rounds[0].n}"
     assert sub.scores_problem(results, results) is None
+    exactly = results
+    for row in ("1", "2", "3", "4", "5"):
+        exactly = _with(exactly, row, n=0, failures=99)
+    assert sub.scores_problem(exactly, results).count(": claimed") == 10  # all shown, none counted
+    assert "more" not in sub.scores_problem(exactly, results)
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,10 +193,32 @@ def test_reference_replay_names_the_first_wrong_turn(bench):
                               text="") for ref in turn.references if ref.turn < r.turn]
         fixed.append(r.model_copy(update={"references": used}))
     assert reference_problems(bench, fixed, "predicted") == []
-    assert reference_problems(bench, fixed + [fixed[0].model_copy(update={"dialogue_id": "nope"})], "predicted") == []
-    assert reference_problems(bench, [*fixed, fixed[0].model_copy(update={"turn": 99})], "predicted") == []
+    # records of turns the bench does not have are the completeness check's to report, wherever they stand
+    assert reference_problems(bench, [fixed[0].model_copy(update={"dialogue_id": "nope"}), *fixed], "predicted") == []
+    past = len(bench.dialogue(fixed[0].dialogue_id).turns)
+    assert reference_problems(bench, [fixed[0].model_copy(update={"turn": past}), *fixed], "predicted") == []
     assert reference_problems(bench, fixed, "gold")[0].startswith(
         "122 turn(s) were not asked with 'gold' references (first: test-2#2 logged [(1, 'predicted',")
+
+
+def test_upstream_replay_leaves_a_second_placeholder_unfilled():
+    """The released evaluator never fills a second placeholder (refcocog 188911 turn 2): a turn asked
+    with only its first reference is what upstream mode gives."""
+    from regiondial_bench.schema import Bench, Dialogue, ImageRef, Reference, Turn
+
+    turns = [Turn(index=0, question="a", gold_boxes=[(0, 0, 5, 5)]),
+             Turn(index=1, question="b", gold_boxes=[(1, 1, 6, 6)]),
+             Turn(index=2, question="c <box>{context_bbox}</box> <box>{context_bbox_2}</box>",
+                  gold_boxes=[(2, 2, 7, 7)],
+                  references=[Reference(turn=0), Reference(turn=1, placeholder="{context_bbox_2}",
+                                                           upstream_fill=False)])]
+    two = Bench([Dialogue(dialogue_id="d", image=ImageRef(), turns=turns)], name="two")
+    records = [PredictionRecord(dialogue_id="d", turn=t, round=t + 1, question="q", raw_text="",
+                                regions=[Region(box=(0, 0, 5, 5))]) for t in range(3)]
+    records[2] = records[2].model_copy(update={"references": [
+        UsedReference(turn=0, source="predicted", box=(0.0, 0.0, 5.0, 5.0), text="")]})
+    assert reference_problems(two, records, "upstream") == []
+    assert reference_problems(two, records, "predicted")[0].startswith("1 turn(s) were not asked with 'predicted'")
 
 
 def test_gold_copies_count_first_boxes_only(bench):
@@ -190,6 +233,8 @@ def test_gold_copies_count_first_boxes_only(bench):
     stray = [*records[:100], *(r.model_copy(update={"dialogue_id": "nope"}) for r in records[100:])]
     assert gold_problems(bench, stray, "x", "predicted") == [
         "100 of 199 answers equal the gold box exactly; the log republishes the gold boxes"]
+    half = [*records[:99], *(r.model_copy(update={"dialogue_id": "nope"}) for r in records[99:198])]
+    assert gold_problems(bench, half, "x", "predicted") == []  # 99 of 198: exactly half is not more than half
     assert gold_problems(bench, [r.model_copy(update={"turn": 99}) for r in records], "x", "predicted") == []
     empty = [r.model_copy(update={"regions": []}) for r in records]
     assert gold_problems(bench, empty, "x", "predicted") == []
@@ -328,6 +373,9 @@ def test_read_meta_errors(tmp_path):
     file.write_text("model: [\n")
     with pytest.raises(SubmissionError, match=r"not valid YAML \(line 2\)"):
         read_meta(file)
+    file.write_text("model: a\x07\n")  # a character YAML refuses before parsing: no line mark
+    with pytest.raises(SubmissionError, match=r"submission.yaml: not valid YAML: .*#x0007"):
+        read_meta(file)
 
 
 def test_summary_lists_problems_only_when_there_are_some(tmp_path):
@@ -374,6 +422,60 @@ def entry(tmp_path, bench):
     return report.folder
 
 
+def test_a_reported_entry_with_a_problem_is_rejected_not_reported(tmp_path):
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[2] / "submissions" / "2026-02-04_paper-qwen2.5-vl-7b"
+    good = tmp_path / committed.name
+    shutil.copytree(committed, good)
+    assert validate_submission(good).status == "reported"
+    moved = tmp_path / "2026-02-05_paper-qwen2.5-vl-7b"  # the folder's date is not the entry's
+    good.rename(moved)
+    report = validate_submission(moved)
+    assert report.status == "rejected" and report.problems == [
+        "folder date 2026-02-05 differs from the date field 2026-02-04"]
+
+
+def test_another_bench_hash_is_the_only_problem_named(entry):
+    """Re-scoring against a bench the entry was not run on would only add noise to the one problem."""
+    other = "sha256:" + "0" * 64
+    data = json.loads((entry / "results.json").read_text())
+    data["provenance"]["bench_hash"] = other
+    data["overall"]["ap50"] = 12.5  # as if scored on another bench
+    (entry / "results.json").write_text(json.dumps(data))
+    spec = json.loads((entry / "run.json").read_text())
+    (entry / "run.json").write_text(json.dumps({**spec, "bench_hash": other}))
+    problems = validate_submission(entry).problems
+    assert len(problems) == 1 and problems[0].startswith("bench hash mismatch"), problems
+
+
+def test_a_submission_that_fails_while_being_written_leaves_nothing(entry, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    root = entry.parent
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sub, "_write_log", full)
+    with pytest.raises(OSError, match="No space left"):
+        create_submission(run, "other", root=root, date=DATE, model="Other")
+    assert sorted(p.name for p in root.iterdir()) == [entry.name]
+
+
+def test_the_duplicate_check_skips_links_files_and_unreadable_entries(entry, tmp_path):
+    """Only real entry folders can make a new entry a duplicate; a link, a stray file or an entry whose
+    submission.yaml cannot be read is skipped (validate_all reports those on their own)."""
+    run, root = tmp_path / "run", entry.parent
+    outside = tmp_path / "elsewhere"
+    entry.rename(outside)
+    (root / "2026-03-01_link").symlink_to(outside)
+    (root / "2026-01-01_broken").mkdir()
+    (root / "2026-01-01_broken" / "submission.yaml").write_text("model: [\n")
+    (root / "2026-01-02_stray.txt").write_text("x")
+    report = create_submission(run, "entry2", root=root, date=DATE)  # the same model as the linked entry
+    assert report.status == "verified", report.summary()
+
+
 def test_folder_rules(entry):
     (entry / "extra").mkdir()
     (entry / "notes.txt").write_text("x")
@@ -410,6 +512,21 @@ def test_results_and_log_read_errors(entry, monkeypatch):
 
 
 def test_run_json_read_errors(entry, monkeypatch):
+    size = (entry / "results.json").stat().st_size + 100  # run.json padded to be the larger file
+    (entry / "run.json").write_text((entry / "run.json").read_text().ljust(size))
+    monkeypatch.setattr(sub, "MAX_RESULTS_BYTES", size)
+    assert validate_submission(entry).status == "verified"  # a run.json at the limit is read
+    monkeypatch.undo()
+    real = type(entry).read_bytes
+
+    def unreadable(path):
+        if path.name == "run.json":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(type(entry), "read_bytes", unreadable)
+    assert validate_submission(entry).problems[0] == "run.json: cannot be read (Permission denied)"
+    monkeypatch.undo()
     (entry / "run.json").write_text("[" * 100_000)
     assert validate_submission(entry).problems[0].startswith("run.json: not a valid run spec")
     monkeypatch.setattr(sub, "MAX_RESULTS_BYTES", 5000)  # results.json is smaller
