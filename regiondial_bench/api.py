@@ -43,6 +43,7 @@ from .schema import (
     RunConfig,
     RunSpec,
     read_prediction_log,
+    validation_summary,
 )
 
 _REPORTED_PACKAGES = ("numpy", "pycocotools", "pydantic", "torch", "transformers", "vllm", "datasets", "trl")
@@ -95,8 +96,7 @@ def load_run_config(path: str | Path) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"{path}: invalid run config ({problems})") from exc
+        raise ValueError(f"{path}: invalid run config ({validation_summary(exc, whole='(top level)')})") from exc
 
 
 def git_revision() -> str | None:

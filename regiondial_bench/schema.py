@@ -345,6 +345,21 @@ def _short(exc: BaseException, limit: int = 600) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
+def validation_summary(exc: Any, *, whole: str = "the file", limit: int | None = None) -> str:
+    """A pydantic ``ValidationError`` as one line, ``field.sub: message; ...`` (``whole`` names an
+    error about the value as a whole; at most ``limit`` errors).
+
+    >>> from pydantic import ValidationError
+    >>> try:
+    ...     RunConfig.model_validate({"adapter": "x", "batch_size": 0})
+    ... except ValidationError as exc:
+    ...     print(validation_summary(exc))
+    batch_size: Input should be greater than or equal to 1
+    """
+    errors = exc.errors()[:limit] if limit is not None else exc.errors()
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or whole}: {e['msg']}" for e in errors)
+
+
 def is_file(path: str | Path) -> bool:
     """``Path.is_file`` that answers False instead of raising for a hostile name (too long, NUL)."""
     try:

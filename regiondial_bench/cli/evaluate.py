@@ -333,7 +333,9 @@ def _nothing_to_resume(out_dir: Path) -> str:
 
 def one_line(exc: ValidationError) -> str:
     """A pydantic error as one line: ``field: message; field: message``."""
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+    from ..schema import validation_summary
+
+    return validation_summary(exc, whole="value")
 
 
 def _recorded_run(out_dir: Path):  # noqa: ANN202

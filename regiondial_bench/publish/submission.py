@@ -59,6 +59,7 @@ from ..schema import (
     RoundRow,
     RunSpec,
     read_prediction_log,
+    validation_summary,
 )
 
 SUBMISSION_FILE = "submission.yaml"
@@ -239,11 +240,7 @@ def _bench_policy(resolve_bench: Any, name: str, bench_hash: str | None) -> tupl
 
 
 def _format_validation_error(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
+    return validation_summary(exc, whole="(top level)")
 
 
 def read_meta(path: str | Path) -> SubmissionMeta:

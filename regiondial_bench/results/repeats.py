@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..schema import REPEATS_FILE, RepeatsSummary
+from ..schema import REPEATS_FILE, RepeatsSummary, validation_summary
 from .report import DEFAULT_COLUMNS, METRICS, RunResults, Table, TableRow, bench_label, load_run
 
 TOLERANCE = 0.01
@@ -81,7 +81,7 @@ def load_repeats(path: str | Path, label: str | None = None) -> RepeatGroup:
         from pydantic import ValidationError
 
         if isinstance(exc, ValidationError):
-            why = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}" for e in exc.errors()[:3])
+            why = validation_summary(exc, limit=3)
         elif isinstance(exc, UnicodeDecodeError):
             why = f"not UTF-8 text (byte {exc.start})"
         elif isinstance(exc, RecursionError):

@@ -34,6 +34,7 @@ from ..schema import (
     PredictionRecord,
     RunSpec,
     read_prediction_log,
+    validation_summary,
 )
 
 try:
@@ -275,7 +276,7 @@ def _read_run_file(path: Path, log_file: Path) -> RunSpec:
         from pydantic import ValidationError
 
         if isinstance(exc, ValidationError):
-            reason = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}" for e in exc.errors()[:3])
+            reason = validation_summary(exc, limit=3)
         else:
             reason = str(exc) or type(exc).__name__
         raise RunFolderError(
