@@ -471,7 +471,10 @@ class Session:
                         os._exit(PATCH_FAILED)
                 import pytest
 
-                code = int(pytest.main([*PYTEST_ARGS, *target.tests]))
+                # a basetemp of its own: pytest prunes the default root's older numbered folders,
+                # which would delete the temporary files of a test session running beside this tool
+                basetemp = f"--basetemp={self.shadow.parent / 'pytest-tmp'}"
+                code = int(pytest.main([*PYTEST_ARGS, basetemp, *target.tests]))
             except BaseException:  # noqa: BLE001
                 code = 3
             finally:

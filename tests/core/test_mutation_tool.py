@@ -7,6 +7,7 @@ A smoke test so the tool cannot rot; it runs no mutant of the real project (that
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -38,6 +39,10 @@ from pkg.calc import clamp_positive
 def test_clamp():
     assert clamp_positive(5) == 5
     assert clamp_positive(-1) == 0
+
+
+def test_writes_a_temporary_file(tmp_path):
+    (tmp_path / "x").write_text("1")
 
 
 def test_double_in_a_subprocess():
@@ -101,6 +106,20 @@ def test_kills_survives_and_marks_equivalent(tmp_path):
     assert {i: o["status"] for i, o in rerun.items()} == {i: o["status"] for i, o in outcomes.items()}
     assert all(o["reason"] == "(killed in the --since report)" for o in rerun.values() if o["status"] == "killed")
     assert rerun[survivors[0]["id"]]["seconds"] > 0
+
+
+def test_the_tools_pytest_runs_leave_other_sessions_temporary_folders_alone(tmp_path):
+    """Each mutant's pytest run uses a basetemp inside the tool's shadow folder: in pytest's shared
+    root it would prune the numbered folders of a test session running at the same time."""
+    root = tmp_path / "project"
+    config = tiny_project(root, {})
+    temproot = tmp_path / "temproot"
+    temproot.mkdir()
+    env = {**os.environ, "PYTEST_DEBUG_TEMPROOT": str(temproot)}
+    done = subprocess.run([sys.executable, str(SCRIPT), "calc", "--config", str(config), "--root", str(root)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert list(temproot.iterdir()) == []
 
 
 def test_a_red_clean_run_is_refused(tmp_path):
