@@ -449,31 +449,34 @@ class CachingAdapter:
         self._flush_if_due()
         return out  # type: ignore[return-value]
 
-    def generate_one(self, request: RoundRequest) -> RoundResponse:
+    def _one(self, request: RoundRequest) -> tuple[str | None, RoundResponse | None]:
+        """One request's key and cached answer (None on a miss), counted as a hit or a miss; a miss
+        tells the adapter its upcoming images, since it is about to be asked."""
         key = self._keys.key(request)
         cached = self._lookup([key]).get(key) if key is not None else None
         if cached is not None:
             self.stats.hits += 1
             self._used.append(key)
+        else:
+            self.stats.misses += 1
+            self._asking()
+        return key, cached
+
+    def generate_one(self, request: RoundRequest) -> RoundResponse:
+        key, cached = self._one(request)
+        if cached is not None:
             return cached
-        self.stats.misses += 1
-        self._asking()
         response = self._inner.generate_one(request)
         self._remember(key, response)
         return response
 
     def _submit(self, request: RoundRequest) -> Future:
-        key = self._keys.key(request)
-        cached = self._lookup([key]).get(key) if key is not None else None
+        key, cached = self._one(request)
         if cached is not None:
-            self.stats.hits += 1
-            self._used.append(key)
             future: Future = Future()
             future.set_running_or_notify_cancel()
             future.set_result(cached)
             return future
-        self.stats.misses += 1
-        self._asking()
         future = self._inner.submit(request)
         if key is not None:
             future.add_done_callback(lambda f, k=key: self._answered(k, f))
