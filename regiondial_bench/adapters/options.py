@@ -139,25 +139,22 @@ class ModelOptions(BaseModel):
 
     @classmethod
     def _describe(cls, exc: ValidationError) -> str:
-        problems: list[str] = []
-        branches: dict[str, list[str]] = {}  # a union field's errors, one per branch it could have been
+        found: dict[str, list[str]] = {}  # where -> messages; a union field gets one per type it could be
         for error in exc.errors():
             loc = error["loc"]
             if len(loc) > 1 and loc[0] in cls.model_fields and loc[0] != "grammar":
-                if loc[0] not in branches:
-                    branches[str(loc[0])] = []
-                    problems.append(str(loc[0]))  # placeholder, filled in below to keep the order
-                branches[str(loc[0])].append(str(error["msg"]).removeprefix("Value error, "))
-                continue
+                loc = loc[:1]  # a branch of a union field: pydantic appends the branch's tag
             where = ".".join(map(str, loc))
             if error["type"] == "extra_forbidden":
-                known = list(cls.model_fields) if len(error["loc"]) == 1 else list(GrammarOptions.model_fields)
-                close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1, cutoff=0.6)
-                problems.append(f"{where}: not an option" + (f" (did you mean {close[0]!r}?)" if close else ""))
+                known = list(cls.model_fields) if len(loc) == 1 else list(GrammarOptions.model_fields)
+                close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+                message = "not an option" + (f" (did you mean {close[0]!r}?)" if close else "")
             else:
                 message = str(error["msg"]).removeprefix("Value error, ")
-                problems.append(f"{where}: {message}" if where else message)  # a cross-field check names its field
-        return "; ".join(f"{p}: {' or '.join(branches[p])}" if p in branches else p for p in problems)
+            found.setdefault(where, []).append(message)
+        # a cross-field check has no location: its message names its field
+        return "; ".join(f"{where}: {' or '.join(messages)}" if where else "; ".join(messages)
+                         for where, messages in found.items())
 
     def build_preset(self) -> Preset:
         """The preset with this run's overrides applied (validated)."""
