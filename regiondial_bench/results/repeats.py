@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from ..schema import REPEATS_FILE, RepeatsSummary, validation_summary
-from .report import DEFAULT_COLUMNS, METRICS, RunResults, Table, TableRow, bench_label, load_run
+from .report import (
+    DEFAULT_COLUMNS,
+    MAX_RESULTS_BYTES,
+    METRICS,
+    RunResults,
+    Table,
+    TableRow,
+    bench_label,
+    load_run,
+)
 
 TOLERANCE = 0.01
 """Points by which a repeat's score in ``repeats.json`` may differ from its ``results.json``."""
@@ -74,6 +83,9 @@ def load_repeats(path: str | Path, label: str | None = None) -> RepeatGroup:
     """
     folder = Path(path)
     source = folder / REPEATS_FILE
+    if source.stat().st_size > MAX_RESULTS_BYTES:
+        raise ValueError(f"{source}: larger than any repeats summary ({MAX_RESULTS_BYTES} bytes at most); "
+                         "refusing to read it")
     try:
         summary = RepeatsSummary.model_validate(json.loads(source.read_text(encoding="utf-8"),
                                                            parse_constant=_reject_constant))

@@ -95,6 +95,18 @@ def test_a_broken_repeats_json_is_one_line_naming_it(repeats_dir, tmp_path, cont
                                                            f"{why}"), result.output
 
 
+def test_a_repeats_json_larger_than_any_summary_is_refused_unread(repeats_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from regiondial_bench.results import repeats
+
+    copy = tmp_path / "rep"
+    shutil.copytree(repeats_dir, copy)
+    monkeypatch.setattr(repeats, "MAX_RESULTS_BYTES", 100)
+    with pytest.raises(ValueError, match="larger than any repeats summary"):
+        repeats.load_repeats(copy)
+
+
 @pytest.mark.parametrize("command", ["compare", "view", "score"])
 def test_commands_of_one_run_given_a_repeats_folder_name_a_repeat(repeats_dir, sample_runs, tmp_path, command):
     args = {"compare": [str(repeats_dir), str(sample_runs["oracle-gold"])],
