@@ -175,9 +175,9 @@ def load_run(path: str | Path, label: str | None = None) -> RunResults:
         results_path = path / RESULTS_FILE
         if not results_path.is_file():
             if (path / REPEATS_FILE).is_file():
-                raise FileNotFoundError(
-                    f"{path} is the folder of `evaluate --repeats`: name one repeat ({path}/repeat-0), or give "
-                    "the folder to `regiondial report` or `plot`, which show the repeats' mean and spread")
+                from ..run.folder import load_run_spec
+
+                load_run_spec(path)  # says it is a repeats folder and names a repeat
             raise FileNotFoundError(
                 f"{path} has no {RESULTS_FILE}; score the run first (regiondial score {path})"
             )
